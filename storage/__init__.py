@@ -1,0 +1,65 @@
+"""kvd's embedded store: bytes in, bytes out, durable once `flush()` returns.
+
+    from storage import open_store
+    with open_store("data", engine="log", fsync="always") as db:
+        db.put(b"k", b"v")
+        db.flush()             # group-commit barrier
+        db.get(b"k")           # -> b"v"
+
+Layout of the package, one job per module:
+
+    record.py       the segment record format (documented there) and its reader
+    hints.py        hint files, so start-up reads no data
+    keydir.py       record locations packed into one int per key
+    layout.py       the names of the files in a data directory; META
+    dirlock.py      one process per data directory (fcntl lock)
+    logstore.py     the log engine (default): segments + in-memory key directory
+    compaction.py   the log engine's crash-safe compaction (begin / run / finish)
+    sqlitestore.py  the sqlite engine, the same interface on one SQLite file
+    errors.py       every exception the store raises
+
+This package never imports `server` or `client`, and knows nothing of
+sockets, signals or processes.
+"""
+
+from __future__ import annotations
+
+from .compaction import CompactionPlan, CompactionResult
+from .errors import (
+    ClosedError,
+    CompactionError,
+    CorruptionError,
+    FormatError,
+    LockedError,
+    StorageError,
+)
+from .logstore import DEFAULT_SEGMENT_SIZE, FSYNC_POLICIES, LogStore
+from .sqlitestore import SqliteStore
+
+ENGINES = ("log", "sqlite")
+
+Store = LogStore | SqliteStore
+
+__all__ = [
+    "ENGINES", "FSYNC_POLICIES", "DEFAULT_SEGMENT_SIZE", "open_store", "Store",
+    "LogStore", "SqliteStore", "CompactionPlan", "CompactionResult",
+    "StorageError", "CorruptionError", "LockedError", "FormatError",
+    "CompactionError", "ClosedError",
+]
+
+
+def open_store(
+    path: str, engine: str = "log", fsync: str = "always", *, segment_size: int | None = None
+) -> Store:
+    """Open (creating if needed) the data directory `path` with the given engine.
+
+    fsync: "always" (every flush() is fsynced), "everysec" (written on
+    flush(), fsynced about once a second), "no" (left to the OS). Every flushed
+    write survives a crash of the process under all three; they differ on a
+    power loss. segment_size applies to the log engine.
+    """
+    if engine == "log":
+        return LogStore(path, fsync, segment_size or DEFAULT_SEGMENT_SIZE)
+    if engine == "sqlite":
+        return SqliteStore(path, fsync)
+    raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")

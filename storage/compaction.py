@@ -1,0 +1,285 @@
+"""Compaction of the log engine, split so the expensive middle can run in a child.
+
+    plan   = store.begin_compaction()   # owner: rotate, freeze the immutable segments
+    compaction.run(plan)                # anywhere: copy live records to new segments
+    result = store.finish_compaction(plan)   # owner: re-point keys, delete old
+
+`run` is a function of the plan alone. It reads the owner's key directory as
+it stood at `begin` -- which is what a forked child sees, and what the owner
+still has if it runs `run` itself before changing anything -- and writes only
+inside `<dir>/compaction/`. It never touches the owner's in-memory state, so
+it is safe in a forked child that exits with `os._exit`.
+
+Crash safety. Output segment ids lie between the newest frozen id and the
+active segment (begin leaves a gap of `ID_GAP` ids), so replay order -- old
+live data, then everything written since -- is right whatever happens next.
+The steps and what a crash after each leaves:
+
+1. `run` writes `<dir>/compaction/<id>.seg` and `.hint`, fsyncs them.
+   Crash: no MANIFEST, so the next open deletes `compaction/`. Nothing lost.
+2. `run` writes `compaction/MANIFEST` (temp name, fsync, rename, fsync dir).
+   From here the compaction is complete and is rolled forward.
+3. `finish` (or `recover` at open) moves the outputs into `<dir>`, fsyncs
+   `<dir>`, deletes the frozen segments, fsyncs, then removes MANIFEST and
+   `compaction/`. Every step is idempotent, so a crash anywhere here is
+   finished by the next open. Frozen segments are deleted only once all
+   outputs are durable in `<dir>`.
+
+Discarding (a failed or cancelled compaction) removes MANIFEST first, so a
+crash mid-discard can never roll forward a half-deleted output.
+
+Tombstones are dropped, not copied: every segment older than the active one
+is frozen, so no older copy of a deleted key survives outside the rewrite.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import msgpack
+
+from . import hints, keydir, record
+from .errors import CompactionError, StorageError
+from .layout import COMPACTION_DIR, fsync_dir, hint_name, segment_name
+
+log = logging.getLogger("kvd.storage")
+
+#: Ids left free after the newest frozen segment for one compaction's outputs.
+ID_GAP = 1 << 16
+MANIFEST = "MANIFEST"
+_PROGRESS_STEP = 1 << 20
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class CompactionPlan:
+    """What `begin` froze; everything `run` needs."""
+
+    directory: str
+    frozen: list[int]  # segment ids to rewrite, ascending
+    first_output_id: int
+    segment_size: int
+    keydir: Mapping[bytes, int]  # read by run(); see the module docstring
+    bytes_total: int  # size of the frozen segments
+    fsync: bool
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def workdir(self) -> str:
+        return os.path.join(self.directory, COMPACTION_DIR)
+
+
+@dataclass
+class CompactionOutput:
+    """What `run` wrote (also recorded in the MANIFEST)."""
+
+    outputs: list[int]
+    bytes_written: int
+    keys: int
+
+
+@dataclass(frozen=True)
+class CompactionResult:
+    bytes_before: int  # size of the segments that were rewritten
+    bytes_after: int  # size of what replaced them
+    reclaimed: int
+    duration_s: float
+    keys: int  # live keys copied
+
+    def as_dict(self) -> dict:
+        return {
+            "bytes_before": self.bytes_before,
+            "bytes_after": self.bytes_after,
+            "reclaimed": self.reclaimed,
+            "duration_s": round(self.duration_s, 6),
+            "keys": self.keys,
+        }
+
+
+class _OutputSegment:
+    """One output segment being written in the work directory."""
+
+    def __init__(self, workdir: str, segment_id: int) -> None:
+        self.segment_id = segment_id
+        self.path = os.path.join(workdir, segment_name(segment_id))
+        self.hint_path = os.path.join(workdir, hint_name(segment_id))
+        self.file = open(self.path, "xb", buffering=1 << 20)
+        self.size = 0
+        self.hint_rows = bytearray()
+
+    def append(self, raw: bytes, key: bytes, flags: int, expires_at_ms: int) -> None:
+        self.hint_rows += msgpack.packb((key, self.size, len(raw), flags, expires_at_ms))
+        self.file.write(raw)
+        self.size += len(raw)
+
+    def close(self, fsync: bool) -> None:
+        self.file.flush()
+        if fsync:
+            os.fsync(self.file.fileno())
+        self.file.close()
+        hints.write(self.hint_path, self.size, self.hint_rows, fsync)
+
+
+def _entries_of(directory: str, segment_id: int) -> list:
+    """A frozen segment's entries: from its hint when whole, else by scanning it."""
+    path = os.path.join(directory, segment_name(segment_id))
+    size = os.path.getsize(path)
+    hint = hints.read(os.path.join(directory, hint_name(segment_id)))
+    if hint is not None and hint[0] == size:
+        return hint[1]
+    scanned = record.scan(path)
+    if scanned.torn_reason:
+        raise StorageError(f"{path}: {scanned.torn_reason} at offset {scanned.valid_end}")
+    return scanned.entries
+
+
+def run(plan: CompactionPlan, progress: Progress | None = None) -> CompactionOutput:
+    """Copy the live records of the frozen segments into new ones; write the MANIFEST."""
+    workdir = plan.workdir
+    live = plan.keydir
+    outputs: list[_OutputSegment] = []
+    current: _OutputSegment | None = None
+    done = 0
+    reported = 0
+    keys = 0
+    for segment_id in plan.frozen:
+        path = os.path.join(plan.directory, segment_name(segment_id))
+        base = segment_id << 64
+        with open(path, "rb", buffering=0) as source:
+            fd = source.fileno()
+            for key, offset, size, flags, expires in _entries_of(plan.directory, segment_id):
+                if live.get(key) != base | offset << 32 | size:
+                    continue  # superseded, deleted, or a tombstone
+                raw = os.pread(fd, size, offset)
+                record.check_record(raw, path, offset)
+                if current is None or (current.size and current.size + size > plan.segment_size):
+                    if current is not None:
+                        current.close(plan.fsync)
+                    next_id = plan.first_output_id + len(outputs)
+                    if next_id >= plan.first_output_id + ID_GAP - 1:
+                        raise CompactionError("compaction output needs more segment ids than reserved")
+                    current = _OutputSegment(workdir, next_id)
+                    outputs.append(current)
+                current.append(raw, key, flags, expires)
+                keys += 1
+                done_now = done + offset + size
+                if progress is not None and done_now - reported >= _PROGRESS_STEP:
+                    progress(done_now, plan.bytes_total)
+                    reported = done_now
+        done += os.path.getsize(path)
+    if current is not None:
+        current.close(plan.fsync)
+    output = CompactionOutput(
+        outputs=[o.segment_id for o in outputs],
+        bytes_written=sum(o.size for o in outputs),
+        keys=keys,
+    )
+    _write_manifest(workdir, plan.frozen, output, plan.fsync)
+    if progress is not None:
+        progress(plan.bytes_total, plan.bytes_total)
+    return output
+
+
+def _write_manifest(workdir: str, frozen: list[int], output: CompactionOutput, fsync: bool) -> None:
+    manifest = {"frozen": frozen, "outputs": output.outputs, "keys": output.keys,
+                "bytes_written": output.bytes_written}
+    tmp = os.path.join(workdir, MANIFEST + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(msgpack.packb(manifest))
+        f.flush()
+        if fsync:
+            os.fsync(f.fileno())
+    os.replace(tmp, os.path.join(workdir, MANIFEST))
+    if fsync:
+        fsync_dir(workdir)
+
+
+def read_manifest(directory: str) -> dict | None:
+    """The MANIFEST of a completed compaction, or None if there is none."""
+    try:
+        with open(os.path.join(directory, COMPACTION_DIR, MANIFEST), "rb") as f:
+            return msgpack.unpackb(f.read())
+    except FileNotFoundError:
+        return None
+
+
+def move_outputs(directory: str, manifest: dict) -> None:
+    """Step 3a: bring the outputs into the data directory (idempotent)."""
+    workdir = os.path.join(directory, COMPACTION_DIR)
+    for segment_id in manifest["outputs"]:
+        for name in (segment_name(segment_id), hint_name(segment_id)):
+            source = os.path.join(workdir, name)
+            if os.path.exists(source):
+                os.replace(source, os.path.join(directory, name))
+        if not os.path.exists(os.path.join(directory, segment_name(segment_id))):
+            raise CompactionError(
+                f"compaction output {segment_name(segment_id)} is missing; "
+                f"the frozen segments {manifest['frozen']} were kept"
+            )
+    fsync_dir(directory)
+
+
+def delete_frozen(directory: str, manifest: dict) -> None:
+    """Step 3b: delete the rewritten segments, then the MANIFEST (idempotent)."""
+    for segment_id in manifest["frozen"]:
+        for name in (segment_name(segment_id), hint_name(segment_id)):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except FileNotFoundError:
+                pass
+    fsync_dir(directory)
+    remove_workdir(directory)
+
+
+def remove_workdir(directory: str) -> None:
+    """Drop `compaction/`, MANIFEST first so a crash part-way never rolls forward."""
+    workdir = os.path.join(directory, COMPACTION_DIR)
+    if not os.path.isdir(workdir):
+        return
+    try:
+        os.unlink(os.path.join(workdir, MANIFEST))
+        fsync_dir(workdir)
+    except FileNotFoundError:
+        pass
+    shutil.rmtree(workdir)
+    fsync_dir(directory)
+
+
+def recover(directory: str) -> None:
+    """At open: finish a compaction whose MANIFEST was written, drop any other."""
+    manifest = read_manifest(directory)
+    if manifest is not None:
+        log.warning(
+            "finishing an interrupted compaction in %s: segments %s replace %s",
+            directory, manifest["outputs"], manifest["frozen"],
+        )
+        move_outputs(directory, manifest)
+        delete_frozen(directory, manifest)
+    elif os.path.isdir(os.path.join(directory, COMPACTION_DIR)):
+        log.warning("discarding the output of an unfinished compaction in %s", directory)
+        remove_workdir(directory)
+
+
+def repoint(key_directory: dict[bytes, int], directory: str, manifest: dict) -> None:
+    """In the owner: point keys that still live in frozen segments at their copies.
+
+    A key written or deleted since `begin` no longer lives in a frozen segment
+    (its newest record is in the active one, or it is gone), so it is left
+    alone: writes made during the compaction win.
+    """
+    frozen = set(manifest["frozen"])
+    for segment_id in manifest["outputs"]:
+        hint = hints.read(os.path.join(directory, hint_name(segment_id)))
+        if hint is None:
+            raise CompactionError(f"the hint of compaction output {segment_id} is unreadable")
+        base = segment_id << 64
+        for key, offset, size, _, _ in hint[1]:
+            current = key_directory.get(key)
+            if current is not None and keydir.segment_of(current) in frozen:
+                key_directory[key] = base | offset << 32 | size

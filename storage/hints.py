@@ -1,0 +1,84 @@
+"""Hint files: the key directory's view of one segment, so start-up reads no data.
+
+A hint file `<segment id>.hint` sits beside its segment. Layout:
+
+    offset  size  field
+    0       4     magic b"KVDH"
+    4       1     version (1)
+    5       8     covered: the segment's length in bytes that this hint describes
+    13      ...   msgpack stream of [key, offset, size, flags, expires_at_ms], one per
+                  record in file order (tombstones included: they delete keys that
+                  older segments still hold)
+    end-4   4     CRC-32 of everything before it
+
+A hint is a cache, never the only copy of anything: one that is missing, fails
+its CRC, or covers more bytes than its segment has is ignored (and logged),
+and the segment is scanned instead. A hint may cover only a prefix of its
+segment (the active segment at close, appended to after the next open); the
+rest is scanned.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+
+import msgpack
+
+from .record import Entry
+
+MAGIC = b"KVDH"
+VERSION = 1
+HEADER = struct.Struct(">4sBQ")
+CRC = struct.Struct(">I")
+
+
+def pack_entry(entry: Entry) -> bytes:
+    return msgpack.packb(entry)
+
+
+def write(path: str, covered: int, packed_entries: bytes | bytearray, fsync: bool) -> None:
+    """Write a hint file atomically (temp file, then rename over any old one)."""
+    header = HEADER.pack(MAGIC, VERSION, covered)
+    crc = zlib.crc32(packed_entries, zlib.crc32(header))
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(header)
+        f.write(packed_entries)
+        f.write(CRC.pack(crc))
+        f.flush()
+        if fsync:
+            os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read(path: str) -> tuple[int, list[tuple]] | None:
+    """Return (covered length, rows), or None if the hint is missing or unusable.
+
+    Rows are plain tuples in `Entry` field order (building 1M named tuples
+    would cost start-up time for nothing).
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    if len(data) < HEADER.size + CRC.size:
+        return None
+    (crc,) = CRC.unpack_from(data, len(data) - CRC.size)
+    body = memoryview(data)[: len(data) - CRC.size]
+    if zlib.crc32(body) != crc:
+        return None
+    magic, version, covered = HEADER.unpack_from(data)
+    if magic != MAGIC or version != VERSION:
+        return None
+    unpacker = msgpack.Unpacker(use_list=False)
+    unpacker.feed(body[HEADER.size :])
+    try:
+        rows = list(unpacker)
+    except (ValueError, msgpack.UnpackException):
+        return None
+    if any(len(row) != len(Entry._fields) for row in rows):
+        return None
+    return covered, rows

@@ -1,0 +1,84 @@
+"""What lives in a data directory, by name, and the small file operations on it.
+
+    <dir>/META              engine and format version (JSON), written once
+    <dir>/LOCK              fcntl lock held by the one process using the directory
+    <dir>/<id>.seg          log engine: a segment, ids ascending = replay order
+    <dir>/<id>.hint         log engine: the hint file of that segment
+    <dir>/compaction/       log engine: a compaction's output until it is applied
+    <dir>/kvd.sqlite3       sqlite engine: the database (plus -wal and -shm files)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from .errors import FormatError
+
+META = "META"
+LOCK = "LOCK"
+COMPACTION_DIR = "compaction"
+SQLITE_FILE = "kvd.sqlite3"
+FORMAT_VERSION = 1
+
+_ID_WIDTH = 16
+
+
+def segment_name(segment_id: int) -> str:
+    return f"{segment_id:0{_ID_WIDTH}d}.seg"
+
+
+def hint_name(segment_id: int) -> str:
+    return f"{segment_id:0{_ID_WIDTH}d}.hint"
+
+
+def segment_ids(directory: str) -> list[int]:
+    """The ids of the segment files in `directory`, ascending."""
+    ids = []
+    for name in os.listdir(directory):
+        stem, dot, ext = name.partition(".")
+        if ext == "seg" and stem.isdigit():
+            ids.append(int(stem))
+    return sorted(ids)
+
+
+def fsync_dir(directory: str) -> None:
+    """Make created, renamed and removed names in `directory` durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def check_meta(directory: str, engine: str) -> None:
+    """Write META on first use; refuse a directory made by another engine or version."""
+    path = os.path.join(directory, META)
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except FileNotFoundError:
+        if engine == "log" and segment_ids(directory) or os.path.exists(
+            os.path.join(directory, SQLITE_FILE)
+        ):
+            raise FormatError(f"{directory} holds data but no META file") from None
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"engine": engine, "format": FORMAT_VERSION}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(directory)
+        return
+    except (ValueError, OSError) as exc:
+        raise FormatError(f"{path} is unreadable: {exc}") from exc
+    if meta.get("engine") != engine:
+        raise FormatError(
+            f"{directory} holds a {meta.get('engine')!r} store; it cannot be opened "
+            f"with engine {engine!r}"
+        )
+    if meta.get("format") != FORMAT_VERSION:
+        raise FormatError(
+            f"{directory} has format version {meta.get('format')}; "
+            f"this kvd reads version {FORMAT_VERSION}"
+        )

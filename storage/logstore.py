@@ -1,0 +1,429 @@
+"""The log engine: Bitcask-style append-only segments and an in-memory key directory.
+
+Writes append records (see `record`) to a buffer; `flush()` writes the buffer
+to the active segment with one `write` and, under fsync="always", one
+`fsync` -- the group commit the server performs once per loop pass. Reads are
+one `pread` at the location the key directory holds. When the active segment
+reaches `segment_size` it becomes immutable (with a hint file) and a new one
+is started. `compaction` rewrites the immutable segments.
+
+This module owns the files of one data directory while the store is open; it
+knows nothing of sockets, signals or processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+import msgpack
+
+from . import compaction, hints, record
+from .compaction import CompactionPlan, CompactionResult
+from .dirlock import DirectoryLock
+from .errors import ClosedError, CompactionError, CorruptionError, StorageError
+from .keydir import MASK32, size_of
+from .layout import check_meta, fsync_dir, hint_name, segment_ids, segment_name
+
+log = logging.getLogger("kvd.storage")
+
+DEFAULT_SEGMENT_SIZE = 64 << 20
+MAX_SEGMENT_SIZE = (1 << 32) - 1
+FSYNC_POLICIES = ("always", "everysec", "no")
+
+
+class LogStore:
+    """A data directory of the log engine, open for reading and writing."""
+
+    engine = "log"
+
+    def __init__(
+        self, directory: str, fsync: str = "always", segment_size: int = DEFAULT_SEGMENT_SIZE
+    ) -> None:
+        if fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync must be one of {FSYNC_POLICIES}, not {fsync!r}")
+        if not 0 < segment_size <= MAX_SEGMENT_SIZE:
+            raise ValueError(f"segment_size must be between 1 and {MAX_SEGMENT_SIZE}")
+        self.directory = os.path.abspath(directory)
+        self.fsync = fsync
+        self.segment_size = segment_size
+        os.makedirs(self.directory, exist_ok=True)
+        self._lock = DirectoryLock(self.directory)
+        self._closed = False
+        self._keydir: dict[bytes, int] = {}
+        self._fds: dict[int, int] = {}  # segment id -> fd, for pread
+        self._sizes: dict[int, int] = {}  # immutable segment id -> bytes
+        self._live_bytes = 0
+        self._buffer = bytearray()  # records appended, not yet written
+        self._active_hints = bytearray()  # packed hint rows of the active segment
+        self._written = 0  # bytes of the active segment on disk
+        self._unsynced = False  # written since the last fsync
+        self._sync_guard = threading.Lock()  # the everysec thread vs. rotation and close
+        self._plan: CompactionPlan | None = None
+        self._compactions = 0
+        self._last_compaction: dict | None = None
+        try:
+            check_meta(self.directory, self.engine)
+            compaction.recover(self.directory)
+            self._remove_temp_files()
+            self._load()
+        except BaseException:
+            self._close_fds()
+            self._lock.release()
+            raise
+        self._syncer = _EverySecond(self) if fsync == "everysec" else None
+
+    # -- loading ---------------------------------------------------------
+
+    def _remove_temp_files(self) -> None:
+        for name in os.listdir(self.directory):
+            if name.endswith(".tmp"):
+                os.unlink(os.path.join(self.directory, name))
+
+    def _load(self) -> None:
+        ids = segment_ids(self.directory)
+        if not ids:
+            self._start_segment(1)
+            return
+        for segment_id in ids:
+            newest = segment_id == ids[-1]
+            rows = self._load_segment(segment_id, newest)
+            if newest:
+                self._active_hints = bytearray(b"".join(msgpack.packb(tuple(r)) for r in rows))
+        active = ids[-1]
+        self._active_id = active
+        self._written = self._sizes.pop(active)
+        self._active_fd = self._fds[active]
+
+    def _load_segment(self, segment_id: int, newest: bool) -> list:
+        """Replay one segment into the key directory; return its entries."""
+        path = os.path.join(self.directory, segment_name(segment_id))
+        hint_path = os.path.join(self.directory, hint_name(segment_id))
+        size = os.path.getsize(path)
+        rows: list = []
+        start = 0
+        hint = hints.read(hint_path)
+        if hint is not None and hint[0] <= size:
+            start, rows = hint
+        elif os.path.exists(hint_path):
+            log.warning("ignoring unusable hint file %s; scanning the segment", hint_path)
+        scanned = record.scan(path, start)
+        if scanned.torn_reason:
+            if not newest:
+                raise CorruptionError(
+                    path, scanned.valid_end,
+                    f"{scanned.torn_reason} in a segment that is not the newest",
+                )
+            log.warning(
+                "truncating torn tail of %s at offset %d: %d bytes dropped (%s)",
+                path, scanned.valid_end, size - scanned.valid_end, scanned.torn_reason,
+            )
+            with open(path, "r+b") as f:
+                f.truncate(scanned.valid_end)
+                os.fsync(f.fileno())
+        rows = rows + scanned.entries if scanned.entries else rows
+        self._replay(segment_id, rows)
+        flags = os.O_RDWR | os.O_APPEND if newest else os.O_RDONLY
+        self._fds[segment_id] = os.open(path, flags | os.O_CLOEXEC)
+        self._sizes[segment_id] = scanned.valid_end
+        return rows
+
+    def _replay(self, segment_id: int, rows: list) -> None:
+        keydir = self._keydir
+        base = segment_id << 64
+        live = self._live_bytes
+        for key, offset, size, flags, _ in rows:
+            if flags & record.TOMBSTONE:
+                old = keydir.pop(key, None)
+            else:
+                old = keydir.get(key)
+                keydir[key] = base | offset << 32 | size
+                live += size
+            if old is not None:
+                live -= old & MASK32
+        self._live_bytes = live
+
+    # -- the active segment ------------------------------------------------
+
+    def _start_segment(self, segment_id: int) -> None:
+        path = os.path.join(self.directory, segment_name(segment_id))
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        fsync_dir(self.directory)  # the new name must survive before writes in it are acked
+        self._fds[segment_id] = fd
+        self._active_id = segment_id
+        self._active_fd = fd
+        self._written = 0
+        self._active_hints = bytearray()
+
+    def _write_buffer(self) -> None:
+        """Write the buffer to the active segment, all or nothing.
+
+        On a failed write (a full disk) the partial bytes are cut off again and
+        the buffer kept, so a later flush retries and the file never holds a
+        torn record followed by good ones.
+        """
+        if not self._buffer:
+            return
+        view = memoryview(self._buffer)
+        done = 0
+        try:
+            while done < len(view):
+                done += os.write(self._active_fd, view[done:])
+        except OSError as exc:
+            view.release()
+            try:
+                os.ftruncate(self._active_fd, self._written)
+            except OSError:
+                pass
+            raise StorageError(f"write to {segment_name(self._active_id)} failed: {exc}") from exc
+        view.release()
+        self._written += done
+        self._buffer.clear()
+        self._unsynced = True
+
+    def _sync(self) -> None:
+        with self._sync_guard:
+            if self._unsynced:
+                os.fsync(self._active_fd)
+                self._unsynced = False
+
+    def _rotate(self, gap: int = 1) -> None:
+        """Make the active segment immutable (with its hint) and start the next one."""
+        self._write_buffer()
+        durable = self.fsync != "no"
+        with self._sync_guard:
+            if durable and self._unsynced:
+                os.fsync(self._active_fd)
+            self._unsynced = False
+            old = self._active_id
+            hints.write(
+                os.path.join(self.directory, hint_name(old)),
+                self._written, self._active_hints, durable,
+            )
+            self._sizes[old] = self._written
+            self._start_segment(old + gap)
+
+    def _append(self, key: bytes, raw: bytes, flags: int) -> int:
+        """Buffer one record; return its location."""
+        pending = self._written + len(self._buffer)
+        if pending and pending + len(raw) > self.segment_size:
+            self._rotate()
+            pending = 0
+        self._buffer += raw
+        self._active_hints += msgpack.packb((key, pending, len(raw), flags, 0))
+        return self._active_id << 64 | pending << 32 | len(raw)
+
+    # -- the public interface ----------------------------------------------
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._check_open()
+        key, value = record.checked_pair(key, value)
+        location = self._append(key, record.encode(key, value), 0)
+        old = self._keydir.get(key)
+        self._keydir[key] = location
+        self._live_bytes += (location & MASK32) - (old & MASK32 if old is not None else 0)
+
+    def get(self, key: bytes) -> bytes | None:
+        self._check_open()
+        location = self._keydir.get(key)
+        if location is None:
+            return None
+        segment_id = location >> 64
+        offset = (location >> 32) & MASK32
+        size = location & MASK32
+        if segment_id == self._active_id and offset >= self._written:
+            start = offset - self._written
+            data = bytes(self._buffer[start : start + size])
+        else:
+            data = os.pread(self._fds[segment_id], size, offset)
+        return record.decode_value(data, segment_name(segment_id), offset)
+
+    def delete(self, key: bytes) -> bool:
+        self._check_open()
+        key = record.as_bytes(key, "key")
+        old = self._keydir.get(key)
+        if old is None:
+            return False  # nothing on disk is live for it, so no tombstone is needed
+        self._append(key, record.encode_tombstone(key), record.TOMBSTONE)
+        del self._keydir[key]
+        self._live_bytes -= size_of(old)
+        return True
+
+    def __contains__(self, key: bytes) -> bool:
+        return key in self._keydir
+
+    def keys(self, prefix: bytes = b"") -> Iterator[bytes]:
+        """Live keys (in no particular order), as of the call."""
+        self._check_open()
+        snapshot = list(self._keydir)
+        if not prefix:
+            return iter(snapshot)
+        return (k for k in snapshot if k.startswith(prefix))
+
+    def __len__(self) -> int:
+        return len(self._keydir)
+
+    def flush(self) -> None:
+        """The group-commit barrier: every put and delete so far is written, and
+        fsynced under fsync="always", when this returns."""
+        self._check_open()
+        self._write_buffer()
+        if self.fsync == "always":
+            self._sync()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            if self._syncer is not None:
+                self._syncer.stop()
+            if self._plan is not None:
+                self.abort_compaction(self._plan)
+            self._write_buffer()
+            self._unsynced = True
+            self._sync()
+            hints.write(
+                os.path.join(self.directory, hint_name(self._active_id)),
+                self._written, self._active_hints, True,
+            )
+        finally:
+            self._closed = True
+            self._close_fds()
+            self._lock.release()
+
+    def __enter__(self) -> LogStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def stats(self) -> dict:
+        total = sum(self._sizes.values()) + self._written + len(self._buffer)
+        return {
+            "engine": self.engine,
+            "fsync": self.fsync,
+            "keys": len(self._keydir),
+            "live_bytes": self._live_bytes,
+            "dead_bytes": total - self._live_bytes,
+            "total_bytes": total,
+            "segments": len(self._sizes) + 1,
+            "compactions": self._compactions,
+            "compaction_in_progress": self._plan is not None,
+            "last_compaction": self._last_compaction,
+        }
+
+    # -- compaction (see storage.compaction for the protocol) ----------------
+
+    def begin_compaction(self) -> CompactionPlan:
+        """Rotate the active segment and freeze every older one for rewriting."""
+        self._check_open()
+        if self._plan is not None:
+            raise CompactionError("a compaction is already in progress")
+        self._rotate(gap=compaction.ID_GAP)
+        frozen = sorted(self._sizes)
+        compaction.remove_workdir(self.directory)
+        plan = CompactionPlan(
+            directory=self.directory,
+            frozen=frozen,
+            first_output_id=frozen[-1] + 1,
+            segment_size=self.segment_size,
+            keydir=self._keydir,
+            bytes_total=sum(self._sizes[s] for s in frozen),
+            fsync=self.fsync != "no",
+        )
+        os.mkdir(plan.workdir)
+        fsync_dir(self.directory)
+        self._plan = plan
+        return plan
+
+    def finish_compaction(self, plan: CompactionPlan) -> CompactionResult:
+        """Apply a completed `run`: re-point keys, delete the frozen segments."""
+        self._check_plan(plan)
+        manifest = compaction.read_manifest(self.directory)
+        if manifest is None or manifest["frozen"] != plan.frozen:
+            raise CompactionError("the compaction did not complete (no matching MANIFEST)")
+        compaction.move_outputs(self.directory, manifest)
+        for segment_id in manifest["outputs"]:
+            path = os.path.join(self.directory, segment_name(segment_id))
+            self._fds[segment_id] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            self._sizes[segment_id] = os.path.getsize(path)
+        compaction.repoint(self._keydir, self.directory, manifest)
+        for segment_id in plan.frozen:
+            os.close(self._fds.pop(segment_id))
+            del self._sizes[segment_id]
+        compaction.delete_frozen(self.directory, manifest)
+        self._plan = None
+        after = manifest["bytes_written"]
+        result = CompactionResult(
+            bytes_before=plan.bytes_total,
+            bytes_after=after,
+            reclaimed=plan.bytes_total - after,
+            duration_s=time.monotonic() - plan.started_at,
+            keys=manifest["keys"],
+        )
+        self._compactions += 1
+        self._last_compaction = result.as_dict()
+        log.info("compaction finished: %s", self._last_compaction)
+        return result
+
+    def abort_compaction(self, plan: CompactionPlan) -> None:
+        """Discard a compaction's output; the frozen segments stay as they were."""
+        self._check_plan(plan)
+        compaction.remove_workdir(self.directory)
+        self._plan = None
+
+    def compact(self) -> CompactionResult:
+        """Begin, run and finish a compaction in this process (blocking)."""
+        plan = self.begin_compaction()
+        try:
+            compaction.run(plan)
+        except BaseException:
+            self.abort_compaction(plan)
+            raise
+        return self.finish_compaction(plan)
+
+    # -- helpers ---------------------------------------------------------
+
+    def _check_plan(self, plan: CompactionPlan) -> None:
+        self._check_open()
+        if plan is not self._plan:
+            raise CompactionError("that compaction is not this store's current one")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("the store is closed")
+
+    def _close_fds(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
+class _EverySecond:
+    """fsync="everysec": a thread that fsyncs written data about once a second.
+
+    Only the fsync runs here (it releases the GIL); writes stay in the owner's
+    thread. Rotation and close take the same guard, so the fd it syncs is
+    never closed under it.
+    """
+
+    def __init__(self, store: LogStore) -> None:
+        self._store = store
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kvd-fsync", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                self._store._sync()
+            except OSError as exc:
+                log.error("background fsync failed: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
