@@ -24,6 +24,8 @@ sockets, signals or processes.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Union
+
 from .compaction import CompactionPlan, CompactionResult
 from .errors import (
     ClosedError,
@@ -34,11 +36,13 @@ from .errors import (
     StorageError,
 )
 from .logstore import DEFAULT_SEGMENT_SIZE, FSYNC_POLICIES, LogStore
-from .sqlitestore import SqliteStore
+
+if TYPE_CHECKING:
+    from .sqlitestore import SqliteStore
 
 ENGINES = ("log", "sqlite")
 
-Store = LogStore | SqliteStore
+Store = Union[LogStore, "SqliteStore"]
 
 __all__ = [
     "ENGINES", "FSYNC_POLICIES", "DEFAULT_SEGMENT_SIZE", "open_store", "Store",
@@ -61,5 +65,17 @@ def open_store(
     if engine == "log":
         return LogStore(path, fsync, segment_size or DEFAULT_SEGMENT_SIZE)
     if engine == "sqlite":
+        from .sqlitestore import SqliteStore
+
         return SqliteStore(path, fsync)
     raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
+
+
+def __getattr__(name: str) -> object:
+    # sqlite-utils takes longer to import than the rest of the store together;
+    # only users of the sqlite engine pay for it.
+    if name == "SqliteStore":
+        from .sqlitestore import SqliteStore
+
+        return SqliteStore
+    raise AttributeError(f"module 'storage' has no attribute {name!r}")

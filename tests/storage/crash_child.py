@@ -1,0 +1,94 @@
+"""The process the crash tests kill: runs a deterministic workload on a store.
+
+    python crash_child.py DATA_DIR ENGINE SEED OPS [KILL_AT]
+
+After every `flush()` (and every `compact()`, which flushes) returns, it
+prints `ack N` -- the first N operations are acknowledged. With KILL_AT, the
+process SIGKILLs itself at its KILL_AT-th file-system call that changes
+state (write, fsync, rename, unlink, truncate, mkdir, rmdir): just before
+it, or for a write of more than one byte, after writing half of it (a torn
+record). Counting through the whole workload puts a crash at every step
+boundary of puts, flushes, rotations and compactions in turn.
+It prints `steps N` and exits 0 if it runs out of work first.
+
+The parent regenerates the same operations with `workload(seed, ops)`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import sys
+
+SEGMENT_SIZE = 2048
+KEYS = [b"key-%02d" % i for i in range(24)]
+
+
+def workload(seed: int, count: int) -> list[tuple]:
+    rng = random.Random(seed)
+    ops: list[tuple] = []
+    for i in range(count):
+        roll = rng.random()
+        key = rng.choice(KEYS)
+        if roll < 0.62:
+            ops.append(("put", key, b"%d:" % i + bytes([rng.randrange(256)]) * rng.randrange(0, 300)))
+        elif roll < 0.85:
+            ops.append(("delete", key))
+        elif roll < 0.97:
+            ops.append(("flush",))
+        else:
+            ops.append(("compact",))
+    ops.append(("flush",))
+    return ops
+
+
+class _Steps:
+    """Counts state-changing file-system calls; SIGKILLs this process at one of them."""
+
+    def __init__(self, kill_at: int | None) -> None:
+        self.count = 0
+        self.kill_at = kill_at
+
+    def wrap(self, module, name: str) -> None:
+        real = getattr(module, name)
+
+        def counted(*args, **kwargs):
+            self.count += 1
+            if self.count == self.kill_at:
+                if name == "write" and len(args[1]) > 1:
+                    real(args[0], args[1][: len(args[1]) // 2])
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(*args, **kwargs)
+
+        setattr(module, name, counted)
+
+
+def main() -> None:
+    data_dir, engine, seed, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    kill_at = int(sys.argv[5]) if len(sys.argv) > 5 else None
+    from storage import open_store
+
+    db = open_store(data_dir, engine=engine, segment_size=SEGMENT_SIZE)
+    steps = _Steps(kill_at)
+    for name in ("write", "fsync", "replace", "rename", "unlink", "ftruncate", "mkdir", "rmdir"):
+        steps.wrap(os, name)
+    steps.wrap(shutil, "rmtree")
+    for n, op in enumerate(workload(seed, count), start=1):
+        if op[0] == "put":
+            db.put(op[1], op[2])
+        elif op[0] == "delete":
+            db.delete(op[1])
+        elif op[0] == "flush":
+            db.flush()
+            print(f"ack {n}", flush=True)
+        else:
+            db.compact()
+            print(f"ack {n}", flush=True)
+    print(f"steps {steps.count}", flush=True)
+    os._exit(0)  # no close(): the next open must cope with what a crash leaves
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""The storage contract, run against both engines."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import pytest
+
+from storage import ClosedError, FormatError, LockedError, open_store
+
+
+def test_put_get_delete_round_trip(store):
+    assert store.get(b"k") is None
+    store.put(b"k", b"v")
+    assert store.get(b"k") == b"v"
+    store.put(b"k", b"w")
+    assert store.get(b"k") == b"w"
+    assert store.delete(b"k") is True
+    assert store.get(b"k") is None
+    assert store.delete(b"k") is False
+
+
+@pytest.mark.parametrize(
+    "key,value",
+    [(b"", b""), (b"\x00\xff\r\n", b"\x00" * 7), (b"k" * 1000, bytes(range(256)) * 8),
+     (b"big", os.urandom(3 << 20))],
+    ids=["empty", "binary", "long-key", "3MiB-value"],
+)
+def test_binary_safe_keys_and_values_survive_reopen(engine, data_dir, key, value):
+    with open_store(data_dir, engine=engine) as db:
+        db.put(key, value)
+        assert db.get(key) == value
+    with open_store(data_dir, engine=engine) as db:
+        assert db.get(key) == value
+        assert list(db.keys()) == [key]
+
+
+def test_reads_see_unflushed_writes(store):
+    store.put(b"a", b"1")
+    assert store.get(b"a") == b"1"
+    assert b"a" in store
+    store.delete(b"a")
+    assert store.get(b"a") is None
+
+
+def test_len_and_keys_with_prefix(store):
+    for i in range(50):
+        store.put(b"user:%d" % i, b"x")
+    for i in range(20):
+        store.put(b"item:%d" % i, b"y")
+    store.delete(b"user:0")
+    assert len(store) == 69
+    assert sorted(store.keys(prefix=b"item:")) == sorted(b"item:%d" % i for i in range(20))
+    assert len(list(store.keys())) == 69
+    assert list(store.keys(prefix=b"nothing")) == []
+
+
+def test_keys_may_be_iterated_while_writing(store):
+    for i in range(2500):
+        store.put(b"%05d" % i, b"v")
+    seen = 0
+    for key in store.keys():
+        store.put(key + b"-copy", b"v")
+        seen += 1
+        if seen == 2500:
+            break
+    assert len(store) == 5000
+
+
+def test_flushed_writes_survive_reopen(engine, data_dir):
+    with open_store(data_dir, engine=engine) as db:
+        db.put(b"a", b"1")
+        db.put(b"b", b"2")
+        db.delete(b"a")
+        db.flush()
+    with open_store(data_dir, engine=engine) as db:
+        assert db.get(b"a") is None
+        assert db.get(b"b") == b"2"
+        assert len(db) == 1
+
+
+@pytest.mark.parametrize("fsync", ["always", "everysec", "no"])
+def test_every_fsync_policy_persists_on_close(engine, data_dir, fsync):
+    with open_store(data_dir, engine=engine, fsync=fsync) as db:
+        db.put(b"k", b"v")
+        assert db.stats()["fsync"] == fsync
+    with open_store(data_dir, engine=engine, fsync=fsync) as db:
+        assert db.get(b"k") == b"v"
+
+
+def test_stats_report_keys_and_garbage(store):
+    for i in range(100):
+        store.put(b"k%d" % i, b"v" * 100)
+    store.flush()
+    before = store.stats()
+    assert before["keys"] == 100
+    for i in range(100):
+        store.put(b"k%d" % i, b"w" * 100)
+    store.flush()
+    after = store.stats()
+    assert after["keys"] == 100
+    assert after["live_bytes"] > 0
+    assert set(after) >= {"keys", "live_bytes", "dead_bytes", "segments", "compactions",
+                          "last_compaction", "engine", "fsync"}
+    if store.engine == "log":
+        assert after["dead_bytes"] >= before["dead_bytes"] + 100 * 100
+
+
+def test_compact_keeps_every_live_key_and_reports_sizes(store):
+    for i in range(300):
+        store.put(b"k%d" % i, b"v" * 200)
+    for i in range(200):
+        store.delete(b"k%d" % i)
+    store.put(b"k250", b"changed")
+    result = store.compact()
+    assert result.bytes_before > result.bytes_after
+    assert result.reclaimed == result.bytes_before - result.bytes_after
+    assert result.duration_s >= 0
+    assert len(store) == 100
+    assert store.get(b"k0") is None
+    assert store.get(b"k250") == b"changed"
+    assert store.get(b"k299") == b"v" * 200
+    stats = store.stats()
+    assert stats["compactions"] == 1
+    assert stats["last_compaction"]["reclaimed"] == result.reclaimed
+
+
+def test_rejects_non_bytes_and_oversized(store):
+    with pytest.raises(TypeError):
+        store.put("text", b"v")
+    with pytest.raises(TypeError):
+        store.put(b"k", 12)
+    big = memoryview(bytearray(1)).cast("B")
+    store.put(b"mv", big)  # memoryview and bytearray are accepted as bytes
+    assert store.get(b"mv") == b"\x00"
+
+
+def test_use_after_close_is_an_error(engine, data_dir):
+    db = open_store(data_dir, engine=engine)
+    db.close()
+    db.close()  # idempotent
+    with pytest.raises(ClosedError):
+        db.get(b"k")
+    with pytest.raises(ClosedError):
+        db.put(b"k", b"v")
+
+
+def test_second_open_in_same_process_is_refused(engine, data_dir):
+    with open_store(data_dir, engine=engine):
+        with pytest.raises(LockedError) as info:
+            open_store(data_dir, engine=engine)
+        assert str(os.getpid()) in str(info.value)
+    with open_store(data_dir, engine=engine) as db:  # released on close
+        assert len(db) == 0
+
+
+def _try_open(data_dir: str, engine: str, queue) -> None:
+    try:
+        open_store(data_dir, engine=engine).close()
+        queue.put("opened")
+    except LockedError as exc:
+        queue.put(("locked", exc.holder_pid, str(exc)))
+
+
+def test_second_process_is_refused_with_holders_pid(engine, data_dir):
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    with open_store(data_dir, engine=engine):
+        child = ctx.Process(target=_try_open, args=(data_dir, engine, queue))
+        child.start()
+        outcome = queue.get(timeout=60)
+        child.join(timeout=60)
+    assert outcome[0] == "locked"
+    assert outcome[1] == os.getpid()
+    assert f"locked by process {os.getpid()}" in outcome[2]
+
+
+def test_other_engines_directory_is_refused(data_dir):
+    with open_store(data_dir, engine="log") as db:
+        db.put(b"k", b"v")
+    with pytest.raises(FormatError, match="'log' store"):
+        open_store(data_dir, engine="sqlite")
+
+
+def test_bad_arguments_are_refused(data_dir):
+    with pytest.raises(ValueError):
+        open_store(data_dir, engine="btree")
+    with pytest.raises(ValueError):
+        open_store(data_dir, fsync="sometimes")
