@@ -1,0 +1,240 @@
+"""Torn tails are truncated and logged; damage anywhere else is reported, never served."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+
+import pytest
+
+from storage import CorruptionError, open_store
+from storage import record
+from storage.layout import hint_name, segment_ids, segment_name
+
+SEGMENT_SIZE = 4096
+
+
+def fill(data_dir: str, count: int = 150) -> dict[bytes, bytes]:
+    expected = {}
+    with open_store(data_dir, segment_size=SEGMENT_SIZE) as db:
+        for i in range(count):
+            key, value = b"key-%03d" % i, b"value-%d-" % i * (i % 7 + 1)
+            db.put(key, value)
+            expected[key] = value
+        db.delete(b"key-000")
+        del expected[b"key-000"]
+        db.put(b"last", b"the final record")
+        expected[b"last"] = b"the final record"
+    return expected
+
+
+def newest_segment(data_dir: str) -> str:
+    return os.path.join(data_dir, segment_name(segment_ids(data_dir)[-1]))
+
+
+def records_of(path: str) -> list[record.Entry]:
+    return record.scan(path).entries
+
+
+def drop_hints(data_dir: str) -> None:
+    for segment_id in segment_ids(data_dir):
+        path = os.path.join(data_dir, hint_name(segment_id))
+        if os.path.exists(path):
+            os.unlink(path)
+
+
+def test_torn_tail_is_truncated_at_every_byte_offset(tmp_path, caplog):
+    original = str(tmp_path / "original")
+    expected = fill(original)
+    segment = newest_segment(original)
+    last = records_of(segment)[-1]
+    assert last.key == b"last"
+    without_last = {k: v for k, v in expected.items() if k != b"last"}
+    for cut in range(last.offset, last.offset + last.size):
+        data_dir = str(tmp_path / f"cut-{cut}")
+        shutil.copytree(original, data_dir)
+        with open(newest_segment(data_dir), "r+b") as f:
+            f.truncate(cut)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="kvd.storage"):
+            with open_store(data_dir, segment_size=SEGMENT_SIZE) as db:
+                assert {k: db.get(k) for k in db.keys()} == without_last
+                db.put(b"after", b"repair")  # the file takes appends again
+        if cut > last.offset:
+            assert f"truncating torn tail of {newest_segment(data_dir)} at offset {last.offset}" \
+                in caplog.text
+            assert f"{cut - last.offset} bytes dropped" in caplog.text
+        with open_store(data_dir, segment_size=SEGMENT_SIZE) as db:
+            assert db.get(b"after") == b"repair"
+            assert len(db) == len(without_last) + 1
+        shutil.rmtree(data_dir)
+
+
+def test_zero_filled_tail_is_truncated(tmp_path, caplog):
+    data_dir = str(tmp_path / "data")
+    expected = fill(data_dir)
+    with open(newest_segment(data_dir), "ab") as f:
+        f.write(b"\0" * 5000)
+    with caplog.at_level(logging.WARNING, logger="kvd.storage"):
+        with open_store(data_dir, segment_size=SEGMENT_SIZE) as db:
+            assert {k: db.get(k) for k in db.keys()} == expected
+    assert "zero-filled tail" in caplog.text
+
+
+def flip_bit(path: str, offset: int, bit: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([byte ^ (1 << bit)]))
+
+
+@pytest.mark.parametrize("where", ["newest", "older"])
+def test_bit_flip_in_any_byte_of_a_middle_record_stops_open(tmp_path, where):
+    """Without hints, open scans every record: each flipped bit is reported by file and offset."""
+    original = str(tmp_path / "original")
+    fill(original)
+    ids = segment_ids(original)
+    assert len(ids) >= 3
+    segment_id = ids[-1] if where == "newest" else ids[len(ids) // 2]
+    entries = records_of(os.path.join(original, segment_name(segment_id)))
+    assert len(entries) >= 3
+    victim = entries[len(entries) // 2]
+    for i in range(victim.size):
+        data_dir = str(tmp_path / f"flip-{i}")
+        shutil.copytree(original, data_dir)
+        drop_hints(data_dir)
+        path = os.path.join(data_dir, segment_name(segment_id))
+        flip_bit(path, victim.offset + i, i % 8)
+        with pytest.raises(CorruptionError) as info:
+            open_store(data_dir, segment_size=SEGMENT_SIZE)
+        assert info.value.path == path
+        assert info.value.offset == victim.offset
+        assert f"{path} at offset {victim.offset}" in str(info.value)
+        shutil.rmtree(data_dir)
+
+
+def test_bit_flip_in_the_last_complete_record_is_not_taken_for_a_torn_tail(tmp_path):
+    data_dir = str(tmp_path / "data")
+    fill(data_dir)
+    drop_hints(data_dir)
+    last = records_of(newest_segment(data_dir))[-1]
+    flip_bit(newest_segment(data_dir), last.offset + last.size - 1, 3)
+    with pytest.raises(CorruptionError):
+        open_store(data_dir, segment_size=SEGMENT_SIZE)
+
+
+def test_corrupt_record_behind_a_hint_is_refused_on_read_and_by_compaction(tmp_path):
+    """With hints, open reads no data; the damage is then caught when the record is read."""
+    data_dir = str(tmp_path / "data")
+    expected = fill(data_dir)
+    older = segment_ids(data_dir)[1]
+    path = os.path.join(data_dir, segment_name(older))
+    victim = records_of(path)[0]
+    flip_bit(path, victim.offset + victim.size - 2, 0)
+    with open_store(data_dir, segment_size=SEGMENT_SIZE) as db:
+        with pytest.raises(CorruptionError, match="checksum mismatch"):
+            db.get(victim.key)
+        with pytest.raises(CorruptionError):
+            db.compact()
+        # the failed compaction changed nothing: every other key still reads back
+        for key, value in expected.items():
+            if key != victim.key:
+                assert db.get(key) == value
+        assert not os.path.exists(os.path.join(data_dir, "compaction"))
+
+
+def test_damaged_hint_is_ignored_and_the_segment_scanned(tmp_path, caplog):
+    data_dir = str(tmp_path / "data")
+    expected = fill(data_dir)
+    hint = os.path.join(data_dir, hint_name(segment_ids(data_dir)[0]))
+    flip_bit(hint, os.path.getsize(hint) // 2, 5)
+    with caplog.at_level(logging.WARNING, logger="kvd.storage"):
+        with open_store(data_dir, segment_size=SEGMENT_SIZE) as db:
+            assert {k: db.get(k) for k in db.keys()} == expected
+    assert f"ignoring unusable hint file {hint}" in caplog.text
+
+
+def test_hint_covering_more_than_its_segment_is_ignored(tmp_path):
+    data_dir = str(tmp_path / "data")
+    fill(data_dir)
+    segment = newest_segment(data_dir)
+    last = records_of(segment)[-1]
+    with open(segment, "r+b") as f:  # the hint (written at close) now claims bytes that are gone
+        f.truncate(last.offset)
+    with open_store(data_dir, segment_size=SEGMENT_SIZE) as db:
+        assert db.get(b"last") is None
+        assert db.get(b"key-001") is not None
+
+
+def test_start_up_reads_hints_not_data(tmp_path, monkeypatch):
+    data_dir = str(tmp_path / "data")
+    expected = fill(data_dir)
+    scanned = []
+    real_scan = record.scan
+
+    def counting_scan(path, start=0):
+        result = real_scan(path, start)
+        scanned.append(result.valid_end - start)
+        return result
+
+    monkeypatch.setattr(record, "scan", counting_scan)
+    with open_store(data_dir, segment_size=SEGMENT_SIZE) as db:
+        assert {k: db.get(k) for k in db.keys()} == expected
+    assert scanned and sum(scanned) == 0, "every segment, the active one too, had a hint"
+
+
+def test_full_disk_fails_the_flush_cleanly_and_a_retry_succeeds(tmp_path, monkeypatch):
+    """ENOSPC half-way through a write: the partial bytes are cut off, nothing is lost."""
+    import errno
+
+    from storage import StorageError
+
+    data_dir = str(tmp_path / "data")
+    db = open_store(data_dir, segment_size=1 << 20)
+    db.put(b"before", b"durable")
+    db.flush()
+    real_write = os.write
+    calls = []
+
+    def full_disk(fd, data):
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, bytes(data[: len(data) // 2]))  # a short write...
+        raise OSError(errno.ENOSPC, "No space left on device")  # ...then the disk is full
+
+    for i in range(20):
+        db.put(b"pending-%d" % i, b"x" * 100)
+    monkeypatch.setattr(os, "write", full_disk)
+    with pytest.raises(StorageError, match="No space left on device"):
+        db.flush()
+    monkeypatch.setattr(os, "write", real_write)
+    tail = records_of(newest_segment(data_dir))[-1]
+    assert tail.key == b"before"
+    assert os.path.getsize(newest_segment(data_dir)) == tail.offset + tail.size, \
+        "the partial write was cut off"
+    db.flush()  # space is back: the same writes go through
+    db.close()
+    with open_store(data_dir, segment_size=1 << 20) as db:
+        assert db.get(b"before") == b"durable"
+        assert all(db.get(b"pending-%d" % i) == b"x" * 100 for i in range(20))
+
+
+def test_everysec_fsyncs_in_the_background(tmp_path, monkeypatch):
+    import threading
+
+    data_dir = str(tmp_path / "data")
+    synced = threading.Event()
+    real_fsync = os.fsync
+
+    def watching_fsync(fd):
+        real_fsync(fd)
+        if threading.current_thread().name == "kvd-fsync":
+            synced.set()
+
+    monkeypatch.setattr(os, "fsync", watching_fsync)
+    with open_store(data_dir, fsync="everysec") as db:
+        db.put(b"k", b"v")
+        db.flush()
+        assert synced.wait(timeout=10), "no background fsync after a flush"
