@@ -6,8 +6,7 @@ import os
 
 import pytest
 
-from storage import CompactionError, open_store
-from storage import compaction
+from storage import CompactionError, compaction, open_store
 from storage.layout import COMPACTION_DIR
 
 from .conftest import disk_usage

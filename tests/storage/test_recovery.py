@@ -8,8 +8,7 @@ import shutil
 
 import pytest
 
-from storage import CorruptionError, open_store
-from storage import record
+from storage import CorruptionError, open_store, record
 from storage.layout import hint_name, segment_ids, segment_name
 
 SEGMENT_SIZE = 4096
