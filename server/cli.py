@@ -1,32 +1,225 @@
-"""The `kvd` command line.
+"""The `kvd` command line: start, stop, status, check.
 
-The daemon itself (start/stop/status) arrives with the daemon issue; until
-then `kvd` offers `check`, which opens a data directory the way the server
-will at start-up and reports what it finds.
+Every option has a KVD_* environment variable. Paths are resolved against the
+directory `kvd` runs in before the daemon detaches (and changes to `/`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 
 import click
 
-from storage import ENGINES, StorageError, open_store
+from storage import ENGINES, FSYNC_POLICIES, StorageError, open_store
+
+from .config import Config, ConfigError, read_password_file
+from .pidfile import NotRunning, PidFileError, inspect, send_signal, wait_for_exit
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+DEFAULTS = Config()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _env(name: str) -> str:
+    return "KVD_" + name.upper().replace("-", "_")
+
+
+def _option(name: str, help: str, **kwargs):
+    """A --name option with its KVD_NAME variable named in the help."""
+    return click.option(f"--{name}", envvar=_env(name), show_default=True,
+                        help=f"{help} [env: {_env(name)}]", **kwargs)
+
+
+pidfile_option = _option("pidfile", "PID file of the daemon.", default=DEFAULTS.pidfile,
+                         type=click.Path(dir_okay=False))
+socket_option = _option("socket", "Unix socket to listen on ('' disables it).",
+                        default=DEFAULTS.socket)
+
+
+def server_options(fn):
+    """The options of `kvd start`, which all end up in a Config."""
+    options = [
+        _option("data-dir", "Data directory.", default=DEFAULTS.data_dir,
+                type=click.Path(file_okay=False)),
+        _option("engine", "Storage engine.", default=DEFAULTS.engine, type=click.Choice(ENGINES)),
+        _option("fsync", "When writes reach the disk: every acknowledged write (always), "
+                "about once a second (everysec) or when the OS decides (no).",
+                default=DEFAULTS.fsync, type=click.Choice(FSYNC_POLICIES)),
+        _option("segment-size", "Log engine: segment size in bytes before rotating.",
+                default=DEFAULTS.segment_size, type=click.IntRange(4096, 2**32 - 1)),
+        pidfile_option,
+        socket_option,
+        _option("socket-mode", "Permissions of the Unix socket (octal).", default="600"),
+        _option("bind", "TCP address to listen on.", default=DEFAULTS.bind),
+        _option("port", "TCP port (0 disables TCP).", default=DEFAULTS.port,
+                type=click.IntRange(0, 65535)),
+        _option("requirepass", "Password clients must send with AUTH (prefer --password-file: "
+                "a command line is visible to other users).", default=None),
+        _option("password-file", "File whose first line is the password (mode 600).",
+                default=None, type=click.Path(dir_okay=False)),
+        click.option("--protected-mode/--no-protected-mode", envvar="KVD_PROTECTED_MODE",
+                     default=True, show_default=True,
+                     help="Without a password, refuse to listen on a non-loopback address "
+                          "[env: KVD_PROTECTED_MODE]."),
+        _option("max-clients", "Connections served at once; more get an error.",
+                default=DEFAULTS.max_clients, type=click.IntRange(1)),
+        _option("max-key-size", "Largest key in bytes.", default=DEFAULTS.max_key_size,
+                type=click.IntRange(1)),
+        _option("max-value-size", "Largest value in bytes.", default=DEFAULTS.max_value_size,
+                type=click.IntRange(1, 2**31 - 1)),
+        _option("max-request-size", "Bytes a single request may occupy while it arrives.",
+                default=DEFAULTS.max_request_size, type=click.IntRange(1)),
+        _option("max-output-buffer", "Reply bytes queued for a client before kvd stops "
+                "reading its requests until it reads its replies.",
+                default=DEFAULTS.max_output_buffer, type=click.IntRange(1)),
+        _option("drain-timeout", "Seconds a shutdown waits for clients to finish.",
+                default=DEFAULTS.drain_timeout, type=click.FloatRange(0)),
+        _option("log-file", "Log file ('-' is stderr; default with --foreground).",
+                default=None),
+        _option("log-level", "Log level.", default=DEFAULTS.log_level,
+                type=click.Choice(["debug", "info", "warning", "error"])),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _fail(message: str, code: int = 1):
+    click.echo(f"kvd: {message}", err=True)
+    sys.exit(code)
+
+
+def _build_config(foreground: bool, **opts) -> Config:
+    password = opts.pop("requirepass")
+    password_file = opts.pop("password_file")
+    if password_file:
+        if password:
+            _fail("give --requirepass or --password-file, not both", 2)
+        password = read_password_file(password_file)
+    try:
+        mode = int(opts.pop("socket_mode"), 8)
+    except ValueError:
+        _fail("--socket-mode must be octal, like 600", 2)
+    if opts["log_file"] is None:
+        opts["log_file"] = "-" if foreground else "kvd.log"
+    config = Config(requirepass=password or None, socket_mode=mode, **opts).resolved()
+    config.check()
+    return config
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="kvd", message="kvd %(version)s")
 def main() -> None:
     """kvd: a persistent key-value server that speaks the Redis protocol.
 
     \b
     Examples:
-      kvd check --data-dir kvd-data     open a data directory and report on it
+      kvd start                      start in the background (kvd.pid, kvd.sock, kvd-data/ here)
+      kvd start --foreground         stay attached, log to stderr (systemd, containers)
+      kvd status                     running? with a few figures
+      kvd stop                       graceful shutdown (SIGTERM through the PID file)
+      kill -USR1 $(cat kvd.pid)      compact in the background
+      kvd check --data-dir kvd-data  open a data directory and report on it
     """
 
 
-@main.command()
+@main.command(context_settings=CONTEXT)
+@click.option("--foreground", is_flag=True, envvar="KVD_FOREGROUND",
+              help="Run attached, logging to stderr, instead of daemonizing [env: KVD_FOREGROUND].")
+@server_options
+def start(foreground: bool, **opts) -> None:
+    """Start the server; return once it serves, or print why it could not.
+
+    \b
+    Signals: SIGTERM/SIGINT graceful shutdown (a second one cuts the drain short),
+             SIGUSR1 compact, SIGHUP reopen the log file.
+    Exit status: 0 serving (or, with --foreground, shut down cleanly), 1 failed.
+    """
+    from . import daemon
+
+    try:
+        config = _build_config(foreground, **opts)
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+    if foreground:
+        sys.exit(daemon.run_foreground(config))
+    try:
+        info = daemon.start_detached(config)
+    except daemon.StartFailed as exc:
+        _fail(str(exc))
+    listening = [info["socket"]] if info["socket"] else []
+    if info["port"]:
+        listening.append(f"{info['host']}:{info['port']}")
+    click.echo(f"kvd started: PID {info['pid']}, listening on {' and '.join(listening)}, "
+               f"data in {info['data_dir']}, log {info['log_file']}")
+
+
+@main.command(context_settings=CONTEXT)
+@pidfile_option
+@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds to wait for the daemon to exit.")
+def stop(pidfile: str, timeout: float) -> None:
+    """Shut the server down gracefully (SIGTERM through the PID file) and wait for it to exit.
+
+    Exit status: 0 stopped (or was not running), 1 still running after --timeout.
+    """
+    try:
+        pid = send_signal(pidfile, signal.SIGTERM)
+    except NotRunning as exc:
+        click.echo(str(exc), err=True)
+        return
+    except PidFileError as exc:
+        _fail(str(exc))
+    click.echo(f"kvd (PID {pid}) is shutting down...", err=True)
+    if not wait_for_exit(pid, timeout):
+        _fail(f"PID {pid} is still running after {timeout:g} s (slow clients? see "
+              "--drain-timeout); run kvd stop again to cut the drain short")
+    click.echo("kvd stopped")
+
+
+@main.command(context_settings=CONTEXT)
+@pidfile_option
+@socket_option
+def status(pidfile: str, socket: str) -> None:
+    """Say whether the server runs, with a few figures from INFO.
+
+    Exit status (LSB): 0 running, 1 not running but a stale PID file exists, 3 not running.
+    """
+    try:
+        state = inspect(pidfile)
+    except PidFileError as exc:
+        _fail(str(exc), 4)
+    click.echo(state.describe())
+    if state.state == "stale":
+        sys.exit(1)
+    if state.state == "stopped":
+        sys.exit(3)
+    figures = _info_figures(socket)
+    if figures:
+        click.echo(figures)
+
+
+def _info_figures(socket_path: str) -> str:
+    import redis
+
+    if not socket_path:
+        return ""
+    try:
+        client = redis.Redis(unix_socket_path=socket_path, protocol=2, socket_timeout=5)
+        info = client.info()
+        client.close()
+    except redis.AuthenticationError:
+        return "(INFO needs the password; use kvctl stats)"
+    except redis.RedisError as exc:
+        return f"(cannot query {socket_path}: {exc})"
+    return (f"uptime {info['uptime_in_seconds']} s, {info.get('db0', {}).get('keys', 0)} keys, "
+            f"{info['connected_clients']} client(s), engine {info['engine']}, "
+            f"fsync {info['fsync']}, compactions {info['compactions_completed']}")
+
+
+@main.command(context_settings=CONTEXT)
 @click.option("--data-dir", default="kvd-data", show_default=True, envvar="KVD_DATA_DIR",
               type=click.Path(file_okay=False), help="Data directory [env: KVD_DATA_DIR].")
 @click.option("--engine", default="log", show_default=True, envvar="KVD_ENGINE",
@@ -36,11 +229,12 @@ def check(data_dir: str, engine: str) -> None:
 
     A torn record at the tail of the newest segment is truncated (and logged);
     corruption anywhere else is reported with its file and offset, exit 1.
+    The directory must not be in use by a running server.
     """
     logging.basicConfig(level=logging.INFO, format="kvd check: %(message)s", stream=sys.stderr)
     try:
         with open_store(data_dir, engine=engine) as store:
             click.echo(json.dumps(store.stats(), indent=2))
     except StorageError as exc:
-        click.echo(f"kvd check: {exc}", err=True)
-        sys.exit(1)
+        _fail(f"check: {exc}")
+

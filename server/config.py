@@ -1,0 +1,105 @@
+"""The daemon's settings: one dataclass, filled by the `kvd` CLI (options and KVD_* variables).
+
+Paths are made absolute by `resolved()` before daemonizing, because the
+daemon changes its working directory to `/`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+
+KIB = 1024
+MIB = 1024 * 1024
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message says which and why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    data_dir: str = "kvd-data"
+    engine: str = "log"
+    fsync: str = "always"
+    segment_size: int = 64 * MIB
+    pidfile: str = "kvd.pid"
+    socket: str = "kvd.sock"  # "" disables the Unix socket
+    socket_mode: int = 0o600
+    bind: str = "127.0.0.1"
+    port: int = 7379  # 0 disables TCP
+    requirepass: str | None = None
+    protected_mode: bool = True
+    max_clients: int = 10_000
+    max_key_size: int = 1 * MIB
+    max_value_size: int = 64 * MIB
+    max_request_size: int = 128 * MIB
+    max_output_buffer: int = 8 * MIB
+    drain_timeout: float = 10.0
+    log_file: str = "kvd.log"  # "-" is stderr
+    log_level: str = "info"
+
+    def resolved(self) -> Config:
+        """A copy with every path absolute (relative to the current directory)."""
+        def absolute(path: str) -> str:
+            return path if path in ("", "-") else os.path.abspath(path)
+
+        return dataclasses.replace(
+            self,
+            data_dir=absolute(self.data_dir),
+            pidfile=absolute(self.pidfile),
+            socket=absolute(self.socket),
+            log_file=absolute(self.log_file),
+        )
+
+    def check(self) -> None:
+        """Raise ConfigError for settings that cannot work together."""
+        if not self.socket and not self.port:
+            raise ConfigError("both the Unix socket and TCP are disabled; nothing to listen on")
+        if self.port and not 0 < self.port < 65536:
+            raise ConfigError(f"--port must be between 1 and 65535 (0 disables TCP), not {self.port}")
+        if self.port and self.protected_mode and not self.requirepass and not _is_loopback(self.bind):
+            raise ConfigError(
+                f"refusing to listen on {self.bind} without a password (protected mode): "
+                "set --requirepass or --password-file, bind a loopback address, "
+                "or pass --no-protected-mode if the network is trusted"
+            )
+        if self.socket and len(self.socket.encode()) > 107:
+            raise ConfigError(f"Unix socket path is too long for the kernel (max 107 bytes): {self.socket}")
+        for name in ("max_clients", "max_key_size", "max_value_size", "max_request_size",
+                     "max_output_buffer"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+        needed = self.max_key_size + self.max_value_size + 64 * KIB
+        if self.max_request_size < needed:
+            raise ConfigError(
+                f"--max-request-size ({self.max_request_size}) must hold a SET of the largest key "
+                f"and value: at least {needed}"
+            )
+        if self.drain_timeout < 0:
+            raise ConfigError("--drain-timeout must not be negative")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def read_password_file(path: str) -> str:
+    """The first line of a password file, which must not be readable by others."""
+    try:
+        mode = os.stat(path).st_mode
+        with open(path, encoding="utf-8") as f:
+            password = f.readline().rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot read password file {path}: {exc.strerror}") from exc
+    if mode & 0o077:
+        raise ConfigError(f"password file {path} is readable by others; chmod 600 it")
+    if not password:
+        raise ConfigError(f"password file {path} is empty")
+    return password

@@ -1,0 +1,66 @@
+"""One client connection: its socket, its request parser and its reply buffers."""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import time
+
+from .protocol import RequestParser
+
+_ids = itertools.count(1)
+
+
+class Connection:
+    """State of one client. The loop owns it; commands read and set a few fields.
+
+    Replies produced during a loop pass go to `replies` (one entry per
+    request); `write_slots` remembers which of them answer writes, so that if
+    the pass's group commit fails those -- and only those -- are replaced by
+    an error before anything is sent. After the commit the pass's replies are
+    moved to `out`, the bytes still to send.
+    """
+
+    __slots__ = (
+        "sock", "fd", "id", "addr", "kind", "parser", "replies", "write_slots", "out",
+        "authenticated", "name", "lib_name", "lib_ver", "created", "last_command",
+        "closing", "draining", "write_shut", "reading", "writing", "commands",
+    )
+
+    def __init__(self, sock: socket.socket, addr: str, kind: str, parser: RequestParser,
+                 authenticated: bool) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.id = next(_ids)
+        self.addr = addr
+        self.kind = kind  # "unix" or "tcp"
+        self.parser = parser
+        self.replies: list[bytes] = []
+        self.write_slots: list[int] = []
+        self.out = bytearray()
+        self.authenticated = authenticated
+        self.name = b""
+        self.lib_name = b""
+        self.lib_ver = b""
+        self.created = time.monotonic()
+        self.last_command = b"NULL"
+        self.closing = False  # close once `out` is sent (QUIT, protocol error)
+        self.draining = False  # the server is shutting down
+        self.write_shut = False  # shutdown(SHUT_WR) done; waiting for the client's EOF
+        self.reading = True  # registered for EVENT_READ
+        self.writing = False  # registered for EVENT_WRITE
+        self.commands = 0
+
+    def describe(self) -> str:
+        return f"client {self.id} ({self.addr})"
+
+    def client_info(self) -> str:
+        """One line of CLIENT LIST / CLIENT INFO, Redis's format."""
+        age = int(time.monotonic() - self.created)
+        return (
+            f"id={self.id} addr={self.addr} laddr=? fd={self.fd} name={self.name.decode(errors='replace')} "
+            f"age={age} idle=0 flags=N db=0 sub=0 psub=0 multi=-1 qbuf={self.parser.pending} "
+            f"obl={len(self.out)} oll=0 omem=0 events=r cmd={self.last_command.decode(errors='replace').lower()} "
+            f"user=default lib-name={self.lib_name.decode(errors='replace')} "
+            f"lib-ver={self.lib_ver.decode(errors='replace')}"
+        )

@@ -1,0 +1,185 @@
+"""INFO and CONFIG GET: what the server reports about itself, in Redis's shapes.
+
+Field names follow Redis where a Redis field means the same thing (so
+monitoring that reads Redis's INFO reads kvd's); kvd's own figures carry a
+`kvd_` prefix or live in the persistence section.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import sys
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .server import Server
+
+DEFAULT_SECTIONS = ("server", "clients", "memory", "persistence", "stats", "replication",
+                    "cpu", "keyspace")
+
+
+def _server(server: Server) -> dict:
+    from . import __version__
+    from .commands import REDIS_VERSION
+
+    uptime = int(time.monotonic() - server.started_monotonic)
+    tcp_port = server.tcp_port or 0
+    return {
+        "redis_version": REDIS_VERSION,
+        "kvd_version": __version__,
+        "redis_mode": "standalone",
+        "os": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "arch_bits": 64 if sys.maxsize > 2**32 else 32,
+        "multiplexing_api": "epoll" if sys.platform.startswith("linux") else "select",
+        "python_version": platform.python_version(),
+        "process_id": os.getpid(),
+        "tcp_port": tcp_port,
+        "unix_socket": server.config.socket,
+        "server_time_usec": int(time.time() * 1e6),
+        "uptime_in_seconds": uptime,
+        "uptime_in_days": uptime // 86400,
+        "executable": sys.argv[0],
+        "pidfile": server.config.pidfile,
+        "data_dir": server.config.data_dir,
+        "log_file": server.config.log_file,
+        "cluster_enabled": 0,
+    }
+
+
+def _clients(server: Server) -> dict:
+    return {
+        "connected_clients": len(server.clients),
+        "maxclients": server.config.max_clients,
+        "blocked_clients": 0,
+    }
+
+
+def _memory(server: Server) -> dict:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    try:
+        with open("/proc/self/statm") as f:
+            rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        pass
+    return {"used_memory": rss, "used_memory_rss": rss, "used_memory_human": _human(rss)}
+
+
+def _persistence(server: Server) -> dict:
+    stats = server.store.stats()
+    total = stats.get("total_bytes") or 0
+    dead = stats.get("dead_bytes") or 0
+    last = stats.get("last_compaction") or {}
+    return {
+        "loading": 0,
+        "engine": stats["engine"],
+        "fsync": stats["fsync"],
+        "aof_enabled": 1,  # every write goes to the log, as with Redis's appendonly yes
+        "aof_rewrite_in_progress": int(server.compaction.in_progress),
+        "rdb_bgsave_in_progress": 0,
+        "live_bytes": stats.get("live_bytes", 0),
+        "dead_bytes": dead,
+        "total_bytes": total,
+        "garbage_ratio": f"{dead / total:.4f}" if total else "0.0000",
+        "segments": stats.get("segments", 1),
+        "write_error": server.write_error or "",
+        **server.compaction.info(last),
+    }
+
+
+def _stats(server: Server) -> dict:
+    s = server.stats
+    return {
+        "total_connections_received": s.connections_received,
+        "total_commands_processed": s.commands_processed,
+        "total_writes_processed": s.writes_processed,
+        "total_flushes": s.flushes,
+        "failed_flushes": s.failed_flushes,
+        "total_net_input_bytes": s.net_input_bytes,
+        "total_net_output_bytes": s.net_output_bytes,
+        "rejected_connections": s.rejected_connections,
+        "keyspace_hits": s.keyspace_hits,
+        "keyspace_misses": s.keyspace_misses,
+        "total_error_replies": s.error_replies,
+        "protocol_errors": s.protocol_errors,
+        "signals_received": s.signals_received,
+    }
+
+
+def _replication(server: Server) -> dict:
+    return {"role": "master", "connected_slaves": 0}
+
+
+def _cpu(server: Server) -> dict:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "used_cpu_sys": f"{usage.ru_stime:.6f}",
+        "used_cpu_user": f"{usage.ru_utime:.6f}",
+        "used_cpu_sys_children": f"{children.ru_stime:.6f}",
+        "used_cpu_user_children": f"{children.ru_utime:.6f}",
+    }
+
+
+def _keyspace(server: Server) -> dict:
+    keys = len(server.store)
+    return {"db0": f"keys={keys},expires=0,avg_ttl=0"} if keys else {}
+
+
+_SECTIONS = {
+    "server": _server, "clients": _clients, "memory": _memory, "persistence": _persistence,
+    "stats": _stats, "replication": _replication, "cpu": _cpu, "keyspace": _keyspace,
+}
+
+
+def render(server: Server, sections: list[str]) -> str:
+    """INFO's text: `# Section` headers and `field:value` lines, CRLF-separated."""
+    if not sections or sections == ["default"]:
+        wanted = list(DEFAULT_SECTIONS)
+    elif any(s in ("all", "everything") for s in sections):
+        wanted = list(_SECTIONS)
+    else:
+        wanted = [s for s in _SECTIONS if s in sections]
+    blocks = []
+    for name in wanted:
+        fields = _SECTIONS[name](server)
+        lines = [f"# {name.capitalize()}"] + [f"{k}:{v}" for k, v in fields.items()]
+        blocks.append("\r\n".join(lines))
+    return "\r\n\r\n".join(blocks) + "\r\n" if blocks else ""
+
+
+def config_values(server: Server) -> dict[str, str]:
+    """CONFIG GET's view of the settings, under Redis's names where they exist."""
+    c = server.config
+    return {
+        "bind": c.bind if c.port else "",
+        "port": str(server.tcp_port or 0),
+        "unixsocket": c.socket,
+        "unixsocketperm": f"{c.socket_mode:o}",
+        "dir": c.data_dir,
+        "pidfile": c.pidfile,
+        "logfile": c.log_file if c.log_file != "-" else "",
+        "databases": "1",
+        "maxclients": str(c.max_clients),
+        "appendonly": "yes",
+        "appendfsync": c.fsync,
+        "save": "",
+        "protected-mode": "yes" if c.protected_mode else "no",
+        "proto-max-bulk-len": str(c.max_value_size),
+        "client-query-buffer-limit": str(c.max_request_size),
+        "timeout": "0",
+        "kvd-engine": c.engine,
+        "kvd-max-key-size": str(c.max_key_size),
+        "kvd-max-value-size": str(c.max_value_size),
+        "kvd-drain-timeout": str(c.drain_timeout),
+    }
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "K", "M", "G"):
+        if n < 1024:
+            return f"{n:.2f}{unit}"
+        n /= 1024
+    return f"{n:.2f}T"

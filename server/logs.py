@@ -1,0 +1,50 @@
+"""The daemon's log: a file (reopened on SIGHUP, for logrotate) or stderr."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+FORMAT = "%(asctime)s kvd[%(process)d] %(levelname)s %(message)s"
+
+log = logging.getLogger("kvd")
+
+
+class ReopenableFileHandler(logging.FileHandler):
+    """A FileHandler whose file can be reopened by path after logrotate moved it."""
+
+    def reopen(self) -> None:
+        self.acquire()
+        try:
+            old = self.setStream(self._open())
+            if old is not None:
+                old.close()
+        finally:
+            self.release()
+
+
+def setup(log_file: str, level: str) -> logging.Handler:
+    """Send the `kvd` loggers (server and storage) to `log_file` ("-" for stderr)."""
+    if log_file == "-":
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+    else:
+        handler = ReopenableFileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(FORMAT))
+    root = logging.getLogger("kvd")
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    root.propagate = False
+    return handler
+
+
+def reopen() -> bool:
+    """Reopen the log file (SIGHUP); False when logging goes to stderr."""
+    reopened = False
+    for handler in logging.getLogger("kvd").handlers:
+        if isinstance(handler, ReopenableFileHandler):
+            handler.reopen()
+            reopened = True
+    return reopened

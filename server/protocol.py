@@ -1,0 +1,342 @@
+"""RESP2 requests in, RESP2 replies out.
+
+A request is either a multibulk (`*<n>\\r\\n` then n times `$<len>\\r\\n<bytes>\\r\\n`,
+what every client library sends) or an inline command (`PING\\r\\n`, what
+people type into telnet or nc, with Redis's quoting rules).
+
+`RequestParser` has two paths that accept exactly the same language:
+
+* the fast path hands a whole received chunk to `hiredis.Reader`, which splits
+  it into frames in C. hiredis is a reply parser, so it accepts things a
+  server must refuse (nested arrays, integers, nulls, `*3000000000` left
+  pending forever) and knows nothing of inline commands. The fast path
+  therefore only keeps frames that are non-empty lists of bytes and counts the
+  bytes they occupied; the moment anything else turns up -- a partial frame at
+  the end of the chunk, an inline command, anything hiredis rejects or a frame
+  of the wrong shape -- the rest of the chunk goes to
+* the strict path, written in Python after Redis's `processMultibulkBuffer` and
+  `processInlineBuffer`: lengths are parsed strictly and bounded *before*
+  anything is buffered for them, and the error texts are Redis's.
+
+The strict path keeps the connection until its buffer is empty again, so a
+slow client sending one byte at a time, or a 64 MiB value arriving in many
+reads, is parsed once, in linear time.
+"""
+
+from __future__ import annotations
+
+import hiredis
+
+# Redis's limits for the parts of a request that are not payload.
+MAX_INLINE_SIZE = 64 * 1024
+MAX_MULTIBULK_ARGS = 1024 * 1024
+
+
+class ProtocolError(Exception):
+    """The client broke the protocol; reply with the message, then close."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.reply = b"-ERR Protocol error: " + message.encode() + b"\r\n"
+        self.requests: list[list[bytes]] = []  # complete requests that came before the error
+
+
+def parse_strict_int(text: bytes) -> int | None:
+    """Redis's `string2ll`: optional '-', digits, no leading zeros, no spaces or '+'.
+
+    Returns None for anything else, and for values outside a signed 64-bit int.
+    """
+    if not text or len(text) > 20:
+        return None
+    digits = text[1:] if text[:1] == b"-" else text
+    if not digits.isdigit() or not digits.isascii():
+        return None
+    if digits[:1] == b"0" and (len(digits) > 1 or text[:1] == b"-"):
+        return None
+    value = int(text)
+    if not -(1 << 63) <= value < (1 << 63):
+        return None
+    return value
+
+
+def _header_size(length: int) -> int:
+    """Bytes of `$<length>\\r\\n` (or `*<length>\\r\\n`)."""
+    if length < 10:
+        return 4
+    if length < 100:
+        return 5
+    return len(b"%d" % length) + 3
+
+
+class RequestParser:
+    """Splits one connection's byte stream into requests (lists of bytes).
+
+    `max_bulk` bounds a single argument and `max_request` the bytes a partial
+    request may occupy; both raise ProtocolError as soon as a header shows the
+    request would exceed them.
+    """
+
+    __slots__ = ("max_bulk", "max_request", "_reader", "_buffer", "_need")
+
+    def __init__(self, max_bulk: int, max_request: int) -> None:
+        self.max_bulk = max_bulk
+        self.max_request = max_request
+        self._reader = hiredis.Reader()
+        self._buffer = bytearray()  # strict path: bytes not yet parsed
+        self._need = 0  # strict path: don't re-parse until the buffer has this many bytes
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an incomplete request held by the parser."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[list[bytes]]:
+        """Parse a received chunk; return the complete requests in it, in order.
+
+        Raises ProtocolError for a malformed request, carrying the complete
+        requests that preceded it (`exc.requests`); the connection must then be
+        closed after answering them and the error.
+        """
+        if self._buffer:
+            self._buffer += data
+            if len(self._buffer) < self._need:
+                if len(self._buffer) > self.max_request:
+                    raise ProtocolError("request too large (see --max-request-size)")
+                return []
+            return self._parse_strict([])
+        return self._parse_fast(data)
+
+    def _parse_fast(self, data: bytes) -> list[list[bytes]]:
+        """hiredis over a whole chunk; hands over to the strict path on anything odd.
+
+        Only frames that are non-empty lists of bytes are taken, and the bytes
+        they occupied are counted (hiredis accepts no non-canonical lengths, so
+        the count is exact). If the count stops short of the chunk's end, the
+        rest is re-parsed strictly from that point.
+        """
+        reader = self._reader
+        reader.feed(data)
+        requests: list[list[bytes]] = []
+        used = 0
+        bulk = bytes
+        while True:
+            try:
+                frame = reader.gets()
+            except hiredis.ProtocolError:
+                break
+            if frame is False or type(frame) is not list or not frame:
+                break
+            size = _header_size(len(frame))
+            for arg in frame:
+                if type(arg) is not bulk:
+                    size = -1
+                    break
+                size += _header_size(len(arg)) + len(arg) + 2
+            if size < 0:
+                break
+            used += size
+            requests.append(frame)
+        if used == len(data):
+            return requests
+        self._reader = hiredis.Reader()  # its partial state is unknown; start clean
+        self._buffer += memoryview(data)[used:]
+        return self._parse_strict(requests)
+
+    def _parse_strict(self, requests: list[list[bytes]]) -> list[list[bytes]]:
+        buffer = self._buffer
+        pos = 0
+        try:
+            while pos < len(buffer):
+                if buffer[pos] == 0x2A:  # '*'
+                    request, end = self._multibulk(buffer, pos)
+                else:
+                    request, end = self._inline(buffer, pos)
+                if end < 0:
+                    break
+                pos = end
+                if request:
+                    requests.append(request)
+        except ProtocolError as exc:
+            exc.requests = requests
+            raise
+        finally:
+            del buffer[:pos]
+        if len(buffer) > self.max_request:
+            exc = ProtocolError("request too large (see --max-request-size)")
+            exc.requests = requests
+            raise exc
+        if not buffer:
+            self._need = 0
+        return requests
+
+    def _multibulk(self, buffer: bytearray, pos: int) -> tuple[list[bytes] | None, int]:
+        """One multibulk request at `pos`: (request, end), or (None, -1) if incomplete."""
+        line_end = buffer.find(b"\r\n", pos)
+        if line_end < 0:
+            if len(buffer) - pos > MAX_INLINE_SIZE:
+                raise ProtocolError("too big mbulk count string")
+            self._need = len(buffer) + 1
+            return None, -1
+        count = parse_strict_int(bytes(buffer[pos + 1 : line_end]))
+        if count is None or count > MAX_MULTIBULK_ARGS:
+            raise ProtocolError("invalid multibulk length")
+        cursor = line_end + 2
+        if count <= 0:
+            return None, cursor
+        args: list[bytes] = []
+        for _ in range(count):
+            if cursor >= len(buffer):
+                self._need = cursor + 1
+                return None, -1
+            if buffer[cursor] != 0x24:  # '$'
+                raise ProtocolError(f"expected '$', got '{chr(buffer[cursor])}'")
+            line_end = buffer.find(b"\r\n", cursor)
+            if line_end < 0:
+                if len(buffer) - cursor > MAX_INLINE_SIZE:
+                    raise ProtocolError("too big bulk count string")
+                self._need = len(buffer) + 1
+                return None, -1
+            length = parse_strict_int(bytes(buffer[cursor + 1 : line_end]))
+            if length is None or length < 0 or length > self.max_bulk:
+                raise ProtocolError("invalid bulk length")
+            start = line_end + 2
+            if start + length - pos > self.max_request:
+                raise ProtocolError("request too large (see --max-request-size)")
+            cursor = start + length + 2  # like Redis, the CRLF after the payload is not checked
+            if cursor > len(buffer):
+                self._need = cursor
+                return None, -1
+            args.append(bytes(buffer[start : start + length]))
+        return args, cursor
+
+    def _inline(self, buffer: bytearray, pos: int) -> tuple[list[bytes] | None, int]:
+        """One inline request at `pos` (a line of words): (request, end) or (None, -1)."""
+        newline = buffer.find(b"\n", pos)
+        if newline < 0:
+            if len(buffer) - pos > MAX_INLINE_SIZE:
+                raise ProtocolError("too big inline request")
+            self._need = len(buffer) + 1
+            return None, -1
+        line = bytes(buffer[pos:newline])
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        words = split_inline(line)
+        if words is None:
+            raise ProtocolError("unbalanced quotes in request")
+        return words, newline + 1
+
+
+_ESCAPES = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("b"): b"\b", ord("a"): b"\a"}
+_SPACE = b" \t\r\n\v\f\0"
+_HEX = b"0123456789abcdefABCDEF"
+
+
+def split_inline(line: bytes) -> list[bytes] | None:
+    """Split an inline command into words as Redis's `sdssplitargs` does.
+
+    Double quotes allow \\n \\r \\t \\b \\a \\\\ \\" and \\xHH escapes; single
+    quotes allow only \\'. A closing quote must be followed by a space or the
+    end of the line. Returns None for unbalanced quotes.
+    """
+    words: list[bytes] = []
+    i, n = 0, len(line)
+    while True:
+        while i < n and line[i] in _SPACE:
+            i += 1
+        if i >= n:
+            return words
+        word = bytearray()
+        quote = 0
+        while True:
+            if quote == 0:
+                if i >= n or line[i] in _SPACE:
+                    break
+                c = line[i]
+                if c in (0x22, 0x27):  # " or '
+                    quote = c
+                else:
+                    word.append(c)
+                i += 1
+                continue
+            if i >= n:
+                return None  # unterminated quotes
+            c = line[i]
+            if quote == 0x22 and c == 0x5C and i + 1 < n:  # backslash in "..."
+                nxt = line[i + 1]
+                if (nxt == 0x78 and i + 3 < n and line[i + 2] in _HEX and line[i + 3] in _HEX):
+                    word.append(int(line[i + 2 : i + 4], 16))
+                    i += 4
+                    continue
+                word += _ESCAPES.get(nxt, bytes((nxt,)))
+                i += 2
+                continue
+            if quote == 0x27 and c == 0x5C and i + 1 < n and line[i + 1] == 0x27:
+                word.append(0x27)
+                i += 2
+                continue
+            if c == quote:
+                if i + 1 < n and line[i + 1] not in _SPACE:
+                    return None  # closing quote must be followed by a space
+                quote = 0
+                i += 1
+                break
+            word.append(c)
+            i += 1
+        words.append(bytes(word))
+
+
+# -- replies --------------------------------------------------------------
+
+OK = b"+OK\r\n"
+PONG = b"+PONG\r\n"
+NIL = b"$-1\r\n"
+NIL_ARRAY = b"*-1\r\n"
+EMPTY_ARRAY = b"*0\r\n"
+ZERO = b":0\r\n"
+ONE = b":1\r\n"
+
+
+def bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+def bulk_or_nil(value: bytes | None) -> bytes:
+    return NIL if value is None else b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+def integer(value: int) -> bytes:
+    return b":%d\r\n" % value
+
+
+def status(text: str) -> bytes:
+    return b"+" + text.encode() + b"\r\n"
+
+
+def error(text: str) -> bytes:
+    """An error reply; `text` starts with its code (ERR, WRONGTYPE, NOAUTH...)."""
+    return b"-" + text.replace("\r", " ").replace("\n", " ").encode() + b"\r\n"
+
+
+def array(items: list[bytes | None]) -> bytes:
+    """An array of bulk strings (None is a nil element)."""
+    parts = [b"*%d\r\n" % len(items)]
+    for item in items:
+        parts.append(NIL if item is None else b"$%d\r\n%s\r\n" % (len(item), item))
+    return b"".join(parts)
+
+
+def encode(value: object) -> bytes:
+    """Any reply value: bytes/str -> bulk, int -> integer, None -> nil, list -> array."""
+    if value is None:
+        return NIL
+    if isinstance(value, bool):
+        return integer(int(value))
+    if isinstance(value, int):
+        return integer(value)
+    if isinstance(value, str):
+        value = value.encode()
+    if isinstance(value, (bytes, bytearray)):
+        return bulk(bytes(value))
+    if isinstance(value, (list, tuple)):
+        return b"*%d\r\n" % len(value) + b"".join(encode(v) for v in value)
+    raise TypeError(f"cannot encode {type(value).__name__} as RESP")

@@ -1,0 +1,595 @@
+"""The select loop: listening sockets, client connections and the signal pipe, one thread.
+
+One pass of the loop:
+
+1. `select` on everything registered;
+2. read from each readable connection once, parse, execute every complete
+   request in order (replies are collected, not sent);
+3. group commit: one `store.flush()` for all writes of the pass -- *before*
+   any reply of the pass is sent, so no client ever reads OK for a write that
+   is not on disk. If the flush fails, the replies of that pass's writes are
+   replaced by errors, and further writes are refused until the store can
+   write again;
+4. send the replies (one `send` per connection);
+5. act on the signals read from the signal pipe, and on pending work
+   (compaction, the drain).
+
+Graceful drain (SIGTERM/SIGINT/SHUTDOWN), as DESIGN.md fixes it: close the
+listeners, answer what was already read, refuse what comes later with
+`-ERR server is shutting down`, close each connection once its replies are
+sent, close whatever is left at the drain timeout, then flush, fsync, remove
+the PID file and exit 0. A second TERM/INT cuts the wait short.
+"""
+
+from __future__ import annotations
+
+import errno
+import hmac
+import logging
+import os
+import selectors
+import signal
+import socket
+import stat
+import time
+
+from storage import StorageError, open_store
+
+from . import logs
+from .commands import BEFORE_AUTH, COMMANDS, LOOKUP, unknown_command, wrong_arity
+from .compactor import Compactor
+from .config import Config
+from .connection import Connection
+from .pidfile import PidFile, PidFileError
+from .protocol import ProtocolError, RequestParser, error
+from .signals import SignalPipe
+
+log = logging.getLogger("kvd.server")
+
+READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+RECV_SIZE = 256 * 1024
+SHUTTING_DOWN = error("ERR server is shutting down")
+NOAUTH = error("NOAUTH Authentication required.")
+MAX_CLIENTS = b"-ERR max number of clients reached\r\n"
+ACCEPT_PAUSE_S = 0.1
+
+
+class StartupError(Exception):
+    """The server cannot start; the message is for the user (`kvd start` prints it)."""
+
+
+class Stats:
+    """Counters for INFO's stats section."""
+
+    FIELDS = (
+        "connections_received", "commands_processed", "writes_processed", "flushes",
+        "failed_flushes", "net_input_bytes", "net_output_bytes", "rejected_connections",
+        "keyspace_hits", "keyspace_misses", "error_replies", "protocol_errors", "signals_received",
+    )
+    __slots__ = FIELDS
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        for name in self.FIELDS:
+            setattr(self, name, 0)
+
+
+class _Listener:
+    __slots__ = ("sock", "kind", "path", "inode")
+
+    def __init__(self, sock: socket.socket, kind: str, path: str = "", inode: int = 0) -> None:
+        self.sock, self.kind, self.path, self.inode = sock, kind, path, inode
+
+
+class _SignalSource:
+    """Marks the signal pipe's key in the selector."""
+
+
+class Server:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.password = config.requirepass
+        self.stats = Stats()
+        self.clients: dict[int, Connection] = {}
+        self.store = None
+        self.compaction: Compactor | None = None
+        self.write_error: str | None = None
+        self.tcp_port: int | None = None
+        self.started_monotonic = time.monotonic()
+        self.draining = False
+        self.finished = False
+        self.exit_code = 0
+        from .commands import ScanCursors
+
+        self.scans = ScanCursors()
+        self._selector = selectors.DefaultSelector()
+        self._signal_pipe: SignalPipe | None = None
+        self._signal_source = _SignalSource()
+        self._signals: set[int] = set()
+        self._listeners: list[_Listener] = []
+        self._pidfile: PidFile | None = None
+        self._touched: set[Connection] = set()
+        self._dirty = False
+        self._drain_deadline = 0.0
+        self._accept_paused_until = 0.0
+        self._shutdown_requests: list[str] = []
+        self._max_bulk = max(config.max_key_size, config.max_value_size)
+
+    # -- start-up -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Everything up to "ready": signals, PID file, store, listeners.
+
+        Raises StartupError with a message for the user; whatever was set up
+        is undone.
+        """
+        try:
+            self._signal_pipe = SignalPipe()
+            self._signal_pipe.install()  # a TERM during a long load is acted on, not fatal
+            self._selector.register(self._signal_pipe, READ, self._signal_source)
+            try:
+                self._pidfile = PidFile.acquire(self.config.pidfile)
+            except PidFileError as exc:
+                raise StartupError(str(exc)) from None
+            if self._pidfile.replaced_stale:
+                log.warning("replaced a stale PID file %s (it named PID %d, which no longer "
+                            "held it)", self.config.pidfile, self._pidfile.replaced_stale)
+            self._open_store()
+            if self.config.socket:
+                self._listen_unix(self.config.socket)
+            if self.config.port:
+                self._listen_tcp(self.config.bind, self.config.port)
+        except BaseException:
+            self._release_resources()
+            raise
+        log.info("ready: PID %d, socket %s, TCP %s", os.getpid(), self.config.socket or "off",
+                 f"{self.config.bind}:{self.tcp_port}" if self.tcp_port else "off")
+
+    def _open_store(self) -> None:
+        c = self.config
+        log.info("opening %s (engine %s, fsync %s)", c.data_dir, c.engine, c.fsync)
+        started = time.monotonic()
+        try:
+            self.store = open_store(c.data_dir, engine=c.engine, fsync=c.fsync,
+                                    segment_size=c.segment_size)
+        except StorageError as exc:
+            raise StartupError(f"cannot open the data directory {c.data_dir}: {exc}") from None
+        except OSError as exc:
+            raise StartupError(f"cannot open the data directory {c.data_dir}: {exc}") from None
+        self.compaction = Compactor(self.store)
+        log.info("loaded %d keys in %.2f s", len(self.store), time.monotonic() - started)
+
+    def _listen_unix(self, path: str) -> None:
+        if os.path.lexists(path):
+            if not stat.S_ISSOCK(os.lstat(path).st_mode):
+                raise StartupError(f"{path} exists and is not a socket; not replacing it")
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            probe.settimeout(2)
+            try:
+                probe.connect(path)
+            except (ConnectionRefusedError, FileNotFoundError):
+                os.unlink(path)
+                log.info("removed a stale Unix socket %s", path)
+            except OSError as exc:
+                raise StartupError(f"cannot check the existing socket {path}: {exc.strerror}") from None
+            else:
+                raise StartupError(f"another server is listening on {path}")
+            finally:
+                probe.close()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)  # the socket is never reachable by others, not even briefly
+        try:
+            sock.bind(path)
+        except OSError as exc:
+            sock.close()
+            raise StartupError(f"cannot listen on {path}: {exc.strerror}") from None
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, self.config.socket_mode)
+        sock.listen(511)
+        sock.setblocking(False)
+        listener = _Listener(sock, "unix", path, os.stat(path).st_ino)
+        self._listeners.append(listener)
+        self._selector.register(sock, READ, listener)
+        log.info("listening on %s (mode %o)", path, self.config.socket_mode)
+
+    def _listen_tcp(self, host: str, port: int) -> None:
+        try:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = socket.create_server((host, port), family=family, backlog=511)
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        sock.setblocking(False)
+        self.tcp_port = sock.getsockname()[1]
+        listener = _Listener(sock, "tcp")
+        self._listeners.append(listener)
+        self._selector.register(sock, READ, listener)
+        log.info("listening on %s:%d", host, self.tcp_port)
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def serve(self) -> int:
+        """Run until a drain completes; return the exit status."""
+        select = self._selector.select
+        clients = self.clients
+        while not self.finished:
+            for key, mask in select(self._timeout()):
+                source = key.data
+                if type(source) is Connection:
+                    if clients.get(source.fd) is not source:
+                        continue  # closed earlier in this pass
+                    if mask & READ:
+                        self._on_readable(source)
+                    if mask & WRITE and clients.get(source.fd) is source:
+                        self._send(source)
+                elif source is self._signal_source:
+                    self._signals |= self._signal_pipe.read()
+                else:
+                    self._accept(source)
+            if self._touched:
+                self._commit_and_reply()
+            if self._signals:
+                self._handle_signals()
+            self._after_pass()
+        return self.exit_code
+
+    def _timeout(self) -> float | None:
+        deadlines = []
+        if self.draining:
+            deadlines.append(self._drain_deadline)
+        if self._accept_paused_until:
+            deadlines.append(self._accept_paused_until)
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - time.monotonic())
+
+    def _accept(self, listener: _Listener) -> None:
+        for _ in range(64):
+            try:
+                sock, addr = listener.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.warning("cannot accept connections: %s; pausing accepts for %.1f s",
+                                exc.strerror, ACCEPT_PAUSE_S)
+                    self._pause_accepting()
+                    return
+                raise
+            self.stats.connections_received += 1
+            if len(self.clients) >= self.config.max_clients:
+                self.stats.rejected_connections += 1
+                try:
+                    sock.send(MAX_CLIENTS)
+                except OSError:
+                    pass
+                sock.close()
+                continue
+            sock.setblocking(False)
+            if listener.kind == "tcp":
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                where = f"{addr[0]}:{addr[1]}"
+            else:
+                where = f"{listener.path}:0"
+            conn = Connection(
+                sock, where, listener.kind,
+                RequestParser(self._max_bulk, self.config.max_request_size),
+                authenticated=self.password is None,
+            )
+            self.clients[conn.fd] = conn
+            self._selector.register(sock, READ, conn)
+
+    def _pause_accepting(self) -> None:
+        for listener in self._listeners:
+            self._selector.unregister(listener.sock)
+        self._accept_paused_until = time.monotonic() + ACCEPT_PAUSE_S
+
+    def _resume_accepting(self) -> None:
+        self._accept_paused_until = 0.0
+        for listener in self._listeners:
+            self._selector.register(listener.sock, READ, listener)
+
+    def _on_readable(self, conn: Connection) -> None:
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(conn)
+            return
+        if not data:  # EOF: close once the replies already owed are sent (half-close)
+            conn.closing = True
+            if conn.out:
+                self._set_events(conn, reading=False)
+            else:
+                self._close(conn)
+            return
+        self.stats.net_input_bytes += len(data)
+        if conn.write_shut or conn.closing:
+            return  # said goodbye already: discard until EOF
+        self._touched.add(conn)
+        try:
+            requests = conn.parser.feed(data)
+        except ProtocolError as exc:
+            self._run(conn, exc.requests)
+            self.stats.protocol_errors += 1
+            log.info("%s: protocol error: %s", conn.describe(), exc)
+            conn.replies.append(exc.reply)
+            conn.closing = True  # closed by _send once the error reply is out
+            return
+        if requests:
+            self._run(conn, requests)
+
+    def _run(self, conn: Connection, requests: list[list[bytes]]) -> None:
+        """Execute requests in order, collecting their replies on the connection."""
+        replies = conn.replies
+        if not requests:
+            return
+        if conn.draining:
+            replies.extend(SHUTTING_DOWN for _ in requests)
+            return
+        lookup = LOOKUP
+        self.stats.commands_processed += len(requests)
+        conn.commands += len(requests)
+        for args in requests:
+            command = lookup.get(args[0])
+            if command is None:
+                command = COMMANDS.get(args[0].lower())
+                if command is None:
+                    self.stats.error_replies += 1
+                    replies.append(unknown_command(args))
+                    continue
+            arity = command.arity
+            if (len(args) != arity) if arity > 0 else (len(args) < -arity):
+                self.stats.error_replies += 1
+                replies.append(wrong_arity(args[0]))
+                continue
+            if not conn.authenticated and command.name.encode() not in BEFORE_AUTH:
+                replies.append(NOAUTH)
+                continue
+            if command.write:
+                if self.write_error is not None and not self._retry_flush():
+                    replies.append(error(
+                        f"MISCONF writes are refused until kvd can write its data again: "
+                        f"{self.write_error}"))
+                    continue
+                conn.write_slots.append(len(replies))
+                self._dirty = True
+                self.stats.writes_processed += 1
+            try:
+                replies.append(command.handler(self, conn, args))
+            except StorageError as exc:
+                replies.append(error(f"ERR storage error: {exc}"))
+            except Exception as exc:  # a bug must cost one reply, not the server
+                log.exception("%s: %s failed", conn.describe(), command.name)
+                replies.append(error(f"ERR internal error in {command.name}: {exc}"))
+            if conn.closing:  # QUIT: nothing after it is executed
+                break
+        conn.last_command = requests[-1][0]
+
+    def _retry_flush(self) -> bool:
+        try:
+            self.store.flush()
+        except StorageError as exc:
+            self.write_error = str(exc)
+            return False
+        log.warning("the store writes again; accepting writes")
+        self.write_error = None
+        return True
+
+    def _commit_and_reply(self) -> None:
+        """Group commit for the pass, then send every reply of the pass."""
+        touched, self._touched = self._touched, set()  # _send may close (and discard) any
+        if self._dirty:
+            self._dirty = False
+            try:
+                self.store.flush()
+                self.stats.flushes += 1
+            except StorageError as exc:
+                self.stats.failed_flushes += 1
+                self.write_error = str(exc)
+                log.error("flush failed, writes refused until it succeeds: %s", exc)
+                failed = error(f"ERR write not acknowledged: {exc} (it may still be applied "
+                               "once the store can write again)")
+                for conn in touched:
+                    for slot in conn.write_slots:
+                        conn.replies[slot] = failed
+        for conn in touched:
+            if conn.write_slots:
+                conn.write_slots.clear()
+            replies = conn.replies
+            if replies:
+                conn.out += replies[0] if len(replies) == 1 else b"".join(replies)
+                replies.clear()
+            if self.clients.get(conn.fd) is conn:
+                self._send(conn)
+
+    def _send(self, conn: Connection) -> None:
+        out = conn.out
+        if out:
+            try:
+                sent = conn.sock.send(out)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self._close(conn)
+                return
+            self.stats.net_output_bytes += sent
+            del out[:sent]
+        if out:
+            # Backpressure: stop reading from a client that does not read its replies.
+            reading = conn.reading and len(out) <= self.config.max_output_buffer
+            self._set_events(conn, reading=reading, writing=True)
+            return
+        if conn.closing:
+            self._close(conn)
+            return
+        if conn.draining and not conn.write_shut and not conn.parser.pending:
+            self._shut_write(conn)
+        self._set_events(conn, reading=not conn.closing, writing=False)
+
+    def _set_events(self, conn: Connection, reading: bool | None = None,
+                    writing: bool | None = None) -> None:
+        reading = conn.reading if reading is None else reading
+        writing = conn.writing if writing is None else writing
+        if reading == conn.reading and writing == conn.writing:
+            return
+        conn.reading, conn.writing = reading, writing
+        events = (READ if reading else 0) | (WRITE if writing else 0)
+        if events:
+            self._selector.modify(conn.sock, events, conn)
+        else:
+            self._close(conn)
+
+    def _shut_write(self, conn: Connection) -> None:
+        """Draining: tell the client we are done (EOF) and wait for its EOF before closing,
+        so that closing never resets a connection whose replies are still in flight."""
+        conn.write_shut = True
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close(conn)
+
+    def _close(self, conn: Connection) -> None:
+        if self.clients.get(conn.fd) is not conn:
+            return
+        del self.clients[conn.fd]
+        self._touched.discard(conn)
+        try:
+            self._selector.unregister(conn.sock)
+        except (KeyError, ValueError):
+            pass
+        conn.sock.close()
+
+    # -- signals and the work they ask for --------------------------------------------
+
+    def _handle_signals(self) -> None:
+        seen, self._signals = self._signals, set()
+        self.stats.signals_received += len(seen)
+        log.debug("signals: %s", sorted(seen))
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            if signum in seen:
+                self.request_shutdown(signal.Signals(signum).name)
+                break
+        if signal.SIGHUP in seen:
+            if logs.reopen():
+                log.info("SIGHUP: log file reopened")
+            else:
+                log.info("SIGHUP: logging to stderr, nothing to reopen")
+        if signal.SIGUSR1 in seen:
+            self.request_compaction("SIGUSR1")
+
+    def request_compaction(self, source: str) -> None:
+        if self.draining:
+            log.info("compaction request (%s) ignored: shutting down", source)
+            return
+        self.compaction.request(source)
+
+    def request_shutdown(self, reason: str) -> None:
+        """Begin the drain (or cut it short) at the end of this pass, after its replies."""
+        self._shutdown_requests.append(reason)
+
+    def _shutdown(self, reason: str) -> None:
+        if not self.draining:
+            self._begin_drain(reason)
+            return
+        log.info("%s during the drain: closing %d remaining connection(s) now", reason,
+                 len(self.clients))
+        self._drain_deadline = time.monotonic()
+
+    def _begin_drain(self, reason: str) -> None:
+        self.draining = True
+        self._drain_deadline = time.monotonic() + self.config.drain_timeout
+        log.info("%s: shutting down: no new connections; answering %d connected client(s) "
+                 "(drain timeout %.1f s)", reason, len(self.clients), self.config.drain_timeout)
+        self._close_listeners()
+        self.compaction.stop()
+        for conn in list(self.clients.values()):
+            conn.draining = True
+            if not conn.out and not conn.replies and not conn.parser.pending:
+                self._shut_write(conn)
+
+    def _close_listeners(self) -> None:
+        for listener in self._listeners:
+            if not self._accept_paused_until:
+                try:
+                    self._selector.unregister(listener.sock)
+                except (KeyError, ValueError):
+                    pass
+            listener.sock.close()
+            if listener.kind == "unix":
+                _unlink_if_ours(listener.path, listener.inode)
+                log.info("stopped listening on %s (socket removed)", listener.path)
+            else:
+                log.info("stopped listening on TCP port %s", self.tcp_port)
+        self._listeners.clear()
+        self._accept_paused_until = 0.0
+
+    def _after_pass(self) -> None:
+        while self._shutdown_requests:
+            self._shutdown(self._shutdown_requests.pop(0))
+        if self._accept_paused_until and time.monotonic() >= self._accept_paused_until:
+            self._resume_accepting()
+        if not self.draining:
+            if self.compaction.pending:
+                self.compaction.run_pending()
+            return
+        if self.clients and time.monotonic() >= self._drain_deadline:
+            log.info("drain: closing %d connection(s) that did not finish in time",
+                     len(self.clients))
+            for conn in list(self.clients.values()):
+                self._close(conn)
+        if not self.clients:
+            self._finish()
+
+    def _finish(self) -> None:
+        log.info("drain: all connections closed; flushing and closing the store")
+        try:
+            self.store.close()
+        except StorageError as exc:
+            log.error("closing the store failed: %s", exc)
+            self.exit_code = 1
+        self._release_resources()
+        log.info("shutdown complete (exit %d)", self.exit_code)
+        self.finished = True
+
+    def abort(self) -> None:
+        """After a crash of the loop: close the store (flushing it), the PID file, the sockets."""
+        self._release_resources()
+
+    def _release_resources(self) -> None:
+        """Undo start(): everything but the store's final flush (done by the caller)."""
+        self._close_listeners()
+        for conn in list(self.clients.values()):
+            self._close(conn)
+        if self.store is not None:
+            try:
+                self.store.close()
+            except StorageError as exc:
+                log.error("closing the store failed: %s", exc)
+        if self._pidfile is not None:
+            self._pidfile.release()
+            self._pidfile = None
+        if self._signal_pipe is not None:
+            try:
+                self._selector.unregister(self._signal_pipe)
+            except (KeyError, ValueError):
+                pass
+            self._signal_pipe.close()
+            self._signal_pipe = None
+        self._selector.close()
+
+    def password_matches(self, candidate: bytes) -> bool:
+        return self.password is not None and hmac.compare_digest(candidate, self.password.encode())
+
+
+def _unlink_if_ours(path: str, inode: int) -> None:
+    try:
+        if os.stat(path).st_ino == inode:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
