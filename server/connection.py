@@ -24,7 +24,7 @@ class Connection:
     __slots__ = (
         "sock", "fd", "id", "addr", "kind", "parser", "replies", "write_slots", "out",
         "authenticated", "name", "lib_name", "lib_ver", "created", "last_command",
-        "closing", "draining", "write_shut", "reading", "writing", "commands",
+        "closing", "draining", "reading", "writing", "commands",
     )
 
     def __init__(self, sock: socket.socket, addr: str, kind: str, parser: RequestParser,
@@ -46,7 +46,6 @@ class Connection:
         self.last_command = b"NULL"
         self.closing = False  # close once `out` is sent (QUIT, protocol error)
         self.draining = False  # the server is shutting down
-        self.write_shut = False  # shutdown(SHUT_WR) done; waiting for the client's EOF
         self.reading = True  # registered for EVENT_READ
         self.writing = False  # registered for EVENT_WRITE
         self.commands = 0

@@ -8,8 +8,9 @@ people type into telnet or nc, with Redis's quoting rules).
 
 * the fast path hands a whole received chunk to `hiredis.Reader`, which splits
   it into frames in C. hiredis is a reply parser, so it accepts things a
-  server must refuse (nested arrays, integers, nulls, `*3000000000` left
-  pending forever) and knows nothing of inline commands. The fast path
+  server must refuse (nested arrays, integers, nulls, `*3000000000`, for
+  which it allocates the array up front) and knows nothing of inline
+  commands. Chunks that could hold a large array header never reach it; the fast path
   therefore only keeps frames that are non-empty lists of bytes and counts the
   bytes they occupied; the moment anything else turns up -- a partial frame at
   the end of the chunk, an inline command, anything hiredis rejects or a frame
@@ -25,11 +26,19 @@ reads, is parsed once, in linear time.
 
 from __future__ import annotations
 
+import re
+
 import hiredis
 
 # Redis's limits for the parts of a request that are not payload.
 MAX_INLINE_SIZE = 64 * 1024
 MAX_MULTIBULK_ARGS = 1024 * 1024
+
+# hiredis allocates an array as soon as it reads its header: `*3000000000`
+# costs seconds of CPU and gigabytes of address space before any element
+# arrives. A chunk with anything that could be such a header (a '*' and five
+# or more digits, wherever it is) goes to the strict path, which bounds it.
+_LARGE_ARRAY_HEADER = re.compile(rb"\*-?[0-9]{5}").search
 
 
 class ProtocolError(Exception):
@@ -114,9 +123,12 @@ class RequestParser:
         the count is exact). If the count stops short of the chunk's end, the
         rest is re-parsed strictly from that point.
         """
+        requests: list[list[bytes]] = []
+        if _LARGE_ARRAY_HEADER(data):
+            self._buffer += data
+            return self._parse_strict(requests)
         reader = self._reader
         reader.feed(data)
-        requests: list[list[bytes]] = []
         used = 0
         bulk = bytes
         while True:
@@ -161,6 +173,7 @@ class RequestParser:
             raise
         finally:
             del buffer[:pos]
+            self._need -= pos  # it was measured from the old start of the buffer
         if len(buffer) > self.max_request:
             exc = ProtocolError("request too large (see --max-request-size)")
             exc.requests = requests

@@ -115,7 +115,9 @@ class Server:
         self._drain_deadline = 0.0
         self._accept_paused_until = 0.0
         self._shutdown_requests: list[str] = []
-        self._max_bulk = max(config.max_key_size, config.max_value_size)
+        # Bulks up to the request limit are read, so that an oversized key or value gets
+        # its own clear error from the command rather than a protocol error.
+        self._max_bulk = config.max_request_size
 
     # -- start-up -------------------------------------------------------------------
 
@@ -154,8 +156,8 @@ class Server:
         try:
             self.store = open_store(c.data_dir, engine=c.engine, fsync=c.fsync,
                                     segment_size=c.segment_size)
-        except StorageError as exc:
-            raise StartupError(f"cannot open the data directory {c.data_dir}: {exc}") from None
+        except StorageError as exc:  # its message names the directory or file
+            raise StartupError(f"cannot open the data: {exc}") from None
         except OSError as exc:
             raise StartupError(f"cannot open the data directory {c.data_dir}: {exc}") from None
         self.compaction = Compactor(self.store)
@@ -309,7 +311,7 @@ class Server:
                 self._close(conn)
             return
         self.stats.net_input_bytes += len(data)
-        if conn.write_shut or conn.closing:
+        if conn.closing:
             return  # said goodbye already: discard until EOF
         self._touched.add(conn)
         try:
@@ -428,8 +430,8 @@ class Server:
         if conn.closing:
             self._close(conn)
             return
-        if conn.draining and not conn.write_shut and not conn.parser.pending:
-            self._shut_write(conn)
+        if conn.draining and self._close_if_idle(conn):
+            return
         self._set_events(conn, reading=not conn.closing, writing=False)
 
     def _set_events(self, conn: Connection, reading: bool | None = None,
@@ -445,14 +447,25 @@ class Server:
         else:
             self._close(conn)
 
-    def _shut_write(self, conn: Connection) -> None:
-        """Draining: tell the client we are done (EOF) and wait for its EOF before closing,
-        so that closing never resets a connection whose replies are still in flight."""
-        conn.write_shut = True
+    def _close_if_idle(self, conn: Connection) -> bool:
+        """Draining: close a connection that is owed nothing and has sent nothing more.
+
+        Closing a socket with unread input makes TCP reset the connection,
+        which can destroy replies still in flight; so a connection with input
+        waiting is left for the loop to read (and refuse) first.
+        """
+        if conn.out or conn.replies or conn.parser.pending:
+            return False
         try:
-            conn.sock.shutdown(socket.SHUT_WR)
+            waiting = conn.sock.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            waiting = b""
         except OSError:
-            self._close(conn)
+            waiting = b""
+        if waiting:
+            return False
+        self._close(conn)
+        return True
 
     def _close(self, conn: Connection) -> None:
         if self.clients.get(conn.fd) is not conn:
@@ -510,8 +523,7 @@ class Server:
         self.compaction.stop()
         for conn in list(self.clients.values()):
             conn.draining = True
-            if not conn.out and not conn.replies and not conn.parser.pending:
-                self._shut_write(conn)
+            self._close_if_idle(conn)
 
     def _close_listeners(self) -> None:
         for listener in self._listeners:

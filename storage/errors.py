@@ -29,8 +29,8 @@ class LockedError(StorageError):
     """Another process (or another open store in this one) holds the data directory."""
 
     def __init__(self, path: str, holder_pid: int | None) -> None:
-        who = f"process {holder_pid}" if holder_pid else "another process"
-        super().__init__(f"data directory {path} is locked by {who}")
+        who = f"PID {holder_pid}" if holder_pid else "another process"
+        super().__init__(f"data directory {path} is in use by {who}")
         self.path = path
         self.holder_pid = holder_pid
 

@@ -173,7 +173,7 @@ def test_second_process_is_refused_with_holders_pid(engine, data_dir):
         child.join(timeout=60)
     assert outcome[0] == "locked"
     assert outcome[1] == os.getpid()
-    assert f"locked by process {os.getpid()}" in outcome[2]
+    assert f"in use by PID {os.getpid()}" in outcome[2]
 
 
 def test_other_engines_directory_is_refused(data_dir):

@@ -1,0 +1,215 @@
+"""Real kvd processes for integration tests: started, talked to, stopped, always cleaned up.
+
+`Daemon` runs `kvd start` (the real daemonizing path; it returns when the
+server is ready, so no test polls or sleeps for readiness). `Foreground` runs
+`kvd start --foreground` as a child, for tests that need the exit status; it
+is ready when its log says so. Both bind loopback only, with TCP off unless a
+test asks for it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+BIN = Path(sys.executable).parent
+KVD = str(BIN / "kvd")
+KVCTL = str(BIN / "kvctl")
+START_TIMEOUT = 60
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    try:
+        return not select.select([fd], [], [], 0)[0]  # readable once it has exited
+    finally:
+        os.close(fd)
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)
+
+
+class _Server:
+    def __init__(self, directory: Path, args: list[str], tcp: bool) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port() if tcp else 0
+        self.args = ["--port", str(self.port), "--bind", "127.0.0.1", *args]
+        self.socket = str(self.dir / "kvd.sock")
+        self.pidfile = str(self.dir / "kvd.pid")
+        self.log_file = self.dir / "kvd.log"
+        self.data_dir = str(self.dir / "kvd-data")
+        self.pid: int | None = None
+        self._clients: list[redis.Redis] = []
+
+    def client(self, **kwargs) -> redis.Redis:
+        """A redis-py client (RESP2) that never retries: a retry could hide a dropped
+        connection or apply a write twice, and tests must see exactly what happened."""
+        kwargs.setdefault("socket_timeout", 20)
+        kwargs.setdefault("retry", Retry(NoBackoff(), 0))
+        if "host" in kwargs:
+            client = redis.Redis(protocol=2, **kwargs)
+        else:
+            client = redis.Redis(unix_socket_path=self.socket, protocol=2, **kwargs)
+        self._clients.append(client)
+        return client
+
+    def tcp_client(self, **kwargs) -> redis.Redis:
+        return self.client(host="127.0.0.1", port=self.port, **kwargs)
+
+    def raw(self, timeout: float = 10) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(self.socket)
+        return sock
+
+    def signal(self, signum: int) -> None:
+        assert self.pid is not None
+        os.kill(self.pid, signum)
+
+    def alive(self) -> bool:
+        return self.pid is not None and pid_alive(self.pid)
+
+    def info(self, section: str | None = None) -> dict:
+        client = redis.Redis(unix_socket_path=self.socket, protocol=2, socket_timeout=20)
+        try:
+            return client.info(section) if section else client.info()
+        finally:
+            client.close()
+
+    def log(self) -> str:
+        return self.log_file.read_text() if self.log_file.exists() else ""
+
+    def close_clients(self) -> None:
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
+
+
+class Daemon(_Server):
+    """`kvd start` in `directory`; `stop()` or test teardown ends it."""
+
+    def start(self, check: bool = True) -> subprocess.CompletedProcess:
+        result = run_kvd(["start", *self.args], cwd=self.dir, timeout=START_TIMEOUT)
+        if check:
+            assert result.returncode == 0, f"kvd start failed: {result.stderr}\n{self.log()}"
+            match = re.search(r"PID (\d+)", result.stdout)
+            assert match, result.stdout
+            self.pid = int(match.group(1))
+            assert Path(self.pidfile).read_text().strip() == str(self.pid)
+        return result
+
+    def stop(self, timeout: float = 30) -> subprocess.CompletedProcess:
+        self.close_clients()
+        result = run_kvd(["stop", "--pidfile", self.pidfile, "--timeout", str(timeout)],
+                         cwd=self.dir, timeout=timeout + 10)
+        assert result.returncode == 0, result.stderr
+        if self.pid is not None:
+            assert wait_gone(self.pid, 5), "kvd stop returned but the process is still there"
+        return result
+
+    def wait_exit(self, timeout: float = 30) -> None:
+        assert self.pid is not None
+        assert wait_gone(self.pid, timeout), f"kvd (PID {self.pid}) did not exit in {timeout} s"
+
+    def kill(self) -> None:
+        if self.pid is not None and pid_alive(self.pid):
+            os.kill(self.pid, signal.SIGKILL)
+            wait_gone(self.pid, 10)
+
+    def cleanup(self) -> None:
+        self.close_clients()
+        self.kill()
+
+
+class Foreground(_Server):
+    """`kvd start --foreground` as a child process: its exit status is observable."""
+
+    proc: subprocess.Popen | None = None
+
+    def start(self, extra_env: dict | None = None) -> None:
+        env = {**os.environ, **(extra_env or {})}
+        self.proc = subprocess.Popen(
+            [KVD, "start", "--foreground", "--log-file", "-", *self.args],
+            cwd=self.dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, env=env,
+        )
+        self.pid = self.proc.pid
+        self.lines: list[str] = []
+        ready = threading.Event()
+
+        def pump() -> None:  # keep stderr drained for the whole life of the process
+            with open(self.log_file, "a") as copy:
+                for raw in self.proc.stderr:
+                    line = raw.decode(errors="replace")
+                    copy.write(line)
+                    copy.flush()
+                    self.lines.append(line)
+                    if " ready: " in line or "cannot start" in line:
+                        ready.set()
+            ready.set()
+
+        self._pump = threading.Thread(target=pump, daemon=True)
+        self._pump.start()
+        assert ready.wait(START_TIMEOUT), "kvd --foreground did not become ready"
+        assert self.proc.poll() is None, f"kvd exited at start-up:\n{''.join(self.lines)}"
+
+    def wait(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        code = self.proc.wait(timeout)
+        self._pump.join(5)
+        return code
+
+    def cleanup(self) -> None:
+        self.close_clients()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def run_kvd(args: list[str], cwd: Path | str, timeout: float = 60,
+            env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([KVD, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def run_kvctl(args: list[str], cwd: Path | str, timeout: float = 60, input: bytes | None = None,
+              env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([KVCTL, *args], cwd=cwd, capture_output=True, timeout=timeout,
+                          input=input, env={**os.environ, **(env or {})})
+
+
+def deadline(seconds: float):
+    """An iterator that yields until `seconds` pass (for waiting on a condition)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        yield

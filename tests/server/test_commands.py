@@ -1,0 +1,259 @@
+"""Every command through redis-py (protocol=2) and redis-cli against a real daemon."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+import redis
+
+
+@pytest.fixture
+def r(shared_kvd):
+    client = shared_kvd.client()
+    client.flushall()
+    return client
+
+
+def test_get_set_and_binary_values(r):
+    value = bytes(range(256)) * 4
+    assert r.set(b"\x00bin\r\nkey\xff", value) is True
+    assert r.get(b"\x00bin\r\nkey\xff") == value
+    assert r.get("missing") is None
+    assert r.set("empty", b"") is True
+    assert r.get("empty") == b""
+
+
+def test_set_options(r):
+    assert r.set("k", "1", nx=True) is True
+    assert r.set("k", "2", nx=True) is None
+    assert r.set("other", "1", xx=True) is None
+    assert r.set("k", "3", xx=True) is True
+    assert r.set("k", "4", get=True) == b"3"
+    assert r.set("new", "v", get=True) is None
+    assert r.set("k", "5", keepttl=True) is True
+    assert r.get("k") == b"5"
+    with pytest.raises(redis.ResponseError, match="syntax error"):
+        r.execute_command("SET", "k", "v", "NX", "XX")
+    with pytest.raises(redis.ResponseError, match="syntax error"):
+        r.execute_command("SET", "k", "v", "BOGUS")
+
+
+@pytest.mark.parametrize("option", [{"ex": 10}, {"px": 100}, {"exat": 2_000_000_000},
+                                    {"pxat": 2_000_000_000_000}])
+def test_expiry_is_refused_not_ignored(r, option):
+    with pytest.raises(redis.ResponseError, match="does not support key expiry"):
+        r.set("ttl", "v", **option)
+    assert r.get("ttl") is None
+    with pytest.raises(redis.ResponseError, match="does not support key expiry"):
+        r.expire("ttl", 10)
+
+
+def test_del_exists_mget_mset_dbsize(r):
+    assert r.mset({"a": "1", "b": "2", "c": "3"}) is True
+    assert r.mget("a", "x", "c") == [b"1", None, b"3"]
+    assert r.exists("a", "a", "x") == 2
+    assert r.dbsize() == 3
+    assert r.delete("a", "x") == 1
+    assert r.dbsize() == 2
+    with pytest.raises(redis.ResponseError, match="wrong number of arguments for 'mset'"):
+        r.execute_command("MSET", "a", "1", "b")
+
+
+def test_counters(r):
+    assert r.incr("n") == 1
+    assert r.incrby("n", 41) == 42
+    assert r.decr("n") == 41
+    assert r.decrby("n", 50) == -9
+    assert r.get("n") == b"-9"
+    r.set("n", str(2**63 - 1))
+    with pytest.raises(redis.ResponseError, match="increment or decrement would overflow"):
+        r.incr("n")
+    for bad in (" 1", "1 ", "+1", "01", "1.5", "", "9223372036854775808"):
+        r.set("s", bad)
+        with pytest.raises(redis.ResponseError, match="not an integer or out of range"):
+            r.incr("s")
+    with pytest.raises(redis.ResponseError, match="not an integer or out of range"):
+        r.incrby("n", " 1")
+    with pytest.raises(redis.ResponseError, match="decrement would overflow"):
+        r.decrby("z", -(2**63))
+
+
+def test_append_strlen_getset_getdel(r):
+    assert r.append("s", "hello") == 5
+    assert r.append("s", " world") == 11
+    assert r.strlen("s") == 11
+    assert r.strlen("none") == 0
+    assert r.getset("s", "new") == b"hello world"
+    assert r.getdel("s") == b"new"
+    assert r.getdel("s") is None
+    assert r.exists("s") == 0
+
+
+def test_keys_and_scan_with_patterns(r):
+    names = [f"user:{i}" for i in range(250)] + ["other", "h?llo", "hello", "hallo", "hxllo"]
+    r.mset({n: "v" for n in names})
+    assert sorted(r.keys("user:1?")) == sorted(f"user:{i}".encode() for i in range(10, 20))
+    assert sorted(r.keys("h[ae]llo")) == [b"hallo", b"hello"]
+    assert sorted(r.keys("h[^e]llo")) == [b"h?llo", b"hallo", b"hxllo"]
+    assert r.keys("h\\?llo") == [b"h?llo"]
+    assert len(r.keys("*")) == len(names)
+    scanned = list(r.scan_iter(match="user:*", count=7))
+    assert sorted(scanned) == sorted(n.encode() for n in names if n.startswith("user:"))
+    assert len(scanned) == len(set(scanned))  # each key exactly once
+    cursor, keys = r.scan(0, count=1000)
+    assert cursor == 0 and len(keys) == len(names)
+    with pytest.raises(redis.ResponseError, match="invalid cursor"):
+        r.scan(12345 << 32)
+
+
+def test_scan_returns_every_key_present_throughout_despite_writes(r):
+    r.mset({f"k{i}": "v" for i in range(100)})
+    seen = set()
+    cursor = 0
+    first = True
+    while first or cursor != 0:
+        first = False
+        cursor, keys = r.scan(cursor, count=10)
+        seen.update(keys)
+        r.set(f"new{len(seen)}", "v")  # writes during the scan
+        r.delete("k99")  # a key deleted during the scan may or may not appear
+    assert {f"k{i}".encode() for i in range(99)} <= seen
+
+
+def test_flushdb_flushall(r):
+    r.mset({"a": "1", "b": "2"})
+    assert r.flushdb() is True
+    assert r.dbsize() == 0
+    r.set("a", "1")
+    assert r.flushall(asynchronous=True) is True
+    assert r.dbsize() == 0
+
+
+def test_server_commands(r, shared_kvd):
+    assert r.ping() is True
+    assert r.echo(b"\x00hi") == b"\x00hi"
+    assert r.execute_command("SELECT", 0) in (b"OK", True, "OK")
+    with pytest.raises(redis.ResponseError, match="DB index is out of range"):
+        r.execute_command("SELECT", 1)
+    assert r.client_setname("worker-1") is True
+    assert r.client_getname() in ("worker-1", b"worker-1")  # redis-py decodes it itself
+    assert r.execute_command("CLIENT", "SETINFO", "LIB-NAME", "tests") in (b"OK", True)
+    assert isinstance(r.client_id(), int)
+    assert r.type("nothing") == b"none"
+    r.set("t", "v")
+    assert r.type("t") == b"string"
+    assert r.ttl("t") == -1 and r.ttl("nothing") == -2
+    assert r.config_get("appendfsync") == {"appendfsync": "always"}
+    assert r.config_get("save") == {"save": ""}
+    assert "maxclients" in r.config_get("max*")
+    with pytest.raises(redis.ResponseError, match="does not change settings at run time"):
+        r.config_set("appendfsync", "no")
+    assert r.command_count() > 20
+    with pytest.raises(redis.ResponseError, match="unknown command 'NOPE', with args beginning "
+                                                  "with: 'a' 'b'"):
+        r.execute_command("NOPE", "a", "b")
+    with pytest.raises(redis.ResponseError, match="wrong number of arguments for 'get' command"):
+        r.execute_command("GET")
+
+
+def test_info_sections(r, shared_kvd):
+    r.mset({"a": "1", "b": "2"})
+    info = r.info("everything")
+    assert info["redis_version"].startswith("7.")
+    assert info["kvd_version"]
+    assert info["arch_bits"] == 64
+    assert info["cluster_enabled"] == 0
+    assert info["process_id"] == shared_kvd.pid
+    assert info["uptime_in_seconds"] >= 0
+    assert info["connected_clients"] >= 1
+    assert info["total_commands_processed"] > 0
+    assert info["db0"]["keys"] == 2
+    assert info["engine"] == "log" and info["fsync"] == "always"
+    for field in ("live_bytes", "dead_bytes", "segments", "compactions_completed"):
+        assert field in info
+    assert set(r.info("keyspace")) == {"db0"}
+
+
+def test_hello_3_is_refused_so_redis_py_must_use_resp2(shared_kvd):
+    with pytest.raises(redis.ResponseError, match="NOPROTO"):
+        shared_kvd.client().execute_command("HELLO", "3")
+    hello = shared_kvd.client().execute_command("HELLO", "2")
+    assert hello[hello.index(b"proto") + 1] == 2
+
+
+def test_pipelines_with_and_without_transactions_flag(r):
+    pipe = r.pipeline(transaction=False)
+    for i in range(1000):
+        pipe.set(f"p{i}", i)
+    pipe.get("p999")
+    pipe.incr("p0")
+    results = pipe.execute()
+    assert results[:1000] == [True] * 1000
+    assert results[1000:] == [b"999", 1]
+
+
+def test_quit_closes_after_ok(shared_kvd):
+    sock = shared_kvd.raw()
+    sock.sendall(b"QUIT\r\nPING\r\n")
+    data = b""
+    while chunk := sock.recv(100):
+        data += chunk
+    assert data == b"+OK\r\n"
+
+
+def test_tcp_and_unix_socket_see_the_same_data(shared_kvd):
+    shared_kvd.client().set("shared", "yes")
+    assert shared_kvd.tcp_client().get("shared") == b"yes"
+
+
+def test_unix_socket_is_private(shared_kvd):
+    assert oct(os.stat(shared_kvd.socket).st_mode & 0o777) == oct(0o600)
+
+
+# -- redis-cli ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def redis_cli():
+    path = shutil.which("redis-cli")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-cli is required in CI (.ci/run installs redis-tools)")
+        pytest.skip("redis-cli not installed (apt install redis-tools)")
+    return path
+
+
+def cli(redis_cli, kvd, *args, input=None):
+    return subprocess.run([redis_cli, "-s", kvd.socket, *args], capture_output=True,
+                          input=input, timeout=60)
+
+
+def test_redis_cli_commands(redis_cli, shared_kvd):
+    assert cli(redis_cli, shared_kvd, "PING").stdout == b"PONG\n"
+    assert cli(redis_cli, shared_kvd, "SET", "cli key", "v a l").stdout == b"OK\n"
+    assert cli(redis_cli, shared_kvd, "GET", "cli key").stdout == b"v a l\n"
+    assert cli(redis_cli, shared_kvd, "--no-raw", "INCR", "cli:n").stdout == b"(integer) 1\n"
+    out = cli(redis_cli, shared_kvd, "INFO", "server").stdout
+    assert b"redis_version:" in out and b"kvd_version:" in out
+    assert b"unknown command" in cli(redis_cli, shared_kvd, "NOPE").stdout
+
+
+def test_redis_cli_pipe_bulk_load_and_scan(redis_cli, shared_kvd):
+    shared_kvd.client().flushall()
+    commands = "".join(f"SET bulk:{i} value-{i}\r\n" for i in range(20_000)).encode()
+    result = cli(redis_cli, shared_kvd, "--pipe", input=commands)
+    assert result.returncode == 0, result.stderr
+    assert b"errors: 0, replies: 20000" in result.stdout
+    scanned = cli(redis_cli, shared_kvd, "--scan", "--pattern", "bulk:1*").stdout.split()
+    assert len(scanned) == len(set(scanned)) == 11_111
+    assert shared_kvd.client().get("bulk:19999") == b"value-19999"
+
+
+def test_redis_cli_over_tcp(redis_cli, shared_kvd):
+    out = subprocess.run([redis_cli, "-h", "127.0.0.1", "-p", str(shared_kvd.port), "PING"],
+                         capture_output=True, timeout=30).stdout
+    assert out == b"PONG\n"
+

@@ -1,0 +1,246 @@
+"""Daemonizing, the PID file, start-up failures, limits and passwords, with real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+import redis
+
+from storage import open_store
+from tests.kvd_process import Daemon, pid_alive, run_kvd, wait_gone
+
+
+@pytest.fixture
+def sleeper():
+    """An unrelated live process whose PID a stale PID file may name."""
+    proc = subprocess.Popen(["sleep", "300"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_start_status_stop_and_what_they_leave_behind(kvd):
+    assert open(kvd.pidfile).read() == f"{kvd.pid}\n"
+    assert os.stat(kvd.socket).st_mode & 0o777 == 0o600
+    status = run_kvd(["status"], cwd=kvd.dir)
+    assert status.returncode == 0
+    assert f"kvd is running (PID {kvd.pid})" in status.stdout
+    assert "0 keys" in status.stdout
+    kvd.stop()
+    for path in (kvd.pidfile, kvd.socket):
+        assert not os.path.exists(path)
+    status = run_kvd(["status"], cwd=kvd.dir)
+    assert status.returncode == 3 and "not running (no PID file" in status.stdout
+    stop = run_kvd(["stop"], cwd=kvd.dir)
+    assert stop.returncode == 0 and "not running" in stop.stderr
+
+
+def test_the_daemon_is_detached(kvd):
+    assert os.getsid(kvd.pid) == kvd.pid or os.getsid(kvd.pid) != os.getsid(0)
+    assert os.getpgid(kvd.pid) != os.getpgid(0)
+    assert open(f"/proc/{kvd.pid}/stat").read().split()[3] != str(os.getpid())  # not our child
+    assert os.readlink(f"/proc/{kvd.pid}/cwd") == "/"
+
+
+def test_a_stale_pid_file_naming_a_live_process_is_never_signalled(tmp_path, make_daemon, sleeper):
+    kvd = make_daemon(start=False)
+    with open(kvd.pidfile, "w") as f:
+        f.write(f"{sleeper.pid}\n")
+    status = run_kvd(["status"], cwd=kvd.dir)
+    assert status.returncode == 1
+    assert f"stale PID file {kvd.pidfile} names PID {sleeper.pid}" in status.stdout
+    stop = run_kvd(["stop"], cwd=kvd.dir)
+    assert "not running (stale PID file" in stop.stderr
+    assert sleeper.poll() is None  # not signalled
+    kvd.start()
+    assert kvd.pid != sleeper.pid
+    assert f"replaced a stale PID file {kvd.pidfile} (it named PID {sleeper.pid}" in kvd.log()
+    kvd.stop()
+    assert sleeper.poll() is None  # still alive after a whole start/stop cycle
+    assert pid_alive(sleeper.pid)
+
+
+def test_a_second_daemon_on_the_same_pid_file_is_refused(make_daemon):
+    first = make_daemon()
+    second = Daemon(first.dir, ["--socket", "other.sock", "--data-dir", "other-data"], tcp=False)
+    result = second.start(check=False)
+    assert result.returncode != 0
+    assert f"kvd is already running (PID {first.pid}" in result.stderr
+    assert first.client().ping() is True
+    assert open(first.pidfile).read() == f"{first.pid}\n"
+
+
+def test_a_second_daemon_on_the_same_data_directory_is_refused(make_daemon):
+    first = make_daemon()
+    second = Daemon(first.dir, ["--pidfile", "other.pid", "--socket", "other.sock"], tcp=False)
+    result = second.start(check=False)
+    assert result.returncode != 0
+    assert "cannot open the data" in result.stderr
+    assert f"PID {first.pid}" in result.stderr
+    assert not os.path.exists(first.dir / "other.pid")  # the loser cleans up after itself
+    assert first.client().ping() is True
+
+
+def test_start_fails_with_the_daemons_error_when_the_port_is_taken(make_daemon):
+    kvd = make_daemon(tcp=True, start=False)
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", kvd.port))
+        taken.listen()
+        result = kvd.start(check=False)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{kvd.port}: Address already in use" in result.stderr
+    assert not os.path.exists(kvd.pidfile)
+    assert not os.path.exists(kvd.socket)
+
+
+def test_start_fails_on_corrupt_data_naming_file_and_offset(make_daemon):
+    kvd = make_daemon(start=False)
+    with open_store(kvd.data_dir, segment_size=4096) as db:
+        for i in range(200):
+            db.put(b"key%d" % i, b"v" * 50)
+    segment = sorted(p for p in os.listdir(kvd.data_dir) if p.endswith(".seg"))[0]
+    for name in os.listdir(kvd.data_dir):  # make start-up read the data, not the hints
+        if name.endswith(".hint"):
+            os.unlink(os.path.join(kvd.data_dir, name))
+    path = os.path.join(kvd.data_dir, segment)
+    with open(path, "r+b") as f:
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    result = kvd.start(check=False)
+    assert result.returncode == 1
+    assert "cannot open the data" in result.stderr
+    assert segment in result.stderr and "offset" in result.stderr
+
+
+def test_start_fails_when_the_log_file_cannot_be_opened(make_daemon):
+    kvd = make_daemon(start=False)
+    kvd.args += ["--log-file", "/nonexistent-dir/kvd.log"]
+    result = kvd.start(check=False)
+    assert result.returncode == 1
+    assert "cannot open the log file /nonexistent-dir/kvd.log" in result.stderr
+
+
+def test_a_stale_socket_from_a_killed_daemon_is_replaced(make_daemon):
+    kvd = make_daemon()
+    kvd.client().set("k", "v")
+    kvd.close_clients()
+    kvd.kill()
+    assert os.path.exists(kvd.socket) and os.path.exists(kvd.pidfile)
+    kvd.start()
+    assert kvd.client().get("k") == b"v"  # acknowledged before the SIGKILL
+    assert "removed a stale Unix socket" in kvd.log()
+
+
+def test_a_regular_file_where_the_socket_goes_is_not_deleted(make_daemon):
+    kvd = make_daemon(start=False)
+    with open(kvd.socket, "w") as f:
+        f.write("precious")
+    result = kvd.start(check=False)
+    assert result.returncode == 1 and "is not a socket" in result.stderr
+    assert open(kvd.socket).read() == "precious"
+
+
+def test_protected_mode_refuses_a_public_address_without_a_password(make_daemon):
+    kvd = make_daemon(start=False)
+    kvd.args = ["--bind", "0.0.0.0", "--port", "7379"]
+    result = kvd.start(check=False)
+    assert result.returncode == 2
+    assert "protected mode" in result.stderr
+    assert not os.path.exists(kvd.pidfile)
+
+
+def test_password_file_and_auth(make_daemon, tmp_path):
+    password_file = tmp_path / "password"
+    password_file.write_text("s3cret\n")
+    password_file.chmod(0o600)
+    kvd = make_daemon("--password-file", str(password_file))
+    anonymous = kvd.client()
+    with pytest.raises(redis.AuthenticationError):
+        anonymous.get("k")
+    with pytest.raises(redis.AuthenticationError, match="invalid username-password pair"):
+        kvd.client(password="wrong").ping()
+    client = kvd.client(password="s3cret")
+    assert client.set("k", "v") is True
+    sock = kvd.raw()
+    sock.sendall(b"GET k\r\nAUTH s3cret\r\nGET k\r\n")
+    expected = b"-NOAUTH Authentication required.\r\n+OK\r\n$1\r\nv\r\n"
+    data = b""
+    while len(data) < len(expected):
+        data += sock.recv(100)
+    assert data == expected
+
+
+def test_a_password_file_readable_by_others_is_refused(make_daemon, tmp_path):
+    password_file = tmp_path / "password"
+    password_file.write_text("s3cret\n")
+    password_file.chmod(0o644)
+    kvd = make_daemon("--password-file", str(password_file), start=False)
+    result = kvd.start(check=False)
+    assert result.returncode == 2 and "readable by others" in result.stderr
+
+
+def test_max_clients(make_daemon):
+    kvd = make_daemon("--max-clients", "2")
+    first, second = kvd.raw(), kvd.raw()
+    third = kvd.raw()
+    assert third.recv(100) == b"-ERR max number of clients reached\r\n"
+    assert third.recv(100) == b""
+    first.sendall(b"PING\r\n")
+    assert first.recv(100) == b"+PONG\r\n"
+    second.close()
+    for _ in range(100):  # the freed slot becomes available once the server saw the close
+        fourth = kvd.raw()
+        fourth.sendall(b"PING\r\n")
+        if fourth.recv(100) == b"+PONG\r\n":
+            break
+        fourth.close()
+    else:
+        raise AssertionError("a freed client slot never became available")
+
+
+def test_options_come_from_kvd_environment_variables(make_daemon):
+    kvd = make_daemon(start=False)
+    result = run_kvd(["start", "--port", "0"], cwd=kvd.dir,
+                     env={"KVD_SOCKET": "env.sock", "KVD_PIDFILE": "env.pid", "KVD_FSYNC": "no"})
+    assert result.returncode == 0, result.stderr
+    kvd.socket, kvd.pidfile = str(kvd.dir / "env.sock"), str(kvd.dir / "env.pid")
+    kvd.pid = int(open(kvd.pidfile).read())
+    assert kvd.client().config_get("appendfsync") == {"appendfsync": "no"}
+    kvd.stop()
+
+
+def test_sigkill_loses_no_acknowledged_write(make_daemon):
+    kvd = make_daemon("--fsync", "always")
+    client = kvd.client()
+    pipe = client.pipeline(transaction=False)
+    for i in range(2000):
+        pipe.set(f"k{i}", f"v{i}")
+    pipe.delete("k7")
+    assert all(pipe.execute())
+    os.kill(kvd.pid, signal.SIGKILL)
+    assert wait_gone(kvd.pid, 10)
+    kvd.close_clients()
+    kvd.start()
+    client = kvd.client()
+    values = client.mget([f"k{i}" for i in range(2000)])
+    assert values[7] is None
+    assert [v for i, v in enumerate(values) if i != 7] == [f"v{i}".encode() for i in range(2000) if i != 7]
+
+
+def test_help_lists_every_command_and_option():
+    for args in (["--help"], ["start", "--help"], ["stop", "--help"], ["status", "--help"]):
+        result = run_kvd(args, cwd=".")
+        assert result.returncode == 0, result.stderr
+    start_help = run_kvd(["start", "--help"], cwd=".").stdout
+    for option in ("--data-dir", "--fsync", "--socket", "--port", "--requirepass",
+                   "--max-clients", "--max-value-size", "--drain-timeout", "KVD_DATA_DIR"):
+        assert option in start_help
+    assert sys.executable  # the console scripts live next to this interpreter

@@ -1,0 +1,264 @@
+"""RESP2 at the byte level: the parser in-process, then the same corpus against a real daemon."""
+
+from __future__ import annotations
+
+import random
+import socket
+import tracemalloc
+
+import hiredis
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from server.protocol import ProtocolError, RequestParser, split_inline
+
+MAX_BULK = 1 << 20
+MAX_REQUEST = 4 << 20
+
+
+def encode(*args: bytes) -> bytes:
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+
+
+VALID = [
+    (encode(b"PING"), [[b"PING"]]),
+    (encode(b"SET", b"k", b"v") + encode(b"GET", b"k"), [[b"SET", b"k", b"v"], [b"GET", b"k"]]),
+    (encode(b"SET", b"", b"\x00\r\n\xff"), [[b"SET", b"", b"\x00\r\n\xff"]]),
+    (b"PING\r\n", [[b"PING"]]),
+    (b"PING\n", [[b"PING"]]),
+    (b"  set  a   b \r\n", [[b"set", b"a", b"b"]]),
+    (b'SET "a b" \'c d\'\r\n', [[b"SET", b"a b", b"c d"]]),
+    (b'ECHO "\\x41\\n\\t\\"q\\""\r\n', [[b"ECHO", b'A\n\t"q"']]),
+    (b"ECHO 'it\\'s'\r\n", [[b"ECHO", b"it's"]]),
+    (b"\r\n\r\nPING\r\n", [[b"PING"]]),  # empty inline lines are skipped
+    (b"*0\r\n*-1\r\nPING\r\n", [[b"PING"]]),  # empty multibulks are skipped, as in Redis
+    (encode(b"PING") + b"PING\r\n" + encode(b"ECHO", b"x"), [[b"PING"], [b"PING"], [b"ECHO", b"x"]]),
+    (encode(b"SET", b"big", b"x" * 300_000), [[b"SET", b"big", b"x" * 300_000]]),
+]
+
+INVALID = [
+    (b"*3000000000\r\n", "invalid multibulk length"),
+    (b"*2147483648\r\n", "invalid multibulk length"),
+    (b"*1x\r\n", "invalid multibulk length"),
+    (b"* 1\r\n$4\r\nPING\r\n", "invalid multibulk length"),
+    (b"*+1\r\n$4\r\nPING\r\n", "invalid multibulk length"),
+    (b"*01\r\n$4\r\nPING\r\n", "invalid multibulk length"),
+    (b"*1\r\n$ 4\r\nPING\r\n", "invalid bulk length"),
+    (b"*1\r\n$-1\r\n", "invalid bulk length"),
+    (b"*1\r\n$3000000000\r\n", "invalid bulk length"),
+    (b"*1\r\n$%d\r\n" % (MAX_BULK + 1), "invalid bulk length"),
+    (b"*1\r\n:1\r\n", "expected '$', got ':'"),
+    (b"*1\r\n*1\r\n$1\r\na\r\n", "expected '$', got '*'"),
+    (b'SET "a b\r\n', "unbalanced quotes in request"),
+    (b'SET "a"b c\r\n', "unbalanced quotes in request"),
+    (b"x" * (64 * 1024 + 1), "too big inline request"),
+    (b"*" + b"1" * (64 * 1024 + 1), "too big mbulk count string"),
+]
+
+
+def feed_in_pieces(data: bytes, sizes) -> list[list[bytes]]:
+    parser = RequestParser(MAX_BULK, MAX_REQUEST)
+    out: list[list[bytes]] = []
+    pos = 0
+    for size in sizes:
+        out += parser.feed(data[pos : pos + size])
+        pos += size
+    out += parser.feed(data[pos:]) if pos < len(data) else []
+    assert parser.pending == 0
+    return out
+
+
+@pytest.mark.parametrize("data,expected", VALID, ids=[f"valid{i}" for i in range(len(VALID))])
+def test_valid_requests_parse_the_same_whole_and_in_any_pieces(data, expected):
+    assert feed_in_pieces(data, [len(data)]) == expected
+    assert feed_in_pieces(data, [1] * len(data)) == expected
+    rng = random.Random(len(data))
+    for _ in range(20):
+        sizes = [rng.randint(1, max(1, len(data) // 3)) for _ in range(10)]
+        assert feed_in_pieces(data, sizes) == expected
+
+
+@pytest.mark.parametrize("data,message", INVALID, ids=[f"invalid{i}" for i in range(len(INVALID))])
+def test_invalid_requests_raise_redis_errors_without_waiting_for_more_data(data, message):
+    parser = RequestParser(MAX_BULK, MAX_REQUEST)
+    with pytest.raises(ProtocolError) as caught:
+        parser.feed(encode(b"PING") + data)  # the request before the error is kept
+    assert caught.value.reply == b"-ERR Protocol error: " + message.encode() + b"\r\n"
+    assert caught.value.requests == [[b"PING"]]
+
+
+@pytest.mark.parametrize("data", [
+    b"*2000000000\r\n",
+    b"*1\r\n*1000000000\r\n",  # nested, which hiredis would accept
+    encode(b"PING") + b"*1048576\r\n",  # allowed, but nothing is allocated for it yet
+])
+def test_a_large_array_header_allocates_nothing_up_front(data):
+    # hiredis allocates the whole array when it reads the header; the parser
+    # must not let it see one (2e9 elements is 16 GB of pointers).
+    parser = RequestParser(MAX_BULK, MAX_REQUEST)
+    tracemalloc.start()
+    try:
+        parser.feed(data)
+    except ProtocolError:
+        pass
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1 << 20
+
+
+def test_a_value_that_looks_like_a_large_array_header_is_still_parsed():
+    request = [b"SET", b"k", b"*1000000000\r\n$5\r\n"]
+    assert feed_in_pieces(encode(*request), [1000]) == [request]
+
+
+def test_a_partial_request_larger_than_the_limit_is_refused():
+    parser = RequestParser(max_bulk=1 << 30, max_request=1 << 20)
+    with pytest.raises(ProtocolError, match="request too large"):
+        parser.feed(b"*2\r\n$3\r\nSET\r\n$%d\r\n" % (2 << 20))
+    parser = RequestParser(max_bulk=1 << 30, max_request=1 << 20)
+    parser.feed(b"*1\r\n$100\r\n")  # small declared size: waits
+    with pytest.raises(ProtocolError):
+        parser.feed(b"x" * (2 << 20))  # but never buffers past the limit
+
+
+def test_the_inline_splitter_follows_redis_quoting():
+    assert split_inline(b'a "b c" d') == [b"a", b"b c", b"d"]
+    assert split_inline(b'"\\x4g"') == [b"x4g"]  # not a hex escape: the char itself
+    assert split_inline(b"''") == [b""]
+    assert split_inline(b'"unterminated') is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    requests=st.lists(st.lists(st.binary(max_size=40), min_size=1, max_size=5), min_size=1,
+                      max_size=8),
+    cuts=st.lists(st.integers(min_value=1, max_value=30), max_size=40),
+)
+def test_random_requests_in_random_pieces(requests, cuts):
+    data = b"".join(encode(*r) for r in requests)
+    assert feed_in_pieces(data, cuts) == requests
+
+
+# -- against a real daemon ------------------------------------------------------------------
+
+
+def recv_until(sock: socket.socket, expected_len: int) -> bytes:
+    """Read until `expected_len` bytes or EOF."""
+    data = b""
+    while len(data) < expected_len:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def exchange(sock: socket.socket, payload: bytes, reply: bytes) -> bytes:
+    sock.sendall(payload)
+    return recv_until(sock, len(reply))
+
+
+DAEMON_MAX_BULK = 128 << 20  # the daemon's default --max-request-size bounds one bulk
+INVALID_FOR_DAEMON = [
+    (data.replace(b"$%d" % (MAX_BULK + 1), b"$%d" % (DAEMON_MAX_BULK + 1)), message)
+    for data, message in INVALID
+]
+
+
+@pytest.fixture
+def kvd(shared_kvd):
+    return shared_kvd
+
+
+@pytest.fixture
+def bystander(kvd):
+    """A well-behaved client that must be unaffected by everyone else's errors."""
+    client = kvd.client()
+    client.set(b"bystander", b"\x00still here\xff")
+    yield client
+    assert client.ping() is True
+    assert client.get(b"bystander") == b"\x00still here\xff"
+
+
+@pytest.mark.parametrize("data,message", INVALID_FOR_DAEMON,
+                         ids=[f"invalid{i}" for i in range(len(INVALID))])
+def test_malformed_requests_get_the_error_then_only_that_connection_closes(kvd, bystander, data,
+                                                                          message):
+    sock = kvd.raw()
+    expected = b"+PONG\r\n-ERR Protocol error: " + message.encode() + b"\r\n"
+    assert exchange(sock, b"PING\r\n" + data, expected) == expected
+    assert sock.recv(100) == b""  # closed by the server after the error, no hang
+    sock.close()
+
+
+def test_valid_corpus_over_a_real_socket(kvd, bystander):
+    sock = kvd.raw()
+    for data, requests in VALID:
+        sock.sendall(data)
+        reader = hiredis.Reader()
+        replies: list = []
+        while len(replies) < len(requests):
+            reader.feed(sock.recv(65536))
+            while (reply := reader.gets()) is not False:
+                replies.append(reply)
+        assert len(replies) == len(requests)
+        for request, reply in zip(requests, replies):
+            assert not isinstance(reply, hiredis.ReplyError), (request[:3], reply)
+            if request[0].upper() == b"ECHO":
+                assert reply == request[1]
+    sock.close()
+
+
+def test_inline_commands_with_quotes_as_typed_in_telnet(kvd, bystander):
+    sock = kvd.raw()
+    reply = exchange(sock, b'SET "my key" "a\\tb"\r\nGET "my key"\r\n', b"+OK\r\n$3\r\na\tb\r\n")
+    assert reply == b"+OK\r\n$3\r\na\tb\r\n"
+
+
+def test_pipelined_requests_are_answered_in_order(kvd, bystander):
+    sock = kvd.raw()
+    payload = b"".join(encode(b"INCR", b"counter") for _ in range(500))
+    expected = b"".join(b":%d\r\n" % i for i in range(1, 501))
+    assert exchange(sock, payload, expected) == expected
+
+
+def test_a_slow_client_sending_byte_by_byte_does_not_block_others(kvd, bystander):
+    slow = kvd.raw()
+    payload = encode(b"SET", b"slow", b"value") + encode(b"GET", b"slow")
+    for i, byte in enumerate(payload):
+        slow.sendall(bytes([byte]))
+        if i % 7 == 0:
+            assert bystander.ping() is True  # the loop keeps serving between the bytes
+    assert recv_until(slow, 16) == b"+OK\r\n$5\r\nvalue\r\n"
+
+
+def test_a_large_value_arriving_in_many_reads(kvd, bystander):
+    value = bytes(range(256)) * 40_000  # 10 MB
+    sock = kvd.raw(timeout=30)
+    payload = encode(b"SET", b"large", value)
+    for start in range(0, len(payload), 65_536):
+        sock.sendall(payload[start : start + 65_536])
+    assert recv_until(sock, 5) == b"+OK\r\n"
+    assert bystander.get(b"large") == value
+
+
+def test_a_value_over_the_limit_is_a_clear_error(make_daemon):
+    kvd = make_daemon("--max-value-size", "1000", "--max-request-size", "2000000")
+    client = kvd.client()
+    with pytest.raises(Exception, match="value is too large"):
+        client.set(b"k", b"x" * 1001)
+    client.set(b"k", b"x" * 1000)
+    assert client.get(b"k") == b"x" * 1000
+    sock = kvd.raw()
+    # A bulk larger than anything the server would accept is refused from its header alone.
+    expected = b"-ERR Protocol error: invalid bulk length\r\n"
+    assert exchange(sock, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5000000\r\n", expected) == expected
+    assert client.get(b"k") == b"x" * 1000
+
+
+def test_half_closed_clients_still_get_their_replies(kvd, bystander):
+    sock = kvd.raw()
+    sock.sendall(encode(b"SET", b"half", b"closed") + b"GET half\r\n")
+    sock.shutdown(socket.SHUT_WR)  # as `nc -N` or a pipe into redis-cli does
+    assert recv_until(sock, 1000) == b"+OK\r\n$6\r\nclosed\r\n"
