@@ -76,6 +76,15 @@ def server_options(fn):
                 default=DEFAULTS.max_output_buffer, type=click.IntRange(1)),
         _option("drain-timeout", "Seconds a shutdown waits for clients to finish.",
                 default=DEFAULTS.drain_timeout, type=click.FloatRange(0)),
+        click.option("--auto-compact/--no-auto-compact", envvar="KVD_AUTO_COMPACT", default=True,
+                     show_default=True,
+                     help="Compact unasked when garbage passes both thresholds below "
+                          "[env: KVD_AUTO_COMPACT]."),
+        _option("auto-compact-ratio", "Dead bytes as a multiple of live bytes that trigger "
+                "automatic compaction.", default=DEFAULTS.auto_compact_ratio,
+                type=click.FloatRange(0)),
+        _option("auto-compact-min-size", "Dead bytes below which automatic compaction never "
+                "starts.", default=DEFAULTS.auto_compact_min_size, type=click.IntRange(0)),
         _option("log-file", "Log file ('-' is stderr; default with --foreground).",
                 default=None),
         _option("log-level", "Log level.", default=DEFAULTS.log_level,

@@ -37,6 +37,9 @@ class Config:
     max_request_size: int = 128 * MIB
     max_output_buffer: int = 8 * MIB
     drain_timeout: float = 10.0
+    auto_compact: bool = True
+    auto_compact_ratio: float = 1.0  # dead bytes >= this x live bytes...
+    auto_compact_min_size: int = 64 * MIB  # ...and at least this many dead bytes
     log_file: str = "kvd.log"  # "-" is stderr
     log_level: str = "info"
 
@@ -77,6 +80,8 @@ class Config:
                 f"--max-request-size ({self.max_request_size}) must hold a SET of the largest key "
                 f"and value: at least {needed}"
             )
+        if self.auto_compact_ratio < 0 or self.auto_compact_min_size < 0:
+            raise ConfigError("--auto-compact-ratio and --auto-compact-min-size must not be negative")
         if self.drain_timeout < 0:
             raise ConfigError("--drain-timeout must not be negative")
 

@@ -71,7 +71,6 @@ def _persistence(server: Server) -> dict:
     stats = server.store.stats()
     total = stats.get("total_bytes") or 0
     dead = stats.get("dead_bytes") or 0
-    last = stats.get("last_compaction") or {}
     return {
         "loading": 0,
         "engine": stats["engine"],
@@ -85,7 +84,7 @@ def _persistence(server: Server) -> dict:
         "garbage_ratio": f"{dead / total:.4f}" if total else "0.0000",
         "segments": stats.get("segments", 1),
         "write_error": server.write_error or "",
-        **server.compaction.info(last),
+        **server.compaction.info(),
     }
 
 

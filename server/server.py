@@ -37,7 +37,7 @@ from storage import StorageError, open_store
 
 from . import logs
 from .commands import BEFORE_AUTH, COMMANDS, LOOKUP, unknown_command, wrong_arity
-from .compactor import Compactor
+from .compactor import AutoPolicy, Compactor
 from .config import Config
 from .connection import Connection
 from .pidfile import PidFile, PidFileError
@@ -85,6 +85,15 @@ class _Listener:
 
 class _SignalSource:
     """Marks the signal pipe's key in the selector."""
+
+
+class _Watch:
+    """Another descriptor the loop watches for reading (a compaction child's progress pipe)."""
+
+    __slots__ = ("callback",)
+
+    def __init__(self, callback) -> None:
+        self.callback = callback
 
 
 class Server:
@@ -160,7 +169,8 @@ class Server:
             raise StartupError(f"cannot open the data: {exc}") from None
         except OSError as exc:
             raise StartupError(f"cannot open the data directory {c.data_dir}: {exc}") from None
-        self.compaction = Compactor(self.store)
+        policy = AutoPolicy(c.auto_compact, c.auto_compact_ratio, c.auto_compact_min_size)
+        self.compaction = Compactor(self.store, policy, self._watch, self._unwatch)
         log.info("loaded %d keys in %.2f s", len(self.store), time.monotonic() - started)
 
     def _listen_unix(self, path: str) -> None:
@@ -228,6 +238,8 @@ class Server:
                         self._send(source)
                 elif source is self._signal_source:
                     self._signals |= self._signal_pipe.read()
+                elif type(source) is _Watch:
+                    source.callback()
                 else:
                     self._accept(source)
             if self._touched:
@@ -237,8 +249,21 @@ class Server:
             self._after_pass()
         return self.exit_code
 
+    def _watch(self, fd: int, callback) -> None:
+        self._selector.register(fd, READ, _Watch(callback))
+
+    def _unwatch(self, fd: int) -> None:
+        try:
+            self._selector.unregister(fd)
+        except (KeyError, ValueError):
+            pass
+
     def _timeout(self) -> float | None:
+        if self.compaction.wants_ticks():
+            return 0.0  # a sliced compaction advances once per pass
         deadlines = []
+        if self.compaction.policy.enabled and not self.draining:
+            deadlines.append(self.compaction.policy.next_check)
         if self.draining:
             deadlines.append(self._drain_deadline)
         if self._accept_paused_until:
@@ -493,6 +518,8 @@ class Server:
                 log.info("SIGHUP: log file reopened")
             else:
                 log.info("SIGHUP: logging to stderr, nothing to reopen")
+        if signal.SIGCHLD in seen:
+            self.compaction.reap()
         if signal.SIGUSR1 in seen:
             self.request_compaction("SIGUSR1")
 
@@ -547,8 +574,7 @@ class Server:
         if self._accept_paused_until and time.monotonic() >= self._accept_paused_until:
             self._resume_accepting()
         if not self.draining:
-            if self.compaction.pending:
-                self.compaction.run_pending()
+            self.compaction.tick()
             return
         if self.clients and time.monotonic() >= self._drain_deadline:
             log.info("drain: closing %d connection(s) that did not finish in time",

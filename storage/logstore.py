@@ -366,7 +366,7 @@ class LogStore:
         )
         self._compactions += 1
         self._last_compaction = result.as_dict()
-        log.info("compaction finished: %s", self._last_compaction)
+        log.debug("compaction finished: %s", self._last_compaction)
         return result
 
     def abort_compaction(self, plan: CompactionPlan) -> None:

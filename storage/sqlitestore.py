@@ -5,11 +5,14 @@ server does once per loop pass is one SQLite commit. WAL mode; the fsync
 policy maps to `PRAGMA synchronous`: always -> FULL (every commit is synced),
 everysec -> NORMAL (commits survive a process crash; a power loss may lose the
 last ones), no -> OFF. `auto_vacuum=INCREMENTAL` is set at creation so that
-space can later be reclaimed in slices; `compact()` runs a full VACUUM.
+space can be reclaimed in slices (`begin_compaction`, `compaction_step`,
+`finish_compaction`: what the server runs between loop passes); `compact()`
+runs a full VACUUM.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import time
@@ -19,13 +22,32 @@ import sqlite_utils
 
 from .compaction import CompactionResult
 from .dirlock import DirectoryLock
-from .errors import ClosedError, StorageError
+from .errors import ClosedError, CompactionError, StorageError
 from .layout import SQLITE_FILE, check_meta
 from .logstore import FSYNC_POLICIES
 from .record import as_bytes, checked_pair
 
 _SYNCHRONOUS = {"always": "FULL", "everysec": "NORMAL", "no": "OFF"}
 _PAGE = 1000  # keys fetched per query while iterating
+
+
+@dataclasses.dataclass
+class SqliteCompaction:
+    """A compaction of the sqlite engine in progress (free pages given back in slices)."""
+
+    bytes_before: int
+    pages_total: int
+    page_size: int
+    pages_done: int = 0
+    started_at: float = dataclasses.field(default_factory=time.monotonic)
+
+    @property
+    def bytes_total(self) -> int:
+        return self.pages_total * self.page_size
+
+    @property
+    def bytes_done(self) -> int:
+        return self.pages_done * self.page_size
 
 
 class SqliteStore:
@@ -43,6 +65,7 @@ class SqliteStore:
         self._closed = False
         self._compactions = 0
         self._last_compaction: dict | None = None
+        self._plan: SqliteCompaction | None = None
         try:
             check_meta(self.directory, self.engine)
             self.path = os.path.join(self.directory, SQLITE_FILE)
@@ -163,9 +186,72 @@ class SqliteStore:
             "total_bytes": self._file_bytes(),
             "segments": 1,
             "compactions": self._compactions,
-            "compaction_in_progress": False,
+            "compaction_in_progress": self._plan is not None,
             "last_compaction": self._last_compaction,
         }
+
+    # -- compaction in slices (for a server that must keep serving) ------------
+
+    def begin_compaction(self) -> SqliteCompaction:
+        """Start reclaiming free pages in slices; see `compaction_step`."""
+        self._check_open()
+        if self._plan is not None:
+            raise CompactionError("a compaction is already in progress")
+        self.flush()
+        page = self._pragma("page_size")
+        free = self._pragma("freelist_count")
+        self._plan = SqliteCompaction(bytes_before=self._file_bytes(), pages_total=free,
+                                      page_size=page)
+        return self._plan
+
+    def compaction_step(self, plan: SqliteCompaction, pages: int = 64) -> bool:
+        """Give back up to `pages` free pages to the file system; True once none are left.
+
+        One `PRAGMA incremental_vacuum(pages)`, a short C call, so a server can
+        run one slice per loop pass and stay responsive (a whole VACUUM would
+        hold the loop, and a SIGTERM, for as long as it takes to rewrite the file).
+        """
+        self._check_compaction(plan)
+        self.flush()
+        try:
+            # executescript steps the pragma to completion; execute() frees one page.
+            self._conn.executescript(f"PRAGMA incremental_vacuum({int(pages)})")
+        except sqlite3.Error as exc:
+            raise StorageError(f"sqlite: {exc}") from exc
+        remaining = self._pragma("freelist_count")
+        plan.pages_done = max(plan.pages_done, plan.pages_total - remaining)
+        return remaining == 0
+
+    def finish_compaction(self, plan: SqliteCompaction) -> CompactionResult:
+        """Truncate the WAL and report what the slices reclaimed."""
+        self._check_compaction(plan)
+        self.flush()
+        self._execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        return self._record(plan.bytes_before, plan.started_at)
+
+    def abort_compaction(self, plan: SqliteCompaction) -> None:
+        """Stop between slices; what was reclaimed so far stays reclaimed."""
+        self._check_compaction(plan)
+        self._plan = None
+
+    def _check_compaction(self, plan: SqliteCompaction) -> None:
+        self._check_open()
+        if plan is not self._plan:
+            raise CompactionError("that compaction is not this store's current one")
+
+    def _record(self, before: int, started_at: float) -> CompactionResult:
+        after = self._file_bytes()
+        result = CompactionResult(
+            bytes_before=before,
+            bytes_after=after,
+            reclaimed=before - after,
+            duration_s=time.monotonic() - started_at,
+            keys=len(self),
+        )
+        self._plan = None
+        self._compactions += 1
+        self._last_compaction = result.as_dict()
+        return result
 
     def compact(self) -> CompactionResult:
         """Commit, VACUUM and truncate the WAL; report the file sizes around it."""
@@ -175,17 +261,7 @@ class SqliteStore:
         before = self._file_bytes()
         self._execute("VACUUM")
         self._execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        after = self._file_bytes()
-        result = CompactionResult(
-            bytes_before=before,
-            bytes_after=after,
-            reclaimed=before - after,
-            duration_s=time.monotonic() - started,
-            keys=len(self),
-        )
-        self._compactions += 1
-        self._last_compaction = result.as_dict()
-        return result
+        return self._record(before, started)
 
     def _execute(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
         try:

@@ -184,3 +184,50 @@ def test_completed_compaction_is_rolled_forward_at_open(data_dir):
         assert reopened.get(b"k00450") == b"v" * 200
         assert reopened.stats()["dead_bytes"] < 100 * 300
     assert not os.path.exists(os.path.join(data_dir, COMPACTION_DIR))
+
+
+def test_sqlite_compaction_in_slices_with_writes_between_them(data_dir):
+    with open_store(data_dir, engine="sqlite", fsync="no") as db:
+        for i in range(3000):
+            db.put(b"k%d" % i, b"x" * 1000)
+        for i in range(0, 3000, 3):
+            db.put(b"k%d" % i, b"y" * 10)  # overwritten: shrinks the rows
+        for i in range(1, 3000, 3):
+            db.delete(b"k%d" % i)
+        db.flush()
+        before = db.stats()
+        plan = db.begin_compaction()
+        with pytest.raises(CompactionError):
+            db.begin_compaction()
+        assert db.stats()["compaction_in_progress"]
+        steps = 0
+        while not db.compaction_step(plan, pages=16):
+            db.put(b"during%d" % steps, b"z" * 100)  # the server keeps writing between slices
+            db.delete(b"k%d" % (3 * steps + 2))
+            steps += 1
+        assert steps > 3
+        assert plan.bytes_done == plan.bytes_total > 0
+        result = db.finish_compaction(plan)
+        assert result.reclaimed > 0 and result.bytes_after < before["total_bytes"]
+        assert db.stats()["dead_bytes"] == 0 and not db.stats()["compaction_in_progress"]
+    with open_store(data_dir, engine="sqlite") as db:
+        for i in range(3000):
+            want = None if i % 3 == 1 or (i % 3 == 2 and i < 3 * steps + 2) else (
+                b"y" * 10 if i % 3 == 0 else b"x" * 1000)
+            assert db.get(b"k%d" % i) == want, i
+        assert db.get(b"during0") == b"z" * 100
+
+
+def test_sqlite_compaction_abort_keeps_the_data(data_dir):
+    with open_store(data_dir, engine="sqlite") as db:
+        for i in range(500):
+            db.put(b"k%d" % i, b"x" * 1000)
+        for i in range(400):
+            db.delete(b"k%d" % i)
+        plan = db.begin_compaction()
+        db.compaction_step(plan, pages=4)
+        db.abort_compaction(plan)
+        assert not db.stats()["compaction_in_progress"]
+        assert len(db) == 100 and db.get(b"k499") == b"x" * 1000
+        db.compact()  # a new compaction can start after the abort
+        assert db.stats()["dead_bytes"] == 0
