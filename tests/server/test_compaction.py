@@ -47,12 +47,35 @@ def persistence(server) -> dict:
     return server.info("persistence")
 
 
+def process_state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
 def stopped_child(server) -> int:
-    """Request a compaction and freeze its child with SIGSTOP; return the child's PID."""
-    server.signal(signal.SIGUSR1)
-    pid = wait_for(lambda: persistence(server)["compaction_child_pid"], what="the child")
-    os.kill(pid, signal.SIGSTOP)
-    return pid
+    """Request a compaction and freeze its child with SIGSTOP; return the child's PID.
+
+    If the child finished before the SIGSTOP landed (a fast machine, a small
+    data set), the next compaction is requested and frozen instead.
+    """
+    for _ in range(5):
+        completed = persistence(server)["compactions_completed"]
+        server.signal(signal.SIGUSR1)
+        pid = wait_for(lambda: persistence(server)["compaction_child_pid"]
+                       or persistence(server)["compactions_completed"] > completed,
+                       what="the child")
+        if pid is True:
+            continue
+        os.kill(pid, signal.SIGSTOP)
+        state = wait_for(lambda: process_state(pid) in ("T", "Z", "gone") and process_state(pid),
+                         what="the child to stop")
+        if state == "T":
+            return pid
+        wait_for(lambda: not persistence(server)["compaction_in_progress"], what="the compaction")
+    raise AssertionError("could not catch a compaction child in the act")
 
 
 def test_sigusr1_compacts_in_a_child_while_clients_keep_getting_answers(make_daemon):
