@@ -85,6 +85,9 @@ def server_options(fn):
                 type=click.FloatRange(0)),
         _option("auto-compact-min-size", "Dead bytes below which automatic compaction never "
                 "starts.", default=DEFAULTS.auto_compact_min_size, type=click.IntRange(0)),
+        _option("compaction-rate", "MB/s of segments a compaction may read (0: no limit); "
+                "a limit leaves the disk to the server's own fsyncs.",
+                default=DEFAULTS.compaction_rate, type=click.FloatRange(0)),
         _option("log-file", "Log file ('-' is stderr; default with --foreground).",
                 default=None),
         _option("log-level", "Log level.", default=DEFAULTS.log_level,

@@ -40,6 +40,7 @@ class Config:
     auto_compact: bool = True
     auto_compact_ratio: float = 1.0  # dead bytes >= this x live bytes...
     auto_compact_min_size: int = 64 * MIB  # ...and at least this many dead bytes
+    compaction_rate: float = 0.0  # MB/s of segments a compaction reads; 0: unlimited
     log_file: str = "kvd.log"  # "-" is stderr
     log_level: str = "info"
 

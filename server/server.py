@@ -170,7 +170,8 @@ class Server:
         except OSError as exc:
             raise StartupError(f"cannot open the data directory {c.data_dir}: {exc}") from None
         policy = AutoPolicy(c.auto_compact, c.auto_compact_ratio, c.auto_compact_min_size)
-        self.compaction = Compactor(self.store, policy, self._watch, self._unwatch)
+        self.compaction = Compactor(self.store, policy, self._watch, self._unwatch,
+                                    rate_limit=c.compaction_rate * 1e6)
         log.info("loaded %d keys in %.2f s", len(self.store), time.monotonic() - started)
 
     def _listen_unix(self, path: str) -> None:

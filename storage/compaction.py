@@ -34,11 +34,12 @@ is frozen, so no older copy of a deleted key survives outside the rewrite.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import msgpack
@@ -53,6 +54,7 @@ log = logging.getLogger("kvd.storage")
 ID_GAP = 1 << 16
 MANIFEST = "MANIFEST"
 _PROGRESS_STEP = 1 << 20
+_SYNC_STEP = 4 << 20
 
 Progress = Callable[[int, int], None]
 
@@ -111,12 +113,19 @@ class _OutputSegment:
         self.hint_path = os.path.join(workdir, hint_name(segment_id))
         self.file = open(self.path, "xb", buffering=1 << 20)
         self.size = 0
+        self.synced = 0
         self.hint_rows = bytearray()
 
-    def append(self, raw: bytes, key: bytes, flags: int, expires_at_ms: int) -> None:
+    def append(self, raw: bytes, key: bytes, flags: int, expires_at_ms: int, fsync: bool) -> None:
         self.hint_rows += msgpack.packb((key, self.size, len(raw), flags, expires_at_ms))
         self.file.write(raw)
         self.size += len(raw)
+        if fsync and self.size - self.synced >= _SYNC_STEP:
+            # Write back as we go: one large flush at the end would stall the
+            # server's own fsyncs on the same disk for as long as it takes.
+            self.file.flush()
+            os.fdatasync(self.file.fileno())
+            self.synced = self.size
 
     def close(self, fsync: bool) -> None:
         self.file.flush()
@@ -166,7 +175,7 @@ def run(plan: CompactionPlan, progress: Progress | None = None) -> CompactionOut
                         raise CompactionError("compaction output needs more segment ids than reserved")
                     current = _OutputSegment(workdir, next_id)
                     outputs.append(current)
-                current.append(raw, key, flags, expires)
+                current.append(raw, key, flags, expires, plan.fsync)
                 keys += 1
                 done_now = done + offset + size
                 if progress is not None and done_now - reported >= _PROGRESS_STEP:
@@ -227,7 +236,15 @@ def move_outputs(directory: str, manifest: dict) -> None:
 
 def delete_frozen(directory: str, manifest: dict) -> None:
     """Step 3b: delete the rewritten segments, then the MANIFEST (idempotent)."""
+    for _ in delete_frozen_steps(directory, manifest):
+        pass
+
+
+def delete_frozen_steps(directory: str, manifest: dict) -> Iterator[int]:
+    """`delete_frozen` one segment at a time (yielding its id before deleting it):
+    unlinking a large file takes milliseconds that a server spreads over passes."""
     for segment_id in manifest["frozen"]:
+        yield segment_id
         for name in (segment_name(segment_id), hint_name(segment_id)):
             try:
                 os.unlink(os.path.join(directory, name))
@@ -273,13 +290,38 @@ def repoint(key_directory: dict[bytes, int], directory: str, manifest: dict) -> 
     (its newest record is in the active one, or it is gone), so it is left
     alone: writes made during the compaction win.
     """
+    for _ in repoint_steps(key_directory, directory, manifest, batch=1 << 62):
+        pass
+
+
+def repoint_steps(key_directory: dict[bytes, int], directory: str, manifest: dict,
+                  batch: int) -> Iterator[None]:
+    """`repoint` in batches of `batch` keys, yielding between them.
+
+    The owner may read, write and delete between batches: a key not yet
+    re-pointed still reads from its frozen segment, which exists until the
+    last batch is done, and a key written meanwhile no longer lives in a
+    frozen segment, so the check below leaves it alone.
+    """
     frozen = set(manifest["frozen"])
+    segment_of = keydir.segment_of
     for segment_id in manifest["outputs"]:
-        hint = hints.read(os.path.join(directory, hint_name(segment_id)))
+        hint = hints.read_lazily(os.path.join(directory, hint_name(segment_id)))
         if hint is None:
             raise CompactionError(f"the hint of compaction output {segment_id} is unreadable")
         base = segment_id << 64
-        for key, offset, size, _, _ in hint[1]:
-            current = key_directory.get(key)
-            if current is not None and keydir.segment_of(current) in frozen:
-                key_directory[key] = base | offset << 32 | size
+        rows = hint[1]
+        while True:
+            count = 0
+            try:
+                for key, offset, size, _, _ in itertools.islice(rows, batch):
+                    count += 1
+                    current = key_directory.get(key)
+                    if current is not None and segment_of(current) in frozen:
+                        key_directory[key] = base | offset << 32 | size
+            except (ValueError, msgpack.UnpackException) as exc:
+                raise CompactionError(
+                    f"the hint of compaction output {segment_id} is damaged: {exc}") from exc
+            yield
+            if count < batch:
+                break

@@ -59,6 +59,22 @@ def read(path: str) -> tuple[int, list[tuple]] | None:
     Rows are plain tuples in `Entry` field order (building 1M named tuples
     would cost start-up time for nothing).
     """
+    opened = read_lazily(path)
+    if opened is None:
+        return None
+    covered, unpacker = opened
+    try:
+        rows = list(unpacker)
+    except (ValueError, msgpack.UnpackException):
+        return None
+    if any(len(row) != len(Entry._fields) for row in rows):
+        return None
+    return covered, rows
+
+
+def read_lazily(path: str) -> tuple[int, msgpack.Unpacker] | None:
+    """Like `read`, but the rows come from an iterator, unpacked as they are consumed
+    (the CRC is checked first), so a caller can spread a large hint over time."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -75,10 +91,4 @@ def read(path: str) -> tuple[int, list[tuple]] | None:
         return None
     unpacker = msgpack.Unpacker(use_list=False)
     unpacker.feed(body[HEADER.size :])
-    try:
-        rows = list(unpacker)
-    except (ValueError, msgpack.UnpackException):
-        return None
-    if any(len(row) != len(Entry._fields) for row in rows):
-        return None
-    return covered, rows
+    return covered, unpacker

@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import msgpack
 
@@ -63,6 +63,7 @@ class LogStore:
         self._unsynced = False  # written since the last fsync
         self._sync_guard = threading.Lock()  # the everysec thread vs. rotation and close
         self._plan: CompactionPlan | None = None
+        self._finisher: Generator | None = None  # finish_steps of self._plan, once begun
         self._compactions = 0
         self._last_compaction: dict | None = None
         try:
@@ -341,21 +342,80 @@ class LogStore:
 
     def finish_compaction(self, plan: CompactionPlan) -> CompactionResult:
         """Apply a completed `run`: re-point keys, delete the frozen segments."""
+        if self._finisher is None:
+            self._check_plan(plan)
+            self._finisher = self._finish(plan, 1 << 62, background_delete=False)
+        steps = self._finisher
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def finish_steps(self, plan: CompactionPlan, batch: int = 4096
+                     ) -> Generator[None, None, CompactionResult]:
+        """`finish_compaction` in steps of `batch` keys; the generator returns the result.
+
+        Re-pointing a million keys takes a good part of a second; a server
+        advances this one step per loop pass and keeps serving in between
+        (see `compaction.repoint_steps` for why that is safe). Once the first
+        step has run the compaction can no longer be aborted, only finished:
+        `abort_compaction` and `close()` finish it.
+        """
         self._check_plan(plan)
-        manifest = compaction.read_manifest(self.directory)
-        if manifest is None or manifest["frozen"] != plan.frozen:
-            raise CompactionError("the compaction did not complete (no matching MANIFEST)")
-        compaction.move_outputs(self.directory, manifest)
+        if self._finisher is not None:
+            raise CompactionError("this compaction is already being finished")
+        self._finisher = self._finish(plan, batch, background_delete=True)
+        return self._finisher
+
+    def _finish(self, plan: CompactionPlan, batch: int, background_delete: bool
+                ) -> Generator[None, None, CompactionResult]:
+        try:
+            manifest = compaction.read_manifest(self.directory)
+            if manifest is None or manifest["frozen"] != plan.frozen:
+                raise CompactionError("the compaction did not complete (no matching MANIFEST)")
+            compaction.move_outputs(self.directory, manifest)
+        except BaseException:
+            self._finisher = None  # nothing has changed yet: it can still be aborted
+            raise
         for segment_id in manifest["outputs"]:
             path = os.path.join(self.directory, segment_name(segment_id))
             self._fds[segment_id] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             self._sizes[segment_id] = os.path.getsize(path)
-        compaction.repoint(self._keydir, self.directory, manifest)
+        yield
+        yield from compaction.repoint_steps(self._keydir, self.directory, manifest, batch)
         for segment_id in plan.frozen:
             os.close(self._fds.pop(segment_id))
             del self._sizes[segment_id]
-        compaction.delete_frozen(self.directory, manifest)
+        if not background_delete:
+            compaction.delete_frozen(self.directory, manifest)
+            return self._finished(plan, manifest)
+        # Unlinking gigabytes of segments takes tens of milliseconds of file
+        # system work; a thread does it (the GIL is released meanwhile) and
+        # the caller polls. The MANIFEST goes last, so a crash meanwhile is
+        # finished by the next open.
+        failure: list[BaseException] = []
+
+        def delete() -> None:
+            try:
+                compaction.delete_frozen(self.directory, manifest)
+            except BaseException as exc:
+                failure.append(exc)
+
+        deleter = threading.Thread(target=delete, name="kvd-delete-frozen", daemon=True)
+        deleter.start()
+        while deleter.is_alive():
+            yield
+            deleter.join(0.0002)  # lets the deleter have the GIL between its system calls
+        if failure:
+            self._plan = None
+            self._finisher = None
+            raise CompactionError(f"deleting the compacted segments failed: {failure[0]}")
+        return self._finished(plan, manifest)
+
+    def _finished(self, plan: CompactionPlan, manifest: dict) -> CompactionResult:
         self._plan = None
+        self._finisher = None
         after = manifest["bytes_written"]
         result = CompactionResult(
             bytes_before=plan.bytes_total,
@@ -370,8 +430,15 @@ class LogStore:
         return result
 
     def abort_compaction(self, plan: CompactionPlan) -> None:
-        """Discard a compaction's output; the frozen segments stay as they were."""
+        """Discard a compaction's output; the frozen segments stay as they were.
+
+        A compaction whose finish has begun is finished instead: its outputs
+        are already in the data directory and some keys point at them.
+        """
         self._check_plan(plan)
+        if self._finisher is not None:
+            self.finish_compaction(plan)
+            return
         compaction.remove_workdir(self.directory)
         self._plan = None
 

@@ -12,7 +12,7 @@ import json
 import os
 import platform
 
-from . import storage_bench
+from . import compaction_bench, storage_bench
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 
@@ -27,19 +27,39 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, {platform.system()}"
 
 
+PARTS = ("storage", "compaction")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="./run bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a one-minute smoke run")
     parser.add_argument("--keys", type=int, help="keys for the start-up and memory figures")
+    parser.add_argument("--only", choices=PARTS, action="append",
+                        help="run only this part (repeatable)")
     args = parser.parse_args()
+    parts = args.only or list(PARTS)
     print(f"machine: {machine()}")
-    results = {"machine": machine(), "storage": storage_bench.run(args.quick, args.keys)}
     os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "results.json"), "w") as f:
+    path = os.path.join(RESULTS, "results.json")
+    results = {}
+    if os.path.exists(path):  # keep the parts not re-run this time
+        with open(path) as f:
+            results = json.load(f)
+    results["machine"] = machine()
+    if "storage" in parts:
+        results["storage"] = storage_bench.run(args.quick, args.keys)
+        _write("storage.md", storage_bench.markdown(results["storage"], results["machine"]))
+    if "compaction" in parts:
+        results["compaction"] = compaction_bench.run(args.quick)
+        _write("compaction.md", compaction_bench.markdown(results["compaction"]))
+    with open(path, "w") as f:
         json.dump(results, f, indent=2)
-    with open(os.path.join(RESULTS, "storage.md"), "w") as f:
-        f.write(storage_bench.markdown(results["storage"], results["machine"]))
-    print(f"\nresults written to {RESULTS}/results.json and storage.md")
+    print(f"\nresults written to {RESULTS}/")
+
+
+def _write(name: str, text: str) -> None:
+    with open(os.path.join(RESULTS, name), "w") as f:
+        f.write(text)
 
 
 if __name__ == "__main__":

@@ -231,3 +231,50 @@ def test_sqlite_compaction_abort_keeps_the_data(data_dir):
         assert len(db) == 100 and db.get(b"k499") == b"x" * 1000
         db.compact()  # a new compaction can start after the abort
         assert db.stats()["dead_bytes"] == 0
+
+
+def test_finish_in_steps_with_reads_writes_and_deletes_between_them(data_dir):
+    db = open_store(data_dir, segment_size=SEGMENT_SIZE)
+    expected = {}
+    for r in range(3):
+        for i in range(3000):
+            db.put(b"k%d" % i, b"%d-%d" % (r, i))
+            expected[b"k%d" % i] = b"%d-%d" % (r, i)
+    plan = db.begin_compaction()
+    compaction.run(plan)
+    steps = db.finish_steps(plan, batch=100)
+    n = 0
+    for _ in steps:
+        probe = b"k%d" % (n * 7 % 3000)
+        assert db.get(probe) == expected.get(probe)
+        if n < 1000:
+            db.put(b"k%d" % n, b"new%d" % n)
+            expected[b"k%d" % n] = b"new%d" % n
+            db.delete(b"k%d" % (2999 - n))
+            expected.pop(b"k%d" % (2999 - n), None)
+        n += 1
+    assert n > 20  # it really came back between batches
+    assert db.stats()["compactions"] == 1 and not db.stats()["compaction_in_progress"]
+    assert {k: db.get(k) for k in expected} == expected
+    assert len(db) == len(expected)
+    db.close()
+    with open_store(data_dir, segment_size=SEGMENT_SIZE) as db:
+        assert {k: db.get(k) for k in expected} == expected
+        assert len(db) == len(expected)
+
+
+def test_close_half_way_through_finishing_completes_it(data_dir):
+    db = open_store(data_dir, segment_size=SEGMENT_SIZE)
+    for r in range(3):
+        for i in range(2000):
+            db.put(b"k%d" % i, b"%d" % r)
+    plan = db.begin_compaction()
+    compaction.run(plan)
+    steps = db.finish_steps(plan, batch=100)
+    next(steps)
+    next(steps)
+    db.close()  # cannot abort any more: it finishes instead
+    assert not os.path.exists(os.path.join(data_dir, COMPACTION_DIR))
+    with open_store(data_dir, segment_size=SEGMENT_SIZE) as db:
+        assert len(db) == 2000 and db.get(b"k1999") == b"2"
+        assert db.stats()["dead_bytes"] < db.stats()["live_bytes"]
