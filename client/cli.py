@@ -1,13 +1,382 @@
-"""The `kvctl` command line (its commands arrive with the kvctl issue)."""
+"""`kvctl`: the user's side of kvd -- get, put, delete, keys, ping, stats, compact.
+
+Talks RESP2 to the server through redis-py (client.connect) and signals the
+daemon through its PID file (server.pidfile.send_signal, shared with
+`kvd stop`). Every failure is one line on stderr and an exit status:
+
+    0 ok   1 not found   2 usage   3 cannot reach the server   4 server error
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import sys
+import time
+
 import click
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from server.pidfile import NotRunning, PidFileError, send_signal
+
+from . import DEFAULT_SOCKET, connect
+
+EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_SERVER = 1, 2, 3, 4
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
-    """kvctl: talk to a running kvd server (get, put, delete, keys, stats, compact).
+class Failure(Exception):
+    """A failure to report as one line, with its exit status."""
 
-    The commands arrive with the kvctl issue; this is the entry point they hang on.
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Settings:
+    """The global options: where the server is and how to prove who we are."""
+
+    def __init__(self, socket: str | None, host: str | None, port: int | None, pidfile: str,
+                 password: str | None, password_file: str | None) -> None:
+        self.socket = socket or DEFAULT_SOCKET
+        self.host, self.port = host, port
+        self.pidfile = pidfile
+        self.password, self.password_file = password, password_file
+        self._client: redis.Redis | None = None
+
+    @property
+    def tcp(self) -> bool:
+        return bool(self.host or self.port)
+
+    @property
+    def where(self) -> str:
+        return f"{self.host or '127.0.0.1'}:{self.port or 7379}" if self.tcp else self.socket
+
+    def client(self) -> redis.Redis:
+        if self._client is None:
+            try:
+                self._client = connect(
+                    socket=self.socket, host=self.host, port=self.port, password=self.password,
+                    password_file=self.password_file, socket_timeout=30,
+                    retry=Retry(NoBackoff(), 0),  # report failures at once; never re-send a write
+                )
+            except OSError as exc:
+                raise Failure(f"cannot read the password file: {exc.strerror}", EXIT_USAGE) from None
+        return self._client
+
+
+def _explain(exc: Exception, settings: Settings | None) -> Failure:
+    """Turn a redis-py exception into the one line a user needs."""
+    where = settings.where if settings else "the server"
+    text = str(exc)
+    if isinstance(exc, redis.AuthenticationError):
+        if "invalid username-password" in text or "WRONGPASS" in text:
+            return Failure("wrong password", EXIT_SERVER)
+        if "without any password configured" in text:
+            return Failure("kvd has no password set; do not pass --password", EXIT_SERVER)
+        return Failure("kvd requires a password: pass --password, --password-file or set "
+                       "KVD_PASSWORD", EXIT_SERVER)
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        if "No such file" in text:
+            return Failure(f"cannot reach kvd: no socket at {where} (is it running here? "
+                           "try `kvd status`)", EXIT_UNREACHABLE)
+        if "Connection refused" in text:
+            return Failure(f"cannot reach kvd at {where}: connection refused (not running?)",
+                           EXIT_UNREACHABLE)
+        if "Permission denied" in text:
+            return Failure(f"cannot reach kvd at {where}: permission denied on the socket "
+                           "(it is private to the user who started kvd)", EXIT_UNREACHABLE)
+        if isinstance(exc, redis.TimeoutError) or "Timeout" in text:
+            return Failure(f"kvd at {where} did not answer in time", EXIT_UNREACHABLE)
+        return Failure(f"lost the connection to kvd at {where}: {text}", EXIT_UNREACHABLE)
+    if isinstance(exc, redis.ResponseError):
+        return Failure(f"kvd: {text}", EXIT_SERVER)
+    return Failure(f"{type(exc).__name__}: {text}", EXIT_SERVER)
+
+
+class KvctlGroup(click.Group):
+    """Runs a command and reports any failure as one line with its exit status."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except Failure as exc:
+            click.echo(f"kvctl: {exc}", err=True)
+            ctx.exit(exc.code)
+        except redis.RedisError as exc:
+            failure = _explain(exc, ctx.find_object(Settings))
+            click.echo(f"kvctl: {failure}", err=True)
+            ctx.exit(failure.code)
+        except BrokenPipeError:  # `kvctl keys | head`: the reader has had enough
+            sys.stderr.close()
+            ctx.exit(0)
+
+
+def _key(text: str) -> bytes:
+    """A key as the bytes given on the command line (undecodable bytes included)."""
+    return os.fsencode(text)
+
+
+@click.group(cls=KvctlGroup, context_settings=CONTEXT)
+@click.option("--socket", envvar="KVD_SOCKET", default=DEFAULT_SOCKET, show_default=True,
+              help="Unix socket of the server [env: KVD_SOCKET].")
+@click.option("--host", envvar="KVD_HOST", help="Connect over TCP to this host [env: KVD_HOST].")
+@click.option("--port", envvar="KVD_PORT", type=click.IntRange(1, 65535),
+              help="TCP port (default 7379 when --host is given) [env: KVD_PORT].")
+@click.option("--pidfile", envvar="KVD_PIDFILE", default="kvd.pid", show_default=True,
+              help="PID file of the daemon, for signals [env: KVD_PIDFILE].")
+@click.option("--password", envvar="KVD_PASSWORD",
+              help="Password, if kvd requires one [env: KVD_PASSWORD].")
+@click.option("--password-file", envvar="KVD_PASSWORD_FILE", type=click.Path(dir_okay=False),
+              help="File whose first line is the password [env: KVD_PASSWORD_FILE].")
+@click.version_option(package_name="kvd", message="kvctl (kvd) %(version)s")
+@click.pass_context
+def main(ctx: click.Context, socket, host, port, pidfile, password, password_file) -> None:
+    """kvctl: talk to a running kvd server.
+
+    \b
+    Examples:
+      kvctl put greeting hello
+      kvctl get greeting
+      kvctl put photo - < photo.jpg           the value from stdin, byte for byte
+      kvctl get photo > copy.jpg
+      kvctl delete greeting photo
+      kvctl keys 'user:*'
+      kvctl stats
+      kvctl compact --wait                    SIGUSR1 through kvd.pid, then follow it
+      kvctl --host 10.0.0.5 --password-file pw ping
+
+    \b
+    Exit status: 0 ok, 1 not found, 2 usage, 3 cannot reach the server, 4 server error.
     """
+    ctx.obj = Settings(socket, host, port, pidfile, password, password_file)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("key")
+@click.argument("value", required=False)
+@click.option("--file", "path", type=click.File("rb"), help="Read the value from this file.")
+@click.pass_obj
+def put(settings: Settings, key: str, value: str | None, path) -> None:
+    """Set KEY to VALUE (VALUE '-' reads stdin; or --file PATH). Silent on success.
+
+    \b
+    Examples:
+      kvctl put greeting hello
+      tar c dir | kvctl put backup -
+      kvctl put config --file settings.json
+    """
+    if (value is None) == (path is None):
+        raise Failure("give either VALUE (or - for stdin) or --file PATH", EXIT_USAGE)
+    if path is not None:
+        data = path.read()
+    elif value == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        data = os.fsencode(value)
+    settings.client().set(_key(key), data)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("key")
+@click.pass_obj
+def get(settings: Settings, key: str) -> None:
+    """Print the value of KEY, byte for byte (exit 1 if there is no such key).
+
+    A newline is added only when stdout is a terminal.
+
+    \b
+    Example:
+      kvctl get photo > photo.jpg
+    """
+    value = settings.client().get(_key(key))
+    if value is None:
+        raise Failure(f"no such key: {key}", EXIT_NOT_FOUND)
+    out = sys.stdout.buffer
+    out.write(value)
+    if sys.stdout.isatty():
+        out.write(b"\n")
+    out.flush()
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("keys", nargs=-1, required=True)
+@click.pass_obj
+def delete(settings: Settings, keys: tuple[str, ...]) -> None:
+    """Delete KEYS; print how many existed (exit 1 if none did).
+
+    \b
+    Example:
+      kvctl delete session:1 session:2
+    """
+    deleted = settings.client().delete(*(_key(k) for k in keys))
+    click.echo(deleted)
+    if deleted == 0:
+        raise Failure("none of the keys existed", EXIT_NOT_FOUND)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("pattern", default="*")
+@click.option("--count", default=1000, show_default=True, type=click.IntRange(1),
+              help="Keys asked for per SCAN call.")
+@click.option("-0", "--null", is_flag=True, help="End each key with NUL, not newline "
+              "(for keys that contain newlines; pairs with xargs -0).")
+@click.pass_obj
+def keys(settings: Settings, pattern: str, count: int, null: bool) -> None:
+    """List keys matching PATTERN (a Redis glob: * ? [abc]), streamed with SCAN.
+
+    \b
+    Examples:
+      kvctl keys
+      kvctl keys 'user:*' | wc -l
+      kvctl keys -0 'tmp:*' | xargs -0 kvctl delete
+    """
+    end = b"\0" if null else b"\n"
+    out = sys.stdout.buffer
+    for key in settings.client().scan_iter(match=_key(pattern), count=count):
+        out.write(key + end)
+    out.flush()
+
+
+@main.command(context_settings=CONTEXT)
+@click.pass_obj
+def ping(settings: Settings) -> None:
+    """Check that the server answers (prints PONG)."""
+    settings.client().ping()
+    click.echo("PONG")
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _uptime(seconds: int) -> str:
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return (f"{days}d " if days else "") + f"{hours:02d}:{minutes:02d}:{seconds:02d}"
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print all of INFO as JSON.")
+@click.pass_obj
+def stats(settings: Settings, as_json: bool) -> None:
+    """Show the server's figures: keys, memory, live and dead bytes, compactions, clients.
+
+    \b
+    Examples:
+      kvctl stats
+      kvctl stats --json | jq .garbage_ratio
+    """
+    info = settings.client().info("everything")
+    if as_json:
+        click.echo(json.dumps(info, indent=2, sort_keys=True, default=str))
+        return
+    last = ("never" if info["last_compaction_status"] == "none" else
+            f"{info['last_compaction_status']}, {float(info['last_compaction_duration_s']):.2f} s, "
+            f"{_human(info['last_compaction_reclaimed_bytes'])} reclaimed")
+    running = ""
+    if info["compaction_in_progress"]:
+        total = info["compaction_bytes_total"] or 1
+        running = f" (one running: {100 * info['compaction_bytes_done'] / total:.0f}%)"
+    rows = [
+        ("keys", f"{info.get('db0', {}).get('keys', 0):,}"),
+        ("memory (RSS)", _human(info["used_memory_rss"])),
+        ("live data", _human(info["live_bytes"])),
+        ("garbage", f"{_human(info['dead_bytes'])} ({float(info['garbage_ratio']) * 100:.1f}% of "
+                    f"{_human(info['total_bytes'])})"),
+        ("compactions", f"{info['compactions_completed']} done, {info['compactions_failed']} "
+                        f"failed{running}"),
+        ("last compaction", last),
+        ("clients", f"{info['connected_clients']} connected"),
+        ("uptime", _uptime(info["uptime_in_seconds"])),
+        ("engine / fsync", f"{info['engine']} / {info['fsync']}"),
+        ("server", f"kvd {info['kvd_version']}, PID {info['process_id']}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        click.echo(f"{name:<{width}}  {value}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--wait", is_flag=True,
+              help="Follow the compaction with a progress bar until it ends; exit 4 if it fails.")
+@click.option("--timeout", default=3600.0, show_default=True, type=click.FloatRange(0),
+              help="With --wait: give up after this many seconds.")
+@click.pass_obj
+def compact(settings: Settings, wait: bool, timeout: float) -> None:
+    """Compact the store in the background: SIGUSR1 through the PID file.
+
+    Without a PID file (a remote server, or kvd started elsewhere) it sends
+    the COMPACT command instead, and says so. A stale PID file is reported and
+    nothing is signalled.
+
+    \b
+    Examples:
+      kvctl compact
+      kvctl compact --wait
+      kvctl --host db1 --port 7379 compact --wait
+    """
+    client = settings.client()
+    before = client.info("persistence") if wait else None
+    _request_compaction(settings, client)
+    if wait:
+        _follow(client, before, timeout)
+
+
+def _request_compaction(settings: Settings, client: redis.Redis) -> None:
+    if not settings.tcp:
+        try:
+            pid = send_signal(settings.pidfile, signal.SIGUSR1)
+        except NotRunning as exc:
+            if "no PID file" not in str(exc):
+                raise Failure(str(exc), EXIT_UNREACHABLE) from None  # stale: signal nothing
+        except PidFileError as exc:
+            raise Failure(str(exc), EXIT_UNREACHABLE) from None
+        else:
+            click.echo(f"compaction requested (SIGUSR1 to kvd PID {pid})", err=True)
+            return
+    try:
+        client.execute_command("COMPACT")
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        if settings.tcp:
+            raise
+        failure = _explain(exc, settings)
+        raise Failure(f"kvd is not running (no PID file at {settings.pidfile}); "
+                      f"{str(failure).removeprefix('cannot reach kvd: ')}", failure.code) from None
+    click.echo(f"no PID file at {settings.pidfile}: compaction requested with the COMPACT "
+               f"command at {settings.where}", err=True)
+
+
+def _follow(client: redis.Redis, before: dict, timeout: float) -> None:
+    """Wait for the compaction our request caused: the next one to start, or -- if one was
+    already running when we asked -- the one after it (requests coalesce into that one)."""
+    target = before["compactions_started"] + (2 if before["compaction_in_progress"] else 1)
+    deadline = time.monotonic() + timeout
+    with click.progressbar(length=1, label="compacting", file=sys.stderr,
+                           show_eta=False) as bar:
+        shown = 0.0
+        while True:
+            info = client.info("persistence")
+            if info["compactions_completed"] + info["compactions_failed"] >= target:
+                bar.update(1 - shown)
+                break
+            if info["compactions_started"] >= target and info["compaction_bytes_total"]:
+                fraction = info["compaction_bytes_done"] / info["compaction_bytes_total"]
+                bar.update(max(0.0, min(fraction, 0.999) - shown))
+                shown = max(shown, min(fraction, 0.999))
+            if time.monotonic() > deadline:
+                raise Failure(f"the compaction did not finish within {timeout:g} s", EXIT_SERVER)
+            time.sleep(0.1)
+    if info["last_compaction_status"] != "ok":
+        raise Failure("the compaction failed; the data is unchanged (see the kvd log)", EXIT_SERVER)
+    click.echo(f"compaction done in {float(info['last_compaction_duration_s']):.2f} s: "
+               f"{_human(info['last_compaction_reclaimed_bytes'])} reclaimed "
+               f"({info['last_compaction_reclaimed_bytes']} bytes)")

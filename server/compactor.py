@@ -160,7 +160,7 @@ class Compactor:
         self._started_at = time.monotonic()
         try:
             self._plan = self.store.begin_compaction()
-        except StorageError as exc:
+        except (StorageError, OSError) as exc:
             self._plan = None
             self._failed(f"could not begin: {exc}")
             return
