@@ -47,7 +47,9 @@ from .signals import SignalPipe
 log = logging.getLogger("kvd.server")
 
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
-RECV_SIZE = 256 * 1024
+# Below malloc's mmap threshold: recv() allocates its whole buffer first, and
+# a larger one costs an mmap and a munmap on every call.
+RECV_SIZE = 64 * 1024
 SHUTTING_DOWN = error("ERR server is shutting down")
 NOAUTH = error("NOAUTH Authentication required.")
 MAX_CLIENTS = b"-ERR max number of clients reached\r\n"

@@ -31,6 +31,8 @@ from .layout import check_meta, fsync_dir, hint_name, segment_ids, segment_name
 log = logging.getLogger("kvd.storage")
 
 DEFAULT_SEGMENT_SIZE = 64 << 20
+DEFAULT_CACHE_SIZE = 32 << 20
+_pack_hint = msgpack.Packer().pack  # reused: msgpack.packb builds a Packer per call
 MAX_SEGMENT_SIZE = (1 << 32) - 1
 FSYNC_POLICIES = ("always", "everysec", "no")
 
@@ -41,7 +43,8 @@ class LogStore:
     engine = "log"
 
     def __init__(
-        self, directory: str, fsync: str = "always", segment_size: int = DEFAULT_SEGMENT_SIZE
+        self, directory: str, fsync: str = "always", segment_size: int = DEFAULT_SEGMENT_SIZE,
+        cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync must be one of {FSYNC_POLICIES}, not {fsync!r}")
@@ -54,13 +57,23 @@ class LogStore:
         self._lock = DirectoryLock(self.directory)
         self._closed = False
         self._keydir: dict[bytes, int] = {}
+        # Recently read values by location (oldest first out), so hot keys skip
+        # the pread, the CRC and the unpacking; bounded by cache_size bytes.
+        self._cache: dict[int, bytes] = {}
+        self._cache_bytes = 0
+        self._cache_limit = cache_size
         self._fds: dict[int, int] = {}  # segment id -> fd, for pread
         self._sizes: dict[int, int] = {}  # immutable segment id -> bytes
         self._live_bytes = 0
         self._buffer = bytearray()  # records appended, not yet written
         self._active_hints = bytearray()  # packed hint rows of the active segment
         self._written = 0  # bytes of the active segment on disk
-        self._unsynced = False  # written since the last fsync
+        # Bytes written to segments since open, and how many of them are known to be
+        # on disk; the group-commit thread of the server and the everysec thread sync
+        # the difference. Comparing the two (not a flag) keeps a write made during an
+        # fsync from being counted as synced by it.
+        self._written_seq = 0
+        self._durable_seq = 0
         self._sync_guard = threading.Lock()  # the everysec thread vs. rotation and close
         self._plan: CompactionPlan | None = None
         self._finisher: Generator | None = None  # finish_steps of self._plan, once begun
@@ -182,23 +195,24 @@ class LogStore:
             raise StorageError(f"write to {segment_name(self._active_id)} failed: {exc}") from exc
         view.release()
         self._written += done
+        self._written_seq += done
         self._buffer.clear()
-        self._unsynced = True
 
     def _sync(self) -> None:
         with self._sync_guard:
-            if self._unsynced:
-                os.fsync(self._active_fd)
-                self._unsynced = False
+            target = self._written_seq  # read first: later writes are not covered
+            if self._durable_seq < target:
+                os.fdatasync(self._active_fd)
+                self._durable_seq = target
 
     def _rotate(self, gap: int = 1) -> None:
         """Make the active segment immutable (with its hint) and start the next one."""
         self._write_buffer()
         durable = self.fsync != "no"
         with self._sync_guard:
-            if durable and self._unsynced:
+            if durable and self._durable_seq < self._written_seq:
                 os.fsync(self._active_fd)
-            self._unsynced = False
+            self._durable_seq = self._written_seq
             old = self._active_id
             hints.write(
                 os.path.join(self.directory, hint_name(old)),
@@ -214,7 +228,7 @@ class LogStore:
             self._rotate()
             pending = 0
         self._buffer += raw
-        self._active_hints += msgpack.packb((key, pending, len(raw), flags, 0))
+        self._active_hints += _pack_hint((key, pending, len(raw), flags, 0))
         return self._active_id << 64 | pending << 32 | len(raw)
 
     # -- the public interface ----------------------------------------------
@@ -228,10 +242,13 @@ class LogStore:
         self._live_bytes += (location & MASK32) - (old & MASK32 if old is not None else 0)
 
     def get(self, key: bytes) -> bytes | None:
-        self._check_open()
         location = self._keydir.get(key)
         if location is None:
+            self._check_open()
             return None
+        cached = self._cache.get(location)
+        if cached is not None:
+            return cached
         segment_id = location >> 64
         offset = (location >> 32) & MASK32
         size = location & MASK32
@@ -239,8 +256,28 @@ class LogStore:
             start = offset - self._written
             data = bytes(self._buffer[start : start + size])
         else:
-            data = os.pread(self._fds[segment_id], size, offset)
-        return record.decode_value(data, segment_name(segment_id), offset)
+            fd = self._fds.get(segment_id)
+            if fd is None:  # the store was closed (close() drops every fd)
+                self._check_open()
+            data = os.pread(fd, size, offset)
+        value = record.intact_value(data)
+        if value is None:  # corrupt: raise CorruptionError naming the file and offset
+            return record.decode_value(data, segment_name(segment_id), offset)
+        self._cache_value(location, value)
+        return value
+
+    def _cache_value(self, location: int, value: bytes) -> None:
+        """Remember a decoded value by its location. A location is never reused for
+        other bytes (segments are append-only; compaction writes new ones), so a
+        cached value can go stale only by becoming unreachable, and ages out."""
+        size = len(value) + 64
+        if size > self._cache_limit >> 4:
+            return
+        cache = self._cache
+        cache[location] = value
+        self._cache_bytes += size
+        while self._cache_bytes > self._cache_limit:
+            self._cache_bytes -= len(cache.pop(next(iter(cache)))) + 64
 
     def delete(self, key: bytes) -> bool:
         self._check_open()
@@ -275,6 +312,34 @@ class LogStore:
         if self.fsync == "always":
             self._sync()
 
+    # -- group commit from another thread (the server's) --------------------
+
+    @property
+    def written_seq(self) -> int:
+        """Bytes written to segment files since open (a position in the write stream)."""
+        return self._written_seq
+
+    @property
+    def durable_seq(self) -> int:
+        """How much of `written_seq` is known to be on disk."""
+        return self._durable_seq
+
+    def write(self) -> int:
+        """Write buffered records to the segment without syncing; return `written_seq`.
+
+        With `sync()` in another thread this splits `flush()` in two, so a
+        server can keep executing requests while the disk syncs (group commit).
+        """
+        self._check_open()
+        self._write_buffer()
+        return self._written_seq
+
+    def sync(self) -> int:
+        """fdatasync what has been written; return the new `durable_seq`. Thread-safe
+        against `write()`, rotation and the owner's reads."""
+        self._sync()
+        return self._durable_seq
+
     def close(self) -> None:
         if self._closed:
             return
@@ -284,8 +349,9 @@ class LogStore:
             if self._plan is not None:
                 self.abort_compaction(self._plan)
             self._write_buffer()
-            self._unsynced = True
-            self._sync()
+            with self._sync_guard:
+                os.fsync(self._active_fd)
+                self._durable_seq = self._written_seq
             hints.write(
                 os.path.join(self.directory, hint_name(self._active_id)),
                 self._written, self._active_hints, True,

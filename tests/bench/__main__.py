@@ -12,7 +12,7 @@ import json
 import os
 import platform
 
-from . import compaction_bench, storage_bench
+from . import compaction_bench, server_bench, storage_bench
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 
@@ -27,7 +27,7 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, {platform.system()}"
 
 
-PARTS = ("storage", "compaction")
+PARTS = ("server", "compaction", "storage")
 
 
 def main() -> None:
@@ -46,6 +46,9 @@ def main() -> None:
         with open(path) as f:
             results = json.load(f)
     results["machine"] = machine()
+    if "server" in parts:
+        results["server"] = server_bench.run(args.quick)
+        _write("server.md", server_bench.markdown(results["server"], results["machine"]))
     if "storage" in parts:
         results["storage"] = storage_bench.run(args.quick, args.keys)
         _write("storage.md", storage_bench.markdown(results["storage"], results["machine"]))

@@ -72,7 +72,8 @@ def main() -> None:
 
     db = open_store(data_dir, engine=engine, segment_size=SEGMENT_SIZE)
     steps = _Steps(kill_at)
-    for name in ("write", "fsync", "replace", "rename", "unlink", "ftruncate", "mkdir", "rmdir"):
+    for name in ("write", "fsync", "fdatasync", "replace", "rename", "unlink", "ftruncate", "mkdir",
+                 "rmdir"):
         steps.wrap(os, name)
     steps.wrap(shutil, "rmtree")
     for n, op in enumerate(workload(seed, count), start=1):

@@ -225,14 +225,14 @@ def test_everysec_fsyncs_in_the_background(tmp_path, monkeypatch):
 
     data_dir = str(tmp_path / "data")
     synced = threading.Event()
-    real_fsync = os.fsync
+    real_fdatasync = os.fdatasync
 
-    def watching_fsync(fd):
-        real_fsync(fd)
+    def watching_fdatasync(fd):
+        real_fdatasync(fd)
         if threading.current_thread().name == "kvd-fsync":
             synced.set()
 
-    monkeypatch.setattr(os, "fsync", watching_fsync)
+    monkeypatch.setattr(os, "fdatasync", watching_fdatasync)
     with open_store(data_dir, fsync="everysec") as db:
         db.put(b"k", b"v")
         db.flush()

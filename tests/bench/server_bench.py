@@ -1,0 +1,173 @@
+"""kvd against redis-server, side by side, driven by redis-benchmark.
+
+Both servers run on loopback TCP with matching durability (Redis
+`appendonly yes` + `appendfsync always|everysec`, kvd `--fsync always|everysec`)
+and are measured alternately -- kvd, Redis, kvd, Redis... -- for each
+workload, so that drifts of a shared machine hit both. Per workload: the
+median requests/s, p50 and p99 latency of the rounds, the server's CPU time
+per request (from /proc), and the ratio kvd/Redis.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+from tests.kvd_process import Daemon, free_port
+
+# name, redis-benchmark arguments, requests (full run)
+WORKLOADS = [
+    ("SET -c 50", ["-t", "set", "-c", "50"], 100_000),
+    ("GET -c 50", ["-t", "get", "-c", "50"], 100_000),
+    ("SET -c 50 -P 16", ["-t", "set", "-c", "50", "-P", "16"], 400_000),
+    ("GET -c 50 -P 16", ["-t", "get", "-c", "50", "-P", "16"], 400_000),
+    ("SET -c 1", ["-t", "set", "-c", "1"], 6_000),
+    ("GET -c 1", ["-t", "get", "-c", "1"], 30_000),
+    ("SET -c 50 -d 100 -r 100000", ["-t", "set", "-c", "50", "-d", "100", "-r", "100000"], 100_000),
+    ("GET -c 50 -d 100 -r 100000", ["-t", "get", "-c", "50", "-d", "100", "-r", "100000"], 100_000),
+    ("SET -c 1000", ["-t", "set", "-c", "1000"], 100_000),
+    ("GET -c 1000", ["-t", "get", "-c", "1000"], 100_000),
+]
+EVERYSEC_WORKLOADS = {"SET -c 50", "GET -c 50", "SET -c 50 -P 16", "SET -c 1"}
+
+
+def ensure_tools() -> None:
+    """redis-server and redis-benchmark from Debian, installed if missing (root only)."""
+    if shutil.which("redis-server") and shutil.which("redis-benchmark"):
+        return
+    if os.geteuid() != 0:
+        raise SystemExit("./run bench needs redis-server and redis-benchmark: "
+                         "sudo apt-get install redis-server redis-tools")
+    print("installing redis-server and redis-tools (apt)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
+                    "redis-server", "redis-tools"], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+
+
+class RedisServer:
+    """A throw-away redis-server on loopback with the AOF on."""
+
+    def __init__(self, directory: Path, fsync: str) -> None:
+        self.port = free_port()
+        directory.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+             str(directory), "--appendonly", "yes", "--appendfsync", fsync, "--save", "",
+             "--daemonize", "no", "--protected-mode", "yes", "--logfile", ""],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.pid = self.proc.pid
+        client = redis.Redis(port=self.port)
+        for _ in range(500):  # redis-server has no readiness signal we can wait on but PING
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.01)
+        else:
+            raise RuntimeError("redis-server did not start")
+        client.close()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def benchmark(port: int, pid: int, args: list[str], requests: int) -> dict:
+    before = cpu_seconds(pid)
+    out = subprocess.run(
+        ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-n", str(requests), "--csv",
+         *args], capture_output=True, text=True, timeout=600, check=True,
+    ).stdout
+    cpu = cpu_seconds(pid) - before
+    row = next(csv.DictReader(io.StringIO(out)))
+    return {
+        "rps": float(row["rps"]),
+        "p50_ms": float(row["p50_latency_ms"]),
+        "p99_ms": float(row["p99_latency_ms"]),
+        "cpu_us_per_request": cpu / requests * 1e6,
+    }
+
+
+def _median(runs: list[dict]) -> dict:
+    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+
+
+def run(quick: bool) -> dict:
+    ensure_tools()
+    rounds = 1 if quick else 3
+    scale = 0.1 if quick else 1.0
+    results: dict = {}
+    for fsync in ("always", "everysec"):
+        workloads = [w for w in WORKLOADS if fsync == "always" or w[0] in EVERYSEC_WORKLOADS]
+        if quick:
+            workloads = [w for w in workloads if w[0] in EVERYSEC_WORKLOADS]
+        print(f"\n== kvd vs redis-server {_redis_version()}, fsync {fsync}, "
+              f"{rounds} round(s), alternating ==")
+        print(f"{'workload':<28} {'kvd req/s':>10} {'redis req/s':>11} {'ratio':>6} "
+              f"{'kvd p50/p99 ms':>15} {'redis p50/p99':>14} {'cpu us/req kvd/redis':>21}")
+        with tempfile.TemporaryDirectory(prefix="kvd-bench-") as tmp:
+            kvd = Daemon(Path(tmp) / "kvd", ["--fsync", fsync, "--no-auto-compact",
+                                             "--max-clients", "2000"], tcp=True)
+            kvd.start()
+            reference = RedisServer(Path(tmp) / "redis", fsync)
+            try:
+                for name, args, requests in workloads:
+                    n = max(1000, int(requests * scale))
+                    runs: dict[str, list] = {"kvd": [], "redis": []}
+                    for _ in range(rounds):
+                        runs["kvd"].append(benchmark(kvd.port, kvd.pid, args, n))
+                        runs["redis"].append(benchmark(reference.port, reference.pid, args, n))
+                    k, r = _median(runs["kvd"]), _median(runs["redis"])
+                    results[f"{fsync}/{name}"] = {"kvd": k, "redis": r,
+                                                  "ratio": k["rps"] / r["rps"]}
+                    print(f"{name:<28} {k['rps']:>10,.0f} {r['rps']:>11,.0f} "
+                          f"{k['rps'] / r['rps']:>6.2f} {k['p50_ms']:>7.2f}/{k['p99_ms']:<7.2f} "
+                          f"{r['p50_ms']:>6.2f}/{r['p99_ms']:<7.2f} "
+                          f"{k['cpu_us_per_request']:>10.1f}/{r['cpu_us_per_request']:<10.1f}")
+            finally:
+                reference.stop()
+                kvd.cleanup()
+    return results
+
+
+def _redis_version() -> str:
+    out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout
+    return out.split("v=")[1].split()[0] if "v=" in out else "?"
+
+
+def markdown(results: dict, machine: str) -> str:
+    lines = [
+        f"kvd against redis-server {_redis_version()} (AOF on, same fsync policy), "
+        f"redis-benchmark over loopback TCP, medians of alternating rounds, on {machine}.",
+        "",
+        "| fsync | workload | kvd req/s | Redis req/s | kvd/Redis | kvd p50 / p99 ms | "
+        "Redis p50 / p99 ms | server CPU µs/req kvd / Redis |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, row in results.items():
+        fsync, name = key.split("/", 1)
+        k, r = row["kvd"], row["redis"]
+        lines.append(
+            f"| {fsync} | `{name}` | {k['rps']:,.0f} | {r['rps']:,.0f} | {row['ratio']:.2f} | "
+            f"{k['p50_ms']:.2f} / {k['p99_ms']:.2f} | {r['p50_ms']:.2f} / {r['p99_ms']:.2f} | "
+            f"{k['cpu_us_per_request']:.1f} / {r['cpu_us_per_request']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
