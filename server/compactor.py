@@ -35,7 +35,7 @@ from typing import Callable
 from storage import StorageError
 from storage import compaction as log_compaction
 
-from .signals import reset_in_child
+from .signals import HANDLED, reset_in_child
 
 log = logging.getLogger("kvd.server")
 
@@ -58,10 +58,13 @@ class AutoPolicy:
         self.next_check = 0.0
         self.not_before = 0.0
 
-    def due(self, stats: dict, now: float) -> bool:
+    def due(self, stats: Callable[[], dict] | dict, now: float) -> bool:
+        """`stats` may be a function: it is only called when a check is due."""
         if not self.enabled or now < self.next_check or now < self.not_before:
             return False
         self.next_check = now + 1.0
+        if callable(stats):
+            stats = stats()
         dead = stats.get("dead_bytes", 0)
         return dead >= self.min_bytes and dead >= self.ratio * max(stats.get("live_bytes", 0), 1)
 
@@ -125,7 +128,7 @@ class Compactor:
                 self._sqlite_step()
             return
         now = time.monotonic()
-        if not self.pending and self.policy.due(self.store.stats(), now):
+        if not self.pending and self.policy.due(self.store.stats, now):
             log.info("automatic compaction: dead bytes over the threshold")
             self.requested += 1
             self.pending = True
@@ -175,9 +178,16 @@ class Compactor:
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
         parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            _child_main(self._plan, write_fd, parent, self.rate_limit)  # never returns
+        # Signals stay blocked across the fork until the child has reset its
+        # handlers and wakeup fd: one arriving in between would otherwise run the
+        # parent's handler in the child and write into the parent's signal pipe.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                _child_main(self._plan, write_fd, parent, self.rate_limit)  # never returns
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         os.close(write_fd)
         self._child = pid
         self._progress_fd = read_fd
