@@ -236,17 +236,42 @@ def _info_figures(socket_path: str) -> str:
               type=click.Path(file_okay=False), help="Data directory [env: KVD_DATA_DIR].")
 @click.option("--engine", default="log", show_default=True, envvar="KVD_ENGINE",
               type=click.Choice(ENGINES), help="Storage engine [env: KVD_ENGINE].")
-def check(data_dir: str, engine: str) -> None:
+@click.option("--repair", is_flag=True,
+              help="Log engine: rewrite damaged segments with their intact records (the "
+                   "originals are kept under corrupt/), then check again.")
+def check(data_dir: str, engine: str, repair: bool) -> None:
     """Open a data directory (recovering as start-up would) and print its statistics.
 
     A torn record at the tail of the newest segment is truncated (and logged);
     corruption anywhere else is reported with its file and offset, exit 1.
-    The directory must not be in use by a running server.
+    --repair salvages every intact record around the damage; keys whose newest
+    record was damaged read their previous value again. The directory must not
+    be in use by a running server.
+
+    \b
+    Examples:
+      kvd check --data-dir kvd-data
+      kvd check --data-dir kvd-data --repair
     """
     logging.basicConfig(level=logging.INFO, format="kvd check: %(message)s", stream=sys.stderr)
+    if repair:
+        if engine != "log":
+            _fail("--repair works on the log engine; for sqlite use sqlite3's .recover", 2)
+        from storage.repair import repair as repair_directory
+
+        try:
+            repairs = repair_directory(data_dir)
+        except StorageError as exc:
+            _fail(f"check: {exc}")
+        for r in repairs:
+            ranges = ", ".join(f"{start}-{end}" for start, end in r.damaged) or "none"
+            click.echo(f"repaired {r.segment}: kept {r.records_kept} records, dropped "
+                       f"{r.bytes_dropped} bytes (damaged byte ranges: {ranges}); original "
+                       f"kept as {r.original}", err=True)
+        if not repairs:
+            click.echo("nothing to repair", err=True)
     try:
         with open_store(data_dir, engine=engine) as store:
             click.echo(json.dumps(store.stats(), indent=2))
     except StorageError as exc:
         _fail(f"check: {exc}")
-

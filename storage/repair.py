@@ -1,0 +1,142 @@
+"""Salvage a log-engine data directory that fails to open because of corruption.
+
+`repair(directory)` rewrites every segment that does not scan cleanly with
+its intact records only: after a damaged stretch it looks for the next
+position where an intact record starts (its length check, its checksum and
+its msgpack body must all hold) and carries on from there. The original
+file is kept under `corrupt/` -- repair never deletes data -- and the
+segment's hint file, whose offsets no longer apply, is removed.
+
+What is lost is exactly the damaged records. A key whose newest record was
+among them reads its previous value again (or, if that record was a delete,
+comes back), which is why the report lists every damaged range: the
+operator decides what to re-write.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import zlib
+
+import msgpack
+
+from . import compaction, record
+from .dirlock import DirectoryLock
+from .errors import CorruptionError
+from .layout import check_meta, fsync_dir, hint_name, segment_ids, segment_name
+
+log = logging.getLogger("kvd.storage")
+
+CORRUPT_DIR = "corrupt"
+
+
+@dataclasses.dataclass
+class SegmentRepair:
+    segment: str
+    damaged: list[tuple[int, int]]  # [start, end) byte ranges that held no intact record
+    records_kept: int
+    bytes_dropped: int
+    original: str  # where the original file was moved
+
+
+def intact_records(data: bytes) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(records as (offset, size), damaged ranges) of a segment's bytes, resynchronising
+    byte by byte after damage."""
+    records: list[tuple[int, int]] = []
+    damaged: list[tuple[int, int]] = []
+    view = memoryview(data)
+    size = len(data)
+    offset = 0
+    damage_start = -1
+    while offset < size:
+        end = _record_end(view, offset, size)
+        if end < 0:
+            if damage_start < 0:
+                damage_start = offset
+            offset += 1
+            continue
+        if damage_start >= 0:
+            damaged.append((damage_start, offset))
+            damage_start = -1
+        records.append((offset, end - offset))
+        offset = end
+    if damage_start >= 0:
+        damaged.append((damage_start, size))
+    return records, damaged
+
+
+def _record_end(view: memoryview, offset: int, size: int) -> int:
+    """The end of an intact record starting at `offset`, or -1."""
+    if size - offset < record.HEADER_SIZE:
+        return -1
+    crc, length, length_crc = record.HEADER.unpack_from(view, offset)
+    if zlib.crc32(view[offset + 4 : offset + 8]) != length_crc:
+        return -1
+    end = offset + record.HEADER_SIZE + length
+    if end > size or zlib.crc32(view[offset + 4 : end]) != crc:
+        return -1
+    try:
+        body = msgpack.unpackb(view[offset + record.HEADER_SIZE : end])
+    except Exception:
+        return -1
+    if not isinstance(body, list) or len(body) != 5:
+        return -1
+    return end
+
+
+def repair(directory: str) -> list[SegmentRepair]:
+    """Rewrite every damaged segment of a (closed) log-engine directory; return what was done.
+
+    Takes the directory's lock, so it refuses to run beside a server.
+    """
+    directory = os.path.abspath(directory)
+    lock = DirectoryLock(directory)
+    try:
+        check_meta(directory, "log")
+        compaction.recover(directory)
+        repairs = []
+        ids = segment_ids(directory)
+        for segment_id in ids:
+            path = os.path.join(directory, segment_name(segment_id))
+            try:
+                scanned = record.scan(path)
+            except CorruptionError:
+                repairs.append(_rewrite(directory, segment_id))
+                continue
+            if scanned.torn_reason and segment_id != ids[-1]:
+                repairs.append(_rewrite(directory, segment_id))  # a torn middle segment
+        return repairs
+    finally:
+        lock.release()
+
+
+def _rewrite(directory: str, segment_id: int) -> SegmentRepair:
+    name = segment_name(segment_id)
+    path = os.path.join(directory, name)
+    with open(path, "rb") as f:
+        data = f.read()
+    records, damaged = intact_records(data)
+    temp = path + ".repair.tmp"
+    with open(temp, "wb") as out:
+        for offset, size in records:
+            out.write(data[offset : offset + size])
+        out.flush()
+        os.fsync(out.fileno())
+    corrupt_dir = os.path.join(directory, CORRUPT_DIR)
+    os.makedirs(corrupt_dir, exist_ok=True)
+    original = os.path.join(corrupt_dir, name)
+    os.replace(path, original)  # the damaged original is kept, never deleted
+    try:
+        os.unlink(os.path.join(directory, hint_name(segment_id)))
+    except FileNotFoundError:
+        pass
+    os.replace(temp, path)
+    fsync_dir(corrupt_dir)
+    fsync_dir(directory)
+    kept = sum(size for _, size in records)
+    result = SegmentRepair(name, damaged, len(records), len(data) - kept, original)
+    log.warning("repaired %s: kept %d records, dropped %d bytes in %s; original kept as %s",
+                name, len(records), result.bytes_dropped, damaged, original)
+    return result
