@@ -1,0 +1,136 @@
+"""Crash torture: writers record every acknowledged write; the daemon is SIGKILLed at random
+moments (mid-write, mid-flush, mid-compaction in the parent or the child), restarted, and
+checked against the acknowledged history every time.
+
+`./run test` runs a bounded number of kills; `./run torture --minutes N` keeps going for N
+minutes (KVD_TORTURE_MINUTES).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+
+import redis
+
+from tests.kvd_process import Daemon, wait_gone
+
+KILLS_IN_TEST = 50
+KEYS = 400
+
+
+class Model:
+    """What each key may hold: its acknowledged value, plus the in-flight writes whose
+    outcome a kill left unknown (either is correct until the next read settles it)."""
+
+    def __init__(self) -> None:
+        self.acked: dict[bytes, bytes | None] = {}
+        self.maybe: dict[bytes, set] = {}
+        self.lock = threading.Lock()
+
+    def ack(self, key: bytes, value: bytes | None) -> None:
+        with self.lock:
+            self.acked[key] = value
+            self.maybe.pop(key, None)
+
+    def unknown(self, key: bytes, value: bytes | None) -> None:
+        with self.lock:
+            self.maybe.setdefault(key, set()).add(value)
+
+    def check_and_settle(self, client: redis.Redis) -> None:
+        keys = sorted(set(self.acked) | set(self.maybe))
+        if not keys:
+            return
+        actual = dict(zip(keys, client.mget(keys)))
+        for key in keys:
+            allowed = {self.acked.get(key)} | self.maybe.get(key, set())
+            assert actual[key] in allowed, (
+                f"{key!r} holds {actual[key]!r:.60}; acknowledged {self.acked.get(key)!r:.60}, "
+                f"in flight {len(self.maybe.get(key, ()))}"
+            )
+            self.acked[key] = actual[key]
+        self.maybe.clear()
+
+
+def writer(server: Daemon, model: Model, seed: int, pipelined: bool, stop: threading.Event) -> None:
+    """Each writer owns its keys (the pipelined one "p:", the other "s:"), so the order of
+    its acknowledgements is the order the server applied its writes to them."""
+    rng = random.Random(seed)
+    prefix = b"p:" if pipelined else b"s:"
+    client = server.client(socket_timeout=10)
+    n = 0
+    while not stop.is_set():
+        batch = []
+        for _ in range(rng.randrange(1, 20) if pipelined else 1):
+            key = prefix + b"k%d" % rng.randrange(KEYS)
+            value = None if rng.random() < 0.2 else b"%d:%d:" % (seed, n) + b"x" * rng.randrange(300)
+            batch.append((key, value))
+            n += 1
+        for key, value in batch:
+            model.unknown(key, value)
+        try:
+            if pipelined:
+                pipe = client.pipeline(transaction=False)
+                for key, value in batch:
+                    pipe.delete(key) if value is None else pipe.set(key, value)
+                pipe.execute()
+            else:
+                key, value = batch[0]
+                client.delete(key) if value is None else client.set(key, value)
+        except (redis.ConnectionError, redis.TimeoutError):
+            return  # killed: the batch stays "in flight"
+        for key, value in batch:
+            model.ack(key, value)
+
+
+def torture(tmp_path, kills: int | None, minutes: float | None) -> int:
+    server = Daemon(tmp_path / "srv", ["--segment-size=65536", "--auto-compact-min-size=50000",
+                                       "--auto-compact-ratio=0.5"], tcp=False)
+    rng = random.Random(20261123)
+    model = Model()
+    deadline = time.monotonic() + minutes * 60 if minutes else None
+    done = 0
+    try:
+        while (deadline is None and done < kills) or (deadline and time.monotonic() < deadline):
+            server.start()
+            client = server.client()
+            model.check_and_settle(client)
+            leftovers = [n for n in os.listdir(server.data_dir)
+                         if n.endswith(".tmp") or n == "compaction"]
+            assert not leftovers, f"kill {done}: stray files after restart: {leftovers}"
+            stop = threading.Event()
+            threads = [threading.Thread(target=writer, args=(server, model, done * 10 + i,
+                                                             i == 0, stop), daemon=True)
+                       for i in range(2)]
+            for t in threads:
+                t.start()
+            if rng.random() < 0.5:
+                time.sleep(rng.uniform(0, 0.05))  # a random moment, not a synchronisation
+                server.signal(signal.SIGUSR1)
+            time.sleep(rng.uniform(0.02, 0.25))
+            child = 0
+            if rng.random() < 0.3:
+                child = server.info("persistence")["compaction_child_pid"]
+            server.kill()  # SIGKILL
+            stop.set()
+            for t in threads:
+                t.join(10)
+            if child:
+                assert wait_gone(child, 5), "a compaction child outlived its server"
+            server.close_clients()
+            done += 1
+        server.start()
+        model.check_and_settle(server.client())
+        assert len(model.acked) > KEYS // 2, "the writers barely wrote anything"
+    finally:
+        server.cleanup()
+    return done
+
+
+def test_crash_torture(tmp_path):
+    minutes = float(os.environ.get("KVD_TORTURE_MINUTES", "0") or 0)
+    done = torture(tmp_path, KILLS_IN_TEST, minutes or None)
+    assert done >= (KILLS_IN_TEST if not minutes else 1)
