@@ -61,13 +61,16 @@ def wrong_arity(name: bytes) -> bytes:
 
 
 def unknown_command(args: list[bytes]) -> bytes:
-    """Redis 7's text, with the first arguments quoted (at most 128 bytes of them)."""
+    """Redis 7's text, with the first arguments quoted (at most 128 bytes of them).
+
+    Redis formats them with C's %.*s, so each stops at its first NUL byte.
+    """
     shown = ""
     for arg in args[1:]:
         if len(shown) >= 128:
             break
-        shown += "'" + arg[: 128 - len(shown)].decode(errors="replace") + "' "
-    name = args[0][:128].decode(errors="replace")
+        shown += "'" + arg.split(b"\0", 1)[0][: 128 - len(shown)].decode(errors="replace") + "' "
+    name = args[0].split(b"\0", 1)[0][:128].decode(errors="replace")
     return error(f"ERR unknown command '{name}', with args beginning with: {shown}")
 
 

@@ -1,0 +1,106 @@
+"""Differential testing: the same random command sequences to kvd and to a reference Redis
+(`redis-server` when installed, else fakeredis), replies and errors compared one by one."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.kvd_process import Daemon, free_port
+
+VALUES = st.sampled_from([
+    b"", b"0", b"1", b"-1", b" 1", b"1 ", b"+1", b"01", b"-0", b"1.5", b"1e3",
+    b"9223372036854775807", b"-9223372036854775808", b"9223372036854775808",
+    b"\x00\xff\r\n", b"x" * 10_000,
+]) | st.binary(max_size=40)
+KEYS = st.sampled_from([b"a", b"b", b"c", b"", b"\x00\r\n", b"key:1", b"key:2", b"k?y", b"[k]"])
+INTS = st.sampled_from([b"1", b"-1", b"0", b"100", b" 1", b"x", b"9223372036854775807",
+                        b"-9223372036854775808", b"9223372036854775808"])
+PATTERNS = st.sampled_from([b"*", b"key:*", b"?", b"k[?]y", b"\\[k\\]", b"[^a]", b"*:[12]"])
+
+COMMANDS = st.one_of(
+    st.tuples(st.just(b"SET"), KEYS, VALUES),
+    st.tuples(st.just(b"SET"), KEYS, VALUES, st.sampled_from([b"NX", b"XX", b"GET", b"KEEPTTL"])),
+    st.tuples(st.just(b"SET"), KEYS, VALUES, st.just(b"NX"), st.just(b"XX")),
+    st.tuples(st.just(b"GET"), KEYS),
+    st.tuples(st.just(b"DEL"), KEYS, KEYS),
+    st.tuples(st.just(b"EXISTS"), KEYS, KEYS),
+    st.tuples(st.just(b"MGET"), KEYS, KEYS, KEYS),
+    st.tuples(st.just(b"MSET"), KEYS, VALUES, KEYS, VALUES),
+    st.tuples(st.just(b"MSET"), KEYS, VALUES, KEYS),
+    st.tuples(st.sampled_from([b"INCR", b"DECR"]), KEYS),
+    st.tuples(st.sampled_from([b"INCRBY", b"DECRBY"]), KEYS, INTS),
+    st.tuples(st.just(b"APPEND"), KEYS, VALUES),
+    st.tuples(st.just(b"STRLEN"), KEYS),
+    st.tuples(st.sampled_from([b"GETSET", b"GETDEL"]), KEYS, *([VALUES] * 0)),
+    st.tuples(st.just(b"GETSET"), KEYS, VALUES),
+    st.tuples(st.just(b"DBSIZE")),
+    st.tuples(st.just(b"KEYS"), PATTERNS),
+    st.tuples(st.just(b"ECHO"), VALUES),
+    st.tuples(st.just(b"PING")),
+    st.tuples(st.just(b"SELECT"), st.sampled_from([b"0", b"-1", b"x"])),  # kvd has db 0 only
+    st.tuples(st.just(b"NOSUCHCOMMAND"), KEYS),
+    st.tuples(st.just(b"GET")),
+    st.tuples(st.just(b"GET"), KEYS, KEYS),
+)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    if shutil.which("redis-server"):
+        port = free_port()
+        directory = tmp_path_factory.mktemp("redis")
+        proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                                 "--save", "", "--appendonly", "no", "--dir", str(directory)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=port, protocol=2)
+        for _ in range(500):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                import time
+
+                time.sleep(0.01)
+        yield client
+        client.close()
+        proc.terminate()
+        proc.wait(10)
+    else:
+        import fakeredis
+
+        yield fakeredis.FakeRedis(protocol=2)
+
+
+@pytest.fixture(scope="module")
+def kvd_client(tmp_path_factory):
+    server = Daemon(tmp_path_factory.mktemp("kvd"), [], tcp=False)
+    server.start()
+    yield server.client()
+    server.cleanup()
+
+
+def outcome(client: redis.Redis, command: tuple) -> object:
+    try:
+        result = client.execute_command(*command, NEVER_DECODE=True)
+    except redis.ResponseError as exc:
+        return ("error", str(exc))
+    if command[0] == b"KEYS":
+        return sorted(result)
+    return result
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(commands=st.lists(COMMANDS, min_size=1, max_size=25))
+def test_kvd_answers_like_redis(kvd_client, reference, commands):
+    kvd_client.flushall()
+    reference.flushall()
+    for command in commands:
+        expected = outcome(reference, command)
+        actual = outcome(kvd_client, command)
+        assert actual == expected, f"{command!r:.200}: kvd {actual!r:.200} vs Redis {expected!r:.200}"
