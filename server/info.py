@@ -52,7 +52,7 @@ def _server(server: Server) -> dict:
 def _clients(server: Server) -> dict:
     return {
         "connected_clients": len(server.clients),
-        "maxclients": server.config.max_clients,
+        "maxclients": server.max_clients,
         "blocked_clients": 0,
     }
 
@@ -161,7 +161,7 @@ def config_values(server: Server) -> dict[str, str]:
         "pidfile": c.pidfile,
         "logfile": c.log_file if c.log_file != "-" else "",
         "databases": "1",
-        "maxclients": str(c.max_clients),
+        "maxclients": str(server.max_clients),
         "appendonly": "yes",
         "appendfsync": c.fsync,
         "save": "",

@@ -27,6 +27,7 @@ import errno
 import hmac
 import logging
 import os
+import resource
 import selectors
 import signal
 import socket
@@ -54,6 +55,7 @@ SHUTTING_DOWN = error("ERR server is shutting down")
 NOAUTH = error("NOAUTH Authentication required.")
 MAX_CLIENTS = b"-ERR max number of clients reached\r\n"
 ACCEPT_PAUSE_S = 0.1
+FD_RESERVE = 64  # descriptors kept for the store, the log, pipes and a compaction
 GATHER_ROUNDS = 4
 
 
@@ -109,6 +111,7 @@ class Server:
         self.compaction: Compactor | None = None
         self.write_error: str | None = None
         self.tcp_port: int | None = None
+        self.max_clients = config.max_clients  # lowered at start-up if descriptors are short
         self.started_monotonic = time.monotonic()
         self.draining = False
         self.finished = False
@@ -151,6 +154,7 @@ class Server:
                 log.warning("replaced a stale PID file %s (it named PID %d, which no longer "
                             "held it)", self.config.pidfile, self._pidfile.replaced_stale)
             self._open_store()
+            self._fit_clients_to_descriptors()
             if self.config.socket:
                 self._listen_unix(self.config.socket)
             if self.config.port:
@@ -160,6 +164,27 @@ class Server:
             raise
         log.info("ready: PID %d, socket %s, TCP %s", os.getpid(), self.config.socket or "off",
                  f"{self.config.bind}:{self.tcp_port}" if self.tcp_port else "off")
+
+    def _fit_clients_to_descriptors(self) -> None:
+        """Like Redis: raise the descriptor limit as far as allowed, and if it is still
+        too low for --max-clients, serve fewer clients rather than fail at accept().
+        A client over the limit is then refused with an error instead of left
+        hanging in the kernel's backlog."""
+        reserve = FD_RESERVE + self.store.stats().get("segments", 1)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = self.config.max_clients + reserve
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                soft = target
+            except (ValueError, OSError):
+                pass
+        if soft != resource.RLIM_INFINITY and soft - reserve < self.config.max_clients:
+            self.max_clients = max(1, soft - reserve)
+            log.warning("only %d file descriptors are allowed (ulimit -n): serving at most %d "
+                        "clients instead of --max-clients %d", soft, self.max_clients,
+                        self.config.max_clients)
 
     def _open_store(self) -> None:
         c = self.config
@@ -303,7 +328,7 @@ class Server:
                     return
                 raise
             self.stats.connections_received += 1
-            if len(self.clients) >= self.config.max_clients:
+            if len(self.clients) >= self.max_clients:
                 self.stats.rejected_connections += 1
                 try:
                     sock.send(MAX_CLIENTS)
