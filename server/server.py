@@ -370,6 +370,8 @@ class Server:
             return
         if not data:  # EOF: close once the replies already owed are sent (half-close)
             conn.closing = True
+            if conn.replies:
+                return  # this pass's replies: sent when it commits, then _send closes
             if conn.out:
                 self._set_events(conn, reading=False)
             else:
