@@ -67,14 +67,14 @@ def reference(tmp_path_factory):
                 import time
 
                 time.sleep(0.01)
-        yield client
+        yield client, True
         client.close()
         proc.terminate()
         proc.wait(10)
-    else:
+    else:  # fakeredis's error texts differ from Redis's: compare only that it is an error
         import fakeredis
 
-        yield fakeredis.FakeRedis(protocol=2)
+        yield fakeredis.FakeRedis(protocol=2), False
 
 
 @pytest.fixture(scope="module")
@@ -85,11 +85,11 @@ def kvd_client(tmp_path_factory):
     server.cleanup()
 
 
-def outcome(client: redis.Redis, command: tuple) -> object:
+def outcome(client: redis.Redis, command: tuple, exact: bool = True) -> object:
     try:
         result = client.execute_command(*command, NEVER_DECODE=True)
     except redis.ResponseError as exc:
-        return ("error", str(exc))
+        return ("error", str(exc) if exact else "")
     if command[0] == b"KEYS":
         return sorted(result)
     return result
@@ -98,9 +98,10 @@ def outcome(client: redis.Redis, command: tuple) -> object:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(commands=st.lists(COMMANDS, min_size=1, max_size=25))
 def test_kvd_answers_like_redis(kvd_client, reference, commands):
+    reference, exact = reference
     kvd_client.flushall()
     reference.flushall()
     for command in commands:
-        expected = outcome(reference, command)
-        actual = outcome(kvd_client, command)
+        expected = outcome(reference, command, exact)
+        actual = outcome(kvd_client, command, exact)
         assert actual == expected, f"{command!r:.200}: kvd {actual!r:.200} vs Redis {expected!r:.200}"
