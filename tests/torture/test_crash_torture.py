@@ -139,4 +139,5 @@ def torture(tmp_path, kills: int | None, minutes: float | None) -> int:
 def test_crash_torture(tmp_path):
     minutes = float(os.environ.get("KVD_TORTURE_MINUTES", "0") or 0)
     done = torture(tmp_path, KILLS_IN_TEST, minutes or None)
+    print(f"crash torture: {done} SIGKILLs, every restart checked")
     assert done >= (KILLS_IN_TEST if not minutes else 1)
