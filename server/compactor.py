@@ -343,8 +343,8 @@ def _child_main(plan, progress_fd: int, parent: int, rate_limit: float) -> None:
     """The compaction child. Never returns; never runs the parent's cleanup code."""
     code = 1
     try:
+        _die_with_parent(parent)  # first: a child must never outlive its server
         reset_in_child()
-        _die_with_parent(parent)
         # The server's requests come first: the child gets the CPU only when
         # nothing else wants it (on a 2-core machine this halves its effect on p99).
         try:

@@ -55,6 +55,29 @@ def process_state(pid: int) -> str:
         return "gone"
 
 
+HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD)
+
+
+def caught_signals(pid: int) -> int:
+    status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status"))
+    return int(status["SigCgt"], 16) & sum(1 << (s - 1) for s in HANDLED)
+
+
+def settle(pid: int) -> bool:
+    """Let a child stopped within microseconds of its fork run until it has set itself up
+    (death signal, then default dispositions), and stop it again; False if it ended."""
+    for _ in range(200):
+        if process_state(pid) != "T":
+            return False
+        if not caught_signals(pid):
+            return True
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.001)
+        os.kill(pid, signal.SIGSTOP)
+        wait_for(lambda: process_state(pid) in ("T", "Z", "gone"), what="the child to stop")
+    return False
+
+
 def stopped_child(server) -> int:
     """Request a compaction and freeze its child with SIGSTOP; return the child's PID.
 
@@ -72,7 +95,7 @@ def stopped_child(server) -> int:
         os.kill(pid, signal.SIGSTOP)
         state = wait_for(lambda: process_state(pid) in ("T", "Z", "gone") and process_state(pid),
                          what="the child to stop")
-        if state == "T":
+        if state == "T" and settle(pid):
             return pid
         wait_for(lambda: not persistence(server)["compaction_in_progress"], what="the compaction")
     raise AssertionError("could not catch a compaction child in the act")
@@ -159,25 +182,10 @@ def test_a_signal_sent_to_the_child_never_reaches_the_server(make_daemon):
 def test_the_child_starts_from_a_clean_state(make_daemon):
     kvd = make_daemon(SEGMENT, tcp=True)
     fill_with_garbage(kvd.client(), keys=1000, rounds=4)
-    child = stopped_child(kvd)
-    handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD)
-
-    def caught() -> int:
-        status = dict(line.split(":", 1) for line in open(f"/proc/{child}/status"))
-        return int(status["SigCgt"], 16) & sum(1 << (s - 1) for s in handled)
-
+    child = stopped_child(kvd)  # stopped once it has set itself up
     try:
-        # Stopped within microseconds of the fork, the child may not have reset its
-        # handlers yet (signals stay blocked until it has): let it run a moment.
-        for _ in range(50):
-            if not caught():
-                break
-            os.kill(child, signal.SIGCONT)
-            time.sleep(0.001)
-            os.kill(child, signal.SIGSTOP)
-            wait_for(lambda: process_state(child) == "T", what="the child to stop again")
-        for signum in handled:
-            assert not caught() & (1 << (signum - 1)), f"child catches {signum.name}"
+        for signum in HANDLED:
+            assert not caught_signals(child) & (1 << (signum - 1)), f"child catches {signum.name}"
         targets = [os.readlink(f"/proc/{child}/fd/{fd}") for fd in os.listdir(f"/proc/{child}/fd")]
         assert not [t for t in targets if t.startswith("socket:")], targets  # no listener, no client
         assert not [t for t in targets if t.endswith(("kvd.pid", "LOCK", "kvd.log"))], targets
