@@ -344,17 +344,17 @@ def _child_main(plan, progress_fd: int, parent: int, rate_limit: float) -> None:
     code = 1
     try:
         _die_with_parent(parent)  # first: a child must never outlive its server
-        reset_in_child()
-        # The server's requests come first: the child gets the CPU only when
-        # nothing else wants it (on a 2-core machine this halves its effect on p99).
+        os.closerange(3, progress_fd)  # no listener, client, PID file, lock or log
+        os.closerange(progress_fd + 1, _max_fd())
+        logging.disable(logging.CRITICAL)  # the log file's descriptor is closed
+        # The server's requests come first: the child gets the CPU and the disk
+        # only when nothing else wants them.
         try:
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         except (AttributeError, OSError):
             os.nice(19)
         _idle_io_priority()
-        os.closerange(3, progress_fd)
-        os.closerange(progress_fd + 1, _max_fd())
-        logging.disable(logging.CRITICAL)  # the log file's descriptor is closed
+        reset_in_child()  # last: signals stay blocked until the child is fully set up
 
         started = time.monotonic()
 

@@ -65,7 +65,7 @@ def caught_signals(pid: int) -> int:
 
 def settle(pid: int) -> bool:
     """Let a child stopped within microseconds of its fork run until it has set itself up
-    (death signal, then default dispositions), and stop it again; False if it ended."""
+    (it resets its signal dispositions last), and stop it again; False if it ended."""
     for _ in range(200):
         if process_state(pid) != "T":
             return False
