@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 
 import pytest
@@ -13,7 +12,6 @@ import pytest
 from client import connect
 from tests.kvd_process import KVCTL, run_kvctl, wait_gone
 from tests.server.test_compaction import fill_with_garbage, persistence
-from tests.server.test_signals import wait_for
 from tests.storage.conftest import disk_usage
 
 

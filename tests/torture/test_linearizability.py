@@ -11,7 +11,6 @@ import time
 
 import redis
 
-from tests.kvd_process import Foreground
 
 from .linearizability import Op, linearizable
 
