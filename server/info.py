@@ -93,6 +93,7 @@ def _stats(server: Server) -> dict:
     return {
         "total_connections_received": s.connections_received,
         "total_commands_processed": s.commands_processed,
+        "instantaneous_ops_per_sec": server.instantaneous_ops_per_sec(),
         "total_writes_processed": s.writes_processed,
         "total_flushes": s.flushes,
         "failed_flushes": s.failed_flushes,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import hmac
+from collections import deque
 import logging
 import os
 import resource
@@ -55,6 +56,7 @@ SHUTTING_DOWN = error("ERR server is shutting down")
 NOAUTH = error("NOAUTH Authentication required.")
 MAX_CLIENTS = b"-ERR max number of clients reached\r\n"
 ACCEPT_PAUSE_S = 0.1
+OPS_SAMPLE_INTERVAL, OPS_SAMPLES = 0.1, 16  # ops/s over the last ~1.6 s, like Redis
 FD_RESERVE = 64  # descriptors kept for the store, the log, pipes and a compaction
 GATHER_ROUNDS = 4
 
@@ -130,6 +132,8 @@ class Server:
         self._drain_deadline = 0.0
         self._accept_paused_until = 0.0
         self._shutdown_requests: list[str] = []
+        self._ops_samples: deque[tuple[float, int]] = deque(maxlen=OPS_SAMPLES)
+        self._next_sample = 0.0
         # Bulks up to the request limit are read, so that an oversized key or value gets
         # its own clear error from the command rather than a protocol error.
         self._max_bulk = config.max_request_size
@@ -611,6 +615,10 @@ class Server:
         self._accept_paused_until = 0.0
 
     def _after_pass(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_sample:  # for INFO's instantaneous_ops_per_sec, as Redis samples
+            self._next_sample = now + OPS_SAMPLE_INTERVAL
+            self._ops_samples.append((now, self.stats.commands_processed))
         while self._shutdown_requests:
             self._shutdown(self._shutdown_requests.pop(0))
         if self._accept_paused_until and time.monotonic() >= self._accept_paused_until:
@@ -662,6 +670,12 @@ class Server:
             self._signal_pipe.close()
             self._signal_pipe = None
         self._selector.close()
+
+    def instantaneous_ops_per_sec(self) -> int:
+        """Commands per second over the last ~1.6 s of samples (0 until there are two)."""
+        samples = list(self._ops_samples) + [(time.monotonic(), self.stats.commands_processed)]
+        (t0, c0), (t1, c1) = samples[0], samples[-1]
+        return int((c1 - c0) / (t1 - t0)) if t1 > t0 else 0
 
     def password_matches(self, candidate: bytes) -> bool:
         return self.password is not None and hmac.compare_digest(candidate, self.password.encode())

@@ -175,6 +175,9 @@ def test_info_sections(r, shared_kvd):
     for field in ("live_bytes", "dead_bytes", "segments", "compactions_completed"):
         assert field in info
     assert set(r.info("keyspace")) == {"db0"}
+    for _ in range(500):
+        r.ping()
+    assert r.info("stats")["instantaneous_ops_per_sec"] > 0  # the pings just made
 
 
 def test_hello_3_is_refused_so_redis_py_must_use_resp2(shared_kvd):
