@@ -69,9 +69,8 @@ class LogStore:
         self._active_hints = bytearray()  # packed hint rows of the active segment
         self._written = 0  # bytes of the active segment on disk
         # Bytes written to segments since open, and how many of them are known to be
-        # on disk; the group-commit thread of the server and the everysec thread sync
-        # the difference. Comparing the two (not a flag) keeps a write made during an
-        # fsync from being counted as synced by it.
+        # on disk; the everysec thread syncs the difference. Comparing the two (not a
+        # flag) keeps a write made during its fsync from being counted as synced by it.
         self._written_seq = 0
         self._durable_seq = 0
         self._sync_guard = threading.Lock()  # the everysec thread vs. rotation and close
@@ -261,8 +260,8 @@ class LogStore:
                 self._check_open()
             data = os.pread(fd, size, offset)
         value = record.intact_value(data)
-        if value is None:  # corrupt: raise CorruptionError naming the file and offset
-            return record.decode_value(data, segment_name(segment_id), offset)
+        if value is None:
+            raise CorruptionError(segment_name(segment_id), offset, record.damage(data))
         self._cache_value(location, value)
         return value
 
@@ -311,34 +310,6 @@ class LogStore:
         self._write_buffer()
         if self.fsync == "always":
             self._sync()
-
-    # -- group commit from another thread (the server's) --------------------
-
-    @property
-    def written_seq(self) -> int:
-        """Bytes written to segment files since open (a position in the write stream)."""
-        return self._written_seq
-
-    @property
-    def durable_seq(self) -> int:
-        """How much of `written_seq` is known to be on disk."""
-        return self._durable_seq
-
-    def write(self) -> int:
-        """Write buffered records to the segment without syncing; return `written_seq`.
-
-        With `sync()` in another thread this splits `flush()` in two, so a
-        server can keep executing requests while the disk syncs (group commit).
-        """
-        self._check_open()
-        self._write_buffer()
-        return self._written_seq
-
-    def sync(self) -> int:
-        """fdatasync what has been written; return the new `durable_seq`. Thread-safe
-        against `write()`, rotation and the owner's reads."""
-        self._sync()
-        return self._durable_seq
 
     def close(self) -> None:
         if self._closed:

@@ -79,31 +79,29 @@ class Entry(NamedTuple):
     expires_at_ms: int
 
 
+def damage(data: bytes | memoryview) -> str | None:
+    """Why `data` is not exactly one intact record, or None if it is."""
+    if len(data) < HEADER_SIZE:
+        return "record is shorter than its header"
+    crc, length, _ = HEADER.unpack_from(data)
+    if len(data) != HEADER_SIZE + length or zlib.crc32(memoryview(data)[4:]) != crc:
+        return "record checksum mismatch"
+    return None
+
+
 def intact_value(data: bytes) -> bytes | None:
     """The value of one whole record, or None if it is not intact (the read fast path:
-    the caller names the file and offset via `decode_value` only when it must)."""
-    if len(data) < HEADER_SIZE:
+    the caller looks up the file name for its error only when it must)."""
+    if damage(data) is not None:
         return None
-    crc, length, _ = HEADER.unpack_from(data)
-    view = memoryview(data)
-    if len(data) != HEADER_SIZE + length or zlib.crc32(view[4:]) != crc:
-        return None
-    return msgpack.unpackb(view[HEADER_SIZE:])[4]
-
-
-def decode_value(data: bytes, path: str, offset: int) -> bytes:
-    """Check one whole record read back by `pread` and return its value."""
-    check_record(data, path, offset)
     return msgpack.unpackb(memoryview(data)[HEADER_SIZE:])[4]
 
 
 def check_record(data: bytes | memoryview, path: str, offset: int) -> None:
     """Raise CorruptionError unless `data` is exactly one intact record."""
-    if len(data) < HEADER_SIZE:
-        raise CorruptionError(path, offset, "record is shorter than its header")
-    crc, length, _ = HEADER.unpack_from(data)
-    if len(data) != HEADER_SIZE + length or zlib.crc32(memoryview(data)[4:]) != crc:
-        raise CorruptionError(path, offset, "record checksum mismatch")
+    reason = damage(data)
+    if reason is not None:
+        raise CorruptionError(path, offset, reason)
 
 
 @dataclass(frozen=True, slots=True)
