@@ -184,11 +184,8 @@ class RequestParser:
 
     def _multibulk(self, buffer: bytearray, pos: int) -> tuple[list[bytes] | None, int]:
         """One multibulk request at `pos`: (request, end), or (None, -1) if incomplete."""
-        line_end = buffer.find(b"\r\n", pos)
+        line_end = self._line_end(buffer, pos, b"\r\n", "too big mbulk count string")
         if line_end < 0:
-            if len(buffer) - pos > MAX_INLINE_SIZE:
-                raise ProtocolError("too big mbulk count string")
-            self._need = len(buffer) + 1
             return None, -1
         count = parse_strict_int(bytes(buffer[pos + 1 : line_end]))
         if count is None or count > MAX_MULTIBULK_ARGS:
@@ -203,11 +200,8 @@ class RequestParser:
                 return None, -1
             if buffer[cursor] != 0x24:  # '$'
                 raise ProtocolError(f"expected '$', got '{chr(buffer[cursor])}'")
-            line_end = buffer.find(b"\r\n", cursor)
+            line_end = self._line_end(buffer, cursor, b"\r\n", "too big bulk count string")
             if line_end < 0:
-                if len(buffer) - cursor > MAX_INLINE_SIZE:
-                    raise ProtocolError("too big bulk count string")
-                self._need = len(buffer) + 1
                 return None, -1
             length = parse_strict_int(bytes(buffer[cursor + 1 : line_end]))
             if length is None or length < 0 or length > self.max_bulk:
@@ -222,13 +216,20 @@ class RequestParser:
             args.append(bytes(buffer[start : start + length]))
         return args, cursor
 
+    def _line_end(self, buffer: bytearray, pos: int, end: bytes, too_big: str) -> int:
+        """Where the line starting at `pos` ends, or -1 while it is still arriving (it may
+        not grow past MAX_INLINE_SIZE, Redis's bound for a header or an inline request)."""
+        found = buffer.find(end, pos)
+        if found < 0:
+            if len(buffer) - pos > MAX_INLINE_SIZE:
+                raise ProtocolError(too_big)
+            self._need = len(buffer) + 1
+        return found
+
     def _inline(self, buffer: bytearray, pos: int) -> tuple[list[bytes] | None, int]:
         """One inline request at `pos` (a line of words): (request, end) or (None, -1)."""
-        newline = buffer.find(b"\n", pos)
+        newline = self._line_end(buffer, pos, b"\n", "too big inline request")
         if newline < 0:
-            if len(buffer) - pos > MAX_INLINE_SIZE:
-                raise ProtocolError("too big inline request")
-            self._need = len(buffer) + 1
             return None, -1
         line = bytes(buffer[pos:newline])
         if line.endswith(b"\r"):
