@@ -2,39 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+
 import pytest
 
 from tests.kvd_process import Daemon, Foreground
 
 
-@pytest.fixture
-def make_daemon(tmp_path):
-    """make_daemon(*kvd_start_args, tcp=False, subdir="srv") -> a started Daemon."""
+def _servers(kind, tmp_path, default_subdir: str):
+    """make(*kvd_start_args, tcp=False, subdir=..., start=True) -> a server of `kind`;
+    every server made is cleaned up when the test ends."""
     started: list = []
 
-    def make(*args: str, tcp: bool = False, subdir: str = "srv", start: bool = True) -> Daemon:
-        daemon = Daemon(tmp_path / subdir, list(args), tcp)
-        started.append(daemon)
-        if start:
-            daemon.start()
-        return daemon
-
-    yield make
-    for daemon in started:
-        daemon.cleanup()
-
-
-@pytest.fixture
-def kvd(make_daemon) -> Daemon:
-    return make_daemon()
-
-
-@pytest.fixture
-def make_foreground(tmp_path):
-    started: list = []
-
-    def make(*args: str, tcp: bool = False, subdir: str = "fg", start: bool = True) -> Foreground:
-        server = Foreground(tmp_path / subdir, list(args), tcp)
+    def make(*args: str, tcp: bool = False, subdir: str = default_subdir, start: bool = True):
+        server = kind(tmp_path / subdir, list(args), tcp)
         started.append(server)
         if start:
             server.start()
@@ -45,6 +28,23 @@ def make_foreground(tmp_path):
         server.cleanup()
 
 
+@pytest.fixture
+def make_daemon(tmp_path):
+    """make_daemon(*kvd_start_args, tcp=False, subdir="srv") -> a started Daemon."""
+    yield from _servers(Daemon, tmp_path, "srv")
+
+
+@pytest.fixture
+def kvd(make_daemon) -> Daemon:
+    return make_daemon()
+
+
+@pytest.fixture
+def make_foreground(tmp_path):
+    """make_foreground(*kvd_start_args, ...) -> a `kvd start --foreground` child."""
+    yield from _servers(Foreground, tmp_path, "fg")
+
+
 @pytest.fixture(scope="module")
 def shared_kvd(tmp_path_factory) -> Daemon:
     """One daemon for a whole module of tests that do not disturb each other."""
@@ -52,3 +52,22 @@ def shared_kvd(tmp_path_factory) -> Daemon:
     daemon.start()
     yield daemon
     daemon.cleanup()
+
+
+@pytest.fixture
+def sleeper():
+    """An unrelated live process whose PID a stale PID file may name."""
+    proc = subprocess.Popen(["sleep", "300"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture(scope="session")
+def redis_cli() -> str:
+    path = shutil.which("redis-cli")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-cli is required in CI (.ci/run installs redis-tools)")
+        pytest.skip("redis-cli not installed (apt install redis-tools)")
+    return path

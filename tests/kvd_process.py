@@ -208,8 +208,13 @@ def run_kvctl(args: list[str], cwd: Path | str, timeout: float = 60, input: byte
                           input=input, env={**os.environ, **(env or {})})
 
 
-def deadline(seconds: float):
-    """An iterator that yields until `seconds` pass (for waiting on a condition)."""
+def wait_for(condition, seconds: float = 30, what: str = "condition"):
+    """Poll `condition` until it returns something true (and return that), for at most
+    `seconds`; for states that only show in INFO or /proc, which nothing signals."""
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        yield
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")

@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 
-import pytest
 
 from client import connect
 from tests.kvd_process import KVCTL, run_kvctl, wait_gone
@@ -17,14 +16,6 @@ from tests.storage.conftest import disk_usage
 
 def kvctl(server, *args, input: bytes | None = None, env: dict | None = None):
     return run_kvctl(list(args), cwd=server.dir, input=input, env=env)
-
-
-@pytest.fixture
-def sleeper():
-    proc = subprocess.Popen(["sleep", "300"])
-    yield proc
-    proc.kill()
-    proc.wait()
 
 
 def test_put_get_delete_and_exit_statuses(kvd):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 
 import pytest
@@ -217,16 +216,6 @@ def test_unix_socket_is_private(shared_kvd):
 
 
 # -- redis-cli ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def redis_cli():
-    path = shutil.which("redis-cli")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-cli is required in CI (.ci/run installs redis-tools)")
-        pytest.skip("redis-cli not installed (apt install redis-tools)")
-    return path
 
 
 def cli(redis_cli, kvd, *args, input=None):

@@ -12,10 +12,8 @@ import time
 import redis
 
 from server.compactor import AutoPolicy
-from tests.kvd_process import wait_gone
+from tests.kvd_process import wait_for, wait_gone
 from tests.storage.conftest import disk_usage
-
-from .test_signals import wait_for
 
 SEGMENT = "--segment-size=1000000"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import sys
 
 import pytest
@@ -13,15 +12,6 @@ import redis
 
 from storage import open_store
 from tests.kvd_process import Daemon, pid_alive, run_kvd, wait_gone
-
-
-@pytest.fixture
-def sleeper():
-    """An unrelated live process whose PID a stale PID file may name."""
-    proc = subprocess.Popen(["sleep", "300"])
-    yield proc
-    proc.kill()
-    proc.wait()
 
 
 def test_start_status_stop_and_what_they_leave_behind(kvd):

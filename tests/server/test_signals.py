@@ -9,16 +9,7 @@ import time
 
 import redis
 
-from tests.kvd_process import deadline, wait_gone
-
-
-def wait_for(condition, seconds: float = 30, what: str = "condition"):
-    for _ in deadline(seconds):
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+from tests.kvd_process import wait_for, wait_gone
 
 
 def test_sigusr1_compacts_while_clients_stay_connected(kvd):

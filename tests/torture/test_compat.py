@@ -3,25 +3,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 
-import pytest
 
 from tests.kvd_process import Daemon
 
 KEYS = 100_000
-
-
-@pytest.fixture(scope="module")
-def redis_cli():
-    path = shutil.which("redis-cli")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-cli is required in CI (.ci/run installs redis-tools)")
-        pytest.skip("redis-cli not installed (apt install redis-tools)")
-    return path
 
 
 def test_redis_cli_pipe_loads_100k_keys_and_scan_lists_them(tmp_path, redis_cli):
