@@ -27,6 +27,8 @@ import signal
 import struct
 import time
 
+from storage.dirlock import try_lock
+
 _FLOCK = "hhqqi4x"  # struct flock on Linux (64-bit off_t)
 
 
@@ -84,14 +86,14 @@ class PidFile:
             except OSError as exc:
                 raise PidFileError(f"cannot open PID file {path}: {exc.strerror}") from exc
             try:
-                fcntl.lockf(old, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                if exc.errno not in (errno.EACCES, errno.EAGAIN):
-                    os.close(old)
-                    raise
+                locked = try_lock(old)
+            except OSError:
+                os.close(old)
+                raise
+            if not locked:
                 holder = lock_holder(old) or _read_pid(old)
                 os.close(old)
-                raise AlreadyRunning(path, holder) from None
+                raise AlreadyRunning(path, holder)
             try:
                 same = os.fstat(old).st_ino == os.stat(path).st_ino
             except FileNotFoundError:

@@ -38,7 +38,7 @@ import time
 from storage import StorageError, open_store
 
 from . import logs
-from .commands import BEFORE_AUTH, COMMANDS, LOOKUP, unknown_command, wrong_arity
+from .commands import BEFORE_AUTH, COMMANDS, LOOKUP, ScanCursors, unknown_command, wrong_arity
 from .compactor import AutoPolicy, Compactor
 from .config import Config
 from .connection import Connection
@@ -118,8 +118,6 @@ class Server:
         self.draining = False
         self.finished = False
         self.exit_code = 0
-        from .commands import ScanCursors
-
         self.scans = ScanCursors()
         self._selector = selectors.DefaultSelector()
         self._signal_pipe: SignalPipe | None = None

@@ -35,14 +35,14 @@ class DirectoryLock:
                 os.close(fd)
                 raise LockedError(directory, os.getpid())
             try:
-                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                if exc.errno not in (errno.EACCES, errno.EAGAIN):
-                    os.close(fd)
-                    raise
+                locked = try_lock(fd)
+            except OSError:
+                os.close(fd)
+                raise
+            if not locked:
                 holder = _read_pid(fd)
                 os.close(fd)
-                raise LockedError(directory, holder) from None
+                raise LockedError(directory, holder)
             _held.add(self._identity)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -55,6 +55,18 @@ class DirectoryLock:
             _held.discard(self._identity)
             os.close(self._fd)  # closing drops the fcntl lock
             self._fd = None
+
+
+def try_lock(fd: int) -> bool:
+    """Take an exclusive fcntl lock on `fd` without waiting; False if another process
+    holds it. (Also used by the daemon's PID file.)"""
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EAGAIN):
+            return False
+        raise
+    return True
 
 
 def _read_pid(fd: int) -> int | None:
