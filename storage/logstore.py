@@ -233,8 +233,11 @@ class LogStore:
     # -- the public interface ----------------------------------------------
 
     def put(self, key: bytes, value: bytes) -> None:
-        self._check_open()
-        key, value = record.checked_pair(key, value)
+        if self._closed or type(key) is not bytes or type(value) is not bytes:
+            self._check_open()
+            key, value = record.checked_pair(key, value)  # bytes-like copied, others refused
+        elif len(key) + len(value) > record.MAX_VALUE_SIZE:
+            record.checked_pair(key, value)  # raises with the reason
         location = self._append(key, record.encode(key, value), 0)
         old = self._keydir.get(key)
         self._keydir[key] = location

@@ -56,9 +56,28 @@ _pack = msgpack.Packer().pack
 def encode(key: bytes, value: bytes, flags: int = 0, expires_at_ms: int = 0) -> bytes:
     """Return the bytes of one record (see the module docstring)."""
     body = _pack([time.time_ns() // 1_000_000, flags, expires_at_ms, key, value])
-    length = LENGTH.pack(len(body))
-    tail = length + LENGTH.pack(zlib.crc32(length))
-    return LENGTH.pack(zlib.crc32(body, zlib.crc32(tail))) + tail + body
+    size = len(body)
+    known = _LENGTH_FIELDS.get(size)
+    if known is None:
+        known = _length_fields(size)
+        if size < _LENGTH_FIELDS_CACHED:
+            _LENGTH_FIELDS[size] = known
+    fields, fields_crc = known
+    return LENGTH.pack(zlib.crc32(body, fields_crc)) + fields + body
+
+
+def _length_fields(size: int) -> tuple[bytes, int]:
+    """`length` + `length_crc` of a body of `size` bytes, and the CRC of those 8 bytes
+    (where the record's CRC starts from)."""
+    length = LENGTH.pack(size)
+    fields = length + LENGTH.pack(zlib.crc32(length))
+    return fields, zlib.crc32(fields)
+
+
+# The put path: the length fields of small records repeat, so they are computed once
+# per size (a quarter of encode()'s time otherwise).
+_LENGTH_FIELDS: dict[int, tuple[bytes, int]] = {}
+_LENGTH_FIELDS_CACHED = 4096
 
 
 def encode_tombstone(key: bytes) -> bytes:
