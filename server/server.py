@@ -258,9 +258,10 @@ class Server:
         select = self._selector.select
         while not self.finished:
             self._dispatch(select(self._timeout()))
-            if self._touched and self._dirty:
+            if self._dirty and len(self.clients) > 1:
                 # Gather: requests that arrived while this pass ran join its group
-                # commit instead of paying for an fsync of their own next pass.
+                # commit instead of paying for an fsync of their own next pass. (A
+                # lone client has nothing more to send before its reply: no gather.)
                 for _ in range(GATHER_ROUNDS):
                     ready = select(0)
                     if not ready:
