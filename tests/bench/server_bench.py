@@ -6,6 +6,12 @@ and are measured alternately -- kvd, Redis, kvd, Redis... -- for each
 workload, so that drifts of a shared machine hit both. Per workload: the
 median requests/s, p50 and p99 latency of the rounds, the server's CPU time
 per request (from /proc), and the ratio kvd/Redis.
+
+A third server runs beside them: the "Python floor" (floor_server.py), the
+least a Python RESP server with the same durability must do. Its ratio to
+Redis shows how far any Python server gets on a workload; kvd's ratio to it
+shows how much of the rest is kvd's own work (its record format, checks and
+bookkeeping).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -84,6 +91,28 @@ class RedisServer:
         self.proc.wait(30)
 
 
+class FloorServer:
+    """floor_server.py in a child process, with the same fsync policy."""
+
+    def __init__(self, directory: Path, fsync: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.bench.floor_server", str(directory), fsync],
+            stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2],
+        )
+        self.pid = self.proc.pid
+        line = self.proc.stdout.readline()  # "ready PORT" once it listens
+        if not line.startswith("ready "):
+            self.stop()
+            raise RuntimeError(f"the floor server did not start: {line!r}")
+        self.port = int(line.split()[1])
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(30)
+        self.proc.stdout.close()
+
+
 def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -121,30 +150,40 @@ def run(quick: bool) -> dict:
             workloads = [w for w in workloads if w[0] in EVERYSEC_WORKLOADS]
         print(f"\n== kvd vs redis-server {_redis_version()}, fsync {fsync}, "
               f"{rounds} round(s), alternating ==")
-        print(f"{'workload':<28} {'kvd req/s':>10} {'redis req/s':>11} {'ratio':>6} "
-              f"{'kvd p50/p99 ms':>15} {'redis p50/p99':>14} {'cpu us/req kvd/redis':>21}")
+        print(f"{'workload':<28} {'kvd req/s':>10} {'redis req/s':>11} {'floor req/s':>11} "
+              f"{'kvd/redis':>9} {'floor/redis':>11} {'kvd p50/p99 ms':>15} "
+              f"{'redis p50/p99':>14} {'cpu us/req kvd/redis/floor':>27}")
         with tempfile.TemporaryDirectory(prefix="kvd-bench-") as tmp:
-            kvd = Daemon(Path(tmp) / "kvd", ["--fsync", fsync, "--no-auto-compact",
-                                             "--max-clients", "2000"], tcp=True)
-            kvd.start()
-            reference = RedisServer(Path(tmp) / "redis", fsync)
+            servers = {}
             try:
+                kvd = Daemon(Path(tmp) / "kvd", ["--fsync", fsync, "--no-auto-compact",
+                                                 "--max-clients", "2000"], tcp=True)
+                servers["kvd"] = kvd
+                kvd.start()
+                servers["redis"] = RedisServer(Path(tmp) / "redis", fsync)
+                servers["floor"] = FloorServer(Path(tmp) / "floor", fsync)
                 for name, args, requests in workloads:
                     n = max(1000, int(requests * scale))
-                    runs: dict[str, list] = {"kvd": [], "redis": []}
+                    runs: dict[str, list] = {who: [] for who in servers}
                     for _ in range(rounds):
-                        runs["kvd"].append(benchmark(kvd.port, kvd.pid, args, n))
-                        runs["redis"].append(benchmark(reference.port, reference.pid, args, n))
-                    k, r = _median(runs["kvd"]), _median(runs["redis"])
-                    results[f"{fsync}/{name}"] = {"kvd": k, "redis": r,
-                                                  "ratio": k["rps"] / r["rps"]}
-                    print(f"{name:<28} {k['rps']:>10,.0f} {r['rps']:>11,.0f} "
-                          f"{k['rps'] / r['rps']:>6.2f} {k['p50_ms']:>7.2f}/{k['p99_ms']:<7.2f} "
+                        for who, server in servers.items():
+                            runs[who].append(benchmark(server.port, server.pid, args, n))
+                    k, r, f = (_median(runs[who]) for who in ("kvd", "redis", "floor"))
+                    results[f"{fsync}/{name}"] = {"kvd": k, "redis": r, "floor": f,
+                                                  "ratio": k["rps"] / r["rps"],
+                                                  "floor_ratio": f["rps"] / r["rps"]}
+                    print(f"{name:<28} {k['rps']:>10,.0f} {r['rps']:>11,.0f} {f['rps']:>11,.0f} "
+                          f"{k['rps'] / r['rps']:>9.2f} {f['rps'] / r['rps']:>11.2f} "
+                          f"{k['p50_ms']:>7.2f}/{k['p99_ms']:<7.2f} "
                           f"{r['p50_ms']:>6.2f}/{r['p99_ms']:<7.2f} "
-                          f"{k['cpu_us_per_request']:>10.1f}/{r['cpu_us_per_request']:<10.1f}")
+                          f"{k['cpu_us_per_request']:>9.1f}/{r['cpu_us_per_request']:.1f}/"
+                          f"{f['cpu_us_per_request']:.1f}")
             finally:
-                reference.stop()
-                kvd.cleanup()
+                for who, server in servers.items():
+                    if who == "kvd":
+                        server.cleanup()
+                    else:
+                        server.stop()
     return results
 
 
@@ -156,18 +195,21 @@ def _redis_version() -> str:
 def markdown(results: dict, machine: str) -> str:
     lines = [
         f"kvd against redis-server {_redis_version()} (AOF on, same fsync policy), "
-        f"redis-benchmark over loopback TCP, medians of alternating rounds, on {machine}.",
+        f"redis-benchmark over loopback TCP, medians of alternating rounds, on {machine}. "
+        "Floor: the least a Python server with the same durability does "
+        "(tests/bench/floor_server.py), measured in the same rounds.",
         "",
-        "| fsync | workload | kvd req/s | Redis req/s | kvd/Redis | kvd p50 / p99 ms | "
-        "Redis p50 / p99 ms | server CPU µs/req kvd / Redis |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| fsync | workload | kvd req/s | Redis req/s | kvd/Redis | floor/Redis | "
+        "kvd p50 / p99 ms | Redis p50 / p99 ms | server CPU µs/req kvd / Redis / floor |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for key, row in results.items():
         fsync, name = key.split("/", 1)
-        k, r = row["kvd"], row["redis"]
+        k, r, f = row["kvd"], row["redis"], row["floor"]
         lines.append(
             f"| {fsync} | `{name}` | {k['rps']:,.0f} | {r['rps']:,.0f} | {row['ratio']:.2f} | "
-            f"{k['p50_ms']:.2f} / {k['p99_ms']:.2f} | {r['p50_ms']:.2f} / {r['p99_ms']:.2f} | "
-            f"{k['cpu_us_per_request']:.1f} / {r['cpu_us_per_request']:.1f} |"
+            f"{row['floor_ratio']:.2f} | {k['p50_ms']:.2f} / {k['p99_ms']:.2f} | "
+            f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f} | {k['cpu_us_per_request']:.1f} / "
+            f"{r['cpu_us_per_request']:.1f} / {f['cpu_us_per_request']:.1f} |"
         )
     return "\n".join(lines) + "\n"
