@@ -397,7 +397,12 @@ class Server:
             self._run(conn, requests)
 
     def _run(self, conn: Connection, requests: list[list[bytes]]) -> None:
-        """Execute requests in order, collecting their replies on the connection."""
+        """Execute requests in order, collecting their replies on the connection.
+
+        The hot path of the server: a pipelined client's requests all pass
+        through this loop, so it keeps to local names and adds the per-request
+        counters up once per call.
+        """
         replies = conn.replies
         if not requests:
             return
@@ -405,19 +410,20 @@ class Server:
             replies.extend(SHUTTING_DOWN for _ in requests)
             return
         lookup = LOOKUP
-        self.stats.commands_processed += len(requests)
-        conn.commands += len(requests)
+        write_slots = conn.write_slots
+        writes_before = len(write_slots)
+        errors = 0
         for args in requests:
             command = lookup.get(args[0])
             if command is None:
                 command = COMMANDS.get(args[0].lower())
                 if command is None:
-                    self.stats.error_replies += 1
+                    errors += 1
                     replies.append(unknown_command(args))
                     continue
             arity = command.arity
             if (len(args) != arity) if arity > 0 else (len(args) < -arity):
-                self.stats.error_replies += 1
+                errors += 1
                 replies.append(wrong_arity(args[0]))
                 continue
             if not conn.authenticated and command.name.encode() not in BEFORE_AUTH:
@@ -429,9 +435,7 @@ class Server:
                         f"MISCONF writes are refused until kvd can write its data again: "
                         f"{self.write_error}"))
                     continue
-                conn.write_slots.append(len(replies))
-                self._dirty = True
-                self.stats.writes_processed += 1
+                write_slots.append(len(replies))
             try:
                 replies.append(command.handler(self, conn, args))
             except StorageError as exc:
@@ -441,6 +445,14 @@ class Server:
                 replies.append(error(f"ERR internal error in {command.name}: {exc}"))
             if conn.closing:  # QUIT: nothing after it is executed
                 break
+        stats = self.stats
+        stats.commands_processed += len(requests)
+        stats.error_replies += errors
+        conn.commands += len(requests)
+        writes = len(write_slots) - writes_before
+        if writes:
+            stats.writes_processed += writes
+            self._dirty = True
         conn.last_command = requests[-1][0]
 
     def _retry_flush(self) -> bool:
