@@ -482,15 +482,40 @@ class Server:
                 for conn in touched:
                     for slot in conn.write_slots:
                         conn.replies[slot] = failed
+        clients = self.clients
         for conn in touched:
             if conn.write_slots:
                 conn.write_slots.clear()
+            if clients.get(conn.fd) is not conn:
+                conn.replies.clear()
+                continue
             replies = conn.replies
-            if replies:
-                conn.out += replies[0] if len(replies) == 1 else b"".join(replies)
-                replies.clear()
-            if self.clients.get(conn.fd) is conn:
+            if not replies:
                 self._send(conn)
+                continue
+            data = replies[0] if len(replies) == 1 else b"".join(replies)
+            replies.clear()
+            if conn.out or conn.writing or conn.closing or conn.draining:
+                conn.out += data
+                self._send(conn)
+            else:
+                self._send_replies(conn, data)
+
+    def _send_replies(self, conn: Connection, data: bytes) -> None:
+        """The common case of `_send`: nothing was queued before and the connection
+        stays as it is, so the replies go straight to the kernel -- no copy into
+        `conn.out` -- and only what it did not take is queued."""
+        try:
+            sent = conn.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._close(conn)
+            return
+        self.stats.net_output_bytes += sent
+        if sent < len(data):
+            conn.out += memoryview(data)[sent:]
+            self._send(conn)  # watches for writability, stops reading if too much is owed
 
     def _send(self, conn: Connection) -> None:
         out = conn.out
