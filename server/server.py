@@ -505,29 +505,30 @@ class Server:
         """The common case of `_send`: nothing was queued before and the connection
         stays as it is, so the replies go straight to the kernel -- no copy into
         `conn.out` -- and only what it did not take is queued."""
+        sent = self._send_once(conn, data)
+        if sent is not None and sent < len(data):
+            conn.out += memoryview(data)[sent:]
+            self._send(conn)  # watches for writability, stops reading if too much is owed
+
+    def _send_once(self, conn: Connection, data: bytes | bytearray) -> int | None:
+        """One send(): the bytes the kernel took, or None if the connection failed
+        (it is closed then)."""
         try:
             sent = conn.sock.send(data)
         except (BlockingIOError, InterruptedError):
-            sent = 0
+            return 0
         except OSError:
             self._close(conn)
-            return
+            return None
         self.stats.net_output_bytes += sent
-        if sent < len(data):
-            conn.out += memoryview(data)[sent:]
-            self._send(conn)  # watches for writability, stops reading if too much is owed
+        return sent
 
     def _send(self, conn: Connection) -> None:
         out = conn.out
         if out:
-            try:
-                sent = conn.sock.send(out)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                self._close(conn)
+            sent = self._send_once(conn, out)
+            if sent is None:
                 return
-            self.stats.net_output_bytes += sent
             del out[:sent]
         if out:
             # Backpressure: stop reading from a client that does not read its replies.
