@@ -326,7 +326,15 @@ def bulk_or_nil(value: bytes | None) -> bytes:
 
 
 def integer(value: int) -> bytes:
+    if 0 <= value < _SHARED_INTEGERS:
+        return _INTEGERS[value]
     return b":%d\r\n" % value
+
+
+# Precomputed replies for the integers commands answer most (counts, DEL, EXISTS,
+# lengths), as Redis keeps its shared.integers: no formatting per reply.
+_SHARED_INTEGERS = 10_000
+_INTEGERS = [b":%d\r\n" % n for n in range(_SHARED_INTEGERS)]
 
 
 def status(text: str) -> bytes:
