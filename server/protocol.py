@@ -123,10 +123,15 @@ class RequestParser:
     def _parse_fast(self, data: bytes) -> list[list[bytes]]:
         """hiredis over a whole chunk; hands over to the strict path on anything odd.
 
-        Only frames that are non-empty lists of bytes are taken, and the bytes
-        they occupied are counted (hiredis accepts no non-canonical lengths, so
-        the count is exact). If the count stops short of the chunk's end, the
-        rest is re-parsed strictly from that point.
+        hiredis parses any RESP reply, RESP3 included, and hands some types
+        back as bytes or lists although they are no bulk string or array
+        (`+status`, `=verbatim`, `(bignum`, a `~set`). So each frame it returns
+        is checked against the chunk itself: it must start with `*` where the
+        previous frame ended, and each element with `$` where the previous
+        element ended -- which proves, frame by frame, that it was exactly an
+        array of bulk strings (hiredis accepts no non-canonical lengths, so
+        the positions are exact). From the first frame that is not, the rest
+        of the chunk is re-parsed strictly, which gives Redis's error.
         """
         requests: list[list[bytes]] = []
         if _LARGE_ARRAY_HEADER(data):
@@ -137,24 +142,24 @@ class RequestParser:
         used = 0
         bulk = bytes
         overhead = _BULK_OVERHEAD
-        while True:
-            try:
+        try:
+            while True:
                 frame = reader.gets()
-            except hiredis.ProtocolError:
+                if frame is False or type(frame) is not list or not frame or data[used] != 0x2A:
+                    break  # no frame, or not a multibulk ('*')
+                pos = used + _header_size(len(frame))
+                for arg in frame:
+                    if type(arg) is not bulk or data[pos] != 0x24:
+                        break  # not a bulk string ('$')
+                    n = len(arg)
+                    pos += n + (overhead[n] if n < 10_000 else _header_size(n) + 2)
+                else:
+                    used = pos
+                    requests.append(frame)
+                    continue
                 break
-            if frame is False or type(frame) is not list or not frame:
-                break
-            size = _header_size(len(frame))
-            for arg in frame:
-                if type(arg) is not bulk:
-                    size = -1
-                    break
-                n = len(arg)
-                size += n + (overhead[n] if n < 10_000 else _header_size(n) + 2)
-            if size < 0:
-                break
-            used += size
-            requests.append(frame)
+        except (hiredis.ProtocolError, IndexError):  # IndexError: a position past the chunk
+            pass
         if used == len(data):
             return requests
         self._reader = hiredis.Reader()  # its partial state is unknown; start clean

@@ -37,6 +37,10 @@ VALID = [
     (encode(b"SET", b"big", b"x" * 300_000), [[b"SET", b"big", b"x" * 300_000]]),
 ]
 
+# RESP3 aggregates are not requests: hiredis parses a set or a push as a list,
+# Redis reads each line as an inline command.
+RESP3_AGGREGATES = [b"~1\r\n$4\r\nPING\r\n", b">1\r\n$4\r\nPING\r\n"]
+
 INVALID = [
     (b"*3000000000\r\n", "invalid multibulk length"),
     (b"*2147483648\r\n", "invalid multibulk length"),
@@ -49,6 +53,14 @@ INVALID = [
     (b"*1\r\n$3000000000\r\n", "invalid bulk length"),
     (b"*1\r\n$%d\r\n" % (MAX_BULK + 1), "invalid bulk length"),
     (b"*1\r\n:1\r\n", "expected '$', got ':'"),
+    # Elements hiredis hands back as bytes although they are not bulk strings.
+    (b"*1\r\n+PING\r\n", "expected '$', got '+'"),
+    (b"*3\r\n$3\r\nSET\r\n+key\r\n$1\r\nv\r\n", "expected '$', got '+'"),
+    (b"*1\r\n=8\r\ntxt:PING\r\n", "expected '$', got '='"),
+    (b"*1\r\n(123\r\n", "expected '$', got '('"),
+    # A status 3 bytes shorter than its bulk reading and a verbatim 3 bytes longer:
+    # the frame's total size matches, each element's position does not.
+    (b"*3\r\n$3\r\nSET\r\n+abcd\r\n=5\r\ntxt:x\r\n", "expected '$', got '+'"),
     (b"*1\r\n*1\r\n$1\r\na\r\n", "expected '$', got '*'"),
     (b'SET "a b\r\n', "unbalanced quotes in request"),
     (b'SET "a"b c\r\n', "unbalanced quotes in request"),
@@ -77,6 +89,13 @@ def test_valid_requests_parse_the_same_whole_and_in_any_pieces(data, expected):
     for _ in range(20):
         sizes = [rng.randint(1, max(1, len(data) // 3)) for _ in range(10)]
         assert feed_in_pieces(data, sizes) == expected
+
+
+@pytest.mark.parametrize("data", RESP3_AGGREGATES)
+def test_resp3_aggregates_are_read_as_inline_lines_like_redis_does(data):
+    expected = [[line] for line in data.split(b"\r\n")[:-1]]
+    assert feed_in_pieces(data, [len(data)]) == expected
+    assert feed_in_pieces(data, [1] * len(data)) == expected
 
 
 @pytest.mark.parametrize("data,message", INVALID, ids=[f"invalid{i}" for i in range(len(INVALID))])
@@ -207,6 +226,14 @@ def test_valid_corpus_over_a_real_socket(kvd, bystander):
             assert not isinstance(reply, hiredis.ReplyError), (request[:3], reply)
             if request[0].upper() == b"ECHO":
                 assert reply == request[1]
+    sock.close()
+
+
+def test_a_resp3_set_gets_redis_replies_for_each_line(kvd, bystander):
+    sock = kvd.raw()
+    expected = (b"-ERR unknown command '~1', with args beginning with: \r\n"
+                b"-ERR unknown command '$4', with args beginning with: \r\n+PONG\r\n")
+    assert exchange(sock, RESP3_AGGREGATES[0], expected) == expected
     sock.close()
 
 
