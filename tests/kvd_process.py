@@ -218,3 +218,44 @@ def wait_for(condition, seconds: float = 30, what: str = "condition"):
             return value
         time.sleep(0.02)
     raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+class RedisServer:
+    """A throw-away `redis-server` on loopback TCP: the reference kvd is compared with.
+
+    `args` are redis-server options (the AOF and fsync policy for benchmarks);
+    persistence is otherwise off. Ready once it answers PING.
+    """
+
+    def __init__(self, directory: Path, args: list[str] = ()) -> None:
+        self.port = free_port()
+        directory.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+             str(directory), "--save", "", "--daemonize", "no", "--protected-mode", "yes",
+             "--logfile", "", *args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.pid = self.proc.pid
+        client = redis.Redis(port=self.port, protocol=2)
+        try:
+            wait_for(lambda: _answers_ping(client), 10, "redis-server to answer PING")
+        except AssertionError:
+            self.stop()
+            raise
+        finally:
+            client.close()
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, protocol=2)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def _answers_ping(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False

@@ -24,12 +24,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import redis
 
-from tests.kvd_process import Daemon, free_port
+from tests.kvd_process import Daemon, RedisServer
 
 # name, redis-benchmark arguments, requests (full run)
 WORKLOADS = [
@@ -60,35 +58,6 @@ def ensure_tools() -> None:
     subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
                     "redis-server", "redis-tools"], check=True, env=env,
                    stdout=subprocess.DEVNULL)
-
-
-class RedisServer:
-    """A throw-away redis-server on loopback with the AOF on."""
-
-    def __init__(self, directory: Path, fsync: str) -> None:
-        self.port = free_port()
-        directory.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
-             str(directory), "--appendonly", "yes", "--appendfsync", fsync, "--save", "",
-             "--daemonize", "no", "--protected-mode", "yes", "--logfile", ""],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        self.pid = self.proc.pid
-        client = redis.Redis(port=self.port)
-        for _ in range(500):  # redis-server has no readiness signal we can wait on but PING
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.01)
-        else:
-            raise RuntimeError("redis-server did not start")
-        client.close()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
 
 
 class FloorServer:
@@ -160,7 +129,8 @@ def run(quick: bool) -> dict:
                                                  "--max-clients", "2000"], tcp=True)
                 servers["kvd"] = kvd
                 kvd.start()
-                servers["redis"] = RedisServer(Path(tmp) / "redis", fsync)
+                servers["redis"] = RedisServer(Path(tmp) / "redis",
+                                               ["--appendonly", "yes", "--appendfsync", fsync])
                 servers["floor"] = FloorServer(Path(tmp) / "floor", fsync)
                 for name, args, requests in workloads:
                     n = max(1000, int(requests * scale))

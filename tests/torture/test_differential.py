@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 
 import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.kvd_process import Daemon, free_port
+from tests.kvd_process import Daemon, RedisServer
 
 VALUES = st.sampled_from([
     b"", b"0", b"1", b"-1", b" 1", b"1 ", b"+1", b"01", b"-0", b"1.5", b"1e3",
@@ -53,24 +52,11 @@ COMMANDS = st.one_of(
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     if shutil.which("redis-server"):
-        port = free_port()
-        directory = tmp_path_factory.mktemp("redis")
-        proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                                 "--save", "", "--appendonly", "no", "--dir", str(directory)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=port, protocol=2)
-        for _ in range(500):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                import time
-
-                time.sleep(0.01)
+        server = RedisServer(tmp_path_factory.mktemp("redis"))
+        client = server.client()
         yield client, True
         client.close()
-        proc.terminate()
-        proc.wait(10)
+        server.stop()
     else:  # fakeredis's error texts differ from Redis's: compare only that it is an error
         import fakeredis
 
