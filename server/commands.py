@@ -61,17 +61,18 @@ def wrong_arity(name: bytes) -> bytes:
 
 
 def unknown_command(args: list[bytes]) -> bytes:
-    """Redis 7's text, with the first arguments quoted (at most 128 bytes of them).
+    """Redis 7's text, with the first arguments quoted (at most 128 bytes of them),
+    byte for byte as the client sent them.
 
     Redis formats them with C's %.*s, so each stops at its first NUL byte.
     """
-    shown = ""
+    shown = b""
     for arg in args[1:]:
         if len(shown) >= 128:
             break
-        shown += "'" + arg.split(b"\0", 1)[0][: 128 - len(shown)].decode(errors="replace") + "' "
-    name = args[0].split(b"\0", 1)[0][:128].decode(errors="replace")
-    return error(f"ERR unknown command '{name}', with args beginning with: {shown}")
+        shown += b"'" + arg.split(b"\0", 1)[0][: 128 - len(shown)] + b"' "
+    name = args[0].split(b"\0", 1)[0][:128]
+    return error(b"ERR unknown command '" + name + b"', with args beginning with: " + shown)
 
 
 def check_key(server: Server, key: bytes) -> bytes | None:

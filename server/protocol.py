@@ -44,9 +44,10 @@ _LARGE_ARRAY_HEADER = re.compile(rb"\*-?[0-9]{5}").search
 class ProtocolError(Exception):
     """The client broke the protocol; reply with the message, then close."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.reply = b"-ERR Protocol error: " + message.encode() + b"\r\n"
+    def __init__(self, message: str | bytes) -> None:
+        text = message if isinstance(message, bytes) else message.encode()
+        super().__init__(text.decode(errors="replace"))
+        self.reply = error(b"ERR Protocol error: " + text)  # CR/LF become spaces, as in Redis
         self.requests: list[list[bytes]] = []  # complete requests that came before the error
 
 
@@ -196,7 +197,7 @@ class RequestParser:
 
     def _multibulk(self, buffer: bytearray, pos: int) -> tuple[list[bytes] | None, int]:
         """One multibulk request at `pos`: (request, end), or (None, -1) if incomplete."""
-        line_end = self._line_end(buffer, pos, b"\r\n", "too big mbulk count string")
+        line_end = self._header_end(buffer, pos, "too big mbulk count string")
         if line_end < 0:
             return None, -1
         count = parse_strict_int(bytes(buffer[pos + 1 : line_end]))
@@ -207,14 +208,11 @@ class RequestParser:
             return None, cursor
         args: list[bytes] = []
         for _ in range(count):
-            if cursor >= len(buffer):
-                self._need = cursor + 1
-                return None, -1
-            if buffer[cursor] != 0x24:  # '$'
-                raise ProtocolError(f"expected '$', got '{chr(buffer[cursor])}'")
-            line_end = self._line_end(buffer, cursor, b"\r\n", "too big bulk count string")
+            line_end = self._header_end(buffer, cursor, "too big bulk count string")
             if line_end < 0:
                 return None, -1
+            if buffer[cursor] != 0x24:  # '$', checked once the line is there, as Redis does
+                raise ProtocolError(b"expected '$', got '%c'" % buffer[cursor])
             length = parse_strict_int(bytes(buffer[cursor + 1 : line_end]))
             if length is None or length < 0 or length > self.max_bulk:
                 raise ProtocolError("invalid bulk length")
@@ -227,6 +225,16 @@ class RequestParser:
                 return None, -1
             args.append(bytes(buffer[start : start + length]))
         return args, cursor
+
+    def _header_end(self, buffer: bytearray, pos: int, too_big: str) -> int:
+        """Where a `*` or `$` header line starting at `pos` ends, or -1 while it is still
+        arriving. Like Redis, the line ends at the first CR once one more byte (the LF,
+        not checked) has arrived; both are skipped."""
+        found = self._line_end(buffer, pos, b"\r", too_big)
+        if found >= 0 and found + 1 >= len(buffer):
+            self._need = found + 2
+            return -1
+        return found
 
     def _line_end(self, buffer: bytearray, pos: int, end: bytes, too_big: str) -> int:
         """Where the line starting at `pos` ends, or -1 while it is still arriving (it may
@@ -253,7 +261,11 @@ class RequestParser:
 
 
 _ESCAPES = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("b"): b"\b", ord("a"): b"\a"}
+# sdssplitargs skips blanks with isspace() (which includes \v and \f) but ends an
+# unquoted word only at these five; "a\vb" is one word. (A NUL ends the C string
+# Redis splits; here it separates words.)
 _SPACE = b" \t\r\n\v\f\0"
+_WORD_END = b" \t\r\n\0"
 _HEX = b"0123456789abcdefABCDEF"
 
 
@@ -275,7 +287,7 @@ def split_inline(line: bytes) -> list[bytes] | None:
         quote = 0
         while True:
             if quote == 0:
-                if i >= n or line[i] in _SPACE:
+                if i >= n or line[i] in _WORD_END:
                     break
                 c = line[i]
                 if c in (0x22, 0x27):  # " or '
@@ -346,9 +358,13 @@ def status(text: str) -> bytes:
     return b"+" + text.encode() + b"\r\n"
 
 
-def error(text: str) -> bytes:
-    """An error reply; `text` starts with its code (ERR, WRONGTYPE, NOAUTH...)."""
-    return b"-" + text.replace("\r", " ").replace("\n", " ").encode() + b"\r\n"
+def error(text: str | bytes) -> bytes:
+    """An error reply; `text` starts with its code (ERR, WRONGTYPE, NOAUTH...). Bytes
+    are sent as they are (a client's own bytes, echoed like Redis does), but for
+    CR and LF, which become spaces as in Redis."""
+    if isinstance(text, str):
+        text = text.encode()
+    return b"-" + text.replace(b"\r", b" ").replace(b"\n", b" ") + b"\r\n"
 
 
 def array(items: list[bytes | None]) -> bytes:
