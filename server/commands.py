@@ -500,17 +500,21 @@ def cmd_client(server: Server, conn: Connection, args: list) -> bytes:
 
 
 def _check_password(server: Server, conn: Connection, username: bytes, password: bytes) -> bytes:
-    if server.password is None:
-        return error("ERR AUTH <password> called without any password configured for the "
-                     "default user. Are you sure your configuration is correct?")
-    if username == b"default" and server.password_matches(password):
+    """As Redis's ACL sees it: the only user is "default", which takes any password
+    when none is configured and the configured one otherwise."""
+    if username == b"default" and (server.password is None or
+                                   server.password_matches(password)):
         conn.authenticated = True
+        conn.parser.unauthenticated = False  # Redis's full request limits from now on
         return OK
     return error("WRONGPASS invalid username-password pair or user is disabled.")
 
 
 def cmd_auth(server: Server, conn: Connection, args: list) -> bytes:
     if len(args) == 2:
+        if server.password is None:  # only the one-argument form says so
+            return error("ERR AUTH <password> called without any password configured for "
+                         "the default user. Are you sure your configuration is correct?")
         return _check_password(server, conn, b"default", args[1])
     if len(args) == 3:
         return _check_password(server, conn, args[1], args[2])

@@ -32,7 +32,11 @@ import hiredis
 
 # Redis's limits for the parts of a request that are not payload.
 MAX_INLINE_SIZE = 64 * 1024
-MAX_MULTIBULK_ARGS = 1024 * 1024
+MAX_MULTIBULK_ARGS = 2**31 - 1  # Redis 7: INT_MAX (the bytes are bounded by max_request)
+# Before AUTH, when a password is set, Redis 7 refuses larger requests outright
+# (CVE-2021-32675: an unauthenticated client could make it buffer gigabytes).
+MAX_UNAUTHENTICATED_ARGS = 10
+MAX_UNAUTHENTICATED_BULK = 16 * 1024
 
 # hiredis allocates an array as soon as it reads its header: `*3000000000`
 # costs seconds of CPU and gigabytes of address space before any element
@@ -89,13 +93,23 @@ class RequestParser:
     `max_bulk` bounds a single argument and `max_request` the bytes a partial
     request may occupy; both raise ProtocolError as soon as a header shows the
     request would exceed them.
+
+    While `unauthenticated` (a password is set and the client has not given
+    it), requests are held to Redis's small pre-AUTH limits and returned one
+    at a time: the server runs each before the next is parsed, so an AUTH
+    lifts the limits for the requests pipelined behind it, as in Redis.
+    `held_back` then says a complete request may be waiting in the buffer;
+    `feed(b"")` returns it.
     """
 
-    __slots__ = ("max_bulk", "max_request", "_reader", "_buffer", "_need")
+    __slots__ = ("max_bulk", "max_request", "unauthenticated", "held_back", "_reader",
+                 "_buffer", "_need")
 
-    def __init__(self, max_bulk: int, max_request: int) -> None:
+    def __init__(self, max_bulk: int, max_request: int, unauthenticated: bool = False) -> None:
         self.max_bulk = max_bulk
         self.max_request = max_request
+        self.unauthenticated = unauthenticated
+        self.held_back = False
         self._reader = hiredis.Reader()
         self._buffer = bytearray()  # strict path: bytes not yet parsed
         self._need = 0  # strict path: don't re-parse until the buffer has this many bytes
@@ -112,7 +126,8 @@ class RequestParser:
         requests that preceded it (`exc.requests`); the connection must then be
         closed after answering them and the error.
         """
-        if self._buffer:
+        self.held_back = False
+        if self._buffer or self.unauthenticated:
             self._buffer += data
             if len(self._buffer) < self._need:
                 if len(self._buffer) > self.max_request:
@@ -181,6 +196,10 @@ class RequestParser:
                 pos = end
                 if request:
                     requests.append(request)
+                    if self.unauthenticated:
+                        self.held_back = pos < len(buffer)
+                        self._need = pos  # after the del below: 0, parse the rest next time
+                        break
         except ProtocolError as exc:
             exc.requests = requests
             raise
@@ -203,6 +222,8 @@ class RequestParser:
         count = parse_strict_int(bytes(buffer[pos + 1 : line_end]))
         if count is None or count > MAX_MULTIBULK_ARGS:
             raise ProtocolError("invalid multibulk length")
+        if self.unauthenticated and count > MAX_UNAUTHENTICATED_ARGS:
+            raise ProtocolError("unauthenticated multibulk length")
         cursor = line_end + 2
         if count <= 0:
             return None, cursor
@@ -216,6 +237,8 @@ class RequestParser:
             length = parse_strict_int(bytes(buffer[cursor + 1 : line_end]))
             if length is None or length < 0 or length > self.max_bulk:
                 raise ProtocolError("invalid bulk length")
+            if self.unauthenticated and length > MAX_UNAUTHENTICATED_BULK:
+                raise ProtocolError("unauthenticated bulk length")
             start = line_end + 2
             if start + length - pos > self.max_request:
                 raise ProtocolError("request too large (see --max-request-size)")

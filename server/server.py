@@ -347,7 +347,8 @@ class Server:
                 where = f"{listener.path}:0"
             conn = Connection(
                 sock, where, listener.kind,
-                RequestParser(self._max_bulk, self.config.max_request_size),
+                RequestParser(self._max_bulk, self.config.max_request_size,
+                              unauthenticated=self.password is not None),
                 authenticated=self.password is None,
             )
             self.clients[conn.fd] = conn
@@ -384,17 +385,22 @@ class Server:
         if conn.closing:
             return  # said goodbye already: discard until EOF
         self._touched.add(conn)
-        try:
-            requests = conn.parser.feed(data)
-        except ProtocolError as exc:
-            self._run(conn, exc.requests)
-            self.stats.protocol_errors += 1
-            log.info("%s: protocol error: %s", conn.describe(), exc)
-            conn.replies.append(exc.reply)
-            conn.closing = True  # closed by _send once the error reply is out
-            return
-        if requests:
-            self._run(conn, requests)
+        parser = conn.parser
+        while True:
+            try:
+                requests = parser.feed(data)
+            except ProtocolError as exc:
+                self._run(conn, exc.requests)
+                self.stats.protocol_errors += 1
+                log.info("%s: protocol error: %s", conn.describe(), exc)
+                conn.replies.append(exc.reply)
+                conn.closing = True  # closed by _send once the error reply is out
+                return
+            if requests:
+                self._run(conn, requests)
+            if not parser.held_back or conn.closing:
+                return
+            data = b""  # before AUTH: one request at a time (see RequestParser)
 
     def _run(self, conn: Connection, requests: list[list[bytes]]) -> None:
         """Execute requests in order, collecting their replies on the connection.

@@ -168,6 +168,31 @@ def test_password_file_and_auth(make_daemon, tmp_path):
     assert data == expected
 
 
+def test_before_auth_only_small_requests_are_read_as_redis_limits_them(make_daemon):
+    kvd = make_daemon("--requirepass", "s3cret")
+    big = b"*2\r\n$4\r\nECHO\r\n$20000\r\n" + b"x" * 20_000 + b"\r\n"
+    sock = kvd.raw()
+    sock.sendall(big)
+    expected = b"-ERR Protocol error: unauthenticated bulk length\r\n"
+    assert _read_to_eof(sock) == expected  # answered, then closed
+    sock = kvd.raw()
+    sock.sendall(b"*11\r\n")
+    assert _read_to_eof(sock) == b"-ERR Protocol error: unauthenticated multibulk length\r\n"
+    # AUTH pipelined in front of a large request lifts the limits for it, as in Redis.
+    sock = kvd.raw()
+    sock.sendall(b"AUTH s3cret\r\n" + big)
+    sock.shutdown(socket.SHUT_WR)
+    assert _read_to_eof(sock) == b"+OK\r\n$20000\r\n" + b"x" * 20_000 + b"\r\n"
+
+
+def _read_to_eof(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    sock.close()
+    return data
+
+
 def test_a_password_file_readable_by_others_is_refused(make_daemon, tmp_path):
     password_file = tmp_path / "password"
     password_file.write_text("s3cret\n")

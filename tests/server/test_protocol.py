@@ -91,6 +91,29 @@ def test_valid_requests_parse_the_same_whole_and_in_any_pieces(data, expected):
         assert feed_in_pieces(data, sizes) == expected
 
 
+def test_before_auth_requests_are_small_and_come_one_at_a_time():
+    parser = RequestParser(MAX_BULK, MAX_REQUEST, unauthenticated=True)
+    two = encode(b"AUTH", b"pw") + encode(b"MSET", *[b"k"] * 20)
+    assert parser.feed(two) == [[b"AUTH", b"pw"]] and parser.held_back
+    parser.unauthenticated = False  # what a successful AUTH does
+    assert parser.feed(b"") == [[b"MSET", *[b"k"] * 20]] and not parser.held_back
+
+
+@pytest.mark.parametrize("data,message", [
+    (b"*11\r\n", "unauthenticated multibulk length"),
+    (b"*2\r\n$4\r\nECHO\r\n$16385\r\n", "unauthenticated bulk length"),
+    (b"*2147483648\r\n", "invalid multibulk length"),  # the general error comes first
+])
+def test_before_auth_larger_requests_get_redis_errors(data, message):
+    parser = RequestParser(MAX_BULK, MAX_REQUEST, unauthenticated=True)
+    with pytest.raises(ProtocolError) as caught:
+        parser.feed(data)
+    assert caught.value.reply == b"-ERR Protocol error: " + message.encode() + b"\r\n"
+    # The same sizes are fine at Redis 7's limits once authenticated.
+    for header in (b"*11\r\n", b"*2000000000\r\n", b"*1\r\n$16385\r\n"):
+        assert RequestParser(MAX_BULK, MAX_REQUEST).feed(header) == []  # waits for the rest
+
+
 @pytest.mark.parametrize("data", RESP3_AGGREGATES)
 def test_resp3_aggregates_are_read_as_inline_lines_like_redis_does(data):
     expected = [[line] for line in data.split(b"\r\n")[:-1]]
