@@ -227,17 +227,19 @@ class RedisServer:
     persistence is otherwise off. Ready once it answers PING.
     """
 
-    def __init__(self, directory: Path, args: list[str] = ()) -> None:
+    def __init__(self, directory: Path, args: list[str] = (), password: str | None = None
+                 ) -> None:
         self.port = free_port()
+        self.password = password
         directory.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
              str(directory), "--save", "", "--daemonize", "no", "--protected-mode", "yes",
-             "--logfile", "", *args],
+             "--logfile", "", *(["--requirepass", password] if password else []), *args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         self.pid = self.proc.pid
-        client = redis.Redis(port=self.port, protocol=2)
+        client = self.client()
         try:
             wait_for(lambda: _answers_ping(client), 10, "redis-server to answer PING")
         except AssertionError:
@@ -247,7 +249,7 @@ class RedisServer:
             client.close()
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, protocol=2)
+        return redis.Redis(port=self.port, protocol=2, password=self.password)
 
     def stop(self) -> None:
         self.proc.terminate()

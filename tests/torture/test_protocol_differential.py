@@ -33,7 +33,8 @@ def bulk(data: bytes) -> bytes:
 # for a newline forever -- a quirk not worth copying (kvd reads the line).
 ARGS = (st.sampled_from([b"k", b"v", b"", b"1", b"\r\n", b"a b", b"x" * 300])
         | st.binary(max_size=12).filter(lambda arg: b"\x00" not in arg))
-NAMES = st.sampled_from([b"PING", b"ECHO", b"GET", b"SET", b"DEL", b"EXISTS", b"get", b"NOPE"])
+NAMES = st.sampled_from([b"PING", b"ECHO", b"GET", b"SET", b"DEL", b"EXISTS", b"get", b"NOPE",
+                         b"AUTH"])
 # What can stand where a request's bulk string belongs: a bulk, or another type.
 ELEMENTS = st.one_of(
     ARGS.map(bulk),
@@ -57,7 +58,8 @@ def multibulk(draw) -> bytes:
 
 
 INLINE = st.sampled_from([
-    b"PING\r\n", b"ping\n", b"ECHO hello\r\n", b'ECHO "a b" \'c d\'\r\n', b'ECHO "\\x41\\n"\r\n',
+    b"AUTH s3cret\r\n", b"AUTH default s3cret\r\n", b"AUTH wrong\r\n",
+    b"*2\r\n$4\r\nAUTH\r\n$6\r\ns3cret\r\n", b"PING\r\n", b"ping\n", b"ECHO hello\r\n", b'ECHO "a b" \'c d\'\r\n', b'ECHO "\\x41\\n"\r\n',
     b"SET k v\r\n", b"GET k\r\n", b'ECHO "unbalanced\r\n', b'ECHO "a"b\r\n', b"\r\n", b"   \r\n",
     b"NOPE a b\r\n",
 ])
@@ -73,8 +75,19 @@ AGGREGATES = st.sampled_from([
     b"~1\r\n$4\r\nPING\r\n", b">1\r\n$4\r\nPING\r\n", b"%1\r\n$4\r\nPING\r\n$1\r\nx\r\n",
     b"|1\r\n$1\r\na\r\n$1\r\nb\r\n", b"+PING\r\n", b":1\r\n",
 ])
-PAYLOADS = st.lists(st.one_of(multibulk(), multibulk(), INLINE, RANDOM_INLINE, AGGREGATES), min_size=1,
-                    max_size=6).map(b"".join)
+# Lines and headers past Redis's 64 KiB bound for a line still arriving, and
+# lengths past its limits. Only ever last in a payload: whether a long line that
+# does end is refused depends on how much each read takes (64 KiB for kvd, "as
+# much as the buffer has room for" for Redis).
+OVERSIZED = st.sampled_from([
+    b"x" * 70_000, b"ECHO " + b"y" * 70_000 + b"\r\n", b"*" + b"1" * 70_000,
+    b"*1\r\n$" + b"1" * 70_000, b"*1\r\n$536870913\r\n", b"*1048577\r\n",
+    b"*2\r\n$4\r\nECHO\r\n$70000\r\n" + b"z" * 70_000 + b"\r\n",
+])
+PAYLOADS = st.tuples(st.lists(st.one_of(multibulk(), multibulk(), INLINE, RANDOM_INLINE,
+                                         AGGREGATES), min_size=1, max_size=6),
+                    st.one_of(st.just(b""), st.just(b""), OVERSIZED)).map(
+    lambda parts: b"".join(parts[0]) + parts[1])
 
 
 def exchange(address: str, payload: bytes, cuts: list[int]) -> bytes:
@@ -102,20 +115,28 @@ def exchange(address: str, payload: bytes, cuts: list[int]) -> bytes:
         return bytes(received)
 
 
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory):
+PASSWORD = "s3cret"
+
+
+@pytest.fixture(scope="module", params=[None, PASSWORD], ids=["no-password", "password"])
+def servers(request, tmp_path_factory):
+    """kvd and Redis, both without a password or both with one (where requests before
+    AUTH meet Redis's smaller limits)."""
+    password = request.param
     if not shutil.which("redis-server"):
         if os.environ.get("CI"):
             pytest.fail("redis-server is required in CI (.ci/run installs it)")
         pytest.skip("redis-server not installed (apt install redis-server)")
-    kvd = Daemon(tmp_path_factory.mktemp("kvd"), [], tcp=False)
+    kvd = Daemon(tmp_path_factory.mktemp("kvd"),
+                 ["--requirepass", password] if password else [], tcp=False)
     kvd.start()
     # Both on Unix sockets: over TCP, a server closing with unread input resets the
     # connection, which can destroy the reply before the client reads it.
     redis_dir = tmp_path_factory.mktemp("redis")
     redis_socket = str(redis_dir / "redis.sock")
-    reference = RedisServer(redis_dir, ["--unixsocket", redis_socket, "--unixsocketperm", "700"])
-    clients = kvd.client(), reference.client()
+    reference = RedisServer(redis_dir, ["--unixsocket", redis_socket, "--unixsocketperm", "700"],
+                            password=password)
+    clients = kvd.client(password=password), reference.client()
     yield kvd.socket, redis_socket, clients
     for client in clients:
         client.close()
