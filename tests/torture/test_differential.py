@@ -99,3 +99,30 @@ def test_kvd_answers_like_redis(kvd_client, reference, commands):
         expected = outcome(reference, command, exact)
         actual = outcome(kvd_client, command, exact)
         assert actual == expected, f"{command!r:.200}: kvd {actual!r:.200} vs Redis {expected!r:.200}"
+
+
+def pipelined(client: redis.Redis, commands: list[tuple], exact: bool = True) -> list:
+    """The commands sent as one pipeline (so the server reads them in one batch)."""
+    pipe = client.pipeline(transaction=False)
+    for command in commands:
+        pipe.execute_command(*command, NEVER_DECODE=True)
+    results = []
+    for command, result in zip(commands, pipe.execute(raise_on_error=False)):
+        if isinstance(result, redis.ResponseError):
+            results.append(("error", str(result) if exact else ""))
+        elif command[0] == b"KEYS":
+            results.append(sorted(result))
+        else:
+            results.append(result)
+    return results
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(commands=st.lists(COMMANDS, min_size=1, max_size=40))
+def test_kvd_answers_pipelines_like_redis(kvd_client, reference, commands):
+    reference, exact = reference
+    kvd_client.flushall()
+    reference.flushall()
+    expected = pipelined(reference, commands, exact)
+    actual = pipelined(kvd_client, commands, exact)
+    assert actual == expected, f"{commands!r:.300}: kvd {actual!r:.300} vs Redis {expected!r:.300}"
