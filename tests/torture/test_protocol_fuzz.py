@@ -92,67 +92,59 @@ def fuzz_connection(server: Daemon, seed: int, frames: int, counter: list) -> No
         sock.close()
 
 
-def test_fuzzed_connections_never_hurt_the_server_or_a_bystander(tmp_path):
-    server = Daemon(tmp_path / "srv", ["--max-key-size", "1000", "--max-value-size", "300000",
-                                       "--max-request-size", "1000000"], tcp=False)
-    server.start()
-    try:
-        bystander = server.client(socket_timeout=10)
-        bystander.set(b"bystander", b"ok")
-        rss_before = rss_kib(server.pid)
-        stop = threading.Event()
-        checks: list[bool] = []
+def test_fuzzed_connections_never_hurt_the_server_or_a_bystander(make_daemon):
+    server = make_daemon("--max-key-size", "1000", "--max-value-size", "300000",
+                         "--max-request-size", "1000000")
+    bystander = server.client(socket_timeout=10)
+    bystander.set(b"bystander", b"ok")
+    rss_before = rss_kib(server.pid)
+    stop = threading.Event()
+    checks: list[bool] = []
 
-        def watch() -> None:
-            n = 0
-            while not stop.is_set():
-                bystander.set(b"by:%d" % n, b"%d" % n)
-                checks.append(bystander.get(b"by:%d" % n) == b"%d" % n
-                              and bystander.get(b"bystander") == b"ok")
-                n += 1
+    def watch() -> None:
+        n = 0
+        while not stop.is_set():
+            bystander.set(b"by:%d" % n, b"%d" % n)
+            checks.append(bystander.get(b"by:%d" % n) == b"%d" % n
+                          and bystander.get(b"bystander") == b"ok")
+            n += 1
 
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
-        counter: list = []
-        fuzzers = [threading.Thread(target=fuzz_connection,
-                                    args=(server, seed, FRAMES_IN_TEST // CONNECTIONS, counter))
-                   for seed in range(CONNECTIONS)]
-        for t in fuzzers:
-            t.start()
-        for t in fuzzers:
-            t.join(300)
-            assert not t.is_alive(), "a fuzzing connection hung"
-        stop.set()
-        watcher.join(30)
-        assert len(counter) == FRAMES_IN_TEST
-        assert checks and all(checks), "the bystander got a wrong answer"
-        assert bystander.ping() is True and server.alive()
-        rss_after = rss_kib(server.pid)
-        assert rss_after < rss_before + 200 * 1024, (rss_before, rss_after)
-        log = server.log()
-        assert "Traceback" not in log and "crashed" not in log
-        info = server.info("stats")
-        assert info["protocol_errors"] > 0  # the fuzzing did reach the parser's error paths
-        print(f"{len(counter)} frames, {info['protocol_errors']} protocol errors, "
-              f"{len(checks)} bystander checks, RSS {rss_before} -> {rss_after} KiB")
-    finally:
-        server.cleanup()
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    counter: list = []
+    fuzzers = [threading.Thread(target=fuzz_connection,
+                                args=(server, seed, FRAMES_IN_TEST // CONNECTIONS, counter))
+               for seed in range(CONNECTIONS)]
+    for t in fuzzers:
+        t.start()
+    for t in fuzzers:
+        t.join(300)
+        assert not t.is_alive(), "a fuzzing connection hung"
+    stop.set()
+    watcher.join(30)
+    assert len(counter) == FRAMES_IN_TEST
+    assert checks and all(checks), "the bystander got a wrong answer"
+    assert bystander.ping() is True and server.alive()
+    rss_after = rss_kib(server.pid)
+    assert rss_after < rss_before + 200 * 1024, (rss_before, rss_after)
+    log = server.log()
+    assert "Traceback" not in log and "crashed" not in log
+    info = server.info("stats")
+    assert info["protocol_errors"] > 0  # the fuzzing did reach the parser's error paths
+    print(f"{len(counter)} frames, {info['protocol_errors']} protocol errors, "
+          f"{len(checks)} bystander checks, RSS {rss_before} -> {rss_after} KiB")
 
 
-def test_many_idle_and_slow_connections_are_held(tmp_path):
-    server = Daemon(tmp_path / "srv", [], tcp=False)
-    server.start()
-    try:
-        sockets = []
-        for i in range(300):
-            sock = socket.socket(socket.AF_UNIX)
-            sock.connect(server.socket)
-            sock.sendall(b"*2\r\n$3\r\nGET\r\n$1")  # each stuck mid-request
-            sockets.append(sock)
-        client = server.client()
-        assert client.set(b"k", b"v") is True and client.get(b"k") == b"v"
-        assert server.info("clients")["connected_clients"] >= 301
-        for sock in sockets:
-            sock.close()
-    finally:
-        server.cleanup()
+def test_many_idle_and_slow_connections_are_held(make_daemon):
+    server = make_daemon()
+    sockets = []
+    for i in range(300):
+        sock = socket.socket(socket.AF_UNIX)
+        sock.connect(server.socket)
+        sock.sendall(b"*2\r\n$3\r\nGET\r\n$1")  # each stuck mid-request
+        sockets.append(sock)
+    client = server.client()
+    assert client.set(b"k", b"v") is True and client.get(b"k") == b"v"
+    assert server.info("clients")["connected_clients"] >= 301
+    for sock in sockets:
+        sock.close()
