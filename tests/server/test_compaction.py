@@ -313,11 +313,13 @@ def test_sqlite_engine_compacts_in_slices_while_serving(make_daemon):
 
 def test_the_auto_policy_backs_off_after_failures():
     policy = AutoPolicy(True, ratio=1.0, min_bytes=100)
-    garbage = {"dead_bytes": 1000, "live_bytes": 10}
+    def garbage():
+        return {"dead_bytes": 1000, "live_bytes": 10}
+
     assert policy.due(garbage, now=0.0)
     assert not policy.due(garbage, now=0.5)  # checked at most once a second
-    assert not policy.due({"dead_bytes": 50, "live_bytes": 10}, now=2.0)  # under min size
-    assert not policy.due({"dead_bytes": 1000, "live_bytes": 2000}, now=4.0)  # under ratio
+    assert not policy.due(lambda: {"dead_bytes": 50, "live_bytes": 10}, now=2.0)  # under min size
+    assert not policy.due(lambda: {"dead_bytes": 1000, "live_bytes": 2000}, now=4.0)  # under ratio
     assert policy.failed(1, now=10.0) == 10.0
     assert not policy.due(garbage, now=15.0)
     assert policy.due(garbage, now=21.0)
