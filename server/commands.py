@@ -504,8 +504,7 @@ def _check_password(server: Server, conn: Connection, username: bytes, password:
     when none is configured and the configured one otherwise."""
     if username == b"default" and (server.password is None or
                                    server.password_matches(password)):
-        conn.authenticated = True
-        conn.parser.unauthenticated = False  # Redis's full request limits from now on
+        conn.parser.unauthenticated = False  # authenticated: Redis's full request limits
         return OK
     return error("WRONGPASS invalid username-password pair or user is disabled.")
 

@@ -18,17 +18,16 @@ class Connection:
     request); `write_slots` remembers which of them answer writes, so that if
     the pass's group commit fails those -- and only those -- are replaced by
     an error before anything is sent. After the commit the pass's replies are
-    moved to `out`, the bytes still to send.
+    sent; what the kernel does not take yet waits in `out`.
     """
 
     __slots__ = (
         "sock", "fd", "id", "addr", "kind", "parser", "replies", "write_slots", "out",
-        "authenticated", "name", "lib_name", "lib_ver", "created", "last_command",
+        "name", "lib_name", "lib_ver", "created", "last_command",
         "closing", "draining", "reading", "writing", "commands",
     )
 
-    def __init__(self, sock: socket.socket, addr: str, kind: str, parser: RequestParser,
-                 authenticated: bool) -> None:
+    def __init__(self, sock: socket.socket, addr: str, kind: str, parser: RequestParser) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.id = next(_ids)
@@ -38,7 +37,6 @@ class Connection:
         self.replies: list[bytes] = []
         self.write_slots: list[int] = []
         self.out = bytearray()
-        self.authenticated = authenticated
         self.name = b""
         self.lib_name = b""
         self.lib_ver = b""
@@ -49,6 +47,12 @@ class Connection:
         self.reading = True  # registered for EVENT_READ
         self.writing = False  # registered for EVENT_WRITE
         self.commands = 0
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether the client may run commands: the parser holds the same fact, since it
+        applies Redis's smaller request limits until AUTH."""
+        return not self.parser.unauthenticated
 
     def describe(self) -> str:
         return f"client {self.id} ({self.addr})"

@@ -349,7 +349,6 @@ class Server:
                 sock, where, listener.kind,
                 RequestParser(self._max_bulk, self.config.max_request_size,
                               unauthenticated=self.password is not None),
-                authenticated=self.password is None,
             )
             self.clients[conn.fd] = conn
             self._selector.register(sock, READ, conn)
