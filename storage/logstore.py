@@ -206,19 +206,23 @@ class LogStore:
 
     def _rotate(self, gap: int = 1) -> None:
         """Make the active segment immutable (with its hint) and start the next one."""
-        self._write_buffer()
-        durable = self.fsync != "no"
         with self._sync_guard:
-            if durable and self._durable_seq < self._written_seq:
-                os.fsync(self._active_fd)
-            self._durable_seq = self._written_seq
+            self._seal_active(durable=self.fsync != "no")
             old = self._active_id
-            hints.write(
-                os.path.join(self.directory, hint_name(old)),
-                self._written, self._active_hints, durable,
-            )
             self._sizes[old] = self._written
             self._start_segment(old + gap)
+
+    def _seal_active(self, durable: bool) -> None:
+        """Write out the active segment, fsync it (if `durable`) and write its hint:
+        before rotating, and on close. The caller holds _sync_guard."""
+        self._write_buffer()
+        if durable and self._durable_seq < self._written_seq:
+            os.fsync(self._active_fd)
+        self._durable_seq = self._written_seq
+        hints.write(
+            os.path.join(self.directory, hint_name(self._active_id)),
+            self._written, self._active_hints, durable,
+        )
 
     def _append(self, key: bytes, raw: bytes, flags: int) -> int:
         """Buffer one record; return its location."""
@@ -322,14 +326,8 @@ class LogStore:
                 self._syncer.stop()
             if self._plan is not None:
                 self.abort_compaction(self._plan)
-            self._write_buffer()
             with self._sync_guard:
-                os.fsync(self._active_fd)
-                self._durable_seq = self._written_seq
-            hints.write(
-                os.path.join(self.directory, hint_name(self._active_id)),
-                self._written, self._active_hints, True,
-            )
+                self._seal_active(durable=True)
         finally:
             self._closed = True
             self._close_fds()
