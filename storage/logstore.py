@@ -32,7 +32,6 @@ log = logging.getLogger("kvd.storage")
 
 DEFAULT_SEGMENT_SIZE = 64 << 20
 DEFAULT_CACHE_SIZE = 32 << 20
-_pack_hint = msgpack.Packer().pack  # reused: msgpack.packb builds a Packer per call
 MAX_SEGMENT_SIZE = (1 << 32) - 1
 FSYNC_POLICIES = ("always", "everysec", "no")
 
@@ -231,7 +230,7 @@ class LogStore:
             self._rotate()
             pending = 0
         self._buffer += raw
-        self._active_hints += _pack_hint((key, pending, len(raw), flags, 0))
+        self._active_hints += record.pack((key, pending, len(raw), flags, 0))
         return self._active_id << 64 | pending << 32 | len(raw)
 
     # -- the public interface ----------------------------------------------

@@ -49,13 +49,13 @@ MAX_VALUE_SIZE = 1 << 31
 
 # One Packer reused: msgpack.packb builds a new Packer on every call, which cost
 # more than the packing itself on the put path (measured with py-spy). Used by
-# the store's owner thread only.
-_pack = msgpack.Packer().pack
+# the store's owner thread only, for records and for hint rows.
+pack = msgpack.Packer().pack
 
 
 def encode(key: bytes, value: bytes, flags: int = 0, expires_at_ms: int = 0) -> bytes:
     """Return the bytes of one record (see the module docstring)."""
-    body = _pack([time.time_ns() // 1_000_000, flags, expires_at_ms, key, value])
+    body = pack([time.time_ns() // 1_000_000, flags, expires_at_ms, key, value])
     size = len(body)
     known = _LENGTH_FIELDS.get(size)
     if known is None:
