@@ -152,27 +152,48 @@ def scan(path: str, start: int = 0) -> ScanResult:
             try:
                 offset = start
                 while offset < size:
-                    if size - offset < HEADER_SIZE:
-                        return ScanResult(entries, offset, size, "record header cut short")
-                    crc, length, length_crc = HEADER.unpack_from(view, offset)
-                    if zlib.crc32(view[offset + 4 : offset + 8]) != length_crc:
-                        if _all_zero(view[offset:]):
+                    end, found = read_at(view, offset, size)
+                    if end < 0:
+                        if found == LENGTH_FAILS and _all_zero(view[offset:]):
                             return ScanResult(entries, offset, size, "zero-filled tail")
-                        raise CorruptionError(path, offset, "record length fails its check")
-                    end = offset + HEADER_SIZE + length
-                    if end > size:
-                        return ScanResult(entries, offset, size, "record body cut short")
-                    if zlib.crc32(view[offset + 4 : end]) != crc:
-                        raise CorruptionError(path, offset, "record checksum mismatch")
-                    try:
-                        _, flags, expires, key, _ = msgpack.unpackb(view[offset + HEADER_SIZE : end])
-                    except Exception as exc:  # a checksummed body that is not ours
-                        raise CorruptionError(path, offset, f"undecodable record: {exc}") from exc
+                        if found in (HEADER_CUT, BODY_CUT):
+                            return ScanResult(entries, offset, size, found)
+                        raise CorruptionError(path, offset, found)
+                    _, flags, expires, key, _ = found
                     entries.append(Entry(key, offset, end - offset, flags, expires))
                     offset = end
                 return ScanResult(entries, offset, size, None)
             finally:
                 view.release()
+
+
+# What read_at finds instead of a record. The two "cut short" cases can be a torn
+# tail; the others are damage.
+HEADER_CUT = "record header cut short"
+BODY_CUT = "record body cut short"
+LENGTH_FAILS = "record length fails its check"
+
+
+def read_at(view: memoryview, offset: int, size: int) -> tuple[int, list | str]:
+    """The record starting at `offset` of a segment's first `size` bytes: (its end,
+    its decoded body) if it is intact, else (-1, what is wrong with it)."""
+    if size - offset < HEADER_SIZE:
+        return -1, HEADER_CUT
+    crc, length, length_crc = HEADER.unpack_from(view, offset)
+    if zlib.crc32(view[offset + 4 : offset + 8]) != length_crc:
+        return -1, LENGTH_FAILS
+    end = offset + HEADER_SIZE + length
+    if end > size:
+        return -1, BODY_CUT
+    if zlib.crc32(view[offset + 4 : end]) != crc:
+        return -1, "record checksum mismatch"
+    try:
+        body = msgpack.unpackb(view[offset + HEADER_SIZE : end])
+    except Exception as exc:  # a checksummed body that is not ours
+        return -1, f"undecodable record: {exc}"
+    if type(body) is not list or len(body) != 5:
+        return -1, "undecodable record: not a 5-element array"
+    return end, body
 
 
 def _all_zero(view: memoryview) -> bool:

@@ -18,9 +18,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import zlib
-
-import msgpack
 
 from . import compaction, record
 from .dirlock import DirectoryLock
@@ -51,7 +48,7 @@ def intact_records(data: bytes) -> tuple[list[tuple[int, int]], list[tuple[int, 
     offset = 0
     damage_start = -1
     while offset < size:
-        end = _record_end(view, offset, size)
+        end, _ = record.read_at(view, offset, size)
         if end < 0:
             if damage_start < 0:
                 damage_start = offset
@@ -65,25 +62,6 @@ def intact_records(data: bytes) -> tuple[list[tuple[int, int]], list[tuple[int, 
     if damage_start >= 0:
         damaged.append((damage_start, size))
     return records, damaged
-
-
-def _record_end(view: memoryview, offset: int, size: int) -> int:
-    """The end of an intact record starting at `offset`, or -1."""
-    if size - offset < record.HEADER_SIZE:
-        return -1
-    crc, length, length_crc = record.HEADER.unpack_from(view, offset)
-    if zlib.crc32(view[offset + 4 : offset + 8]) != length_crc:
-        return -1
-    end = offset + record.HEADER_SIZE + length
-    if end > size or zlib.crc32(view[offset + 4 : end]) != crc:
-        return -1
-    try:
-        body = msgpack.unpackb(view[offset + record.HEADER_SIZE : end])
-    except Exception:
-        return -1
-    if not isinstance(body, list) or len(body) != 5:
-        return -1
-    return end
 
 
 def repair(directory: str) -> list[SegmentRepair]:
