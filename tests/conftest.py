@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 
 import pytest
 
-from tests.kvd_process import Daemon, Foreground
+from tests.kvd_process import Daemon, Foreground, require_tool
 
 
 def _servers(kind, tmp_path, default_subdir: str):
@@ -65,9 +63,4 @@ def sleeper():
 
 @pytest.fixture(scope="session")
 def redis_cli() -> str:
-    path = shutil.which("redis-cli")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-cli is required in CI (.ci/run installs redis-tools)")
-        pytest.skip("redis-cli not installed (apt install redis-tools)")
-    return path
+    return require_tool("redis-cli", "redis-tools")

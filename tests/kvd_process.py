@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -218,6 +220,17 @@ def wait_for(condition, seconds: float = 30, what: str = "condition"):
             return value
         time.sleep(0.02)
     raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+def require_tool(name: str, package: str) -> str:
+    """The path of a command a test needs: missing, it fails the test under CI (which
+    installs it) and skips it elsewhere, saying what to install."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is required in CI (.ci/run installs {package})")
+        pytest.skip(f"{name} not installed (apt install {package})")
+    return path
 
 
 class RedisServer:

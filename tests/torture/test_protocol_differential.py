@@ -11,15 +11,13 @@ starts from an empty keyspace on both.
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.kvd_process import Daemon, RedisServer
+from tests.kvd_process import Daemon, RedisServer, require_tool
 
 READ_TIMEOUT = 10
 
@@ -123,10 +121,7 @@ def servers(request, tmp_path_factory):
     """kvd and Redis, both without a password or both with one (where requests before
     AUTH meet Redis's smaller limits)."""
     password = request.param
-    if not shutil.which("redis-server"):
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is required in CI (.ci/run installs it)")
-        pytest.skip("redis-server not installed (apt install redis-server)")
+    require_tool("redis-server", "redis-server")
     kvd = Daemon(tmp_path_factory.mktemp("kvd"),
                  ["--requirepass", password] if password else [], tcp=False)
     kvd.start()
