@@ -12,11 +12,11 @@ expiry: options that would set one are refused with an error, never ignored.
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from . import info
+from .glob import compile_glob
 from .protocol import (
     EMPTY_ARRAY,
     NIL,
@@ -237,65 +237,11 @@ def cmd_decrby(server: Server, conn: Connection, args: list) -> bytes:
 
 # -- keyspace -------------------------------------------------------------------
 
-def glob_to_regex(pattern: bytes) -> re.Pattern[bytes]:
-    """Redis's `stringmatchlen` glob: * ? [abc] [^a-z] and \\ escapes, binary-safe."""
-    out = bytearray()
-    i, n = 0, len(pattern)
-    while i < n:
-        c = pattern[i : i + 1]
-        if c == b"*":
-            out += b".*"
-        elif c == b"?":
-            out += b"."
-        elif c == b"\\" and i + 1 < n:
-            i += 1
-            out += re.escape(pattern[i : i + 1])
-        elif c == b"[":
-            end = i + 1
-            if end < n and pattern[end : end + 1] == b"^":
-                end += 1
-            if end < n and pattern[end : end + 1] == b"]":
-                end += 1
-            while end < n and pattern[end : end + 1] != b"]":
-                end += 2 if pattern[end : end + 1] == b"\\" else 1
-            if end >= n:  # no closing bracket: Redis matches up to the end of the pattern
-                body = pattern[i + 1 :]
-                i = n
-            else:
-                body = pattern[i + 1 : end]
-                i = end
-            negate = body.startswith(b"^")
-            if negate:
-                body = body[1:]
-            out += b"[^" if negate else b"["
-            j = 0
-            while j < len(body):
-                ch = body[j : j + 1]
-                if ch == b"\\" and j + 1 < len(body):
-                    j += 1
-                    out += re.escape(body[j : j + 1])
-                elif ch == b"-" and 0 < j < len(body) - 1:
-                    out += b"-"
-                else:
-                    out += re.escape(ch)
-                j += 1
-            out += b"]" if body or negate else b"^\\s\\S]"  # "[]" matches nothing
-            i += 1
-            continue
-        else:
-            out += re.escape(c)
-        i += 1
-    try:
-        return re.compile(bytes(out), re.DOTALL)
-    except re.error:  # e.g. a reversed range [z-a]: match it literally instead
-        return re.compile(re.escape(pattern), re.DOTALL)
-
-
 def cmd_keys(server: Server, conn: Connection, args: list) -> bytes:
     pattern = args[1]
     keys = server.store.keys()
     if pattern != b"*":
-        match = glob_to_regex(pattern).fullmatch
+        match = compile_glob(pattern)
         keys = (k for k in keys if match(k))
     return array(list(keys))
 
@@ -359,7 +305,7 @@ def cmd_scan(server: Server, conn: Connection, args: list) -> bytes:
             if count < 1:
                 return SYNTAX
         elif option == b"MATCH":
-            match = None if args[i + 1] == b"*" else glob_to_regex(args[i + 1]).fullmatch
+            match = None if args[i + 1] == b"*" else compile_glob(args[i + 1])
         elif option == b"TYPE":
             if args[i + 1].lower() != b"string":
                 match = _match_nothing
@@ -452,7 +398,15 @@ def cmd_config(server: Server, conn: Connection, args: list) -> bytes:
         settings = info.config_values(server)
         found: dict[str, str] = {}
         for pattern in args[2:]:
-            match = glob_to_regex(pattern.lower()).fullmatch
+            # As Redis: a C string (cut at a NUL), looked up by name unless it has a
+            # glob character, matched without regard to case.
+            pattern = pattern.split(b"\0", 1)[0]
+            if not any(c in pattern for c in b"[*?"):
+                name = pattern.decode(errors="replace").lower()
+                if name in settings:
+                    found[name] = settings[name]
+                continue
+            match = compile_glob(pattern, nocase=True)
             for name, value in settings.items():
                 if match(name.encode()):
                     found[name] = value
