@@ -16,7 +16,8 @@ import click
 from storage import ENGINES, FSYNC_POLICIES, StorageError, open_store
 
 from .config import Config, ConfigError, read_password_file
-from .pidfile import NotRunning, PidFileError, inspect, send_signal, wait_for_exit
+from .pidfile import (NotRunning, PidFileError, inspect, modified_ns, send_signal,
+                      wait_for_exit)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 DEFAULTS = Config()
@@ -88,6 +89,13 @@ def server_options(fn):
         _option("compaction-rate", "MB/s of segments a compaction may read (0: no limit); "
                 "a limit leaves the disk to the server's own fsyncs.",
                 default=DEFAULTS.compaction_rate, type=click.FloatRange(0)),
+        _option("watchdog-period", "Seconds one pass of the loop may run before the watchdog "
+                "logs its stack (0: off).", default=DEFAULTS.watchdog_period,
+                type=click.FloatRange(0)),
+        _option("enable-debug-command", "Allow the DEBUG command (DEBUG SLEEP) from any client "
+                "(yes), from the Unix socket and loopback (local), or not at all (no), as Redis's "
+                "option of the same name.", default=DEFAULTS.enable_debug_command,
+                type=click.Choice(["no", "yes", "local"])),
         _option("log-file", "Log file ('-' is stderr; default with --foreground).",
                 default=None),
         _option("log-level", "Log level.", default=DEFAULTS.log_level,
@@ -172,11 +180,18 @@ def start(foreground: bool, **opts) -> None:
 @pidfile_option
 @click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(0),
               help="Seconds to wait for the daemon to exit.")
-def stop(pidfile: str, timeout: float) -> None:
+@click.option("--force", is_flag=True,
+              help="If it has not exited after --timeout, kill it (SIGKILL). Every acknowledged "
+                   "write is already on disk; the next start recovers as after a crash.")
+def stop(pidfile: str, timeout: float, force: bool) -> None:
     """Shut the server down gracefully (SIGTERM through the PID file) and wait for it to exit.
+
+    A daemon that did not even begin its shutdown within --timeout is reported as not
+    responding (its log has the watchdog's stack of what it is stuck in).
 
     Exit status: 0 stopped (or was not running), 1 still running after --timeout.
     """
+    touched = modified_ns(pidfile)
     try:
         pid = send_signal(pidfile, signal.SIGTERM)
     except NotRunning as exc:
@@ -185,9 +200,36 @@ def stop(pidfile: str, timeout: float) -> None:
     except PidFileError as exc:
         _fail(str(exc))
     click.echo(f"kvd (PID {pid}) is shutting down...", err=True)
-    if not wait_for_exit(pid, timeout):
-        _fail(f"PID {pid} is still running after {timeout:g} s (slow clients? see "
-              "--drain-timeout); run kvd stop again to cut the drain short")
+    if wait_for_exit(pid, timeout):
+        click.echo("kvd stopped")
+        return
+    responded = modified_ns(pidfile) != touched
+    if force:
+        _kill(pidfile, pid, timeout, responded)
+        return
+    if responded:
+        _fail(f"PID {pid} is still running after {timeout:g} s: it is draining, waiting for "
+              "slow clients (see --drain-timeout); run kvd stop again to cut the drain short, "
+              "or kvd stop --force to kill it")
+    _fail(f"PID {pid} is not responding: it did not begin shutting down within {timeout:g} s "
+          "(its log has the watchdog's stack of where it is stuck); kvd stop --force kills it "
+          "(SIGKILL), losing no acknowledged write")
+
+
+def _kill(pidfile: str, pid: int, timeout: float, responded: bool) -> None:
+    why = "still draining" if responded else "not responding"
+    try:
+        send_signal(pidfile, signal.SIGKILL)
+    except NotRunning:
+        click.echo("kvd stopped")
+        return
+    except PidFileError as exc:
+        _fail(str(exc))
+    if not wait_for_exit(pid, 10):
+        _fail(f"PID {pid} survived SIGKILL for 10 s (stuck in the kernel? see /proc/{pid}/stack)")
+    click.echo(f"kvd (PID {pid}) was {why} after {timeout:g} s and was killed (SIGKILL). "
+               "Every acknowledged write is on disk; the next kvd start recovers the log and "
+               "replaces the stale PID file.", err=True)
     click.echo("kvd stopped")
 
 

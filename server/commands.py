@@ -12,6 +12,9 @@ expiry: options that would set one are refused with an error, never ignored.
 
 from __future__ import annotations
 
+import math
+import re
+import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
@@ -509,6 +512,33 @@ def cmd_hello(server: Server, conn: Connection, args: list) -> bytes:
     ])
 
 
+DEBUG_NOT_ALLOWED = error(
+    'ERR DEBUG command not allowed. If the enable-debug-command option is set to "local", you '
+    "can run it from a local connection, otherwise you need to set this option in the "
+    "configuration file, and then restart the server.")
+_STRTOD = re.compile(rb"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def _strtod(text: bytes) -> float:
+    """C's strtod as Redis calls it: the longest number at the start, 0 if there is none."""
+    found = _STRTOD.match(text)
+    value = float(found.group()) if found else 0.0
+    return value if math.isfinite(value) else 0.0
+
+
+def cmd_debug(server: Server, conn: Connection, args: list) -> bytes:
+    """DEBUG SLEEP seconds: block the whole loop, on purpose (to see the watchdog at work).
+    Off unless --enable-debug-command allows it, as in Redis 7."""
+    allowed = server.config.enable_debug_command
+    if allowed == "no" or (allowed == "local" and not conn.is_local()):
+        return DEBUG_NOT_ALLOWED
+    if args[1].upper() == b"SLEEP" and len(args) == 3:
+        time.sleep(max(0.0, _strtod(args[2])))
+        return OK
+    return error(b"ERR unknown subcommand or wrong number of arguments for '"
+                 + args[1].split(b"\0", 1)[0][:128] + b"'. Try DEBUG HELP.")
+
+
 def cmd_compact(server: Server, conn: Connection, args: list) -> bytes:
     server.request_compaction("COMMAND")
     return status("Background compaction requested")
@@ -562,6 +592,7 @@ def _table() -> dict[bytes, Command]:
         ("auth", cmd_auth, -2, False),
         ("hello", cmd_hello, -1, False),
         ("compact", cmd_compact, 1, False),
+        ("debug", cmd_debug, -2, False),
         ("shutdown", cmd_shutdown, -1, False),
     ]
     return {name.encode(): Command(name, fn, arity, write) for name, fn, arity, write in specs}

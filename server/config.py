@@ -41,6 +41,8 @@ class Config:
     auto_compact_ratio: float = 1.0  # dead bytes >= this x live bytes...
     auto_compact_min_size: int = 64 * MIB  # ...and at least this many dead bytes
     compaction_rate: float = 0.0  # MB/s of segments a compaction reads; 0: unlimited
+    watchdog_period: float = 1.0  # seconds one loop pass may run before its stack is logged; 0: off
+    enable_debug_command: str = "no"  # "yes", "local" (Unix socket and loopback) or "no", as Redis
     log_file: str = "kvd.log"  # "-" is stderr
     log_level: str = "info"
 
@@ -63,7 +65,7 @@ class Config:
             raise ConfigError("both the Unix socket and TCP are disabled; nothing to listen on")
         if self.port and not 0 < self.port < 65536:
             raise ConfigError(f"--port must be between 1 and 65535 (0 disables TCP), not {self.port}")
-        if self.port and self.protected_mode and not self.requirepass and not _is_loopback(self.bind):
+        if self.port and self.protected_mode and not self.requirepass and not is_loopback(self.bind):
             raise ConfigError(
                 f"refusing to listen on {self.bind} without a password (protected mode): "
                 "set --requirepass or --password-file, bind a loopback address, "
@@ -83,11 +85,13 @@ class Config:
             )
         if self.auto_compact_ratio < 0 or self.auto_compact_min_size < 0:
             raise ConfigError("--auto-compact-ratio and --auto-compact-min-size must not be negative")
+        if self.watchdog_period < 0:
+            raise ConfigError("--watchdog-period must not be negative (0 turns the watchdog off)")
         if self.drain_timeout < 0:
             raise ConfigError("--drain-timeout must not be negative")
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:

@@ -6,6 +6,7 @@ import itertools
 import socket
 import time
 
+from .config import is_loopback
 from .protocol import RequestParser
 
 _ids = itertools.count(1)
@@ -53,6 +54,10 @@ class Connection:
         """Whether the client may run commands: the parser holds the same fact, since it
         applies Redis's smaller request limits until AUTH."""
         return not self.parser.unauthenticated
+
+    def is_local(self) -> bool:
+        """Connected through the Unix socket or from a loopback address (Redis's "local")."""
+        return self.kind == "unix" or is_loopback(self.addr.rsplit(":", 1)[0])
 
     def describe(self) -> str:
         return f"client {self.id} ({self.addr})"

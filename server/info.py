@@ -105,6 +105,9 @@ def _stats(server: Server) -> dict:
         "total_error_replies": s.error_replies,
         "protocol_errors": s.protocol_errors,
         "signals_received": s.signals_received,
+        "kvd_longest_pass_ms_last_minute": server.pass_times.longest_ms(),
+        "kvd_slow_passes": server.pass_times.slow_passes,
+        "kvd_watchdog_stack_dumps": server.watchdog.stack_dumps,
     }
 
 
@@ -174,6 +177,8 @@ def config_values(server: Server) -> dict[str, str]:
         "kvd-max-key-size": str(c.max_key_size),
         "kvd-max-value-size": str(c.max_value_size),
         "kvd-drain-timeout": str(c.drain_timeout),
+        "watchdog-period": str(int(c.watchdog_period * 1000)),
+        "enable-debug-command": c.enable_debug_command,
     }
 
 

@@ -45,6 +45,7 @@ from .connection import Connection
 from .pidfile import PidFile, PidFileError
 from .protocol import ProtocolError, RequestParser, error
 from .signals import SignalPipe
+from .watchdog import PassTimes, Watchdog
 
 log = logging.getLogger("kvd.server")
 
@@ -119,6 +120,8 @@ class Server:
         self.finished = False
         self.exit_code = 0
         self.scans = ScanCursors()
+        self.watchdog = Watchdog(config.watchdog_period)
+        self.pass_times = PassTimes(config.watchdog_period)
         self._selector = selectors.DefaultSelector()
         self._signal_pipe: SignalPipe | None = None
         self._signal_source = _SignalSource()
@@ -256,8 +259,12 @@ class Server:
     def serve(self) -> int:
         """Run until a drain completes; return the exit status."""
         select = self._selector.select
+        watchdog, pass_times, clock = self.watchdog, self.pass_times, time.monotonic
+        watchdog.start()
         while not self.finished:
-            self._dispatch(select(self._timeout()))
+            events = select(self._timeout())
+            began = watchdog.began = clock()
+            self._dispatch(events)
             if self._dirty and len(self.clients) > 1:
                 # Gather: requests that arrived while this pass ran join its group
                 # commit instead of paying for an fsync of their own next pass. (A
@@ -272,6 +279,9 @@ class Server:
             if self._signals:
                 self._handle_signals()
             self._after_pass()
+            watchdog.began = 0.0
+            pass_times.record(began, clock())
+        watchdog.stop()
         return self.exit_code
 
     def _dispatch(self, events: list) -> None:
@@ -622,6 +632,8 @@ class Server:
         self._shutdown_requests.append(reason)
 
     def _shutdown(self, reason: str) -> None:
+        if self._pidfile is not None:
+            self._pidfile.mark_shutting_down()
         if not self.draining:
             self._begin_drain(reason)
             return
@@ -693,6 +705,7 @@ class Server:
 
     def _release_resources(self) -> None:
         """Undo start(): everything but the store's final flush (done by the caller)."""
+        self.watchdog.stop()
         self._close_listeners()
         for conn in list(self.clients.values()):
             self._close(conn)

@@ -54,6 +54,7 @@ COMMANDS = st.one_of(
     st.tuples(st.just(b"NOSUCHCOMMAND"), KEYS),
     st.tuples(st.just(b"GET")),
     st.tuples(st.just(b"GET"), KEYS, KEYS),
+    st.tuples(st.just(b"DEBUG"), st.sampled_from([b"SLEEP", b"nope"]), st.just(b"0")),  # off in both
 )
 
 
