@@ -117,6 +117,12 @@ class PidFile:
         os.close(old)
         return cls(path, fd, pid, stale if stale and stale != pid else None)
 
+    def mark_shutting_down(self) -> None:
+        """Touch the file: its new mtime tells `kvd stop` that the daemon acted on its
+        signal, so a daemon that is slow to drain is told apart from one that is stuck."""
+        if self._fd >= 0:
+            os.utime(self._fd)
+
     def release(self) -> None:
         """Remove the file if it is still ours, and drop the lock."""
         if self._fd < 0:
@@ -219,6 +225,14 @@ def _pidfd_open(pid: int) -> int | None:
         if exc.errno in (errno.ENOSYS, errno.EPERM):
             return None
         raise
+
+
+def modified_ns(path: str) -> int | None:
+    """The PID file's mtime (the daemon touches it when it begins or hurries a shutdown)."""
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
 
 
 def wait_for_exit(pid: int, timeout: float) -> bool:
