@@ -255,18 +255,25 @@ class ScanCursors:
     The key directory has no stable order under writes, so a cursor names a
     snapshot of the keys taken when the scan began, plus a position in it:
     every key present for the whole scan is returned exactly once; keys
-    deleted meanwhile are skipped. At most `limit` scans are remembered
-    (least recently used go first); a forgotten cursor is an error, never a
+    deleted meanwhile are skipped. A snapshot costs a pointer (8 bytes) per
+    key, so what scans may hold is bounded: at most `limit` scans, and at most
+    `HELD_PER_KEY` times the keyspace (plus a floor) in all; the least recently
+    used scans are forgotten first. A forgotten cursor is an error, never a
     silent restart.
     """
+
+    HELD_PER_KEY = 8
+    HELD_FLOOR = 1 << 16
 
     def __init__(self, limit: int = 128) -> None:
         self._snapshots: OrderedDict[int, list[bytes]] = OrderedDict()
         self._next_id = 1
         self._limit = limit
+        self._held = 0  # keys in all snapshots
 
     def clear(self) -> None:
         self._snapshots.clear()
+        self._held = 0
 
     def step(self, store, cursor: int, count: int, match) -> tuple[int, list[bytes]] | None:
         if cursor == 0:
@@ -274,6 +281,7 @@ class ScanCursors:
             self._next_id = self._next_id % 0x7FFFFFFF + 1
             snapshot = list(store.keys())
             self._snapshots[scan_id] = snapshot
+            self._held += len(snapshot)
             position = 0
         else:
             scan_id, position = cursor >> 32, cursor & 0xFFFFFFFF
@@ -281,14 +289,21 @@ class ScanCursors:
             if snapshot is None:
                 return None
             self._snapshots.move_to_end(scan_id)
-        while len(self._snapshots) > self._limit:
-            self._snapshots.popitem(last=False)
+        budget = self.HELD_PER_KEY * len(snapshot) + self.HELD_FLOOR
+        while len(self._snapshots) > self._limit or (self._held > budget and
+                                                     len(self._snapshots) > 1):
+            self._forget(next(iter(self._snapshots)))
         end = min(position + count, len(snapshot))
         keys = [k for k in snapshot[position:end] if k in store and (match is None or match(k))]
         if end >= len(snapshot):
-            self._snapshots.pop(scan_id, None)
+            self._forget(scan_id)
             return 0, keys
         return scan_id << 32 | end, keys
+
+    def _forget(self, scan_id: int) -> None:
+        snapshot = self._snapshots.pop(scan_id, None)
+        if snapshot is not None:
+            self._held -= len(snapshot)
 
 
 def cmd_scan(server: Server, conn: Connection, args: list) -> bytes:
