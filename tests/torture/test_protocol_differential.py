@@ -74,11 +74,12 @@ AGGREGATES = st.sampled_from([
     b"|1\r\n$1\r\na\r\n$1\r\nb\r\n", b"+PING\r\n", b":1\r\n",
 ])
 # Lines and headers past Redis's 64 KiB bound for a line still arriving, and
-# lengths past its limits. Only ever last in a payload: whether a long line that
-# does end is refused depends on how much each read takes (64 KiB for kvd, "as
-# much as the buffer has room for" for Redis).
+# lengths past its limits. Only ever last in a payload, and never a long line
+# that does end: whether that is refused depends on how much each read takes
+# (64 KiB for kvd, "as much as the buffer has room for" for Redis), so Redis
+# itself answers it either way (it made this test fail now and then).
 OVERSIZED = st.sampled_from([
-    b"x" * 70_000, b"ECHO " + b"y" * 70_000 + b"\r\n", b"*" + b"1" * 70_000,
+    b"x" * 70_000, b"*" + b"1" * 70_000,
     b"*1\r\n$" + b"1" * 70_000, b"*1\r\n$536870913\r\n", b"*1048577\r\n",
     b"*2\r\n$4\r\nECHO\r\n$70000\r\n" + b"z" * 70_000 + b"\r\n",
 ])
