@@ -1,6 +1,6 @@
 """What lives in a data directory, by name, and the small file operations on it.
 
-    <dir>/META              engine and format version (JSON), written once
+    <dir>/META              engine and format version (JSON), written once (and on upgrade)
     <dir>/LOCK              fcntl lock held by the one process using the directory
     <dir>/<id>.seg          log engine: a segment, ids ascending = replay order
     <dir>/<id>.hint         log engine: the hint file of that segment
@@ -19,7 +19,11 @@ META = "META"
 LOCK = "LOCK"
 COMPACTION_DIR = "compaction"
 SQLITE_FILE = "kvd.sqlite3"
-FORMAT_VERSION = 1
+# 2: write-batch markers in segments (see record.py). Version 1 directories hold none
+# and are upgraded by writing the new version at open; a kvd that reads only version 1
+# then refuses the directory instead of taking a marker for a key.
+FORMAT_VERSION = 2
+UPGRADABLE_VERSIONS = (1,)
 
 _ID_WIDTH = 16
 
@@ -62,13 +66,7 @@ def check_meta(directory: str, engine: str) -> None:
             os.path.join(directory, SQLITE_FILE)
         ):
             raise FormatError(f"{directory} holds data but no META file") from None
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"engine": engine, "format": FORMAT_VERSION}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(directory)
+        _write_meta(path, engine)
         return
     except (ValueError, OSError) as exc:
         raise FormatError(f"{path} is unreadable: {exc}") from exc
@@ -77,8 +75,21 @@ def check_meta(directory: str, engine: str) -> None:
             f"{directory} holds a {meta.get('engine')!r} store; it cannot be opened "
             f"with engine {engine!r}"
         )
+    if meta.get("format") in UPGRADABLE_VERSIONS:
+        _write_meta(path, engine)
+        return
     if meta.get("format") != FORMAT_VERSION:
         raise FormatError(
             f"{directory} has format version {meta.get('format')}; "
             f"this kvd reads version {FORMAT_VERSION}"
         )
+
+
+def _write_meta(path: str, engine: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"engine": engine, "format": FORMAT_VERSION}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(os.path.dirname(path))

@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 
 import msgpack
 
@@ -123,24 +123,28 @@ class LogStore:
         elif os.path.exists(hint_path):
             log.warning("ignoring unusable hint file %s; scanning the segment", hint_path)
         scanned = record.scan(path, start)
-        if scanned.torn_reason:
+        entries, unfinished = record.finished_batches(scanned.entries, scanned.valid_end)
+        valid_end, torn_reason = scanned.valid_end, scanned.torn_reason
+        if unfinished is not None:
+            valid_end = unfinished
+            torn_reason = "an unfinished write batch" + (f", then {torn_reason}" if torn_reason else "")
+        if torn_reason:
             if not newest:
                 raise CorruptionError(
-                    path, scanned.valid_end,
-                    f"{scanned.torn_reason} in a segment that is not the newest",
+                    path, valid_end, f"{torn_reason} in a segment that is not the newest",
                 )
             log.warning(
                 "truncating torn tail of %s at offset %d: %d bytes dropped (%s)",
-                path, scanned.valid_end, size - scanned.valid_end, scanned.torn_reason,
+                path, valid_end, size - valid_end, torn_reason,
             )
             with open(path, "r+b") as f:
-                f.truncate(scanned.valid_end)
+                f.truncate(valid_end)
                 os.fsync(f.fileno())
-        rows = rows + scanned.entries if scanned.entries else rows
+        rows = rows + entries if entries else rows
         self._replay(segment_id, rows)
         flags = os.O_RDWR | os.O_APPEND if newest else os.O_RDONLY
         self._fds[segment_id] = os.open(path, flags | os.O_CLOEXEC)
-        self._sizes[segment_id] = scanned.valid_end
+        self._sizes[segment_id] = valid_end
         return rows
 
     def _replay(self, segment_id: int, rows: list) -> None:
@@ -294,6 +298,53 @@ class LogStore:
         del self._keydir[key]
         self._live_bytes -= size_of(old)
         return True
+
+    def write_batch(self, ops: Sequence[tuple[bytes, bytes | None]]) -> None:
+        """Puts `(key, value)` and deletes `(key, None)`, in order, all or nothing on disk:
+        after a crash at any byte the store holds every one of them or none (the batch
+        framing is in record.py). Like put(), durable at the next flush()."""
+        self._check_open()
+        records: list[tuple[bytes, bytes, int]] = []
+        present: dict[bytes, bool] = {}  # keys as the batch leaves them so far
+        for key, value in ops:
+            if value is None:
+                key = record.as_bytes(key, "key")
+                if not present.get(key, key in self._keydir):
+                    continue  # nothing live to delete: no tombstone needed
+                records.append((key, record.encode_tombstone(key), record.TOMBSTONE))
+                present[key] = False
+            else:
+                key, value = record.checked_pair(key, value)
+                records.append((key, record.encode(key, value), 0))
+                present[key] = True
+        if len(records) < 2:  # one record is atomic as it is
+            for key, raw, flags in records:
+                self._apply(key, self._append(key, raw, flags), flags)
+            return
+        size = sum(len(raw) for _, raw, _ in records)
+        marker = record.encode_batch_marker(size)
+        pending = self._written + len(self._buffer)
+        if pending and pending + len(marker) + size > self.segment_size:
+            self._rotate()  # a batch never spans segments
+            pending = 0
+        self._buffer += marker
+        pending += len(marker)
+        base = self._active_id << 64
+        for key, raw, flags in records:
+            self._buffer += raw
+            self._active_hints += record.pack((key, pending, len(raw), flags, 0))
+            self._apply(key, base | pending << 32 | len(raw), flags)
+            pending += len(raw)
+
+    def _apply(self, key: bytes, location: int, flags: int) -> None:
+        """Point the key directory at a record just buffered (a put or a tombstone)."""
+        if flags & record.TOMBSTONE:
+            old = self._keydir.pop(key, None)
+            self._live_bytes -= size_of(old) if old is not None else 0
+            return
+        old = self._keydir.get(key)
+        self._keydir[key] = location
+        self._live_bytes += size_of(location) - (size_of(old) if old is not None else 0)
 
     def __contains__(self, key: bytes) -> bool:
         return key in self._keydir

@@ -13,9 +13,22 @@ big-endian:
 
 * `timestamp_ms`: wall-clock time of the write (informational; replay order is
   file order, never timestamps).
-* `flags`: bit 0 set = tombstone (the key was deleted; `value` is b"").
+* `flags`: bit 0 set = tombstone (the key was deleted; `value` is b"");
+  bit 1 set = write-batch marker (below).
 * `expires_at_ms`: 0 = never. Reserved so that TTLs need no format change.
+  In a batch marker: the byte length of the batch that follows it.
 * `key`, `value`: msgpack bin, any bytes including empty.
+
+Write batches (format version 2): the records of one batch (MSET; later
+MULTI/EXEC and scripts) are preceded by a marker record -- flags bit 1, key
+and value empty, `expires_at_ms` = the total size in bytes of the batch's
+records, which follow it at once, in the same segment. The records
+themselves are ordinary. At start-up a batch whose bytes do not all lie
+within the intact records of the newest segment is unfinished: the segment
+is truncated at its marker, so a batch is replayed whole or not at all (as
+rosedb's batch-finished record does it, but with the length up front, so a
+scan needs no lookahead). A marker is never a key: it gets no hint row and
+no key directory entry, so compaction never copies one.
 
 Why `length_crc`: a record cut short at the tail (a crash mid-write) and a
 flipped bit in `length` in the middle of a file both look like "the length
@@ -41,6 +54,7 @@ HEADER = struct.Struct(">III")
 HEADER_SIZE = HEADER.size  # 12
 LENGTH = struct.Struct(">I")
 TOMBSTONE = 0x01
+BATCH = 0x02
 
 #: The largest value the format is asked to carry; `length` is 32 bits and the
 #: key directory packs a record's size into 32 bits as well.
@@ -82,6 +96,28 @@ _LENGTH_FIELDS_CACHED = 4096
 
 def encode_tombstone(key: bytes) -> bytes:
     return encode(key, b"", TOMBSTONE)
+
+
+def encode_batch_marker(batch_bytes: int) -> bytes:
+    """The marker record announcing `batch_bytes` bytes of records that form one batch."""
+    return encode(b"", b"", BATCH, batch_bytes)
+
+
+def finished_batches(entries: list[Entry], valid_end: int) -> tuple[list[Entry], int | None]:
+    """A scan's entries without their batch markers, and the offset of the marker of an
+    unfinished batch (one whose records run past `valid_end`), or None. Only the last
+    batch of a segment can be unfinished: nothing is written after a batch in the same
+    flush before the batch itself."""
+    if not any(entry.flags & BATCH for entry in entries):
+        return entries, None
+    kept = []
+    for entry in entries:
+        if entry.flags & BATCH:
+            if entry.offset + entry.size + entry.expires_at_ms > valid_end:
+                return kept, entry.offset
+            continue
+        kept.append(entry)
+    return kept, None
 
 
 class Entry(NamedTuple):

@@ -16,7 +16,7 @@ import dataclasses
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import sqlite_utils
 
@@ -107,6 +107,19 @@ class SqliteStore:
         self._check_open()
         self._begin()
         return self._execute("DELETE FROM kv WHERE key = ?", (as_bytes(key, "key"),)).rowcount > 0
+
+    def write_batch(self, ops: Sequence[tuple[bytes, bytes | None]]) -> None:
+        """Puts `(key, value)` and deletes `(key, None)`, all or nothing: every write until
+        flush() is one SQL transaction already, so the batch commits with it, whole."""
+        self._check_open()
+        checked = [(as_bytes(key, "key"), None) if value is None else checked_pair(key, value)
+                   for key, value in ops]
+        self._begin()
+        for key, value in checked:
+            if value is None:
+                self._execute("DELETE FROM kv WHERE key = ?", (key,))
+            else:
+                self._execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, value))
 
     def __contains__(self, key: bytes) -> bool:
         return self.get(key) is not None

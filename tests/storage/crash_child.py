@@ -24,6 +24,9 @@ import sys
 
 SEGMENT_SIZE = 2048
 KEYS = [b"key-%02d" % i for i in range(24)]
+# Written only by write batches, the first and the last record of each: a batch
+# applied in part would leave them different.
+BATCH_KEYS = [b"batch-first", b"batch-last"]
 
 
 def workload(seed: int, count: int) -> list[tuple]:
@@ -36,6 +39,11 @@ def workload(seed: int, count: int) -> list[tuple]:
             ops.append(("put", key, b"%d:" % i + bytes([rng.randrange(256)]) * rng.randrange(0, 300)))
         elif roll < 0.85:
             ops.append(("delete", key))
+        elif roll < 0.91:
+            tag = b"batch %d" % i
+            middle = [(rng.choice(KEYS), None if rng.random() < 0.3 else tag * rng.randrange(1, 40))
+                      for _ in range(rng.randrange(0, 5))]
+            ops.append(("batch", [(BATCH_KEYS[0], tag), *middle, (BATCH_KEYS[1], tag)]))
         elif roll < 0.97:
             ops.append(("flush",))
         else:
@@ -81,6 +89,8 @@ def main() -> None:
             db.put(op[1], op[2])
         elif op[0] == "delete":
             db.delete(op[1])
+        elif op[0] == "batch":
+            db.write_batch(op[1])
         elif op[0] == "flush":
             db.flush()
             print(f"ack {n}", flush=True)

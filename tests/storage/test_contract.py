@@ -188,3 +188,27 @@ def test_bad_arguments_are_refused(data_dir):
         open_store(data_dir, engine="btree")
     with pytest.raises(ValueError):
         open_store(data_dir, fsync="sometimes")
+
+
+def test_write_batch_applies_puts_and_deletes_in_order(engine, data_dir):
+    with open_store(data_dir, engine=engine) as db:
+        db.put(b"gone", b"old")
+        db.put(b"kept", b"old")
+        db.write_batch([(b"a", b"1"), (b"gone", None), (b"a", b"2"), (b"b", b""),
+                        (b"missing", None), (b"b", None), (b"b", b"3")])
+        expected = {b"a": b"2", b"b": b"3", b"kept": b"old"}
+        assert {k: db.get(k) for k in db.keys()} == expected
+        db.write_batch([])  # nothing to do
+        db.write_batch([(b"one", b"x")])  # a batch of one is a plain put
+        expected[b"one"] = b"x"
+    with open_store(data_dir, engine=engine) as db:
+        assert {k: db.get(k) for k in db.keys()} == expected
+        assert b"" not in db  # a batch leaves no key of its own behind
+
+
+def test_write_batch_refuses_it_all_when_one_pair_is_invalid(store):
+    store.put(b"k", b"before")
+    with pytest.raises(TypeError):
+        store.write_batch([(b"k", b"after"), (b"other", "not bytes")])
+    assert store.get(b"k") == b"before"
+    assert b"other" not in store

@@ -19,7 +19,9 @@ import pytest
 from storage import open_store
 from storage.layout import COMPACTION_DIR
 
-from .crash_child import KEYS, SEGMENT_SIZE, workload
+from .crash_child import BATCH_KEYS, KEYS, SEGMENT_SIZE, workload
+
+ALL_KEYS = KEYS + BATCH_KEYS
 
 CHILD = os.path.join(os.path.dirname(__file__), "crash_child.py")
 _MISSING = object()
@@ -39,17 +41,24 @@ def allowed_values(ops: list[tuple], acked: int, initial: dict) -> dict[bytes, s
     """
     state: dict[bytes, bytes | None] = dict(initial)
     for op in ops[:acked]:
-        if op[0] == "put":
-            state[op[1]] = op[2]
-        elif op[0] == "delete":
-            state[op[1]] = None
-    allowed = {key: {state.get(key)} for key in KEYS}
+        for key, value in _writes(op):
+            state[key] = value
+    allowed = {key: {state.get(key)} for key in ALL_KEYS}
     for op in ops[acked:]:
-        if op[0] == "put":
-            allowed[op[1]].add(op[2])
-        elif op[0] == "delete":
-            allowed[op[1]].add(None)
+        for key, value in _writes(op):
+            allowed[key].add(value)
     return allowed
+
+
+def _writes(op: tuple) -> list[tuple[bytes, bytes | None]]:
+    """(key, value or None for a delete) of each write an operation makes."""
+    if op[0] == "put":
+        return [(op[1], op[2])]
+    if op[0] == "delete":
+        return [(op[1], None)]
+    if op[0] == "batch":
+        return op[1]
+    return []
 
 
 def check_store(
@@ -62,17 +71,19 @@ def check_store(
     """
     allowed = allowed_values(ops, acked, initial or {})
     with open_store(data_dir, engine=engine, segment_size=SEGMENT_SIZE) as db:
-        held = {key: db.get(key) for key in KEYS}
+        held = {key: db.get(key) for key in ALL_KEYS}
         for key, value in held.items():
             assert value in allowed[key], (
                 f"{key!r} holds {value!r:.40}, allowed {[v if v is None else v[:12] for v in allowed[key]]}"
             )
+        first, last = (held[key] for key in BATCH_KEYS)
+        assert first == last, f"a write batch was applied in part: {first!r} vs {last!r}"
         assert sorted(db.keys()) == sorted(k for k, v in held.items() if v is not None)
         db.put(b"after-crash", b"x" * 100)
         db.flush()
     with open_store(data_dir, engine=engine, segment_size=SEGMENT_SIZE) as db:
         assert db.get(b"after-crash") == b"x" * 100
-        assert {key: db.get(key) for key in KEYS} == held
+        assert {key: db.get(key) for key in ALL_KEYS} == held
         db.delete(b"after-crash")
     names = os.listdir(data_dir)
     assert COMPACTION_DIR not in names, "half-done compaction output left behind"

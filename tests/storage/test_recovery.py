@@ -237,3 +237,53 @@ def test_everysec_fsyncs_in_the_background(tmp_path, monkeypatch):
         db.put(b"k", b"v")
         db.flush()
         assert synced.wait(timeout=10), "no background fsync after a flush"
+
+
+def test_a_batch_cut_at_any_byte_is_dropped_whole(tmp_path, caplog):
+    """A write batch torn anywhere -- in its marker, between its records, inside one --
+    is replayed not at all; cut at its end, it is replayed whole."""
+    original = str(tmp_path / "original")
+    expected = fill(original)
+    batch = {b"key-%03d" % i: b"batch-%d" % i for i in range(1, 6)}
+    batch[b"new"] = b"batch-new"
+    with open_store(original, segment_size=SEGMENT_SIZE) as db:
+        db.write_batch(list(batch.items()) + [(b"last", None)])
+    after = {**expected, **batch}
+    del after[b"last"]
+    segment = newest_segment(original)
+    entries = records_of(segment)
+    marker = next(e for e in entries if e.flags & record.BATCH)
+    end = marker.offset + marker.size + marker.expires_at_ms
+    assert end == entries[-1].offset + entries[-1].size == os.path.getsize(segment)
+    for cut in range(marker.offset, end + 1):
+        data_dir = str(tmp_path / f"cut-{cut}")
+        shutil.copytree(original, data_dir)
+        with open(newest_segment(data_dir), "r+b") as f:
+            f.truncate(cut)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="kvd.storage"):
+            with open_store(data_dir, segment_size=SEGMENT_SIZE) as db:
+                assert {k: db.get(k) for k in db.keys()} == (after if cut == end else expected)
+                db.put(b"after", b"repair")
+        if marker.offset < cut < end:
+            assert (f"truncating torn tail of {newest_segment(data_dir)} at offset "
+                    f"{marker.offset}: {cut - marker.offset} bytes dropped") in caplog.text
+            if cut >= marker.offset + marker.size:  # (a cut marker is a torn record itself)
+                assert "(an unfinished write batch" in caplog.text
+        with open_store(data_dir, segment_size=SEGMENT_SIZE) as db:
+            assert db.get(b"after") == b"repair"
+        shutil.rmtree(data_dir)
+
+
+def test_a_version_1_directory_is_upgraded_and_then_refused_by_version_1(tmp_path):
+    import json
+
+    data_dir = str(tmp_path / "data")
+    expected = fill(data_dir)
+    meta = os.path.join(data_dir, "META")
+    with open(meta, "w") as f:
+        json.dump({"engine": "log", "format": 1}, f)
+    with open_store(data_dir, segment_size=SEGMENT_SIZE) as db:
+        assert {k: db.get(k) for k in db.keys()} == expected
+    with open(meta) as f:
+        assert json.load(f) == {"engine": "log", "format": 2}
