@@ -8,6 +8,7 @@ import time
 
 from .config import is_loopback
 from .protocol import RequestParser
+from .resp import RESP2
 
 _ids = itertools.count(1)
 
@@ -23,7 +24,7 @@ class Connection:
     """
 
     __slots__ = (
-        "sock", "fd", "id", "addr", "kind", "parser", "replies", "write_slots", "out",
+        "sock", "fd", "id", "addr", "kind", "parser", "resp", "replies", "write_slots", "out",
         "name", "lib_name", "lib_ver", "created", "last_command",
         "closing", "draining", "reading", "writing", "commands",
     )
@@ -35,6 +36,7 @@ class Connection:
         self.addr = addr
         self.kind = kind  # "unix" or "tcp"
         self.parser = parser
+        self.resp = RESP2  # the reply encoder of the connection's protocol
         self.replies: list[bytes] = []
         self.write_slots: list[int] = []
         self.out = bytearray()

@@ -26,7 +26,8 @@ import daemon
 
 from . import logs
 from .config import Config
-from .server import Server, StartupError
+from .errors import StartupError
+from .loop import Server
 
 log = logging.getLogger("kvd.server")
 

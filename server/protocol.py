@@ -1,4 +1,4 @@
-"""RESP2 requests in, RESP2 replies out.
+"""Requests in: the RESP request parser (replies are built in resp.py).
 
 A request is either a multibulk (`*<n>\\r\\n` then n times `$<len>\\r\\n<bytes>\\r\\n`,
 what every client library sends) or an inline command (`PING\\r\\n`, what
@@ -29,6 +29,8 @@ from __future__ import annotations
 import re
 
 import hiredis
+
+from .resp import error
 
 # Redis's limits for the parts of a request that are not payload.
 MAX_INLINE_SIZE = 64 * 1024
@@ -344,72 +346,3 @@ def split_inline(line: bytes) -> list[bytes] | None:
             word.append(c)
             i += 1
         words.append(bytes(word))
-
-
-# -- replies --------------------------------------------------------------
-
-OK = b"+OK\r\n"
-PONG = b"+PONG\r\n"
-NIL = b"$-1\r\n"
-NIL_ARRAY = b"*-1\r\n"
-EMPTY_ARRAY = b"*0\r\n"
-ZERO = b":0\r\n"
-ONE = b":1\r\n"
-
-
-def bulk(value: bytes) -> bytes:
-    return b"$%d\r\n%s\r\n" % (len(value), value)
-
-
-def bulk_or_nil(value: bytes | None) -> bytes:
-    return NIL if value is None else b"$%d\r\n%s\r\n" % (len(value), value)
-
-
-def integer(value: int) -> bytes:
-    if 0 <= value < _SHARED_INTEGERS:
-        return _INTEGERS[value]
-    return b":%d\r\n" % value
-
-
-# Precomputed replies for the integers commands answer most (counts, DEL, EXISTS,
-# lengths), as Redis keeps its shared.integers: no formatting per reply.
-_SHARED_INTEGERS = 10_000
-_INTEGERS = [b":%d\r\n" % n for n in range(_SHARED_INTEGERS)]
-
-
-def status(text: str) -> bytes:
-    return b"+" + text.encode() + b"\r\n"
-
-
-def error(text: str | bytes) -> bytes:
-    """An error reply; `text` starts with its code (ERR, WRONGTYPE, NOAUTH...). Bytes
-    are sent as they are (a client's own bytes, echoed like Redis does), but for
-    CR and LF, which become spaces as in Redis."""
-    if isinstance(text, str):
-        text = text.encode()
-    return b"-" + text.replace(b"\r", b" ").replace(b"\n", b" ") + b"\r\n"
-
-
-def array(items: list[bytes | None]) -> bytes:
-    """An array of bulk strings (None is a nil element)."""
-    parts = [b"*%d\r\n" % len(items)]
-    for item in items:
-        parts.append(NIL if item is None else b"$%d\r\n%s\r\n" % (len(item), item))
-    return b"".join(parts)
-
-
-def encode(value: object) -> bytes:
-    """Any reply value: bytes/str -> bulk, int -> integer, None -> nil, list -> array."""
-    if value is None:
-        return NIL
-    if isinstance(value, bool):
-        return integer(int(value))
-    if isinstance(value, int):
-        return integer(value)
-    if isinstance(value, str):
-        value = value.encode()
-    if isinstance(value, (bytes, bytearray)):
-        return bulk(bytes(value))
-    if isinstance(value, (list, tuple)):
-        return b"*%d\r\n" % len(value) + b"".join(encode(v) for v in value)
-    raise TypeError(f"cannot encode {type(value).__name__} as RESP")

@@ -3,7 +3,7 @@ of the keyspace; the least recently used are forgotten, and their cursors say so
 
 from __future__ import annotations
 
-from server.commands import ScanCursors
+from server.keyspace import ScanCursors
 
 
 def test_open_scans_hold_at_most_a_multiple_of_the_keyspace():

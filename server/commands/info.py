@@ -14,19 +14,19 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from .. import __version__
+from ..context import REDIS_VERSION
+
 if TYPE_CHECKING:
-    from .server import Server
+    from ..context import Context
 
 DEFAULT_SECTIONS = ("server", "clients", "memory", "persistence", "stats", "replication",
                     "cpu", "keyspace")
 
 
-def _server(server: Server) -> dict:
-    from . import __version__
-    from .commands import REDIS_VERSION
-
-    uptime = int(time.monotonic() - server.started_monotonic)
-    tcp_port = server.tcp_port or 0
+def _server(ctx: Context, figures: dict) -> dict:
+    uptime = int(figures["uptime_s"])
+    config = ctx.config
     return {
         "redis_version": REDIS_VERSION,
         "kvd_version": __version__,
@@ -36,28 +36,28 @@ def _server(server: Server) -> dict:
         "multiplexing_api": "epoll" if sys.platform.startswith("linux") else "select",
         "python_version": platform.python_version(),
         "process_id": os.getpid(),
-        "tcp_port": tcp_port,
-        "unix_socket": server.config.socket,
+        "tcp_port": figures["tcp_port"],
+        "unix_socket": config.socket,
         "server_time_usec": int(time.time() * 1e6),
         "uptime_in_seconds": uptime,
         "uptime_in_days": uptime // 86400,
         "executable": sys.argv[0],
-        "pidfile": server.config.pidfile,
-        "data_dir": server.config.data_dir,
-        "log_file": server.config.log_file,
+        "pidfile": config.pidfile,
+        "data_dir": config.data_dir,
+        "log_file": config.log_file,
         "cluster_enabled": 0,
     }
 
 
-def _clients(server: Server) -> dict:
+def _clients(ctx: Context, figures: dict) -> dict:
     return {
-        "connected_clients": len(server.clients),
-        "maxclients": server.max_clients,
+        "connected_clients": len(ctx.control.connections()),
+        "maxclients": figures["max_clients"],
         "blocked_clients": 0,
     }
 
 
-def _memory(server: Server) -> dict:
+def _memory(ctx: Context, figures: dict) -> dict:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     try:
         with open("/proc/self/statm") as f:
@@ -67,8 +67,9 @@ def _memory(server: Server) -> dict:
     return {"used_memory": rss, "used_memory_rss": rss, "used_memory_human": _human(rss)}
 
 
-def _persistence(server: Server) -> dict:
-    stats = server.store.stats()
+def _persistence(ctx: Context, figures: dict) -> dict:
+    stats = ctx.keyspace.stats_of_store()
+    compaction = figures["compaction"]
     total = stats.get("total_bytes") or 0
     dead = stats.get("dead_bytes") or 0
     return {
@@ -76,24 +77,24 @@ def _persistence(server: Server) -> dict:
         "engine": stats["engine"],
         "fsync": stats["fsync"],
         "aof_enabled": 1,  # every write goes to the log, as with Redis's appendonly yes
-        "aof_rewrite_in_progress": int(server.compaction.in_progress),
+        "aof_rewrite_in_progress": int(compaction["compaction_in_progress"]),
         "rdb_bgsave_in_progress": 0,
         "live_bytes": stats.get("live_bytes", 0),
         "dead_bytes": dead,
         "total_bytes": total,
         "garbage_ratio": f"{dead / total:.4f}" if total else "0.0000",
         "segments": stats.get("segments", 1),
-        "write_error": server.write_error or "",
-        **server.compaction.info(),
+        "write_error": figures["write_error"] or "",
+        **compaction,
     }
 
 
-def _stats(server: Server) -> dict:
-    s = server.stats
+def _stats(ctx: Context, figures: dict) -> dict:
+    s = ctx.stats
     return {
         "total_connections_received": s.connections_received,
         "total_commands_processed": s.commands_processed,
-        "instantaneous_ops_per_sec": server.instantaneous_ops_per_sec(),
+        "instantaneous_ops_per_sec": s.instantaneous_ops_per_sec(),
         "total_writes_processed": s.writes_processed,
         "total_flushes": s.flushes,
         "failed_flushes": s.failed_flushes,
@@ -105,17 +106,17 @@ def _stats(server: Server) -> dict:
         "total_error_replies": s.error_replies,
         "protocol_errors": s.protocol_errors,
         "signals_received": s.signals_received,
-        "kvd_longest_pass_ms_last_minute": server.pass_times.longest_ms(),
-        "kvd_slow_passes": server.pass_times.slow_passes,
-        "kvd_watchdog_stack_dumps": server.watchdog.stack_dumps,
+        "kvd_longest_pass_ms_last_minute": figures["longest_pass_ms"],
+        "kvd_slow_passes": figures["slow_passes"],
+        "kvd_watchdog_stack_dumps": figures["watchdog_stack_dumps"],
     }
 
 
-def _replication(server: Server) -> dict:
+def _replication(ctx: Context, figures: dict) -> dict:
     return {"role": "master", "connected_slaves": 0}
 
 
-def _cpu(server: Server) -> dict:
+def _cpu(ctx: Context, figures: dict) -> dict:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
@@ -126,8 +127,8 @@ def _cpu(server: Server) -> dict:
     }
 
 
-def _keyspace(server: Server) -> dict:
-    keys = len(server.store)
+def _keyspace(ctx: Context, figures: dict) -> dict:
+    keys = len(ctx.keyspace)
     return {"db0": f"keys={keys},expires=0,avg_ttl=0"} if keys else {}
 
 
@@ -137,7 +138,7 @@ _SECTIONS = {
 }
 
 
-def render(server: Server, sections: list[str]) -> str:
+def render(ctx: Context, sections: list[str]) -> str:
     """INFO's text: `# Section` headers and `field:value` lines, CRLF-separated."""
     if not sections or sections == ["default"]:
         wanted = list(DEFAULT_SECTIONS)
@@ -146,26 +147,28 @@ def render(server: Server, sections: list[str]) -> str:
     else:
         wanted = [s for s in _SECTIONS if s in sections]
     blocks = []
+    figures = ctx.control.figures()
     for name in wanted:
-        fields = _SECTIONS[name](server)
+        fields = _SECTIONS[name](ctx, figures)
         lines = [f"# {name.capitalize()}"] + [f"{k}:{v}" for k, v in fields.items()]
         blocks.append("\r\n".join(lines))
     return "\r\n\r\n".join(blocks) + "\r\n" if blocks else ""
 
 
-def config_values(server: Server) -> dict[str, str]:
+def config_values(ctx: Context) -> dict[str, str]:
     """CONFIG GET's view of the settings, under Redis's names where they exist."""
-    c = server.config
+    c = ctx.config
+    figures = ctx.control.figures()
     return {
         "bind": c.bind if c.port else "",
-        "port": str(server.tcp_port or 0),
+        "port": str(figures["tcp_port"]),
         "unixsocket": c.socket,
         "unixsocketperm": f"{c.socket_mode:o}",
         "dir": c.data_dir,
         "pidfile": c.pidfile,
         "logfile": c.log_file if c.log_file != "-" else "",
         "databases": "1",
-        "maxclients": str(server.max_clients),
+        "maxclients": str(figures["max_clients"]),
         "appendonly": "yes",
         "appendfsync": c.fsync,
         "save": "",

@@ -2,49 +2,55 @@
 
 One pass of the loop:
 
-1. `select` on everything registered;
-2. read from each readable connection once, parse, execute every complete
-   request in order (replies are collected, not sent);
-3. group commit: one `store.flush()` for all writes of the pass -- *before*
-   any reply of the pass is sent, so no client ever reads OK for a write that
-   is not on disk. If the flush fails, the replies of that pass's writes are
-   replaced by errors, and further writes are refused until the store can
-   write again;
-4. send the replies (one `send` per connection);
-5. act on the signals read from the signal pipe, and on pending work
-   (compaction, the drain).
+1. `select` on everything registered, until the nearest timer at most;
+2. read from each readable connection once, parse, and hand every complete
+   request to the gate (dispatch.py), which runs its command; replies are
+   collected, not sent;
+3. group commit (commit.py): one flush for all writes of the pass -- *before*
+   any reply of the pass is sent;
+4. send the replies (one `send` per connection; what the kernel does not
+   take waits, and a client owed too much is no longer read: backpressure);
+5. act on the signals read from the signal pipe, run the timers that are
+   due, advance a compaction.
 
-Graceful drain (SIGTERM/SIGINT/SHUTDOWN), as DESIGN.md fixes it: close the
-listeners, answer what was already read, refuse what comes later with
-`-ERR server is shutting down`, close each connection once its replies are
-sent, close whatever is left at the drain timeout, then flush, fsync, remove
-the PID file and exit 0. A second TERM/INT cuts the wait short.
+Graceful drain (SIGTERM/SIGINT/SHUTDOWN): close the listeners, answer what
+was already read, refuse what comes later with `-ERR server is shutting
+down`, close each connection once its replies are sent, close whatever is
+left at the drain timeout, then flush, fsync, remove the PID file and exit 0.
+A second TERM/INT cuts the wait short.
+
+The loop implements `Control` (context.py), the narrow handle commands get.
 """
 
 from __future__ import annotations
 
 import errno
-import hmac
-from collections import deque
 import logging
 import os
 import resource
 import selectors
 import signal
 import socket
-import stat
 import time
+from typing import Collection
 
 from storage import StorageError, open_store
 
 from . import logs
-from .commands import BEFORE_AUTH, COMMANDS, LOOKUP, ScanCursors, unknown_command, wrong_arity
+from .commit import GroupCommit
 from .compactor import AutoPolicy, Compactor
 from .config import Config
 from .connection import Connection
+from .context import Auth, Context
+from .dispatch import Dispatcher
+from .errors import StartupError
+from .keyspace import Keyspace
+from .listeners import Listener, listen_tcp, listen_unix
 from .pidfile import PidFile, PidFileError
-from .protocol import ProtocolError, RequestParser, error
+from .protocol import ProtocolError, RequestParser
 from .signals import SignalPipe
+from .stats import Stats
+from .timers import Timers
 from .watchdog import PassTimes, Watchdog
 
 log = logging.getLogger("kvd.server")
@@ -53,42 +59,10 @@ READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 # Below malloc's mmap threshold: recv() allocates its whole buffer first, and
 # a larger one costs an mmap and a munmap on every call.
 RECV_SIZE = 64 * 1024
-SHUTTING_DOWN = error("ERR server is shutting down")
-NOAUTH = error("NOAUTH Authentication required.")
 MAX_CLIENTS = b"-ERR max number of clients reached\r\n"
 ACCEPT_PAUSE_S = 0.1
-OPS_SAMPLE_INTERVAL, OPS_SAMPLES = 0.1, 16  # ops/s over the last ~1.6 s, like Redis
 FD_RESERVE = 64  # descriptors kept for the store, the log, pipes and a compaction
 GATHER_ROUNDS = 4
-
-
-class StartupError(Exception):
-    """The server cannot start; the message is for the user (`kvd start` prints it)."""
-
-
-class Stats:
-    """Counters for INFO's stats section."""
-
-    FIELDS = (
-        "connections_received", "commands_processed", "writes_processed", "flushes",
-        "failed_flushes", "net_input_bytes", "net_output_bytes", "rejected_connections",
-        "keyspace_hits", "keyspace_misses", "error_replies", "protocol_errors", "signals_received",
-    )
-    __slots__ = FIELDS
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        for name in self.FIELDS:
-            setattr(self, name, 0)
-
-
-class _Listener:
-    __slots__ = ("sock", "kind", "path", "inode")
-
-    def __init__(self, sock: socket.socket, kind: str, path: str = "", inode: int = 0) -> None:
-        self.sock, self.kind, self.path, self.inode = sock, kind, path, inode
 
 
 class _SignalSource:
@@ -107,34 +81,31 @@ class _Watch:
 class Server:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.password = config.requirepass
         self.stats = Stats()
         self.clients: dict[int, Connection] = {}
         self.store = None
         self.compaction: Compactor | None = None
-        self.write_error: str | None = None
+        self.commit: GroupCommit | None = None
+        self.dispatcher: Dispatcher | None = None
         self.tcp_port: int | None = None
         self.max_clients = config.max_clients  # lowered at start-up if descriptors are short
         self.started_monotonic = time.monotonic()
         self.draining = False
         self.finished = False
         self.exit_code = 0
-        self.scans = ScanCursors()
         self.watchdog = Watchdog(config.watchdog_period)
         self.pass_times = PassTimes(config.watchdog_period)
+        self.timers = Timers()
+        self._auth = Auth(config.requirepass)
         self._selector = selectors.DefaultSelector()
         self._signal_pipe: SignalPipe | None = None
         self._signal_source = _SignalSource()
         self._signals: set[int] = set()
-        self._listeners: list[_Listener] = []
+        self._listeners: list[Listener] = []
+        self._accepting = False
         self._pidfile: PidFile | None = None
         self._touched: set[Connection] = set()
-        self._dirty = False
-        self._drain_deadline = 0.0
-        self._accept_paused_until = 0.0
         self._shutdown_requests: list[str] = []
-        self._ops_samples: deque[tuple[float, int]] = deque(maxlen=OPS_SAMPLES)
-        self._next_sample = 0.0
         # Bulks up to the request limit are read, so that an oversized key or value gets
         # its own clear error from the command rather than a protocol error.
         self._max_bulk = config.max_request_size
@@ -161,9 +132,12 @@ class Server:
             self._open_store()
             self._fit_clients_to_descriptors()
             if self.config.socket:
-                self._listen_unix(self.config.socket)
+                self._listeners.append(listen_unix(self.config.socket, self.config.socket_mode))
             if self.config.port:
-                self._listen_tcp(self.config.bind, self.config.port)
+                listener = listen_tcp(self.config.bind, self.config.port)
+                self.tcp_port = listener.port
+                self._listeners.append(listener)
+            self._resume_accepting()
         except BaseException:
             self._release_resources()
             raise
@@ -205,54 +179,11 @@ class Server:
         policy = AutoPolicy(c.auto_compact, c.auto_compact_ratio, c.auto_compact_min_size)
         self.compaction = Compactor(self.store, policy, self._watch, self._unwatch,
                                     rate_limit=c.compaction_rate * 1e6)
+        self.commit = GroupCommit(self.store, self.stats)
+        keyspace = Keyspace(self.store, self.stats, c.max_key_size, c.max_value_size)
+        self.dispatcher = Dispatcher(Context(keyspace, self.stats, c, self, self._auth),
+                                     self.commit)
         log.info("loaded %d keys in %.2f s", len(self.store), time.monotonic() - started)
-
-    def _listen_unix(self, path: str) -> None:
-        if os.path.lexists(path):
-            if not stat.S_ISSOCK(os.lstat(path).st_mode):
-                raise StartupError(f"{path} exists and is not a socket; not replacing it")
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            probe.settimeout(2)
-            try:
-                probe.connect(path)
-            except (ConnectionRefusedError, FileNotFoundError):
-                os.unlink(path)
-                log.info("removed a stale Unix socket %s", path)
-            except OSError as exc:
-                raise StartupError(f"cannot check the existing socket {path}: {exc.strerror}") from None
-            else:
-                raise StartupError(f"another server is listening on {path}")
-            finally:
-                probe.close()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o177)  # the socket is never reachable by others, not even briefly
-        try:
-            sock.bind(path)
-        except OSError as exc:
-            sock.close()
-            raise StartupError(f"cannot listen on {path}: {exc.strerror}") from None
-        finally:
-            os.umask(old_umask)
-        os.chmod(path, self.config.socket_mode)
-        sock.listen(511)
-        sock.setblocking(False)
-        listener = _Listener(sock, "unix", path, os.stat(path).st_ino)
-        self._listeners.append(listener)
-        self._selector.register(sock, READ, listener)
-        log.info("listening on %s (mode %o)", path, self.config.socket_mode)
-
-    def _listen_tcp(self, host: str, port: int) -> None:
-        try:
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            sock = socket.create_server((host, port), family=family, backlog=511)
-        except OSError as exc:
-            raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-        sock.setblocking(False)
-        self.tcp_port = sock.getsockname()[1]
-        listener = _Listener(sock, "tcp")
-        self._listeners.append(listener)
-        self._selector.register(sock, READ, listener)
-        log.info("listening on %s:%d", host, self.tcp_port)
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -265,7 +196,7 @@ class Server:
             events = select(self._timeout())
             began = watchdog.began = clock()
             self._dispatch(events)
-            if self._dirty and len(self.clients) > 1:
+            if self.commit.dirty and len(self.clients) > 1:
                 # Gather: requests that arrived while this pass ran join its group
                 # commit instead of paying for an fsync of their own next pass. (A
                 # lone client has nothing more to send before its reply: no gather.)
@@ -278,7 +209,7 @@ class Server:
                 self._commit_and_reply()
             if self._signals:
                 self._handle_signals()
-            self._after_pass()
+            self._after_pass(clock())
             watchdog.began = 0.0
             pass_times.record(began, clock())
         watchdog.stop()
@@ -314,18 +245,26 @@ class Server:
     def _timeout(self) -> float | None:
         if self.compaction.wants_ticks():
             return 0.0  # a sliced compaction advances once per pass
-        deadlines = []
-        if self.compaction.policy.enabled and not self.draining:
-            deadlines.append(self.compaction.policy.next_check)
-        if self.draining:
-            deadlines.append(self._drain_deadline)
-        if self._accept_paused_until:
-            deadlines.append(self._accept_paused_until)
-        if not deadlines:
-            return None
-        return max(0.0, min(deadlines) - time.monotonic())
+        return self.timers.timeout(time.monotonic())
 
-    def _accept(self, listener: _Listener) -> None:
+    def _after_pass(self, now: float) -> None:
+        self.stats.sample(now)  # for INFO's instantaneous_ops_per_sec, as Redis samples
+        while self._shutdown_requests:
+            self._shutdown(self._shutdown_requests.pop(0))
+        self.timers.run_due(now)
+        if not self.draining:
+            self.compaction.tick()
+            policy = self.compaction.policy
+            if policy.enabled and "auto-compaction" not in self.timers:
+                # Wake the idle loop for the policy's next check, which the tick at the
+                # end of that pass makes.
+                self.timers.set("auto-compaction", policy.next_check, _nothing)
+        elif not self.clients:
+            self._finish()
+
+    # -- accepting ----------------------------------------------------------------------
+
+    def _accept(self, listener: Listener) -> None:
         for _ in range(64):
             try:
                 sock, addr = listener.sock.accept()
@@ -358,20 +297,29 @@ class Server:
             conn = Connection(
                 sock, where, listener.kind,
                 RequestParser(self._max_bulk, self.config.max_request_size,
-                              unauthenticated=self.password is not None),
+                              unauthenticated=self._auth.required),
             )
             self.clients[conn.fd] = conn
             self._selector.register(sock, READ, conn)
 
     def _pause_accepting(self) -> None:
-        for listener in self._listeners:
-            self._selector.unregister(listener.sock)
-        self._accept_paused_until = time.monotonic() + ACCEPT_PAUSE_S
+        self._stop_accepting()
+        self.timers.set("accept", time.monotonic() + ACCEPT_PAUSE_S,
+                        lambda now: self._resume_accepting())
+
+    def _stop_accepting(self) -> None:
+        if self._accepting:
+            self._accepting = False
+            for listener in self._listeners:
+                self._selector.unregister(listener.sock)
 
     def _resume_accepting(self) -> None:
-        self._accept_paused_until = 0.0
-        for listener in self._listeners:
-            self._selector.register(listener.sock, READ, listener)
+        if not self._accepting:
+            self._accepting = True
+            for listener in self._listeners:
+                self._selector.register(listener.sock, READ, listener)
+
+    # -- reading and running ------------------------------------------------------------
 
     def _on_readable(self, conn: Connection) -> None:
         try:
@@ -395,108 +343,29 @@ class Server:
             return  # said goodbye already: discard until EOF
         self._touched.add(conn)
         parser = conn.parser
+        run = self.dispatcher.run
         while True:
             try:
                 requests = parser.feed(data)
             except ProtocolError as exc:
-                self._run(conn, exc.requests)
+                run(conn, exc.requests)
                 self.stats.protocol_errors += 1
                 log.info("%s: protocol error: %s", conn.describe(), exc)
                 conn.replies.append(exc.reply)
                 conn.closing = True  # closed by _send once the error reply is out
                 return
             if requests:
-                self._run(conn, requests)
+                run(conn, requests)
             if not parser.held_back or conn.closing:
                 return
             data = b""  # before AUTH: one request at a time (see RequestParser)
 
-    def _run(self, conn: Connection, requests: list[list[bytes]]) -> None:
-        """Execute requests in order, collecting their replies on the connection.
-
-        The hot path of the server: a pipelined client's requests all pass
-        through this loop, so it keeps to local names and adds the per-request
-        counters up once per call.
-        """
-        replies = conn.replies
-        if not requests:
-            return
-        if conn.draining:
-            replies.extend(SHUTTING_DOWN for _ in requests)
-            return
-        lookup = LOOKUP
-        write_slots = conn.write_slots
-        writes_before = len(write_slots)
-        errors = 0
-        for args in requests:
-            command = lookup.get(args[0])
-            if command is None:
-                command = COMMANDS.get(args[0].lower())
-                if command is None:
-                    errors += 1
-                    replies.append(unknown_command(args))
-                    continue
-            arity = command.arity
-            if (len(args) != arity) if arity > 0 else (len(args) < -arity):
-                errors += 1
-                replies.append(wrong_arity(args[0]))
-                continue
-            if not conn.authenticated and command.name.encode() not in BEFORE_AUTH:
-                replies.append(NOAUTH)
-                continue
-            if command.write:
-                if self.write_error is not None and not self._retry_flush():
-                    replies.append(error(
-                        f"MISCONF writes are refused until kvd can write its data again: "
-                        f"{self.write_error}"))
-                    continue
-                write_slots.append(len(replies))
-            try:
-                replies.append(command.handler(self, conn, args))
-            except StorageError as exc:
-                replies.append(error(f"ERR storage error: {exc}"))
-            except Exception as exc:  # a bug must cost one reply, not the server
-                log.exception("%s: %s failed", conn.describe(), command.name)
-                replies.append(error(f"ERR internal error in {command.name}: {exc}"))
-            if conn.closing:  # QUIT: nothing after it is executed
-                break
-        stats = self.stats
-        stats.commands_processed += len(requests)
-        stats.error_replies += errors
-        conn.commands += len(requests)
-        writes = len(write_slots) - writes_before
-        if writes:
-            stats.writes_processed += writes
-            self._dirty = True
-        conn.last_command = requests[-1][0]
-
-    def _retry_flush(self) -> bool:
-        try:
-            self.store.flush()
-        except StorageError as exc:
-            self.write_error = str(exc)
-            return False
-        log.warning("the store writes again; accepting writes")
-        self.write_error = None
-        return True
+    # -- replying -----------------------------------------------------------------------
 
     def _commit_and_reply(self) -> None:
         """Group commit for the pass, then send every reply of the pass."""
         touched, self._touched = self._touched, set()  # _send may close (and discard) any
-        if self._dirty:
-            self._dirty = False
-            try:
-                self.store.flush()
-                self.stats.flushes += 1
-            except StorageError as exc:
-                self.stats.failed_flushes += 1
-                self.write_error = str(exc)
-                log.error("flush failed, writes refused until it succeeds: %s", exc)
-                failed = error(f"ERR write not acknowledged: {exc} (it may still be applied "
-                               "once the store can write again)")
-                for conn in touched:
-                    for slot in conn.write_slots:
-                        conn.replies[slot] = failed
+        self.commit.commit(touched)
         clients = self.clients
         for conn in touched:
             if conn.write_slots:
@@ -581,9 +450,7 @@ class Server:
             return False
         try:
             waiting = conn.sock.recv(1, socket.MSG_PEEK)
-        except (BlockingIOError, InterruptedError):
-            waiting = b""
-        except OSError:
+        except OSError:  # including BlockingIOError: nothing waiting
             waiting = b""
         if waiting:
             return False
@@ -621,6 +488,8 @@ class Server:
         if signal.SIGUSR1 in seen:
             self.request_compaction("SIGUSR1")
 
+    # -- Control: what commands may ask of the server ------------------------------------
+
     def request_compaction(self, source: str) -> None:
         if self.draining:
             log.info("compaction request (%s) ignored: shutting down", source)
@@ -631,6 +500,23 @@ class Server:
         """Begin the drain (or cut it short) at the end of this pass, after its replies."""
         self._shutdown_requests.append(reason)
 
+    def connections(self) -> Collection[Connection]:
+        return self.clients.values()
+
+    def figures(self) -> dict:
+        return {
+            "tcp_port": self.tcp_port or 0,
+            "uptime_s": time.monotonic() - self.started_monotonic,
+            "max_clients": self.max_clients,
+            "write_error": self.commit.write_error,
+            "compaction": self.compaction.info(),
+            "longest_pass_ms": self.pass_times.longest_ms(),
+            "slow_passes": self.pass_times.slow_passes,
+            "watchdog_stack_dumps": self.watchdog.stack_dumps,
+        }
+
+    # -- the drain ----------------------------------------------------------------------
+
     def _shutdown(self, reason: str) -> None:
         if self._pidfile is not None:
             self._pidfile.mark_shutting_down()
@@ -639,11 +525,13 @@ class Server:
             return
         log.info("%s during the drain: closing %d remaining connection(s) now", reason,
                  len(self.clients))
-        self._drain_deadline = time.monotonic()
+        self._drain_timed_out(time.monotonic())
 
     def _begin_drain(self, reason: str) -> None:
         self.draining = True
-        self._drain_deadline = time.monotonic() + self.config.drain_timeout
+        self.timers.cancel("auto-compaction")
+        self.timers.set("drain", time.monotonic() + self.config.drain_timeout,
+                        self._drain_timed_out)
         log.info("%s: shutting down: no new connections; answering %d connected client(s) "
                  "(drain timeout %.1f s)", reason, len(self.clients), self.config.drain_timeout)
         self._close_listeners()
@@ -652,41 +540,20 @@ class Server:
             conn.draining = True
             self._close_if_idle(conn)
 
-    def _close_listeners(self) -> None:
-        for listener in self._listeners:
-            if not self._accept_paused_until:
-                try:
-                    self._selector.unregister(listener.sock)
-                except (KeyError, ValueError):
-                    pass
-            listener.sock.close()
-            if listener.kind == "unix":
-                _unlink_if_ours(listener.path, listener.inode)
-                log.info("stopped listening on %s (socket removed)", listener.path)
-            else:
-                log.info("stopped listening on TCP port %s", self.tcp_port)
-        self._listeners.clear()
-        self._accept_paused_until = 0.0
-
-    def _after_pass(self) -> None:
-        now = time.monotonic()
-        if now >= self._next_sample:  # for INFO's instantaneous_ops_per_sec, as Redis samples
-            self._next_sample = now + OPS_SAMPLE_INTERVAL
-            self._ops_samples.append((now, self.stats.commands_processed))
-        while self._shutdown_requests:
-            self._shutdown(self._shutdown_requests.pop(0))
-        if self._accept_paused_until and time.monotonic() >= self._accept_paused_until:
-            self._resume_accepting()
-        if not self.draining:
-            self.compaction.tick()
-            return
-        if self.clients and time.monotonic() >= self._drain_deadline:
+    def _drain_timed_out(self, now: float) -> None:
+        self.timers.cancel("drain")
+        if self.clients:
             log.info("drain: closing %d connection(s) that did not finish in time",
                      len(self.clients))
             for conn in list(self.clients.values()):
                 self._close(conn)
-        if not self.clients:
-            self._finish()
+
+    def _close_listeners(self) -> None:
+        self._stop_accepting()
+        self.timers.cancel("accept")
+        for listener in self._listeners:
+            listener.close()
+        self._listeners.clear()
 
     def _finish(self) -> None:
         log.info("drain: all connections closed; flushing and closing the store")
@@ -726,19 +593,6 @@ class Server:
             self._signal_pipe = None
         self._selector.close()
 
-    def instantaneous_ops_per_sec(self) -> int:
-        """Commands per second over the last ~1.6 s of samples (0 until there are two)."""
-        samples = list(self._ops_samples) + [(time.monotonic(), self.stats.commands_processed)]
-        (t0, c0), (t1, c1) = samples[0], samples[-1]
-        return int((c1 - c0) / (t1 - t0)) if t1 > t0 else 0
 
-    def password_matches(self, candidate: bytes) -> bool:
-        return self.password is not None and hmac.compare_digest(candidate, self.password.encode())
-
-
-def _unlink_if_ours(path: str, inode: int) -> None:
-    try:
-        if os.stat(path).st_ino == inode:
-            os.unlink(path)
-    except FileNotFoundError:
-        pass
+def _nothing(now: float) -> None:
+    """A timer that only wakes the loop (its pass does the work)."""

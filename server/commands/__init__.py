@@ -1,0 +1,67 @@
+"""The command table: Redis command name -> one small function, by family.
+
+    strings.py     GET SET GETSET GETDEL MGET MSET APPEND STRLEN INCR...   (t_string.c)
+    keys.py        DEL EXISTS KEYS SCAN DBSIZE TYPE TTL FLUSHALL...       (db.c, expire.c)
+    connection.py  PING ECHO SELECT QUIT AUTH HELLO CLIENT
+    admin.py       INFO CONFIG COMPACT SHUTDOWN DEBUG
+    info.py        what INFO and CONFIG GET report
+    common.py      the handler signature and the errors the families share
+
+Every handler is `handler(ctx, conn, args) -> bytes`: `ctx` is the narrow
+Context (keyspace, stats, config, control, auth), `conn` the client (its
+reply encoder is `conn.resp`), `args[0]` the command name as sent. The one
+gate every request passes before a handler (lookup, arity, auth, write
+refusal, drain) is server/dispatch.py. COMMAND, which describes this table,
+lives here with it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..resp import EMPTY_ARRAY, array, bulk, error, integer
+from . import admin, connection, keys, strings
+from .common import Command, unknown_subcommand, wrong_arity  # noqa: F401 (the gate's)
+from .connection import BEFORE_AUTH  # noqa: F401 (the gate's)
+
+if TYPE_CHECKING:
+    from ..connection import Connection
+    from ..context import Context
+
+
+def command(ctx: Context, conn: Connection, args: list) -> bytes:
+    sub = args[1].upper() if len(args) > 1 else b""
+    if sub == b"COUNT":
+        return integer(len(COMMANDS))
+    if sub in (b"", b"DOCS", b"INFO", b"LIST"):
+        # Enough for redis-cli and redis-benchmark to start; they work without the details.
+        if sub == b"LIST":
+            return array([bulk(c.name.encode()) for c in COMMANDS.values()])
+        return EMPTY_ARRAY
+    return error(f"ERR unknown subcommand '{args[1].decode(errors='replace')}'. Try COMMAND HELP.")
+
+
+def unknown_command(args: list[bytes]) -> bytes:
+    """Redis 7's text, with the first arguments quoted (at most 128 bytes of them),
+    byte for byte as the client sent them.
+
+    Redis formats them with C's %.*s, so each stops at its first NUL byte.
+    """
+    shown = b""
+    for arg in args[1:]:
+        if len(shown) >= 128:
+            break
+        shown += b"'" + arg.split(b"\0", 1)[0][: 128 - len(shown)] + b"' "
+    name = args[0].split(b"\0", 1)[0][:128]
+    return error(b"ERR unknown command '" + name + b"', with args beginning with: " + shown)
+
+
+def _table() -> dict[bytes, Command]:
+    specs = [*strings.COMMANDS, *keys.COMMANDS, *connection.COMMANDS, *admin.COMMANDS,
+             ("command", command, -1, False)]
+    return {name.encode(): Command(name, fn, arity, write) for name, fn, arity, write in specs}
+
+
+COMMANDS: dict[bytes, Command] = _table()
+# Exact-case lookups first: clients send upper case, people type lower case.
+LOOKUP: dict[bytes, Command] = {**COMMANDS, **{k.upper(): v for k, v in COMMANDS.items()}}

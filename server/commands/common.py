@@ -1,0 +1,39 @@
+"""What every command family shares: the handler signature and Redis's common errors."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, NamedTuple
+
+from ..resp import error
+
+if TYPE_CHECKING:
+    from ..connection import Connection
+    from ..context import Context
+
+Handler = Callable[["Context", "Connection", list], bytes]
+
+NOT_INTEGER = error("ERR value is not an integer or out of range")
+SYNTAX = error("ERR syntax error")
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+class Command(NamedTuple):
+    """One entry of the command table. arity: Redis's convention (n means exactly n
+    arguments including the name, -n at least n); write: its reply waits for the
+    pass's group commit, and it is refused while the store cannot write."""
+
+    name: str
+    handler: Handler
+    arity: int
+    write: bool
+
+
+def wrong_arity(name: bytes) -> bytes:
+    return error(f"ERR wrong number of arguments for '{name.decode(errors='replace').lower()}' command")
+
+
+def unknown_subcommand(args: list[bytes]) -> bytes:
+    """Redis's addReplySubcommandSyntaxError."""
+    return error(b"ERR unknown subcommand or wrong number of arguments for '"
+                 + args[1].split(b"\0", 1)[0][:128] + b"'. Try "
+                 + args[0].upper() + b" HELP.")

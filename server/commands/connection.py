@@ -1,0 +1,136 @@
+"""The connection commands: PING, ECHO, SELECT, QUIT, AUTH, HELLO, CLIENT."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..context import REDIS_VERSION
+from ..protocol import parse_strict_int
+from ..resp import OK, PONG, bulk, error, integer
+from .common import NOT_INTEGER, SYNTAX, wrong_arity
+
+if TYPE_CHECKING:
+    from ..connection import Connection
+    from ..context import Context
+
+WRONGPASS = error("WRONGPASS invalid username-password pair or user is disabled.")
+
+
+def ping(ctx: Context, conn: Connection, args: list) -> bytes:
+    if len(args) == 1:
+        return PONG
+    if len(args) == 2:
+        return bulk(args[1])
+    return wrong_arity(args[0])
+
+
+def echo(ctx: Context, conn: Connection, args: list) -> bytes:
+    return bulk(args[1])
+
+
+def select(ctx: Context, conn: Connection, args: list) -> bytes:
+    index = parse_strict_int(args[1])
+    if index is None:
+        return NOT_INTEGER
+    return OK if index == 0 else error("ERR DB index is out of range")
+
+
+def quit_(ctx: Context, conn: Connection, args: list) -> bytes:
+    conn.closing = True
+    return OK
+
+
+def _authenticate(ctx: Context, conn: Connection, username: bytes, password: bytes) -> bytes:
+    if not ctx.auth.check(username, password):
+        return WRONGPASS
+    conn.parser.unauthenticated = False  # authenticated: Redis's full request limits
+    return OK
+
+
+def auth(ctx: Context, conn: Connection, args: list) -> bytes:
+    if len(args) == 2:
+        if not ctx.auth.required:  # only the one-argument form says so
+            return error("ERR AUTH <password> called without any password configured for "
+                         "the default user. Are you sure your configuration is correct?")
+        return _authenticate(ctx, conn, b"default", args[1])
+    if len(args) == 3:
+        return _authenticate(ctx, conn, args[1], args[2])
+    return SYNTAX
+
+
+def hello(ctx: Context, conn: Connection, args: list) -> bytes:
+    """HELLO [protover [AUTH user pass] [SETNAME name]]; RESP2 only until RESP3 lands."""
+    i = 1
+    if len(args) > 1:
+        version = parse_strict_int(args[1])
+        if version is None:
+            return error("ERR Protocol version is not an integer or out of range")
+        if version != 2:
+            return error("NOPROTO unsupported protocol version")
+        i = 2
+    name = None
+    while i < len(args):
+        option = args[i].upper()
+        if option == b"AUTH" and i + 2 < len(args):
+            reply = _authenticate(ctx, conn, args[i + 1], args[i + 2])
+            if reply != OK:
+                return reply
+            i += 3
+        elif option == b"SETNAME" and i + 1 < len(args):
+            name = args[i + 1]
+            i += 2
+        else:
+            return error(f"ERR Syntax error in HELLO option '{args[i].decode(errors='replace')}'")
+    if ctx.auth.required and not conn.authenticated:
+        return error("NOAUTH HELLO must be called with the client already authenticated, "
+                     "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
+                     "authenticate the client and select the RESP protocol version at the same time")
+    if name is not None:
+        conn.name = name
+    return conn.resp.map([
+        ("server", "redis"), ("version", REDIS_VERSION), ("proto", conn.resp.version),
+        ("id", conn.id), ("mode", "standalone"), ("role", "master"), ("modules", []),
+    ])
+
+
+def client(ctx: Context, conn: Connection, args: list) -> bytes:
+    sub = args[1].upper()
+    if sub == b"SETNAME" and len(args) == 3:
+        if any(c <= 32 or c > 126 for c in args[2]):
+            return error("ERR Client names cannot contain spaces, newlines or special characters.")
+        conn.name = args[2]
+        return OK
+    if sub == b"SETINFO" and len(args) == 4:
+        attribute = args[2].upper()
+        if attribute == b"LIB-NAME":
+            conn.lib_name = args[3]
+        elif attribute == b"LIB-VER":
+            conn.lib_ver = args[3]
+        else:
+            return error(f"ERR Unrecognized option '{args[2].decode(errors='replace')}'")
+        return OK
+    if sub == b"GETNAME" and len(args) == 2:
+        return bulk(conn.name) if conn.name else conn.resp.null
+    if sub == b"ID" and len(args) == 2:
+        return integer(conn.id)
+    if sub == b"INFO" and len(args) == 2:
+        return conn.resp.verbatim(conn.client_info().encode() + b"\n")
+    if sub == b"LIST" and len(args) == 2:
+        listing = "".join(c.client_info() + "\n" for c in ctx.control.connections())
+        return conn.resp.verbatim(listing.encode())
+    return error(f"ERR unknown subcommand or wrong number of arguments for "
+                 f"'{args[1].decode(errors='replace')}'. Try CLIENT HELP.")
+
+
+# name, handler, arity, writes
+COMMANDS = [
+    ("ping", ping, -1, False),
+    ("echo", echo, 2, False),
+    ("select", select, 2, False),
+    ("quit", quit_, -1, False),
+    ("auth", auth, -2, False),
+    ("hello", hello, -1, False),
+    ("client", client, -2, False),
+]
+# What a client may send before AUTH when a password is set.
+BEFORE_AUTH = frozenset({b"auth", b"hello", b"quit"})

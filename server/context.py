@@ -1,0 +1,67 @@
+"""What a command may use: the keyspace, the counters, the settings, and a narrow handle
+on the server (shutdown, compaction, the figures INFO reports) -- never the server itself.
+
+Commands import this module and the loop implements `Control`, so nothing
+in the command modules imports the loop (tests/test_architecture.py holds
+that), and a command can run in-process against a keyspace on a temporary
+store, with a stand-in Control (tests/server/test_commands_inprocess.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+from typing import TYPE_CHECKING, Collection, Protocol
+
+from .config import Config
+from .keyspace import Keyspace
+from .stats import Stats
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+REDIS_VERSION = "7.0.0"  # the Redis whose command semantics kvd follows
+
+
+class Control(Protocol):
+    """The server as commands see it."""
+
+    def request_shutdown(self, reason: str) -> None:
+        """Begin the graceful drain after this pass's replies."""
+
+    def request_compaction(self, source: str) -> None:
+        """Compact in the background (as SIGUSR1)."""
+
+    def connections(self) -> Collection[Connection]:
+        """The connected clients (CLIENT LIST)."""
+
+    def figures(self) -> dict:
+        """The loop's figures for INFO and CONFIG GET: tcp_port, uptime_s, max_clients,
+        write_error, compaction (a dict), ops_per_sec, longest_pass_ms, slow_passes,
+        watchdog_stack_dumps."""
+
+
+class Auth:
+    """The one user Redis 7 has without ACLs, "default": any password when none is
+    configured, else the configured one (compared in constant time)."""
+
+    def __init__(self, password: str | None) -> None:
+        self.password = password.encode() if password is not None else None
+
+    @property
+    def required(self) -> bool:
+        return self.password is not None
+
+    def check(self, username: bytes, password: bytes) -> bool:
+        if username != b"default":
+            return False
+        return self.password is None or hmac.compare_digest(password, self.password)
+
+
+@dataclasses.dataclass
+class Context:
+    keyspace: Keyspace
+    stats: Stats
+    config: Config
+    control: Control
+    auth: Auth

@@ -1,0 +1,104 @@
+"""Replies out: RESP bytes, built for the protocol of each connection.
+
+Most replies are the same bytes in RESP2 and RESP3 (`+OK`, integers, errors,
+bulk strings, arrays of them): those are the module-level constants and
+functions, and the common ones are precomputed, as Redis keeps its `shared`
+replies. What differs by protocol -- null, maps, sets, verbatim text,
+doubles, booleans -- goes through the connection's encoder (`conn.resp`),
+as Redis's `addReply*` picks `shared.null[c->resp]`: a command says "null"
+or "map", never which bytes. Today every connection speaks RESP2; RESP3 is
+a second encoder with the same methods.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+OK = b"+OK\r\n"
+PONG = b"+PONG\r\n"
+EMPTY_ARRAY = b"*0\r\n"
+ZERO = b":0\r\n"
+ONE = b":1\r\n"
+
+# Precomputed replies for the integers commands answer most (counts, DEL, EXISTS,
+# lengths), as Redis keeps its shared.integers: no formatting per reply.
+_SHARED_INTEGERS = 10_000
+_INTEGERS = [b":%d\r\n" % n for n in range(_SHARED_INTEGERS)]
+
+
+def bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+def integer(value: int) -> bytes:
+    if 0 <= value < _SHARED_INTEGERS:
+        return _INTEGERS[value]
+    return b":%d\r\n" % value
+
+
+def status(text: str) -> bytes:
+    return b"+" + text.encode() + b"\r\n"
+
+
+def error(text: str | bytes) -> bytes:
+    """An error reply; `text` starts with its code (ERR, WRONGTYPE, NOAUTH...). Bytes
+    are sent as they are (a client's own bytes, echoed like Redis does), but for
+    CR and LF, which become spaces as in Redis."""
+    if isinstance(text, str):
+        text = text.encode()
+    return b"-" + text.replace(b"\r", b" ").replace(b"\n", b" ") + b"\r\n"
+
+
+def array(encoded: list[bytes]) -> bytes:
+    """An array of replies that are already encoded."""
+    return b"*%d\r\n" % len(encoded) + b"".join(encoded)
+
+
+class Resp2:
+    """The replies whose bytes depend on the protocol, as RESP2 writes them."""
+
+    version = 2
+    null = b"$-1\r\n"  # a missing value
+    null_array = b"*-1\r\n"  # a missing aggregate (EXEC aborted by WATCH, ...)
+
+    def bulk_or_null(self, value: bytes | None) -> bytes:
+        return self.null if value is None else b"$%d\r\n%s\r\n" % (len(value), value)
+
+    def bulks(self, items: list[bytes | None]) -> bytes:
+        """An array of bulk strings (None is a null element, as MGET has them)."""
+        null = self.null
+        parts = [b"*%d\r\n" % len(items)]
+        for item in items:
+            parts.append(null if item is None else b"$%d\r\n%s\r\n" % (len(item), item))
+        return b"".join(parts)
+
+    def map(self, pairs: Iterable[tuple[object, object]]) -> bytes:
+        """RESP2 has no map: a flat array of key, value, key, value..."""
+        flat = [self.value(part) for pair in pairs for part in pair]
+        return array(flat)
+
+    def verbatim(self, text: bytes) -> bytes:
+        """Text meant for people (INFO, CLIENT LIST): a bulk string in RESP2."""
+        return bulk(text)
+
+    def value(self, value: object) -> bytes:
+        """Any reply value: bytes/str -> bulk, int -> integer, None -> null, list -> array,
+        dict -> map."""
+        if value is None:
+            return self.null
+        if isinstance(value, bool):
+            return integer(int(value))
+        if isinstance(value, int):
+            return integer(value)
+        if isinstance(value, str):
+            value = value.encode()
+        if isinstance(value, (bytes, bytearray)):
+            return bulk(bytes(value))
+        if isinstance(value, dict):
+            return self.map(value.items())
+        if isinstance(value, (list, tuple)):
+            return array([self.value(v) for v in value])
+        raise TypeError(f"cannot encode {type(value).__name__} as RESP")
+
+
+RESP2 = Resp2()

@@ -1,0 +1,40 @@
+"""The server's counters (INFO's stats section) and its ops/sec sampler."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+OPS_SAMPLE_INTERVAL, OPS_SAMPLES = 0.1, 16  # ops/s over the last ~1.6 s, like Redis
+
+
+class Stats:
+    """Counters for INFO's stats section. Plain attributes: the hot path adds to them."""
+
+    FIELDS = (
+        "connections_received", "commands_processed", "writes_processed", "flushes",
+        "failed_flushes", "net_input_bytes", "net_output_bytes", "rejected_connections",
+        "keyspace_hits", "keyspace_misses", "error_replies", "protocol_errors", "signals_received",
+    )
+    __slots__ = FIELDS + ("_samples", "_next_sample")
+
+    def __init__(self) -> None:
+        self.reset()
+        self._samples: deque[tuple[float, int]] = deque(maxlen=OPS_SAMPLES)
+        self._next_sample = 0.0
+
+    def reset(self) -> None:
+        for name in self.FIELDS:
+            setattr(self, name, 0)
+
+    def sample(self, now: float) -> None:
+        """Once per loop pass: a sample of the command count every OPS_SAMPLE_INTERVAL."""
+        if now >= self._next_sample:
+            self._next_sample = now + OPS_SAMPLE_INTERVAL
+            self._samples.append((now, self.commands_processed))
+
+    def instantaneous_ops_per_sec(self) -> int:
+        """Commands per second over the last ~1.6 s of samples (0 until there are two)."""
+        samples = list(self._samples) + [(time.monotonic(), self.commands_processed)]
+        (t0, c0), (t1, c1) = samples[0], samples[-1]
+        return int((c1 - c0) / (t1 - t0)) if t1 > t0 else 0
