@@ -81,7 +81,7 @@ def type_(ctx: Context, conn: Connection, args: list) -> bytes:
 
 
 def ttl(ctx: Context, conn: Connection, args: list) -> bytes:
-    return integer(-1 if args[1] in ctx.keyspace else -2)  # -1: exists without expiry
+    return integer(-1 if ctx.keyspace.exists(args[1]) else -2)  # -1: exists without expiry
 
 
 def expire(ctx: Context, conn: Connection, args: list) -> bytes:

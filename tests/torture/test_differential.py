@@ -102,12 +102,20 @@ def comparable(command: tuple, result: object, exact: bool) -> object:
 @given(commands=st.lists(COMMANDS, min_size=1, max_size=25))
 def test_kvd_answers_like_redis(kvd_client, reference, commands):
     reference, exact = reference
-    kvd_client.flushall()
-    reference.flushall()
+    for client in (kvd_client, reference):
+        client.flushall()
+        client.config_resetstat()
     for command in commands:
         expected = outcome(reference, command, exact)
         actual = outcome(kvd_client, command, exact)
         assert actual == expected, f"{command!r:.200}: kvd {actual!r:.200} vs Redis {expected!r:.200}"
+    if exact:  # and the same reads count as keyspace hits and misses
+        assert lookups(kvd_client) == lookups(reference), commands
+
+
+def lookups(client: redis.Redis) -> tuple[int, int]:
+    stats = client.info("stats")
+    return stats["keyspace_hits"], stats["keyspace_misses"]
 
 
 def pipelined(client: redis.Redis, commands: list[tuple], exact: bool = True) -> list:

@@ -1,0 +1,175 @@
+"""The fast tier: commands run in this process, through the real gate, against a keyspace on
+a temporary store -- no daemon, no socket I/O. The daemon tests (test_commands.py and
+the differential tests) check the same commands end to end."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from server.commit import GroupCommit
+from server.config import Config
+from server.connection import Connection
+from server.context import Auth, Context
+from server.dispatch import Dispatcher
+from server.keyspace import Keyspace
+from server.protocol import RequestParser
+from server.stats import Stats
+from storage import StorageError, open_store
+
+
+class StandInControl:
+    """Control as a test sees it: records what commands ask of the server."""
+
+    def __init__(self) -> None:
+        self.shutdowns: list[str] = []
+        self.compactions: list[str] = []
+        self.conns: list[Connection] = []
+
+    def request_shutdown(self, reason: str) -> None:
+        self.shutdowns.append(reason)
+
+    def request_compaction(self, source: str) -> None:
+        self.compactions.append(source)
+
+    def connections(self):
+        return self.conns
+
+    def figures(self) -> dict:
+        return {"tcp_port": 0, "uptime_s": 1.0, "max_clients": 10, "write_error": None,
+                "compaction": {"compaction_in_progress": 0}, "longest_pass_ms": 0,
+                "slow_passes": 0, "watchdog_stack_dumps": 0}
+
+
+class Harness:
+    def __init__(self, data_dir: str, engine: str = "log", password: str | None = None,
+                 **limits) -> None:
+        self.store = open_store(data_dir, engine=engine)
+        self.stats = Stats()
+        self.config = Config(requirepass=password, **limits)
+        self.keyspace = Keyspace(self.store, self.stats, self.config.max_key_size,
+                                 self.config.max_value_size)
+        self.control = StandInControl()
+        self.commit = GroupCommit(self.store, self.stats)
+        self.gate = Dispatcher(Context(self.keyspace, self.stats, self.config, self.control,
+                                       Auth(password)), self.commit)
+        self._sockets = socket.socketpair()
+        self.conn = Connection(self._sockets[0], "test:0", "unix",
+                               RequestParser(1 << 20, 1 << 20, unauthenticated=password is not None))
+        self.control.conns.append(self.conn)
+
+    def __call__(self, *args: bytes | str) -> bytes:
+        """Run one request through the gate and the group commit; its reply bytes."""
+        request = [a.encode() if isinstance(a, str) else a for a in args]
+        self.gate.run(self.conn, [request])
+        self.commit.commit([self.conn])
+        self.conn.write_slots.clear()
+        reply = b"".join(self.conn.replies)
+        self.conn.replies.clear()
+        return reply
+
+    def close(self) -> None:
+        self.store.close()
+        for sock in self._sockets:
+            sock.close()
+
+
+@pytest.fixture(params=["log", "sqlite"])
+def run(request, tmp_path):
+    harness = Harness(str(tmp_path / "data"), engine=request.param)
+    yield harness
+    harness.close()
+
+
+def test_strings(run):
+    assert run("SET", "k", "v") == b"+OK\r\n"
+    assert run("GET", "k") == b"$1\r\nv\r\n"
+    assert run("GET", "nope") == b"$-1\r\n"
+    assert run("SET", "k", "w", "NX") == b"$-1\r\n"
+    assert run("SET", "k", "w", "XX", "GET") == b"$1\r\nv\r\n"
+    assert run("APPEND", "k", "xyz") == b":4\r\n"
+    assert run("INCR", "n") == b":1\r\n"
+    assert run("INCRBY", "k", "1") == b"-ERR value is not an integer or out of range\r\n"
+    assert run("MGET", "k", "nope", "n") == b"*3\r\n$4\r\nwxyz\r\n$-1\r\n$1\r\n1\r\n"
+    assert run("GETDEL", "n") == b"$1\r\n1\r\n"
+    assert run("EXISTS", "n", "k") == b":1\r\n"
+
+
+def test_the_gate(run):
+    assert run("NOPE", "a") == b"-ERR unknown command 'NOPE', with args beginning with: 'a' \r\n"
+    assert run("GET") == b"-ERR wrong number of arguments for 'get' command\r\n"
+    assert run("get", "k") == b"$-1\r\n"  # any case
+    assert run.stats.commands_processed == 3 and run.stats.error_replies == 2
+
+
+def test_mset_is_one_write_batch_checked_whole(tmp_path):
+    harness = Harness(str(tmp_path / "data"), max_value_size=10, max_request_size=1 << 20)
+    try:
+        assert harness("MSET", "a", "1", "b", "x" * 11).startswith(b"-ERR value is too large")
+        assert harness("EXISTS", "a", "b") == b":0\r\n"  # nothing of it was written
+        batches = []
+        harness.store.write_batch = lambda ops, real=harness.store.write_batch: (
+            batches.append(list(ops)), real(ops))
+        assert harness("MSET", "a", "1", "b", "2") == b"+OK\r\n"
+        assert batches == [[(b"a", b"1"), (b"b", b"2")]]
+        assert harness("MGET", "a", "b") == b"*2\r\n$1\r\n1\r\n$1\r\n2\r\n"
+    finally:
+        harness.close()
+
+
+def test_hits_and_misses_are_counted_by_every_read_and_no_write(run):
+    run("SET", "k", "v")
+    for request in (("GET", "k"), ("MGET", "k", "no"), ("STRLEN", "k"), ("EXISTS", "no"),
+                    ("TYPE", "k"), ("GETSET", "k", "w"), ("TTL", "no")):
+        run(*request)
+    assert (run.stats.keyspace_hits, run.stats.keyspace_misses) == (5, 3)
+    for request in (("APPEND", "k", "x"), ("INCR", "n"), ("SET", "k", "v", "NX"), ("DEL", "k")):
+        run(*request)
+    assert (run.stats.keyspace_hits, run.stats.keyspace_misses) == (5, 3)
+
+
+def test_keys_scan_and_patterns(run):
+    for name in ("user:1", "user:2", "item:1"):
+        run("SET", name, "x")
+    assert sorted(run("KEYS", "user:*").split(b"\r\n")[2::2]) == [b"user:1", b"user:2"]
+    reply = run("SCAN", "0", "MATCH", "item:*", "COUNT", "100")
+    assert reply == b"*2\r\n$1\r\n0\r\n*1\r\n$6\r\nitem:1\r\n"
+    assert run("DBSIZE") == b":3\r\n"
+    assert run("FLUSHALL") == b"+OK\r\n" and run("DBSIZE") == b":0\r\n"
+
+
+def test_server_commands_reach_the_control_handle(run):
+    assert run("COMPACT") == b"+Background compaction requested\r\n"
+    assert run.control.compactions == ["COMMAND"]
+    assert run("SHUTDOWN") == b"+OK\r\n"
+    assert run.control.shutdowns == ["SHUTDOWN command"]
+    assert b"connected_clients:1" in run("INFO", "clients")
+    assert run("CONFIG", "GET", "maxclients") == b"*2\r\n$10\r\nmaxclients\r\n$2\r\n10\r\n"
+    assert run("CLIENT", "LIST").startswith(b"$") and b"addr=test:0" in run("CLIENT", "LIST")
+
+
+def test_auth_before_anything_else(tmp_path):
+    harness = Harness(str(tmp_path / "data"), password="s3cret")
+    try:
+        assert harness("GET", "k") == b"-NOAUTH Authentication required.\r\n"
+        assert harness("AUTH", "wrong") == (b"-WRONGPASS invalid username-password pair or "
+                                            b"user is disabled.\r\n")
+        assert harness("AUTH", "s3cret") == b"+OK\r\n"
+        assert harness("GET", "k") == b"$-1\r\n"
+    finally:
+        harness.close()
+
+
+def test_a_failed_flush_turns_the_writes_of_the_pass_into_errors(run):
+    real_flush = run.store.flush
+
+    def full_disk():
+        raise StorageError("No space left on device")
+
+    run.store.flush = full_disk
+    assert run("SET", "k", "v").startswith(b"-ERR write not acknowledged: No space left")
+    assert run("SET", "k", "v").startswith(b"-MISCONF writes are refused")
+    assert run("GET", "x") == b"$-1\r\n"  # reads still work
+    run.store.flush = real_flush
+    assert run("SET", "k", "v") == b"+OK\r\n"
