@@ -147,7 +147,7 @@ class _Piece:
             self.regex = None
         else:
             self.literal = None
-            self.regex = re.compile(b"".join(_byte_class(m) for m in masks))
+            self.regex = re.compile(b"".join(_runs(masks)))
 
     def at(self, key: bytes, pos: int) -> bool:
         if self.literal is not None:
@@ -162,6 +162,19 @@ class _Piece:
         return -1 if found is None else found.start()
 
 
+def _runs(masks: list[int]) -> list[bytes]:
+    """The regex of each run of equal sets: `[...]{n}`, so that a hundred thousand `?`
+    compile as one repeat, not as a hundred thousand classes."""
+    parts, i = [], 0
+    while i < len(masks):
+        j = i + 1
+        while j < len(masks) and masks[j] == masks[i]:
+            j += 1
+        parts.append(_byte_class(masks[i]) + (b"{%d}" % (j - i) if j - i > 1 else b""))
+        i = j
+    return parts
+
+
 def _byte_class(mask: int) -> bytes:
     """A regex matching exactly one byte of the set."""
     if mask == 0:
@@ -172,7 +185,9 @@ def _byte_class(mask: int) -> bytes:
             start = c
             while c < 256 and mask >> c & 1:
                 c += 1
-            runs.append(b"\\x%02x" % start if c - 1 == start else b"\\x%02x-\\x%02x" % (start, c - 1))
+            last = c - 1
+            runs.append(b"\\x%02x" % start if last == start
+                        else b"\\x%02x-\\x%02x" % (start, last))
         else:
             c += 1
     return b"[" + b"".join(runs) + b"]"

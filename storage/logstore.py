@@ -127,7 +127,8 @@ class LogStore:
         valid_end, torn_reason = scanned.valid_end, scanned.torn_reason
         if unfinished is not None:
             valid_end = unfinished
-            torn_reason = "an unfinished write batch" + (f", then {torn_reason}" if torn_reason else "")
+            then = f", then {torn_reason}" if torn_reason else ""
+            torn_reason = "an unfinished write batch" + then
         if torn_reason:
             if not newest:
                 raise CorruptionError(

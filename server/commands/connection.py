@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from ..context import REDIS_VERSION
 from ..protocol import parse_strict_int
 from ..resp import OK, PONG, bulk, error, integer
-from .common import NOT_INTEGER, SYNTAX, wrong_arity
+from .common import NOT_INTEGER, SYNTAX, unknown_subcommand, wrong_arity
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -118,8 +118,7 @@ def client(ctx: Context, conn: Connection, args: list) -> bytes:
     if sub == b"LIST" and len(args) == 2:
         listing = "".join(c.client_info() + "\n" for c in ctx.control.connections())
         return conn.resp.verbatim(listing.encode())
-    return error(f"ERR unknown subcommand or wrong number of arguments for "
-                 f"'{args[1].decode(errors='replace')}'. Try CLIENT HELP.")
+    return unknown_subcommand(args)
 
 
 # name, handler, arity, writes

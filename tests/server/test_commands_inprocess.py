@@ -55,8 +55,8 @@ class Harness:
         self.gate = Dispatcher(Context(self.keyspace, self.stats, self.config, self.control,
                                        Auth(password)), self.commit)
         self._sockets = socket.socketpair()
-        self.conn = Connection(self._sockets[0], "test:0", "unix",
-                               RequestParser(1 << 20, 1 << 20, unauthenticated=password is not None))
+        parser = RequestParser(1 << 20, 1 << 20, unauthenticated=password is not None)
+        self.conn = Connection(self._sockets[0], "test:0", "unix", parser)
         self.control.conns.append(self.conn)
 
     def __call__(self, *args: bytes | str) -> bytes:

@@ -120,7 +120,8 @@ def redis_stringmatchlen(pattern: bytes, string: bytes, nocase: bool = False) ->
 
 
 ALPHABET = b"ab*?[]^-\\zA\x00\xff\x80"
-PATTERNS = st.binary(max_size=14) | st.lists(st.sampled_from(list(ALPHABET)), max_size=14).map(bytes)
+PATTERNS = (st.binary(max_size=14)
+            | st.lists(st.sampled_from(list(ALPHABET)), max_size=14).map(bytes))
 KEYS = st.lists(st.sampled_from(list(b"abzA-]\\*^\x00\xff\x80")), max_size=10).map(bytes)
 
 

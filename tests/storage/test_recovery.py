@@ -36,6 +36,14 @@ def records_of(path: str) -> list[record.Entry]:
     return record.scan(path).entries
 
 
+def copy_cut_at(original: str, data_dir: str, cut: int) -> str:
+    """A copy of the data directory `original` whose newest segment ends at byte `cut`."""
+    shutil.copytree(original, data_dir)
+    with open(newest_segment(data_dir), "r+b") as f:
+        f.truncate(cut)
+    return data_dir
+
+
 def drop_hints(data_dir: str) -> None:
     for segment_id in segment_ids(data_dir):
         path = os.path.join(data_dir, hint_name(segment_id))
@@ -51,10 +59,7 @@ def test_torn_tail_is_truncated_at_every_byte_offset(tmp_path, caplog):
     assert last.key == b"last"
     without_last = {k: v for k, v in expected.items() if k != b"last"}
     for cut in range(last.offset, last.offset + last.size):
-        data_dir = str(tmp_path / f"cut-{cut}")
-        shutil.copytree(original, data_dir)
-        with open(newest_segment(data_dir), "r+b") as f:
-            f.truncate(cut)
+        data_dir = copy_cut_at(original, str(tmp_path / f"cut-{cut}"), cut)
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="kvd.storage"):
             with open_store(data_dir, segment_size=SEGMENT_SIZE) as db:
@@ -256,10 +261,7 @@ def test_a_batch_cut_at_any_byte_is_dropped_whole(tmp_path, caplog):
     end = marker.offset + marker.size + marker.expires_at_ms
     assert end == entries[-1].offset + entries[-1].size == os.path.getsize(segment)
     for cut in range(marker.offset, end + 1):
-        data_dir = str(tmp_path / f"cut-{cut}")
-        shutil.copytree(original, data_dir)
-        with open(newest_segment(data_dir), "r+b") as f:
-            f.truncate(cut)
+        data_dir = copy_cut_at(original, str(tmp_path / f"cut-{cut}"), cut)
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="kvd.storage"):
             with open_store(data_dir, segment_size=SEGMENT_SIZE) as db:

@@ -24,8 +24,10 @@ PATTERNS = st.one_of(
     st.lists(st.sampled_from(PATTERN_BYTES), max_size=16).map(bytes),
     st.binary(max_size=12),
     # Nested stars and long runs: exponential for a backtracking matcher.
-    st.builds(lambda n, tail: b"a*" * n + tail, st.integers(1, 40), st.sampled_from([b"b", b"", b"a", b"?b"])),
-    st.builds(lambda n, c: c * n, st.integers(1, 300), st.sampled_from([b"?", b"*?", b"[ab]", b"*[^b]"])),
+    st.builds(lambda n, tail: b"a*" * n + tail, st.integers(1, 40),
+              st.sampled_from([b"b", b"", b"a", b"?b"])),
+    st.builds(lambda n, c: c * n, st.integers(1, 300),
+              st.sampled_from([b"?", b"*?", b"[ab]", b"*[^b]"])),
 )
 KEYS = st.one_of(
     st.lists(st.sampled_from(KEY_BYTES), max_size=12).map(bytes),
@@ -64,7 +66,8 @@ def load(client: redis.Redis, keys: list[bytes]) -> None:
         client.mset({key: b"1" for key in keys})
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(keys=st.lists(KEYS, min_size=1, max_size=8, unique=True),
        patterns=st.lists(PATTERNS, min_size=1, max_size=6))
 def test_patterns_match_the_keys_redis_matches(servers, keys, patterns):
