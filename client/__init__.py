@@ -41,13 +41,12 @@ def password_from(password: str | None = None, password_file: str | None = None)
 def connect(socket: str | None = None, host: str | None = None, port: int | None = None,
             password: str | None = None, password_file: str | None = None,
             **kwargs) -> redis.Redis:
-    """A redis-py client (RESP2) for kvd.
+    """A redis-py client for kvd, with redis-py's defaults (RESP3 in redis-py 8).
 
     With `host` (or `port`) it uses TCP (default port 7379); otherwise the Unix
     socket `socket`, $KVD_SOCKET, or ./kvd.sock. Extra keyword arguments go to
     `redis.Redis`. The connection is opened lazily, on the first command.
     """
-    kwargs.setdefault("protocol", 2)  # kvd answers HELLO 3 with -NOPROTO
     password = password_from(password, password_file)
     if host or port:
         return redis.Redis(host=host or "127.0.0.1", port=port or 7379, password=password,

@@ -261,7 +261,7 @@ def _info_figures(socket_path: str) -> str:
     if not socket_path:
         return ""
     try:
-        client = redis.Redis(unix_socket_path=socket_path, protocol=2, socket_timeout=5)
+        client = redis.Redis(unix_socket_path=socket_path, socket_timeout=5)
         info = client.info()
         client.close()
     except redis.AuthenticationError:

@@ -71,6 +71,6 @@ class Connection:
             f"id={self.id} addr={self.addr} laddr=? fd={self.fd} name={self.name.decode(errors='replace')} "
             f"age={age} idle=0 flags=N db=0 sub=0 psub=0 multi=-1 qbuf={self.parser.pending} "
             f"obl={len(self.out)} oll=0 omem=0 events=r cmd={self.last_command.decode(errors='replace').lower()} "
-            f"user=default lib-name={self.lib_name.decode(errors='replace')} "
+            f"user=default resp={self.resp.version} lib-name={self.lib_name.decode(errors='replace')} "
             f"lib-ver={self.lib_ver.decode(errors='replace')}"
         )

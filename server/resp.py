@@ -6,8 +6,8 @@ functions, and the common ones are precomputed, as Redis keeps its `shared`
 replies. What differs by protocol -- null, maps, sets, verbatim text,
 doubles, booleans -- goes through the connection's encoder (`conn.resp`),
 as Redis's `addReply*` picks `shared.null[c->resp]`: a command says "null"
-or "map", never which bytes. Today every connection speaks RESP2; RESP3 is
-a second encoder with the same methods.
+or "map", never which bytes. A connection speaks RESP2 until `HELLO 3`
+switches its encoder to RESP3 (and `HELLO 2` back).
 """
 
 from __future__ import annotations
@@ -101,4 +101,22 @@ class Resp2:
         raise TypeError(f"cannot encode {type(value).__name__} as RESP")
 
 
+class Resp3(Resp2):
+    """RESP3's own types where Redis 7.0 uses them: null `_`, map `%`, verbatim `=`."""
+
+    version = 3
+    null = b"_\r\n"
+    null_array = b"_\r\n"
+
+    def map(self, pairs: Iterable[tuple[object, object]]) -> bytes:
+        pairs = list(pairs)
+        return b"%%%d\r\n" % len(pairs) + b"".join(
+            self.value(key) + self.value(value) for key, value in pairs)
+
+    def verbatim(self, text: bytes) -> bytes:
+        return b"=%d\r\ntxt:%s\r\n" % (len(text) + 4, text)
+
+
 RESP2 = Resp2()
+RESP3 = Resp3()
+ENCODERS = {2: RESP2, 3: RESP3}

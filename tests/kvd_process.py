@@ -74,14 +74,15 @@ class _Server:
         self._clients: list[redis.Redis] = []
 
     def client(self, **kwargs) -> redis.Redis:
-        """A redis-py client (RESP2) that never retries: a retry could hide a dropped
-        connection or apply a write twice, and tests must see exactly what happened."""
+        """A redis-py client (redis-py's default protocol unless `protocol` is given) that
+        never retries: a retry could hide a dropped connection or apply a write twice,
+        and tests must see exactly what happened."""
         kwargs.setdefault("socket_timeout", 20)
         kwargs.setdefault("retry", Retry(NoBackoff(), 0))
         if "host" in kwargs:
-            client = redis.Redis(protocol=2, **kwargs)
+            client = redis.Redis(**kwargs)
         else:
-            client = redis.Redis(unix_socket_path=self.socket, protocol=2, **kwargs)
+            client = redis.Redis(unix_socket_path=self.socket, **kwargs)
         self._clients.append(client)
         return client
 
@@ -102,7 +103,7 @@ class _Server:
         return self.pid is not None and pid_alive(self.pid)
 
     def info(self, section: str | None = None) -> dict:
-        client = redis.Redis(unix_socket_path=self.socket, protocol=2, socket_timeout=20)
+        client = redis.Redis(unix_socket_path=self.socket, socket_timeout=20)
         try:
             return client.info(section) if section else client.info()
         finally:

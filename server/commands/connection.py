@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from ..context import REDIS_VERSION
 from ..protocol import parse_strict_int
-from ..resp import OK, PONG, bulk, error, integer
+from ..resp import ENCODERS, OK, PONG, bulk, error, integer
 from .common import NOT_INTEGER, SYNTAX, unknown_subcommand, wrong_arity
 
 if TYPE_CHECKING:
@@ -59,47 +59,56 @@ def auth(ctx: Context, conn: Connection, args: list) -> bytes:
 
 
 def hello(ctx: Context, conn: Connection, args: list) -> bytes:
-    """HELLO [protover [AUTH user pass] [SETNAME name]]; RESP2 only until RESP3 lands."""
-    i = 1
+    """HELLO [protover [AUTH user pass] [SETNAME name]], as Redis 7.0: switches the
+    connection's protocol (2 or 3) once everything else succeeded, and reports."""
+    version = 0
     if len(args) > 1:
         version = parse_strict_int(args[1])
         if version is None:
             return error("ERR Protocol version is not an integer or out of range")
-        if version != 2:
+        if version not in ENCODERS:
             return error("NOPROTO unsupported protocol version")
-        i = 2
-    name = None
+    i = 2
     while i < len(args):
-        option = args[i].upper()
-        if option == b"AUTH" and i + 2 < len(args):
+        option, more = args[i].upper(), len(args) - 1 - i
+        if option == b"AUTH" and more >= 2:
             reply = _authenticate(ctx, conn, args[i + 1], args[i + 2])
             if reply != OK:
                 return reply
             i += 3
-        elif option == b"SETNAME" and i + 1 < len(args):
-            name = args[i + 1]
+        elif option == b"SETNAME" and more:
+            refused = _set_name(conn, args[i + 1])  # applied at once, as Redis does
+            if refused:
+                return refused
             i += 2
         else:
-            return error(f"ERR Syntax error in HELLO option '{args[i].decode(errors='replace')}'")
+            return error(b"ERR Syntax error in HELLO option '" + args[i].split(b"\0", 1)[0]
+                         + b"'")
     if ctx.auth.required and not conn.authenticated:
         return error("NOAUTH HELLO must be called with the client already authenticated, "
-                     "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
-                     "authenticate the client and select the RESP protocol version at the same time")
-    if name is not None:
-        conn.name = name
+                     "otherwise the HELLO AUTH <user> <pass> option can be used to "
+                     "authenticate the client and select the RESP protocol version at the "
+                     "same time")
+    if version:
+        conn.resp = ENCODERS[version]
     return conn.resp.map([
         ("server", "redis"), ("version", REDIS_VERSION), ("proto", conn.resp.version),
         ("id", conn.id), ("mode", "standalone"), ("role", "master"), ("modules", []),
     ])
 
 
+def _set_name(conn: Connection, name: bytes) -> bytes | None:
+    """Redis's clientSetNameOrReply: the error, or None once the name is set."""
+    if any(c <= 32 or c > 126 for c in name):
+        return error("ERR Client names cannot contain spaces, newlines or special characters.")
+    conn.name = name
+    return None
+
+
 def client(ctx: Context, conn: Connection, args: list) -> bytes:
     sub = args[1].upper()
     if sub == b"SETNAME" and len(args) == 3:
-        if any(c <= 32 or c > 126 for c in args[2]):
-            return error("ERR Client names cannot contain spaces, newlines or special characters.")
-        conn.name = args[2]
-        return OK
+        return _set_name(conn, args[2]) or OK
     if sub == b"SETINFO" and len(args) == 4:
         attribute = args[2].upper()
         if attribute == b"LIB-NAME":

@@ -41,6 +41,10 @@ WORKLOADS = [
     ("GET -c 50 -d 100 -r 100000", ["-t", "get", "-c", "50", "-d", "100", "-r", "100000"], 100_000),
     ("SET -c 1000", ["-t", "set", "-c", "1000"], 100_000),
     ("GET -c 1000", ["-t", "get", "-c", "1000"], 100_000),
+    # RESP3 (HELLO 3 first): the same replies for SET and a hit, `_` for a miss
+    ("SET -c 50 -3", ["-t", "set", "-c", "50", "-3"], 100_000),
+    ("GET -c 50 -3", ["-t", "get", "-c", "50", "-3"], 100_000),
+    ("GET -c 50 -P 16 -3", ["-t", "get", "-c", "50", "-P", "16", "-3"], 400_000),
 ]
 EVERYSEC_WORKLOADS = {"SET -c 50", "GET -c 50", "SET -c 50 -P 16", "SET -c 1"}
 

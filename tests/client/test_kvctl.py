@@ -182,7 +182,7 @@ def test_usage_errors_and_help(kvd):
     assert b"Exit status: 0 ok, 1 not found, 2 usage" in kvctl(kvd, "--help").stdout
 
 
-def test_connect_gives_a_resp2_redis_client_with_pipelines(kvd, monkeypatch):
+def test_connect_gives_a_redis_py_client_with_its_defaults(kvd, monkeypatch):
     monkeypatch.setenv("KVD_SOCKET", kvd.socket)
     client = connect()
     pipe = client.pipeline(transaction=False)
@@ -190,7 +190,11 @@ def test_connect_gives_a_resp2_redis_client_with_pipelines(kvd, monkeypatch):
         pipe.set(f"p{i}", i)
     pipe.get("p99")
     assert pipe.execute()[-1] == b"99"
-    assert client.connection_pool.connection_kwargs["protocol"] == 2
+    assert client.connection_pool.connection_kwargs.get("protocol") is None  # redis-py decides
+    assert client.client_info()["resp"] == "3"  # redis-py 8's default
+    client.close()
+    client = connect(protocol=2)
+    assert client.get("p99") == b"99" and client.client_info()["resp"] == "2"
     client.close()
 
 

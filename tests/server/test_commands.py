@@ -1,4 +1,5 @@
-"""Every command through redis-py (protocol=2) and redis-cli against a real daemon."""
+"""Every command through redis-py (in RESP3, its default, and in RESP2) and redis-cli
+against a real daemon."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import pytest
 import redis
 
 
-@pytest.fixture
-def r(shared_kvd):
-    client = shared_kvd.client()
+@pytest.fixture(params=[3, 2], ids=["resp3", "resp2"])
+def r(request, shared_kvd):
+    client = shared_kvd.client(protocol=request.param)
     client.flushall()
     return client
 
@@ -179,11 +180,41 @@ def test_info_sections(r, shared_kvd):
     assert r.info("stats")["instantaneous_ops_per_sec"] > 0  # the pings just made
 
 
-def test_hello_3_is_refused_so_redis_py_must_use_resp2(shared_kvd):
-    with pytest.raises(redis.ResponseError, match="NOPROTO"):
-        shared_kvd.client().execute_command("HELLO", "3")
-    hello = shared_kvd.client().execute_command("HELLO", "2")
-    assert hello[hello.index(b"proto") + 1] == 2
+def test_redis_py_defaults_speak_resp3(shared_kvd):
+    """redis-py 8 with no protocol argument opens with HELLO 3 (and CLIENT SETINFO)."""
+    for client in (redis.Redis(unix_socket_path=shared_kvd.socket),
+                   redis.from_url(f"unix://{shared_kvd.socket}"),
+                   redis.from_url(f"redis://127.0.0.1:{shared_kvd.port}/0")):
+        assert client.set("default", "path") is True
+        assert client.get("default") == b"path" and client.get("nope") is None
+        assert client.client_info()["resp"] == "3"
+        assert client.info("server")["redis_mode"] == "standalone"
+        assert sorted(client.scan_iter(match="def*")) == [b"default"]
+        client.close()
+
+
+def raw_exchange(sock, request: bytes) -> bytes:
+    """Send one request and read its whole reply (a single recv is enough here)."""
+    sock.sendall(request)
+    return sock.recv(65536)
+
+
+def test_hello_switches_the_protocol_of_the_connection(shared_kvd):
+    with shared_kvd.raw() as sock:
+        hello = raw_exchange(sock, b"HELLO 3\r\n")
+        assert hello.startswith(b"%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n")
+        assert b"$5\r\nproto\r\n:3\r\n" in hello and hello.endswith(b"$7\r\nmodules\r\n*0\r\n")
+        assert raw_exchange(sock, b"GET nope\r\n") == b"_\r\n"
+        assert raw_exchange(sock, b"MGET nope\r\n") == b"*1\r\n_\r\n"
+        assert raw_exchange(sock, b"CONFIG GET appendfsync\r\n") == (
+            b"%1\r\n$11\r\nappendfsync\r\n$6\r\nalways\r\n")
+        assert raw_exchange(sock, b"CLIENT INFO\r\n").startswith(b"=")
+        assert b"resp=3" in raw_exchange(sock, b"CLIENT INFO\r\n")
+        assert raw_exchange(sock, b"HELLO 4\r\n") == b"-NOPROTO unsupported protocol version\r\n"
+        assert raw_exchange(sock, b"HELLO\r\n").startswith(b"%7\r\n")  # reports, stays in 3
+        assert raw_exchange(sock, b"HELLO 2\r\n").startswith(b"*14\r\n")
+        assert raw_exchange(sock, b"GET nope\r\n") == b"$-1\r\n"
+        assert raw_exchange(sock, b"CLIENT INFO\r\n").startswith(b"$")
 
 
 def test_pipelines_with_and_without_transactions_flag(r):
@@ -249,3 +280,23 @@ def test_redis_cli_over_tcp(redis_cli, shared_kvd):
                          capture_output=True, timeout=30).stdout
     assert out == b"PONG\n"
 
+
+
+def test_what_other_clients_send_first(make_daemon, redis_cli):
+    """HELLO 3 with AUTH and SETNAME (node-redis, go-redis, Lettuce...), CLIENT SETINFO,
+    and redis-cli -3."""
+    kvd = make_daemon("--requirepass", "s3cret")
+    with kvd.raw() as sock:
+        assert raw_exchange(sock, b"HELLO 3 AUTH default wrong\r\n").startswith(b"-WRONGPASS")
+        assert raw_exchange(sock, b"GET k\r\n") == b"-NOAUTH Authentication required.\r\n"
+        hello = raw_exchange(sock, b"HELLO 3 AUTH default s3cret SETNAME app-1\r\n")
+        assert hello.startswith(b"%7\r\n") and b":3\r\n" in hello
+        assert raw_exchange(sock, b"CLIENT SETINFO LIB-NAME go-redis\r\n") == b"+OK\r\n"
+        assert raw_exchange(sock, b"CLIENT GETNAME\r\n") == b"$5\r\napp-1\r\n"
+        assert raw_exchange(sock, b"GET k\r\n") == b"_\r\n"
+    for command, output in ((["SET", "k", "v"], "OK"), (["GET", "k"], "v")):
+        cli = subprocess.run([redis_cli, "-3", "-s", kvd.socket, "--user", "default", "--pass",
+                              "s3cret", "--no-auth-warning", *command],
+                             capture_output=True, text=True, timeout=30)
+        assert cli.returncode == 0 and cli.stdout.strip() == output, cli
+    assert redis.Redis(unix_socket_path=kvd.socket, password="s3cret").ping() is True

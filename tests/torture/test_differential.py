@@ -1,16 +1,19 @@
 """Differential testing: the same random command sequences to kvd and to a reference Redis
-(`redis-server` when installed, else fakeredis), replies and errors compared one by one."""
+(`redis-server` when installed, else fakeredis), replies and errors compared one by one:
+through redis-py, and byte for byte in RESP2 and in RESP3."""
 
 from __future__ import annotations
 
 import shutil
+import socket
 
+import hiredis
 import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.kvd_process import Daemon, RedisServer
+from tests.kvd_process import Daemon, RedisServer, require_tool
 
 VALUES = st.sampled_from([
     b"", b"0", b"1", b"-1", b" 1", b"1 ", b"+1", b"01", b"-0", b"1.5", b"1e3",
@@ -55,6 +58,11 @@ COMMANDS = st.one_of(
     st.tuples(st.just(b"GET")),
     st.tuples(st.just(b"GET"), KEYS, KEYS),
     st.tuples(st.just(b"DEBUG"), st.sampled_from([b"SLEEP", b"nope"]), st.just(b"0")),  # off in both
+    st.tuples(st.just(b"CLIENT"), st.just(b"GETNAME")),
+    st.tuples(st.just(b"CLIENT"), st.just(b"SETNAME"), st.sampled_from([b"w1", b"a b", b""])),
+    st.tuples(st.just(b"CONFIG"), st.just(b"GET"), st.sampled_from([b"nosuch*", b"nosuch"])),
+    st.tuples(st.just(b"HELLO"), st.sampled_from([b"4", b"1", b"x", b"-1"])),
+    st.tuples(st.just(b"HELLO"), st.just(b"3"), st.sampled_from([b"SETNAME", b"AUTH", b"NOPE"])),
 )
 
 
@@ -76,7 +84,7 @@ def reference(tmp_path_factory):
 def kvd_client(tmp_path_factory):
     server = Daemon(tmp_path_factory.mktemp("kvd"), [], tcp=False)
     server.start()
-    yield server.client()
+    yield server.client(protocol=2)  # as the reference: results compared as redis-py parses them
     server.cleanup()
 
 
@@ -136,3 +144,68 @@ def test_kvd_answers_pipelines_like_redis(kvd_client, reference, commands):
     expected = pipelined(reference, commands, exact)
     actual = pipelined(kvd_client, commands, exact)
     assert actual == expected, f"{commands!r:.300}: kvd {actual!r:.300} vs Redis {expected!r:.300}"
+
+
+class RawClient:
+    """A connection that speaks RESP `protocol` and returns each reply's raw bytes, so
+    that kvd and Redis are compared byte for byte (redis-py would hide a `$-1` sent
+    where RESP3 wants `_`)."""
+
+    def __init__(self, address: str | tuple[str, int], protocol: int) -> None:
+        family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.settimeout(10)
+        self.sock.connect(address)
+        if protocol == 3:
+            self.call((b"HELLO", b"3"))
+
+    def call(self, command: tuple) -> bytes:
+        self.sock.sendall(b"*%d\r\n" % len(command)
+                          + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in command))
+        reader, received = hiredis.Reader(), bytearray()
+        while True:
+            chunk = self.sock.recv(65536)
+            assert chunk, "connection closed"
+            received += chunk
+            reader.feed(chunk)
+            if reader.gets() is not False:
+                return bytes(received)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def raw_servers(tmp_path_factory):
+    require_tool("redis-server", "redis-server")
+    reference = RedisServer(tmp_path_factory.mktemp("redis-raw"))
+    kvd = Daemon(tmp_path_factory.mktemp("kvd-raw"), [], tcp=False)
+    kvd.start()
+    yield kvd.socket, ("127.0.0.1", reference.port)
+    kvd.cleanup()
+    reference.stop()
+
+
+def comparable_bytes(command: tuple, reply: bytes) -> object:
+    """KEYS in any order; everything else byte for byte."""
+    if command[0] == b"KEYS":
+        reader = hiredis.Reader()
+        reader.feed(reply)
+        return sorted(reader.gets())
+    return reply
+
+
+@pytest.mark.parametrize("protocol", [2, 3], ids=["resp2", "resp3"])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(commands=st.lists(COMMANDS, min_size=1, max_size=25))
+def test_kvd_answers_byte_for_byte_like_redis(raw_servers, protocol, commands):
+    clients = [RawClient(address, protocol) for address in raw_servers]
+    try:
+        for client in clients:
+            client.call((b"FLUSHALL",))
+        for command in commands:
+            actual, expected = (comparable_bytes(command, c.call(command)) for c in clients)
+            assert actual == expected, f"{command!r:.200}: kvd {actual!r:.200} vs Redis {expected!r:.200}"
+    finally:
+        for client in clients:
+            client.close()
