@@ -30,6 +30,8 @@ crash mid-discard can never roll forward a half-deleted output.
 
 Tombstones are dropped, not copied: every segment older than the active one
 is frozen, so no older copy of a deleted key survives outside the rewrite.
+So are deadline changes: a live value is copied with its key's current
+deadline (re-encoded where a deadline change made the record's stale).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class CompactionPlan:
     first_output_id: int
     segment_size: int
     keydir: Mapping[bytes, int]  # read by run(); see the module docstring
+    deadlines: Mapping[bytes, int]  # likewise: the keys that have one (record.py)
     bytes_total: int  # size of the frozen segments
     fsync: bool
     started_at: float = field(default_factory=time.monotonic)
@@ -152,6 +155,7 @@ def run(plan: CompactionPlan, progress: Progress | None = None) -> CompactionOut
     """Copy the live records of the frozen segments into new ones; write the MANIFEST."""
     workdir = plan.workdir
     live = plan.keydir
+    deadline_of = plan.deadlines.get
     outputs: list[_OutputSegment] = []
     current: _OutputSegment | None = None
     done = 0
@@ -167,7 +171,12 @@ def run(plan: CompactionPlan, progress: Progress | None = None) -> CompactionOut
                     continue  # superseded, deleted, or a tombstone
                 raw = os.pread(fd, size, offset)
                 record.check_record(raw, path, offset)
-                if current is None or (current.size and current.size + size > plan.segment_size):
+                deadline = deadline_of(key, 0)
+                if deadline != expires:  # changed since by EXPIRE or PERSIST: carry it over
+                    raw = record.encode(key, record.intact_value(raw), 0, deadline)
+                    expires = deadline
+                if current is None or (current.size and
+                                       current.size + len(raw) > plan.segment_size):
                     if current is not None:
                         current.close(plan.fsync)
                     next_id = plan.first_output_id + len(outputs)

@@ -19,11 +19,12 @@ META = "META"
 LOCK = "LOCK"
 COMPACTION_DIR = "compaction"
 SQLITE_FILE = "kvd.sqlite3"
-# 2: write-batch markers in segments (see record.py). Version 1 directories hold none
-# and are upgraded by writing the new version at open; a kvd that reads only version 1
-# then refuses the directory instead of taking a marker for a key.
-FORMAT_VERSION = 2
-UPGRADABLE_VERSIONS = (1,)
+# 2: write-batch markers in segments; 3: deadline changes (see record.py). Older
+# directories hold neither and are upgraded by writing the new version at open; a kvd
+# that reads only an older version then refuses the directory instead of taking a
+# marker or a deadline change for a key.
+FORMAT_VERSION = 3
+UPGRADABLE_VERSIONS = (1, 2)
 
 _ID_WIDTH = 16
 

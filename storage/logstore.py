@@ -23,6 +23,7 @@ import msgpack
 
 from . import compaction, hints, record
 from .compaction import CompactionPlan, CompactionResult
+from .deadlines import Deadlines
 from .dirlock import DirectoryLock
 from .errors import ClosedError, CompactionError, CorruptionError, StorageError
 from .keydir import MASK32, size_of
@@ -56,6 +57,7 @@ class LogStore:
         self._lock = DirectoryLock(self.directory)
         self._closed = False
         self._keydir: dict[bytes, int] = {}
+        self._deadlines = Deadlines()  # keys with a deadline (see deadlines.py)
         # Recently read values by location (oldest first out), so hot keys skip
         # the pread, the CRC and the unpacking; bounded by cache_size bytes.
         self._cache: dict[int, bytes] = {}
@@ -109,6 +111,13 @@ class LogStore:
         self._active_id = active
         self._written = self._sizes.pop(active)
         self._active_fd = self._fds[active]
+        # A key whose deadline passed while the store was closed is gone: its newest
+        # record acts as a delete (record.py, deadline changes).
+        expired = self._deadlines.due(time.time_ns() // 1_000_000, len(self._deadlines))
+        for key in expired:
+            self.forget_expired(key)
+        if expired:
+            log.info("%d keys expired while the store was closed", len(expired))
 
     def _load_segment(self, segment_id: int, newest: bool) -> list:
         """Replay one segment into the key directory; return its entries."""
@@ -150,15 +159,23 @@ class LogStore:
 
     def _replay(self, segment_id: int, rows: list) -> None:
         keydir = self._keydir
+        deadlines = self._deadlines
         base = segment_id << 64
         live = self._live_bytes
-        for key, offset, size, flags, _ in rows:
-            if flags & record.TOMBSTONE:
-                old = keydir.pop(key, None)
+        for key, offset, size, flags, expires in rows:
+            if flags:
+                if flags & record.EXPIRY:
+                    if key in keydir:
+                        deadlines.set(key, expires)
+                    continue
+                old = keydir.pop(key, None)  # a tombstone
+                deadlines.discard(key)
             else:
                 old = keydir.get(key)
                 keydir[key] = base | offset << 32 | size
                 live += size
+                if expires or deadlines:
+                    deadlines.set(key, expires)
             if old is not None:
                 live -= old & MASK32
         self._live_bytes = live
@@ -228,28 +245,33 @@ class LogStore:
             self._written, self._active_hints, durable,
         )
 
-    def _append(self, key: bytes, raw: bytes, flags: int) -> int:
+    def _append(self, key: bytes, raw: bytes, flags: int, expires_at_ms: int = 0) -> int:
         """Buffer one record; return its location."""
         pending = self._written + len(self._buffer)
         if pending and pending + len(raw) > self.segment_size:
             self._rotate()
             pending = 0
         self._buffer += raw
-        self._active_hints += record.pack((key, pending, len(raw), flags, 0))
+        self._active_hints += record.pack((key, pending, len(raw), flags, expires_at_ms))
         return self._active_id << 64 | pending << 32 | len(raw)
 
     # -- the public interface ----------------------------------------------
 
-    def put(self, key: bytes, value: bytes) -> None:
+    def put(self, key: bytes, value: bytes, expires_at_ms: int = 0) -> None:
+        """Write `value` under `key`, with a deadline (absolute Unix ms) or none (0): a
+        put replaces the key's deadline, as Redis's SET does."""
         if self._closed or type(key) is not bytes or type(value) is not bytes:
             self._check_open()
             key, value = record.checked_pair(key, value)  # bytes-like copied, others refused
         elif len(key) + len(value) > record.MAX_VALUE_SIZE:
             record.checked_pair(key, value)  # raises with the reason
-        location = self._append(key, record.encode(key, value), 0)
+        location = self._append(key, record.encode(key, value, 0, expires_at_ms), 0,
+                                expires_at_ms)
         old = self._keydir.get(key)
         self._keydir[key] = location
         self._live_bytes += (location & MASK32) - (old & MASK32 if old is not None else 0)
+        if expires_at_ms or self._deadlines:
+            self._deadlines.set(key, expires_at_ms)
 
     def get(self, key: bytes) -> bytes | None:
         location = self._keydir.get(key)
@@ -298,31 +320,67 @@ class LogStore:
         self._append(key, record.encode_tombstone(key), record.TOMBSTONE)
         del self._keydir[key]
         self._live_bytes -= size_of(old)
+        self._deadlines.discard(key)
         return True
 
-    def write_batch(self, ops: Sequence[tuple[bytes, bytes | None]]) -> None:
-        """Puts `(key, value)` and deletes `(key, None)`, in order, all or nothing on disk:
-        after a crash at any byte the store holds every one of them or none (the batch
-        framing is in record.py). Like put(), durable at the next flush()."""
+    def expire(self, key: bytes, expires_at_ms: int) -> bool:
+        """Give an existing key a new deadline (0: none) without rewriting its value;
+        False if there is no such key."""
         self._check_open()
-        records: list[tuple[bytes, bytes, int]] = []
+        key = record.as_bytes(key, "key")
+        if key not in self._keydir:
+            return False
+        if self._deadlines.get(key) != expires_at_ms:
+            self._append(key, record.encode_deadline(key, expires_at_ms), record.EXPIRY,
+                         expires_at_ms)
+            self._deadlines.set(key, expires_at_ms)
+        return True
+
+    def deadline(self, key: bytes) -> int:
+        """The key's deadline in Unix ms; 0 if it has none (or does not exist)."""
+        return self._deadlines.get(key)
+
+    def forget_expired(self, key: bytes) -> None:
+        """Drop a key whose deadline has passed, from memory only: its newest record
+        expires again at every replay, and compaction drops what is not live."""
+        old = self._keydir.pop(key, None)
+        if old is not None:
+            self._live_bytes -= size_of(old)
+        self._deadlines.discard(key)
+
+    def due(self, now_ms: int, limit: int) -> list[bytes]:
+        """Up to `limit` keys whose deadline is at or before `now_ms` (see Deadlines)."""
+        return self._deadlines.due(now_ms, limit)
+
+    @property
+    def deadlines(self) -> Deadlines:
+        return self._deadlines
+
+    def write_batch(self, ops: Sequence[tuple]) -> None:
+        """Puts `(key, value)` or `(key, value, expires_at_ms)` and deletes `(key, None)`,
+        in order, all or nothing on disk: after a crash at any byte the store holds
+        every one of them or none (the batch framing is in record.py). Like put(),
+        durable at the next flush()."""
+        self._check_open()
+        records: list[tuple[bytes, bytes, int, int]] = []
         present: dict[bytes, bool] = {}  # keys as the batch leaves them so far
-        for key, value in ops:
+        for key, value, *deadline in ops:
             if value is None:
                 key = record.as_bytes(key, "key")
                 if not present.get(key, key in self._keydir):
                     continue  # nothing live to delete: no tombstone needed
-                records.append((key, record.encode_tombstone(key), record.TOMBSTONE))
+                records.append((key, record.encode_tombstone(key), record.TOMBSTONE, 0))
                 present[key] = False
             else:
                 key, value = record.checked_pair(key, value)
-                records.append((key, record.encode(key, value), 0))
+                expires = deadline[0] if deadline else 0
+                records.append((key, record.encode(key, value, 0, expires), 0, expires))
                 present[key] = True
         if len(records) < 2:  # one record is atomic as it is
-            for key, raw, flags in records:
-                self._apply(key, self._append(key, raw, flags), flags)
+            for key, raw, flags, expires in records:
+                self._apply(key, self._append(key, raw, flags, expires), flags, expires)
             return
-        size = sum(len(raw) for _, raw, _ in records)
+        size = sum(len(raw) for _, raw, _, _ in records)
         marker = record.encode_batch_marker(size)
         pending = self._written + len(self._buffer)
         if pending and pending + len(marker) + size > self.segment_size:
@@ -331,21 +389,23 @@ class LogStore:
         self._buffer += marker
         pending += len(marker)
         base = self._active_id << 64
-        for key, raw, flags in records:
+        for key, raw, flags, expires in records:
             self._buffer += raw
-            self._active_hints += record.pack((key, pending, len(raw), flags, 0))
-            self._apply(key, base | pending << 32 | len(raw), flags)
+            self._active_hints += record.pack((key, pending, len(raw), flags, expires))
+            self._apply(key, base | pending << 32 | len(raw), flags, expires)
             pending += len(raw)
 
-    def _apply(self, key: bytes, location: int, flags: int) -> None:
+    def _apply(self, key: bytes, location: int, flags: int, expires_at_ms: int) -> None:
         """Point the key directory at a record just buffered (a put or a tombstone)."""
         if flags & record.TOMBSTONE:
             old = self._keydir.pop(key, None)
             self._live_bytes -= size_of(old) if old is not None else 0
+            self._deadlines.discard(key)
             return
         old = self._keydir.get(key)
         self._keydir[key] = location
         self._live_bytes += size_of(location) - (size_of(old) if old is not None else 0)
+        self._deadlines.set(key, expires_at_ms)
 
     def __contains__(self, key: bytes) -> bool:
         return key in self._keydir
@@ -396,6 +456,7 @@ class LogStore:
             "engine": self.engine,
             "fsync": self.fsync,
             "keys": len(self._keydir),
+            "expiring_keys": len(self._deadlines),
             "live_bytes": self._live_bytes,
             "dead_bytes": total - self._live_bytes,
             "total_bytes": total,
@@ -421,6 +482,7 @@ class LogStore:
             first_output_id=frozen[-1] + 1,
             segment_size=self.segment_size,
             keydir=self._keydir,
+            deadlines=self._deadlines.snapshot(),
             bytes_total=sum(self._sizes[s] for s in frozen),
             fsync=self.fsync != "no",
         )

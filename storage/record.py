@@ -14,9 +14,9 @@ big-endian:
 * `timestamp_ms`: wall-clock time of the write (informational; replay order is
   file order, never timestamps).
 * `flags`: bit 0 set = tombstone (the key was deleted; `value` is b"");
-  bit 1 set = write-batch marker (below).
-* `expires_at_ms`: 0 = never. Reserved so that TTLs need no format change.
-  In a batch marker: the byte length of the batch that follows it.
+  bit 1 set = write-batch marker (below); bit 2 set = a deadline change (below).
+* `expires_at_ms`: the key's deadline, an absolute Unix time in milliseconds;
+  0 = never. In a batch marker: the byte length of the batch that follows it.
 * `key`, `value`: msgpack bin, any bytes including empty.
 
 Write batches (format version 2): the records of one batch (MSET; later
@@ -29,6 +29,17 @@ is truncated at its marker, so a batch is replayed whole or not at all (as
 rosedb's batch-finished record does it, but with the length up front, so a
 scan needs no lookahead). A marker is never a key: it gets no hint row and
 no key directory entry, so compaction never copies one.
+
+Deadline changes (format version 3): EXPIRE, PERSIST and GETEX change a
+key's deadline without rewriting its value: a record with flags bit 2, the
+key, an empty value and the new deadline in `expires_at_ms` (0: none). On
+replay it sets the deadline of the key as the records before it left it.
+At the end of start-up every key whose deadline has passed is dropped, so a
+value record that has expired acts as a delete, never as the absence of a
+record (an older value of the key cannot come back). Compaction copies a
+live value with the key's current deadline, re-encoding it where a later
+deadline change made the one in the record stale, and copies no deadline
+changes.
 
 Why `length_crc`: a record cut short at the tail (a crash mid-write) and a
 flipped bit in `length` in the middle of a file both look like "the length
@@ -55,6 +66,7 @@ HEADER_SIZE = HEADER.size  # 12
 LENGTH = struct.Struct(">I")
 TOMBSTONE = 0x01
 BATCH = 0x02
+EXPIRY = 0x04
 
 #: The largest value the format is asked to carry; `length` is 32 bits and the
 #: key directory packs a record's size into 32 bits as well.
@@ -96,6 +108,11 @@ _LENGTH_FIELDS_CACHED = 4096
 
 def encode_tombstone(key: bytes) -> bytes:
     return encode(key, b"", TOMBSTONE)
+
+
+def encode_deadline(key: bytes, expires_at_ms: int) -> bytes:
+    """A deadline change of `key` (0: it no longer expires)."""
+    return encode(key, b"", EXPIRY, expires_at_ms)
 
 
 def encode_batch_marker(batch_bytes: int) -> bytes:

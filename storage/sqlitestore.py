@@ -8,6 +8,11 @@ last ones), no -> OFF. `auto_vacuum=INCREMENTAL` is set at creation so that
 space can be reclaimed in slices (`begin_compaction`, `compaction_step`,
 `finish_compaction`: what the server runs between loop passes); `compact()`
 runs a full VACUUM.
+
+Deadlines live in their own column, `expires_at` (Unix ms, 0: none; a partial
+index covers the keys that have one), and, as in the log engine, in memory
+(deadlines.py), loaded at open: keys whose deadline passed while the store
+was closed are deleted then.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections.abc import Iterator, Sequence
 import sqlite_utils
 
 from .compaction import CompactionResult
+from .deadlines import Deadlines
 from .dirlock import DirectoryLock
 from .errors import ClosedError, CompactionError, StorageError
 from .layout import SQLITE_FILE, check_meta
@@ -79,6 +85,10 @@ class SqliteStore:
                 self._db.execute(
                     "CREATE TABLE kv (key BLOB PRIMARY KEY NOT NULL, value BLOB NOT NULL)"
                 )
+            if "expires_at" not in self._db["kv"].columns_dict:  # a store from before TTLs
+                self._db["kv"].add_column("expires_at", int, not_null_default=0)
+                self._db.execute("CREATE INDEX kv_expires_at ON kv (expires_at) "
+                                 "WHERE expires_at > 0")
             self._db.enable_wal()
             self._db.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[fsync]}")
         except BaseException:
@@ -86,17 +96,28 @@ class SqliteStore:
             raise
         self._conn = conn
         self._in_transaction = False
+        self._deadlines = Deadlines()
+        rows = self._execute("SELECT key, expires_at FROM kv WHERE expires_at > 0")
+        for key, deadline in rows:
+            self._deadlines.set(bytes(key), deadline)
+        expired = self._deadlines.due(time.time_ns() // 1_000_000, len(self._deadlines))
+        for key in expired:
+            self.forget_expired(key)
+        self.flush()
 
     def _begin(self) -> None:
         if not self._in_transaction:
             self._conn.execute("BEGIN")
             self._in_transaction = True
 
-    def put(self, key: bytes, value: bytes) -> None:
+    def put(self, key: bytes, value: bytes, expires_at_ms: int = 0) -> None:
         self._check_open()
         key, value = checked_pair(key, value)
         self._begin()
-        self._execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, value))
+        self._execute("INSERT OR REPLACE INTO kv (key, value, expires_at) VALUES (?, ?, ?)",
+                      (key, value, expires_at_ms))
+        if expires_at_ms or self._deadlines:
+            self._deadlines.set(key, expires_at_ms)
 
     def get(self, key: bytes) -> bytes | None:
         self._check_open()
@@ -105,21 +126,50 @@ class SqliteStore:
 
     def delete(self, key: bytes) -> bool:
         self._check_open()
+        key = as_bytes(key, "key")
         self._begin()
-        return self._execute("DELETE FROM kv WHERE key = ?", (as_bytes(key, "key"),)).rowcount > 0
+        self._deadlines.discard(key)
+        return self._execute("DELETE FROM kv WHERE key = ?", (key,)).rowcount > 0
 
-    def write_batch(self, ops: Sequence[tuple[bytes, bytes | None]]) -> None:
-        """Puts `(key, value)` and deletes `(key, None)`, all or nothing: every write until
-        flush() is one SQL transaction already, so the batch commits with it, whole."""
+    def expire(self, key: bytes, expires_at_ms: int) -> bool:
+        """Give an existing key a new deadline (0: none); False if there is no such key."""
         self._check_open()
-        checked = [(as_bytes(key, "key"), None) if value is None else checked_pair(key, value)
-                   for key, value in ops]
+        key = as_bytes(key, "key")
         self._begin()
-        for key, value in checked:
+        found = self._execute("UPDATE kv SET expires_at = ? WHERE key = ?",
+                              (expires_at_ms, key)).rowcount > 0
+        if found:
+            self._deadlines.set(key, expires_at_ms)
+        return found
+
+    def deadline(self, key: bytes) -> int:
+        return self._deadlines.get(key)
+
+    def forget_expired(self, key: bytes) -> None:
+        """Delete a key whose deadline has passed (committed with the next flush)."""
+        self._begin()
+        self._execute("DELETE FROM kv WHERE key = ?", (key,))
+        self._deadlines.discard(key)
+
+    def due(self, now_ms: int, limit: int) -> list[bytes]:
+        return self._deadlines.due(now_ms, limit)
+
+    @property
+    def deadlines(self) -> Deadlines:
+        return self._deadlines
+
+    def write_batch(self, ops: Sequence[tuple]) -> None:
+        """Puts `(key, value)` or `(key, value, expires_at_ms)` and deletes `(key, None)`,
+        all or nothing: every write until flush() is one SQL transaction already, so the
+        batch commits with it, whole."""
+        self._check_open()
+        checked = [((as_bytes(key, "key"), None) if value is None else checked_pair(key, value))
+                   + (deadline[0] if deadline else 0,) for key, value, *deadline in ops]
+        for key, value, expires_at_ms in checked:
             if value is None:
-                self._execute("DELETE FROM kv WHERE key = ?", (key,))
+                self.delete(key)
             else:
-                self._execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, value))
+                self.put(key, value, expires_at_ms)
 
     def __contains__(self, key: bytes) -> bool:
         return self.get(key) is not None
@@ -194,6 +244,7 @@ class SqliteStore:
             "engine": self.engine,
             "fsync": self.fsync,
             "keys": len(self),
+            "expiring_keys": len(self._deadlines),
             "live_bytes": (pages - free) * page,
             "dead_bytes": free * page,
             "total_bytes": self._file_bytes(),

@@ -2,6 +2,8 @@
 
     python crash_child.py DATA_DIR ENGINE SEED OPS [KILL_AT]
 
+with $KVD_CRASH_NOW_MS, the time the parent's deadlines are relative to.
+
 After every `flush()` (and every `compact()`, which flushes) returns, it
 prints `ack N` -- the first N operations are acknowledged. With KILL_AT, the
 process SIGKILLs itself at its KILL_AT-th file-system call that changes
@@ -29,14 +31,30 @@ KEYS = [b"key-%02d" % i for i in range(24)]
 BATCH_KEYS = [b"batch-first", b"batch-last"]
 
 
-def workload(seed: int, count: int) -> list[tuple]:
+def deadline(rng: random.Random, now_ms: int) -> int:
+    """None mostly; else far ahead, long past, or a few seconds ahead (passing while
+    the test runs, so that keys expire between a kill and the check)."""
+    roll = rng.random()
+    if roll < 0.6:
+        return 0
+    if roll < 0.7:
+        return now_ms + 86_400_000
+    if roll < 0.8:
+        return 1_000
+    return now_ms + rng.randrange(0, 4_000)
+
+
+def workload(seed: int, count: int, now_ms: int) -> list[tuple]:
     rng = random.Random(seed)
     ops: list[tuple] = []
     for i in range(count):
         roll = rng.random()
         key = rng.choice(KEYS)
-        if roll < 0.62:
-            ops.append(("put", key, b"%d:" % i + bytes([rng.randrange(256)]) * rng.randrange(0, 300)))
+        if roll < 0.56:
+            value = b"%d:" % i + bytes([rng.randrange(256)]) * rng.randrange(0, 300)
+            ops.append(("put", key, value, deadline(rng, now_ms)))
+        elif roll < 0.62:
+            ops.append(("expire", key, deadline(rng, now_ms)))
         elif roll < 0.85:
             ops.append(("delete", key))
         elif roll < 0.91:
@@ -84,9 +102,12 @@ def main() -> None:
                  "rmdir"):
         steps.wrap(os, name)
     steps.wrap(shutil, "rmtree")
-    for n, op in enumerate(workload(seed, count), start=1):
+    now_ms = int(os.environ["KVD_CRASH_NOW_MS"])
+    for n, op in enumerate(workload(seed, count, now_ms), start=1):
         if op[0] == "put":
-            db.put(op[1], op[2])
+            db.put(op[1], op[2], op[3])
+        elif op[0] == "expire":
+            db.expire(op[1], op[2])
         elif op[0] == "delete":
             db.delete(op[1])
         elif op[0] == "batch":

@@ -212,3 +212,77 @@ def test_write_batch_refuses_it_all_when_one_pair_is_invalid(store):
         store.write_batch([(b"k", b"after"), (b"other", "not bytes")])
     assert store.get(b"k") == b"before"
     assert b"other" not in store
+
+
+FAR = 4_000_000_000_000  # year 2096, in Unix ms
+PAST = 1_000  # 1970
+
+
+def test_deadlines_survive_reopen_and_a_passed_one_deletes(engine, data_dir):
+    with open_store(data_dir, engine=engine) as db:
+        db.put(b"far", b"v", FAR)
+        db.put(b"none", b"v")
+        db.put(b"old", b"first")  # an older value of a key that then expires...
+        db.flush()
+        db.put(b"old", b"second", PAST)  # ...must not come back when it does
+        db.put(b"cleared", b"v", FAR)
+        db.put(b"cleared", b"w")  # a put without a deadline clears it
+        assert db.expire(b"missing", FAR) is False
+        assert (db.deadline(b"far"), db.deadline(b"none"), db.deadline(b"cleared")) == (FAR, 0, 0)
+        assert db.due(10_000, 10) == [b"old"]
+    with open_store(data_dir, engine=engine) as db:
+        assert sorted(db.keys()) == [b"cleared", b"far", b"none"]
+        assert db.get(b"old") is None
+        assert (db.deadline(b"far"), db.deadline(b"none"), db.deadline(b"cleared")) == (FAR, 0, 0)
+        assert db.stats()["expiring_keys"] == 1
+
+
+def test_expire_changes_only_the_deadline(engine, data_dir):
+    with open_store(data_dir, engine=engine) as db:
+        db.put(b"k", b"x" * 1000)
+        assert db.expire(b"k", FAR) is True
+        assert db.deadline(b"k") == FAR and db.get(b"k") == b"x" * 1000
+        db.put(b"gone", b"v")
+        db.expire(b"gone", PAST)
+        db.put(b"kept", b"v", FAR)
+        db.expire(b"kept", 0)  # PERSIST
+    with open_store(data_dir, engine=engine) as db:
+        assert db.deadline(b"k") == FAR and db.get(b"k") == b"x" * 1000
+        assert b"gone" not in db
+        assert db.deadline(b"kept") == 0 and db.get(b"kept") == b"v"
+        db.delete(b"k")
+        assert db.deadline(b"k") == 0
+
+
+def test_a_batch_carries_deadlines(engine, data_dir):
+    with open_store(data_dir, engine=engine) as db:
+        db.write_batch([(b"a", b"1", FAR), (b"b", b"2"), (b"c", b"3", PAST)])
+    with open_store(data_dir, engine=engine) as db:
+        assert (db.deadline(b"a"), db.get(b"b"), b"c" in db) == (FAR, b"2", False)
+
+
+def test_compaction_keeps_current_deadlines_and_drops_no_live_key(engine, data_dir):
+    with open_store(data_dir, engine=engine) as db:
+        for i in range(200):
+            db.put(b"k%d" % i, b"v" * 100, FAR if i % 2 else 0)
+        db.expire(b"k1", FAR + 1)  # changed after the value was written
+        db.expire(b"k3", 0)
+        db.expire(b"k4", FAR + 2)
+        db.flush()
+        db.compact()
+        assert (db.deadline(b"k1"), db.deadline(b"k3"), db.deadline(b"k4")) == (FAR + 1, 0, FAR + 2)
+    with open_store(data_dir, engine=engine) as db:
+        assert len(db) == 200
+        assert (db.deadline(b"k1"), db.deadline(b"k3"), db.deadline(b"k4")) == (FAR + 1, 0, FAR + 2)
+        assert db.deadline(b"k5") == FAR and db.deadline(b"k6") == 0
+        assert db.get(b"k1") == b"v" * 100
+
+
+def test_expire_on_a_large_value_appends_a_few_bytes(data_dir):
+    with open_store(data_dir, engine="log") as db:
+        db.put(b"big", b"x" * (1 << 20))
+        db.flush()
+        before = db.stats()["total_bytes"]
+        db.expire(b"big", FAR)
+        db.flush()
+        assert db.stats()["total_bytes"] - before < 64

@@ -13,6 +13,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -27,38 +28,62 @@ CHILD = os.path.join(os.path.dirname(__file__), "crash_child.py")
 _MISSING = object()
 
 
+NOW_MS = time.time_ns() // 1_000_000  # what the workloads' deadlines are relative to
+
+
 def start_child(data_dir: str, engine: str, seed: int, ops: int, kill_at: int | None = None):
     args = [sys.executable, CHILD, data_dir, engine, str(seed), str(ops)]
     if kill_at is not None:
         args.append(str(kill_at))
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "KVD_CRASH_NOW_MS": str(NOW_MS)})
 
 
-def allowed_values(ops: list[tuple], acked: int, initial: dict) -> dict[bytes, set]:
-    """Per key: the values (None = absent) a correct store may hold after a crash.
+State = tuple  # (value, deadline in Unix ms or 0), or None for an absent key
+
+
+def allowed_states(ops: list[tuple], acked: int, initial: dict) -> dict[bytes, set]:
+    """Per key: the states a correct store may hold after a crash.
 
     `initial` is what the store held before the child started.
     """
-    state: dict[bytes, bytes | None] = dict(initial)
+    state: dict[bytes, State] = dict(initial)
     for op in ops[:acked]:
-        for key, value in _writes(op):
-            state[key] = value
+        for key, after in _writes(op, state):
+            state[key] = after
     allowed = {key: {state.get(key)} for key in ALL_KEYS}
     for op in ops[acked:]:
-        for key, value in _writes(op):
-            allowed[key].add(value)
+        for key in {key for key, _ in _writes(op, state)}:  # any earlier state may be the one
+            for before in list(allowed[key]):
+                allowed[key] |= {after for k, after in _writes(op, {key: before}) if k == key}
     return allowed
 
 
-def _writes(op: tuple) -> list[tuple[bytes, bytes | None]]:
-    """(key, value or None for a delete) of each write an operation makes."""
+def _writes(op: tuple, state: dict) -> list[tuple[bytes, State]]:
+    """(key, state after) of each write an operation makes, from `state`."""
     if op[0] == "put":
-        return [(op[1], op[2])]
+        return [(op[1], (op[2], op[3]))]
     if op[0] == "delete":
         return [(op[1], None)]
+    if op[0] == "expire":
+        current = state.get(op[1])
+        return [(op[1], None if current is None else (current[0], op[2]))]
     if op[0] == "batch":
-        return op[1]
+        return [(key, None if value is None else (value, 0)) for key, value in op[1]]
     return []
+
+
+def visible(state: State, opened_ms: int, read_ms: int) -> set:
+    """What a get() may return for `state`: a deadline that passed before the store was
+    opened has deleted the key; one that passed while it was read may have."""
+    if state is None:
+        return {None}
+    value, deadline = state
+    if deadline and deadline <= opened_ms:
+        return {None}
+    if deadline and deadline <= read_ms:
+        return {value, None}
+    return {value}
 
 
 def check_store(
@@ -69,26 +94,32 @@ def check_store(
     Then write to the recovered store and reopen it once more: recovery must
     leave files that take new writes, not just files that read back once.
     """
-    allowed = allowed_values(ops, acked, initial or {})
+    allowed = allowed_states(ops, acked, initial or {})
+    opened_ms = time.time_ns() // 1_000_000
     with open_store(data_dir, engine=engine, segment_size=SEGMENT_SIZE) as db:
         held = {key: db.get(key) for key in ALL_KEYS}
+        read_ms = time.time_ns() // 1_000_000
         for key, value in held.items():
-            assert value in allowed[key], (
-                f"{key!r} holds {value!r:.40}, allowed {[v if v is None else v[:12] for v in allowed[key]]}"
+            may = set().union(*(visible(s, opened_ms, read_ms) for s in allowed[key]))
+            assert value in may, (
+                f"{key!r} holds {value!r:.40}, allowed {[v if v is None else v[:12] for v in may]}"
             )
         first, last = (held[key] for key in BATCH_KEYS)
         assert first == last, f"a write batch was applied in part: {first!r} vs {last!r}"
         assert sorted(db.keys()) == sorted(k for k, v in held.items() if v is not None)
+        states = {k: (v, db.deadline(k)) for k, v in held.items() if v is not None}
         db.put(b"after-crash", b"x" * 100)
         db.flush()
     with open_store(data_dir, engine=engine, segment_size=SEGMENT_SIZE) as db:
         assert db.get(b"after-crash") == b"x" * 100
-        assert {key: db.get(key) for key in ALL_KEYS} == held
+        now = time.time_ns() // 1_000_000
+        assert {k: db.get(k) for k in ALL_KEYS if k in states and not 0 < states[k][1] <= now} \
+            == {k: v for k, (v, d) in states.items() if not 0 < d <= now}
         db.delete(b"after-crash")
     names = os.listdir(data_dir)
     assert COMPACTION_DIR not in names, "half-done compaction output left behind"
     assert not [n for n in names if n.endswith(".tmp")], f"temp files left: {names}"
-    return {k: v for k, v in held.items() if v is not None}
+    return states
 
 
 def read_acks(child) -> tuple[int, int | None]:
@@ -112,7 +143,7 @@ def test_sigkill_at_random_moments(tmp_path, engine):
     held: dict = {}
     for _ in range(kills):
         seed = rng.randrange(1 << 30)
-        ops = workload(seed, 400)
+        ops = workload(seed, 400, NOW_MS)
         child = start_child(data_dir, engine, seed, 400)
         target = rng.randrange(1, 60)
         acked = 0
@@ -136,13 +167,13 @@ def test_sigkill_at_every_file_system_step(tmp_path):
     with data from an earlier, cleanly finished run underneath.
     """
     seed, count = 7, 160
-    ops = workload(seed, count)
+    ops = workload(seed, count, NOW_MS)
     assert sum(op[0] == "compact" for op in ops) >= 2
     base = str(tmp_path / "base")
     child = start_child(base, "log", seed + 1, 120)
     read_acks(child)
     assert child.wait(timeout=60) == 0
-    base_held = check_store(base, "log", workload(seed + 1, 120), 121)
+    base_held = check_store(base, "log", workload(seed + 1, 120, NOW_MS), 121)
 
     probe = start_child(str(tmp_path / "probe"), "log", seed, count, kill_at=10**9)
     _, total = read_acks(probe)

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from storage import CorruptionError, open_store, record
-from storage.layout import hint_name, segment_ids, segment_name
+from storage.layout import FORMAT_VERSION, hint_name, segment_ids, segment_name
 
 SEGMENT_SIZE = 4096
 
@@ -288,4 +288,4 @@ def test_a_version_1_directory_is_upgraded_and_then_refused_by_version_1(tmp_pat
     with open_store(data_dir, segment_size=SEGMENT_SIZE) as db:
         assert {k: db.get(k) for k in db.keys()} == expected
     with open(meta) as f:
-        assert json.load(f) == {"engine": "log", "format": 2}
+        assert json.load(f) == {"engine": "log", "format": FORMAT_VERSION}
