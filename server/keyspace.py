@@ -4,7 +4,13 @@ As Redis's db.c: every read goes through one lookup that counts keyspace
 hits and misses (`read`, `exists`: the commands Redis counts), lookups made
 to write (`peek`) count nothing, and every write passes the key and value
 size limits (a refusal raises CommandError before anything is written).
-Lazy expiry will live here, in those same few functions.
+
+Expiry lives here too. Lazily: every lookup of a key whose deadline has
+passed drops it first (Redis's expireIfNeeded), so no read ever returns an
+expired key. Actively: `expire_cycle` drops due keys that nobody reads, in
+bounded time per call (Redis's active expire cycle), which the loop runs on
+a timer. Deadlines are wall-clock Unix milliseconds, as in Redis: a clock
+set forward expires keys early, one set back keeps them longer.
 
 Writes are buffered by the store and made durable by the loop's group commit
 (one flush per pass); `write_batch` makes several writes one atomic unit on
@@ -13,12 +19,18 @@ disk (MSET now; MULTI/EXEC and scripts next).
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from .errors import CommandError
 from .resp import error
 from .stats import Stats
+
+
+def now_ms() -> int:
+    """Wall-clock Unix time in milliseconds: what deadlines are measured in."""
+    return time.time_ns() // 1_000_000
 
 
 class Keyspace:
@@ -28,12 +40,55 @@ class Keyspace:
         self.max_key_size = max_key_size
         self.max_value_size = max_value_size
         self.scans = ScanCursors()
+        self.deadlines = store.deadlines
+        self._deadline_of = store.deadlines.snapshot()  # the dict itself: a cheap test
+
+    # -- expiry -------------------------------------------------------------------
+
+    def _expired(self, key: bytes) -> bool:
+        """Drop `key` if its deadline has passed; whether it did."""
+        deadline = self._deadline_of.get(key)
+        if deadline is None or deadline > now_ms():
+            return False
+        self.store.forget_expired(key)
+        self.stats.expired_keys += 1
+        return True
+
+    def deadline(self, key: bytes) -> int:
+        """The deadline of an existing key (Unix ms), 0 if it has none."""
+        return self._deadline_of.get(key, 0)
+
+    def expire_cycle(self, budget_s: float) -> bool:
+        """Drop keys past their deadline for at most about `budget_s` seconds; True if
+        time ran out with due keys left (Redis's expired_time_cap_reached)."""
+        stop = time.perf_counter() + budget_s
+        now = now_ms()
+        forget = self.store.forget_expired
+        while True:
+            due = self.store.due(now, 64)
+            for key in due:
+                forget(key)
+            self.stats.expired_keys += len(due)
+            if len(due) < 64:
+                self.stats.expired_stale_perc = 0.0
+                return False
+            if time.perf_counter() > stop:
+                self.stats.expired_time_cap_reached_count += 1
+                left = self.deadlines.overdue(now, 10_000)
+                self.stats.expired_stale_perc = 100.0 * left / max(len(self.store), 1)
+                return True
+
+    def next_deadline(self) -> int:
+        """The earliest deadline to act on (Unix ms), 0 if no key has one."""
+        return self.deadlines.next_deadline() if self._deadline_of else 0
 
     # -- reads ------------------------------------------------------------------
 
     def read(self, key: bytes) -> bytes | None:
         """The value of `key` for a read command, counted as a hit or a miss."""
         value = self.store.get(key)
+        if value is not None and self._deadline_of and self._expired(key):
+            value = None
         if value is None:
             self.stats.keyspace_misses += 1
         else:
@@ -42,6 +97,9 @@ class Keyspace:
 
     def read_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         get = self.store.get
+        if self._deadline_of:
+            for key in keys:
+                self._expired(key)
         values = [get(key) for key in keys]
         misses = values.count(None)
         self.stats.keyspace_misses += misses
@@ -49,8 +107,8 @@ class Keyspace:
         return values
 
     def exists(self, key: bytes) -> bool:
-        """Whether `key` exists, counted as a hit or a miss (EXISTS, TYPE)."""
-        if key in self.store:
+        """Whether `key` exists, counted as a hit or a miss (EXISTS, TYPE, TTL)."""
+        if key in self:
             self.stats.keyspace_hits += 1
             return True
         self.stats.keyspace_misses += 1
@@ -58,21 +116,31 @@ class Keyspace:
 
     def peek(self, key: bytes) -> bytes | None:
         """The value of `key` for a command about to write it: not counted."""
+        if self._deadline_of:
+            self._expired(key)
         return self.store.get(key)
 
     def __contains__(self, key: bytes) -> bool:
-        return key in self.store
+        if key not in self.store:
+            return False
+        return not (self._deadline_of and self._expired(key))
 
     def __len__(self) -> int:
+        """Keys held, including expired ones not yet dropped (as Redis's DBSIZE)."""
         return len(self.store)
 
     def keys(self) -> Iterator[bytes]:
-        return self.store.keys()
+        """Live keys; expired ones are skipped (not dropped, as Redis's KEYS)."""
+        keys = self.store.keys()
+        if not self._deadline_of:
+            return keys
+        now, deadline_of = now_ms(), self._deadline_of
+        return (k for k in keys if deadline_of.get(k, now + 1) > now)
 
     def scan(self, cursor: int, count: int,
              match: Callable[[bytes], bool] | None) -> tuple[int, list[bytes]] | None:
         """One SCAN step: (next cursor, keys), or None for a cursor that is not known."""
-        return self.scans.step(self.store, cursor, count, match)
+        return self.scans.step(self.store.keys, self.__contains__, cursor, count, match)
 
     # -- writes -----------------------------------------------------------------
 
@@ -81,18 +149,32 @@ class Keyspace:
         if len(key) > self.max_key_size or len(value) > self.max_value_size:
             raise CommandError(self._too_large(key, value))
 
-    def put(self, key: bytes, value: bytes) -> None:
+    def put(self, key: bytes, value: bytes, deadline: int = 0) -> None:
+        """Write `value` with a deadline (Unix ms) or none: like SET, it replaces the
+        key's deadline (`keep_deadline` keeps it)."""
         if len(key) > self.max_key_size or len(value) > self.max_value_size:
             raise CommandError(self._too_large(key, value))
-        self.store.put(key, value)
+        self.store.put(key, value, deadline)
+
+    def keep_deadline(self, key: bytes) -> int:
+        """The deadline a write that keeps the key's TTL (INCR, APPEND, SET KEEPTTL) gives."""
+        return self._deadline_of.get(key, 0) if self._deadline_of else 0
+
+    def set_deadline(self, key: bytes, deadline: int) -> bool:
+        """Give an existing key a deadline (0: none); one already passed deletes it."""
+        if deadline and deadline <= now_ms():
+            return self.store.delete(key)
+        return self.store.expire(key, deadline)
 
     def delete(self, key: bytes) -> bool:
+        if self._deadline_of and self._expired(key):
+            return False
         return self.store.delete(key)
 
-    def write_batch(self, ops: Sequence[tuple[bytes, bytes | None]]) -> None:
-        """Puts (key, value) and deletes (key, None) as one unit: every size is checked
-        before anything is written, and on disk the batch is all or nothing."""
-        for key, value in ops:
+    def write_batch(self, ops: Sequence[tuple]) -> None:
+        """Puts (key, value[, deadline]) and deletes (key, None) as one unit: every size
+        is checked before anything is written, and on disk the batch is all or nothing."""
+        for key, value, *_ in ops:
             self.check_sizes(key, value or b"")
         self.store.write_batch(ops)
 
@@ -101,6 +183,13 @@ class Keyspace:
         for key in list(self.store.keys()):
             delete(key)
         self.scans.clear()
+
+    def expiry_figures(self) -> tuple[int, int]:
+        """(keys with a deadline, their average remaining TTL in ms) for INFO keyspace."""
+        count = len(self.deadlines)
+        if not count:
+            return 0, 0
+        return count, max(0, self.deadlines.average_ms() - now_ms())
 
     def stats_of_store(self) -> dict:
         return self.store.stats()
@@ -139,11 +228,14 @@ class ScanCursors:
         self._snapshots.clear()
         self._held = 0
 
-    def step(self, store, cursor: int, count: int, match) -> tuple[int, list[bytes]] | None:
+    def step(self, keys: Callable[[], Iterable[bytes]], present: Callable[[bytes], bool],
+             cursor: int, count: int, match) -> tuple[int, list[bytes]] | None:
+        """`keys()` lists the keys at the start of a scan; `present(key)` says whether a
+        key still exists when its turn comes."""
         if cursor == 0:
             scan_id = self._next_id
             self._next_id = self._next_id % 0x7FFFFFFF + 1
-            snapshot = list(store.keys())
+            snapshot = list(keys())
             self._snapshots[scan_id] = snapshot
             self._held += len(snapshot)
             position = 0
@@ -158,11 +250,11 @@ class ScanCursors:
                                                      len(self._snapshots) > 1):
             self._forget(next(iter(self._snapshots)))
         end = min(position + count, len(snapshot))
-        keys = [k for k in snapshot[position:end] if k in store and (match is None or match(k))]
+        found = [k for k in snapshot[position:end] if present(k) and (match is None or match(k))]
         if end >= len(snapshot):
             self._forget(scan_id)
-            return 0, keys
-        return scan_id << 32 | end, keys
+            return 0, found
+        return scan_id << 32 | end, found
 
     def _forget(self, scan_id: int) -> None:
         snapshot = self._snapshots.pop(scan_id, None)

@@ -61,6 +61,9 @@ READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 RECV_SIZE = 64 * 1024
 MAX_CLIENTS = b"-ERR max number of clients reached\r\n"
 ACCEPT_PAUSE_S = 0.1
+# Active expiry, as Redis's: a cycle at most every EXPIRE_PERIOD_S while keys are due,
+# each dropping due keys for at most EXPIRE_BUDGET_S (25% of the period).
+EXPIRE_PERIOD_S, EXPIRE_BUDGET_S = 0.1, 0.025
 FD_RESERVE = 64  # descriptors kept for the store, the log, pipes and a compaction
 GATHER_ROUNDS = 4
 
@@ -106,6 +109,8 @@ class Server:
         self._pidfile: PidFile | None = None
         self._touched: set[Connection] = set()
         self._shutdown_requests: list[str] = []
+        self._last_expire = 0.0
+        self._expire_hurry = False
         # Bulks up to the request limit are read, so that an oversized key or value gets
         # its own clear error from the command rather than a protocol error.
         self._max_bulk = config.max_request_size
@@ -180,8 +185,8 @@ class Server:
         self.compaction = Compactor(self.store, policy, self._watch, self._unwatch,
                                     rate_limit=c.compaction_rate * 1e6)
         self.commit = GroupCommit(self.store, self.stats)
-        keyspace = Keyspace(self.store, self.stats, c.max_key_size, c.max_value_size)
-        self.dispatcher = Dispatcher(Context(keyspace, self.stats, c, self, self._auth),
+        self.keyspace = Keyspace(self.store, self.stats, c.max_key_size, c.max_value_size)
+        self.dispatcher = Dispatcher(Context(self.keyspace, self.stats, c, self, self._auth),
                                      self.commit)
         log.info("loaded %d keys in %.2f s", len(self.store), time.monotonic() - started)
 
@@ -253,6 +258,7 @@ class Server:
             self._shutdown(self._shutdown_requests.pop(0))
         self.timers.run_due(now)
         if not self.draining:
+            self._schedule_expiry(now)
             self.compaction.tick()
             policy = self.compaction.policy
             if policy.enabled and "auto-compaction" not in self.timers:
@@ -261,6 +267,29 @@ class Server:
                 self.timers.set("auto-compaction", policy.next_check, _nothing)
         elif not self.clients:
             self._finish()
+
+    def _schedule_expiry(self, now: float) -> None:
+        """Arm the active-expiry timer for the earliest deadline, no sooner than a period
+        after the last cycle; a cycle that ran out of time comes back next pass."""
+        next_ms = self.keyspace.next_deadline()
+        if not next_ms:
+            self.timers.cancel("expire")
+            return
+        if self._expire_hurry:
+            at = now
+        else:
+            wait = (next_ms - time.time_ns() // 1_000_000) / 1000
+            at = max(now + wait, self._last_expire + EXPIRE_PERIOD_S)
+        armed = self.timers.deadline("expire")
+        if armed is None or at < armed:
+            self.timers.set("expire", at, self._expire)
+
+    def _expire(self, now: float) -> None:
+        self._last_expire = now
+        before = self.stats.expired_keys
+        self._expire_hurry = self.keyspace.expire_cycle(EXPIRE_BUDGET_S)
+        if self.stats.expired_keys != before:
+            self.commit.dirty = True  # the sqlite engine deletes their rows
 
     # -- accepting ----------------------------------------------------------------------
 

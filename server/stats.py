@@ -15,6 +15,7 @@ class Stats:
         "connections_received", "commands_processed", "writes_processed", "flushes",
         "failed_flushes", "net_input_bytes", "net_output_bytes", "rejected_connections",
         "keyspace_hits", "keyspace_misses", "error_replies", "protocol_errors", "signals_received",
+        "expired_keys", "expired_stale_perc", "expired_time_cap_reached_count",
     )
     __slots__ = FIELDS + ("_samples", "_next_sample")
 

@@ -25,6 +25,10 @@ class Timers:
     def __contains__(self, name: str) -> bool:
         return name in self._timers
 
+    def deadline(self, name: str) -> float | None:
+        entry = self._timers.get(name)
+        return None if entry is None else entry[0]
+
     def timeout(self, now: float) -> float | None:
         """Seconds until the nearest deadline (0 if one is due), None if there is none."""
         if not self._timers:

@@ -101,6 +101,9 @@ def _stats(ctx: Context, figures: dict) -> dict:
         "total_net_input_bytes": s.net_input_bytes,
         "total_net_output_bytes": s.net_output_bytes,
         "rejected_connections": s.rejected_connections,
+        "expired_keys": s.expired_keys,
+        "expired_stale_perc": f"{s.expired_stale_perc:.2f}",
+        "expired_time_cap_reached_count": s.expired_time_cap_reached_count,
         "keyspace_hits": s.keyspace_hits,
         "keyspace_misses": s.keyspace_misses,
         "total_error_replies": s.error_replies,
@@ -129,7 +132,8 @@ def _cpu(ctx: Context, figures: dict) -> dict:
 
 def _keyspace(ctx: Context, figures: dict) -> dict:
     keys = len(ctx.keyspace)
-    return {"db0": f"keys={keys},expires=0,avg_ttl=0"} if keys else {}
+    expires, avg_ttl = ctx.keyspace.expiry_figures()
+    return {"db0": f"keys={keys},expires={expires},avg_ttl={avg_ttl}"} if keys else {}
 
 
 _SECTIONS = {

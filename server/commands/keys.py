@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 from ..glob import compile_glob
 from ..protocol import parse_strict_int
-from ..resp import OK, array, bulk, error, integer, status
-from .common import NOT_INTEGER, SYNTAX
-from .strings import NO_EXPIRY
+from ..keyspace import now_ms
+from ..resp import ONE, OK, ZERO, array, bulk, error, integer, status
+from .common import INT64_MAX, INT64_MIN, NOT_INTEGER, SYNTAX
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -81,11 +81,70 @@ def type_(ctx: Context, conn: Connection, args: list) -> bytes:
 
 
 def ttl(ctx: Context, conn: Connection, args: list) -> bytes:
-    return integer(-1 if ctx.keyspace.exists(args[1]) else -2)  # -1: exists without expiry
+    """TTL, PTTL, EXPIRETIME, PEXPIRETIME: -2 no key, -1 no deadline."""
+    if not ctx.keyspace.exists(args[1]):
+        return integer(-2)
+    deadline = ctx.keyspace.deadline(args[1])
+    if not deadline:
+        return integer(-1)
+    name = args[0].upper()
+    left = max(0, deadline if name.endswith(b"EXPIRETIME") else deadline - now_ms())
+    return integer(left if name.startswith(b"P") else (left + 500) // 1000)
+
+
+_EXPIRE_FLAGS = (b"NX", b"XX", b"GT", b"LT")
+_EXPIRE_BASE = {b"EXPIRE": (1000, True), b"PEXPIRE": (1, True), b"EXPIREAT": (1000, False),
+                b"PEXPIREAT": (1, False)}  # ms per unit, relative to now
 
 
 def expire(ctx: Context, conn: Connection, args: list) -> bytes:
-    return NO_EXPIRY
+    """EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT key time [NX|XX|GT|LT] (expireGenericCommand)."""
+    flags = set()
+    for option in args[3:]:
+        opt = option.split(b"\0", 1)[0].upper()
+        if opt not in _EXPIRE_FLAGS:
+            return error(b"ERR Unsupported option " + option.split(b"\0", 1)[0])
+        flags.add(opt)
+    if b"NX" in flags and flags & {b"XX", b"GT", b"LT"}:
+        return error("ERR NX and XX, GT or LT options at the same time are not compatible")
+    if {b"GT", b"LT"} <= flags:
+        return error("ERR GT and LT options at the same time are not compatible")
+    when = parse_strict_int(args[2])
+    if when is None:
+        return NOT_INTEGER
+    per_unit, relative = _EXPIRE_BASE[args[0].upper()]
+    name = args[0].decode(errors="replace").lower()
+    if per_unit == 1000 and not -(-INT64_MIN // 1000) <= when <= INT64_MAX // 1000:  # C's /
+        return error(f"ERR invalid expire time in '{name}' command")
+    when *= per_unit
+    base = now_ms() if relative else 0
+    if when > INT64_MAX - base:
+        return error(f"ERR invalid expire time in '{name}' command")
+    when += base
+    keyspace, key = ctx.keyspace, args[1]
+    if key not in keyspace:
+        return ZERO
+    if flags:
+        current = keyspace.deadline(key) or None  # None: no deadline, "infinite"
+        if (b"NX" in flags and current is not None) or (b"XX" in flags and current is None):
+            return ZERO
+        if b"GT" in flags and (current is None or when <= current):
+            return ZERO
+        if b"LT" in flags and current is not None and when >= current:
+            return ZERO
+    if when <= now_ms():  # a deadline already passed deletes the key, as in Redis 7
+        keyspace.delete(key)
+    else:
+        keyspace.set_deadline(key, when)
+    return ONE
+
+
+def persist(ctx: Context, conn: Connection, args: list) -> bytes:
+    keyspace, key = ctx.keyspace, args[1]
+    if key in keyspace and keyspace.deadline(key):
+        keyspace.set_deadline(key, 0)
+        return ONE
+    return ZERO
 
 
 def flushall(ctx: Context, conn: Connection, args: list) -> bytes:
@@ -106,8 +165,13 @@ COMMANDS = [
     ("type", type_, 2, False),
     ("ttl", ttl, 2, False),
     ("pttl", ttl, 2, False),
-    ("expire", expire, -3, False),
-    ("pexpire", expire, -3, False),
+    ("expiretime", ttl, 2, False),
+    ("pexpiretime", ttl, 2, False),
+    ("expire", expire, -3, True),
+    ("pexpire", expire, -3, True),
+    ("expireat", expire, -3, True),
+    ("pexpireat", expire, -3, True),
+    ("persist", persist, 2, True),
     ("flushdb", flushall, -1, True),
     ("flushall", flushall, -1, True),
 ]

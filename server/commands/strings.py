@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..keyspace import now_ms
 from ..protocol import parse_strict_int
 from ..resp import OK, bulk, error, integer
 from .common import INT64_MAX, INT64_MIN, NOT_INTEGER, SYNTAX, wrong_arity
@@ -13,9 +14,69 @@ if TYPE_CHECKING:
     from ..context import Context
 
 OVERFLOW = error("ERR increment or decrement would overflow")
-NO_EXPIRY = error(
-    "ERR kvd does not support key expiry (EX, PX, EXAT, PXAT, EXPIRE...); nothing was written"
-)
+LLONG_MAX = INT64_MAX
+
+# SET's and GETEX's options (Redis's parseExtendedStringArgumentsOrReply): which each
+# excludes, and which command may take it.
+_EXPIRY_UNITS = {b"EX": (1000, True), b"PX": (1, True), b"EXAT": (1000, False),
+                 b"PXAT": (1, False)}  # ms per unit, relative to now
+_EXCLUDES = {
+    b"NX": {b"XX"}, b"XX": {b"NX"}, b"GET": set(),
+    b"KEEPTTL": {b"PERSIST", b"EX", b"EXAT", b"PX", b"PXAT"},
+    b"PERSIST": {b"EX", b"EXAT", b"PX", b"PXAT", b"KEEPTTL"},
+    **{unit: {b"KEEPTTL", b"PERSIST", b"EX", b"EXAT", b"PX", b"PXAT"} - {unit}
+       for unit in _EXPIRY_UNITS},
+}
+_SET_ONLY, _GET_ONLY = {b"NX", b"XX", b"GET", b"KEEPTTL"}, {b"PERSIST"}
+
+
+class _Options:
+    __slots__ = ("flags", "expire", "unit")
+
+    def __init__(self) -> None:
+        self.flags: set[bytes] = set()
+        self.expire: bytes | None = None
+        self.unit = b""
+
+
+def parse_options(args: list, first: int, for_set: bool) -> _Options | bytes:
+    """The options from args[first:], or Redis's syntax error reply."""
+    options = _Options()
+    j = first
+    while j < len(args):
+        opt = args[j].split(b"\0", 1)[0].upper()  # Redis reads each as a C string
+        has_next = j + 1 < len(args)
+        if (opt not in _EXCLUDES or _EXCLUDES[opt] & options.flags
+                or opt in (_GET_ONLY if for_set else _SET_ONLY)
+                or (opt in _EXPIRY_UNITS and not has_next)):
+            return SYNTAX
+        options.flags.add(opt)
+        if opt in _EXPIRY_UNITS:
+            options.unit, options.expire = opt, args[j + 1]
+            j += 1
+        j += 1
+    return options
+
+
+def deadline_of(options: _Options, command: str) -> int | bytes:
+    """The absolute deadline (Unix ms) the options give, or Redis's error reply
+    (getExpireMillisecondsOrReply)."""
+    amount = parse_strict_int(options.expire)
+    if amount is None:
+        return NOT_INTEGER
+    per_unit, relative = _EXPIRY_UNITS[options.unit]
+    if amount <= 0 or (per_unit == 1000 and amount > LLONG_MAX // 1000):
+        return invalid_expire(command)
+    amount *= per_unit
+    if relative:
+        amount += now_ms()
+        if amount > LLONG_MAX:  # C's overflow, which Redis sees as a non-positive result
+            return invalid_expire(command)
+    return amount
+
+
+def invalid_expire(command: str) -> bytes:
+    return error(f"ERR invalid expire time in '{command}' command")
 
 
 def get(ctx: Context, conn: Connection, args: list) -> bytes:
@@ -29,30 +90,56 @@ def set_(ctx: Context, conn: Connection, args: list) -> bytes:
     if len(args) == 3:  # the plain SET every benchmark sends
         keyspace.put(key, value)
         return OK
-    nx = xx = get = False
-    i = 3
-    while i < len(args):
-        option = args[i].upper()
-        if option == b"NX" and not xx:
-            nx = True
-        elif option == b"XX" and not nx:
-            xx = True
-        elif option == b"GET":
-            get = True
-        elif option == b"KEEPTTL":
-            pass  # no key has a TTL, so keeping it is what already happens
-        elif option in (b"EX", b"PX", b"EXAT", b"PXAT") and i + 1 < len(args):
-            return NO_EXPIRY
-        else:
-            return SYNTAX
-        i += 1
+    options = parse_options(args, 3, for_set=True)
+    if isinstance(options, bytes):
+        return options
+    return _set(ctx, conn, key, value, options, "set")
+
+
+def _set(ctx: Context, conn: Connection, key: bytes, value: bytes, options: _Options,
+         command: str) -> bytes:
+    """setGenericCommand: SET with options, SETEX, PSETEX."""
+    keyspace, flags = ctx.keyspace, options.flags
+    deadline = 0
+    if options.expire is not None:
+        deadline = deadline_of(options, command)
+        if isinstance(deadline, bytes):
+            return deadline
     keyspace.check_sizes(key, value)
+    get = b"GET" in flags
     old = keyspace.read(key) if get else None
     exists = old is not None if get else (key in keyspace)
-    if (nx and exists) or (xx and not exists):
+    if (b"NX" in flags and exists) or (b"XX" in flags and not exists):
         return conn.resp.bulk_or_null(old) if get else conn.resp.null
-    keyspace.put(key, value)
+    if b"KEEPTTL" in flags:
+        deadline = keyspace.keep_deadline(key)
+    keyspace.put(key, value, deadline)
     return conn.resp.bulk_or_null(old) if get else OK
+
+
+def setex(ctx: Context, conn: Connection, args: list) -> bytes:
+    options = _Options()
+    options.unit, options.expire = (b"EX" if args[0].upper() == b"SETEX" else b"PX"), args[2]
+    return _set(ctx, conn, args[1], args[3], options, args[0].decode(errors="replace").lower())
+
+
+def getex(ctx: Context, conn: Connection, args: list) -> bytes:
+    """GETEX key [EX|PX|EXAT|PXAT time | PERSIST]: GET that sets or removes the TTL."""
+    options = parse_options(args, 2, for_set=False)
+    if isinstance(options, bytes):
+        return options
+    keyspace, key = ctx.keyspace, args[1]
+    value = keyspace.read(key)
+    if value is None:
+        return conn.resp.null
+    if options.expire is not None:
+        deadline = deadline_of(options, "getex")
+        if isinstance(deadline, bytes):
+            return deadline
+        keyspace.set_deadline(key, deadline)
+    elif b"PERSIST" in options.flags:
+        keyspace.set_deadline(key, 0)
+    return bulk(value)
 
 
 def getset(ctx: Context, conn: Connection, args: list) -> bytes:
@@ -83,7 +170,7 @@ def mset(ctx: Context, conn: Connection, args: list) -> bytes:
 def append(ctx: Context, conn: Connection, args: list) -> bytes:
     key = args[1]
     value = (ctx.keyspace.peek(key) or b"") + args[2]
-    ctx.keyspace.put(key, value)
+    ctx.keyspace.put(key, value, ctx.keyspace.keep_deadline(key))
     return integer(len(value))
 
 
@@ -100,7 +187,7 @@ def _add(ctx: Context, key: bytes, delta: int) -> bytes:
     result = current + delta
     if not INT64_MIN <= result <= INT64_MAX:
         return OVERFLOW
-    ctx.keyspace.put(key, b"%d" % result)
+    ctx.keyspace.put(key, b"%d" % result, ctx.keyspace.keep_deadline(key))
     return integer(result)
 
 
@@ -130,6 +217,9 @@ def decrby(ctx: Context, conn: Connection, args: list) -> bytes:
 COMMANDS = [
     ("get", get, 2, False),
     ("set", set_, -3, True),
+    ("setex", setex, 4, True),
+    ("psetex", setex, 4, True),
+    ("getex", getex, -2, True),
     ("getset", getset, 3, True),
     ("getdel", getdel, 2, True),
     ("mget", mget, -2, False),

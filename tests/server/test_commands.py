@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 import pytest
 import redis
+
+from tests.kvd_process import wait_for
 
 
 @pytest.fixture(params=[3, 2], ids=["resp3", "resp2"])
@@ -41,14 +44,84 @@ def test_set_options(r):
         r.execute_command("SET", "k", "v", "BOGUS")
 
 
-@pytest.mark.parametrize("option", [{"ex": 10}, {"px": 100}, {"exat": 2_000_000_000},
-                                    {"pxat": 2_000_000_000_000}])
-def test_expiry_is_refused_not_ignored(r, option):
-    with pytest.raises(redis.ResponseError, match="does not support key expiry"):
-        r.set("ttl", "v", **option)
-    assert r.get("ttl") is None
-    with pytest.raises(redis.ResponseError, match="does not support key expiry"):
-        r.expire("ttl", 10)
+def test_set_with_a_ttl_and_the_ttl_commands(r):
+    now = time.time()
+    assert r.set("ex", "v", ex=100) is True
+    assert r.set("px", "v", px=100_000) is True
+    assert r.set("exat", "v", exat=int(now) + 100) is True
+    assert r.set("pxat", "v", pxat=int(now * 1000) + 100_000) is True
+    for key in ("ex", "px", "exat", "pxat"):
+        assert 98 <= r.ttl(key) <= 100 and 98_000 <= r.pttl(key) <= 100_000
+        assert r.get(key) == b"v"
+    assert abs(r.expiretime("exat") - (int(now) + 100)) <= 1
+    assert r.ttl("nope") == -2 and r.pttl("nope") == -2
+    r.set("plain", "v")
+    assert r.ttl("plain") == -1 and r.expiretime("plain") == -1
+    assert r.execute_command("SETEX", "sx", 100, "v") in (True, b"OK")
+    assert r.execute_command("PSETEX", "psx", 100_000, "v") in (True, b"OK")
+    assert r.ttl("sx") == 100 and 99 <= r.ttl("psx") <= 100
+    with pytest.raises(redis.ResponseError, match="invalid expire time in 'set' command"):
+        r.set("bad", "v", ex=0)
+    with pytest.raises(redis.ResponseError, match="invalid expire time in 'setex' command"):
+        r.execute_command("SETEX", "bad", -1, "v")
+    assert r.exists("bad") == 0
+
+
+def test_what_keeps_and_what_clears_a_ttl(r):
+    r.set("k", "1", ex=100)
+    r.incr("k")
+    r.append("k", "0")
+    assert r.get("k") == b"20" and r.ttl("k") == 100  # INCR and APPEND keep it
+    r.set("k", "3", keepttl=True)
+    assert r.ttl("k") == 100
+    r.set("k", "4")
+    assert r.ttl("k") == -1  # a plain SET clears it
+    r.set("k", "5", ex=100)
+    r.getset("k", "6")
+    assert r.ttl("k") == -1
+    r.set("k", "7", ex=100)
+    r.mset({"k": "8"})
+    assert r.ttl("k") == -1
+
+
+def test_expire_family_options_and_persist(r):
+    r.set("k", "v")
+    assert r.expire("nope", 10) is False
+    assert r.expire("k", 100, xx=True) is False  # no TTL yet
+    assert r.expire("k", 100, nx=True) is True and r.ttl("k") == 100
+    assert r.expire("k", 50, gt=True) is False and r.expire("k", 200, gt=True) is True
+    assert r.expire("k", 300, lt=True) is False and r.pexpire("k", 150_000, lt=True) is True
+    assert 149 <= r.ttl("k") <= 150
+    assert r.expireat("k", int(time.time()) + 500) is True and 499 <= r.ttl("k") <= 500
+    assert r.pexpireat("k", int(time.time() * 1000) + 600_000) is True
+    assert r.persist("k") is True and r.ttl("k") == -1 and r.persist("k") is False
+    with pytest.raises(redis.ResponseError, match="NX and XX, GT or LT options at the same time"):
+        r.execute_command("EXPIRE", "k", 10, "NX", "GT")
+    with pytest.raises(redis.ResponseError, match="Unsupported option FOO"):
+        r.execute_command("EXPIRE", "k", 10, "FOO")
+    assert r.expire("k", -1) is True and r.exists("k") == 0  # a deadline passed deletes
+
+
+def test_getex(r):
+    r.set("k", "v")
+    assert r.getex("k", ex=100) == b"v" and r.ttl("k") == 100
+    assert r.getex("k", persist=True) == b"v" and r.ttl("k") == -1
+    assert r.getex("nope", ex=10) is None
+    assert r.getex("k", pxat=int(time.time() * 1000) - 1) == b"v"
+    assert r.exists("k") == 0
+
+
+def test_keys_expire_when_read_and_when_nobody_reads_them(r):
+    r.set("read", "v", px=50)
+    r.set("unread", "v", px=50)
+    r.set("kept", "v", ex=100)
+    wait_for(lambda: r.get("read") is None, 10, "a read to find the key expired")
+    assert r.exists("read") == 0 and "read" not in [k.decode() for k in r.keys("*")]
+    wait_for(lambda: r.dbsize() == 1, 10, "active expiry to drop the unread key")
+    assert r.keys("*") == [b"kept"]
+    stats = r.info("stats")
+    assert stats["expired_keys"] >= 2 and "expired_stale_perc" in stats
+    assert r.info("keyspace")["db0"]["expires"] == 1
 
 
 def test_del_exists_mget_mset_dbsize(r):

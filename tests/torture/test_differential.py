@@ -23,6 +23,20 @@ VALUES = st.sampled_from([
 KEYS = st.sampled_from([b"a", b"b", b"c", b"", b"\x00\r\n", b"key:1", b"key:2", b"k?y", b"[k]"])
 INTS = st.sampled_from([b"1", b"-1", b"0", b"100", b" 1", b"x", b"9223372036854775807",
                         b"-9223372036854775808", b"9223372036854775808"])
+# Times that cannot run out while a sequence runs (the two servers are asked ms apart),
+# past ones, and invalid or overflowing ones.
+SECONDS = st.sampled_from([b"100", b"10000", b"0", b"-1", b"x", b"1.5", b"4000000000",
+                           b"9223372036854775", b"9223372036854776", b"9223372036854775807",
+                           b"-9223372036854775808"])
+MILLIS = st.sampled_from([b"100000", b"0", b"-1", b"x", b"4000000000000", b"9223372036854775807"])
+AT_SECONDS = st.sampled_from([b"1", b"4000000000", b"0", b"-1"])
+AT_MILLIS = st.sampled_from([b"1", b"4000000000000", b"0"])
+TTL_OPTION = st.one_of(
+    st.tuples(st.just(b"EX"), SECONDS), st.tuples(st.just(b"PX"), MILLIS),
+    st.tuples(st.just(b"EXAT"), AT_SECONDS), st.tuples(st.just(b"PXAT"), AT_MILLIS),
+).map(list)
+EXPIRE_FLAGS = st.lists(st.sampled_from([b"NX", b"XX", b"GT", b"LT", b"nx", b"BOGUS"]),
+                        max_size=2)
 PATTERNS = st.sampled_from([b"*", b"key:*", b"?", b"k[?]y", b"\\[k\\]", b"[^a]", b"*:[12]"])
 
 COMMANDS = st.one_of(
@@ -63,6 +77,23 @@ COMMANDS = st.one_of(
     st.tuples(st.just(b"CONFIG"), st.just(b"GET"), st.sampled_from([b"nosuch*", b"nosuch"])),
     st.tuples(st.just(b"HELLO"), st.sampled_from([b"4", b"1", b"x", b"-1"])),
     st.tuples(st.just(b"HELLO"), st.just(b"3"), st.sampled_from([b"SETNAME", b"AUTH", b"NOPE"])),
+    # Expiry
+    st.builds(lambda k, v, ttl, extra: (b"SET", k, v, *ttl, *extra), KEYS, VALUES, TTL_OPTION,
+              st.lists(st.sampled_from([b"NX", b"XX", b"GET", b"KEEPTTL", b"EX", b"PERSIST"]),
+                       max_size=2)),
+    st.tuples(st.just(b"SETEX"), KEYS, SECONDS, VALUES),
+    st.tuples(st.just(b"PSETEX"), KEYS, MILLIS, VALUES),
+    st.builds(lambda k, o: (b"GETEX", k, *o), KEYS,
+              st.one_of(st.just([]), st.just([b"PERSIST"]), TTL_OPTION,
+                        st.just([b"EX"]), st.just([b"KEEPTTL"]))),
+    st.builds(lambda c, k, t, f: (c, k, t, *f), st.just(b"EXPIRE"), KEYS, SECONDS, EXPIRE_FLAGS),
+    st.builds(lambda c, k, t, f: (c, k, t, *f), st.just(b"PEXPIRE"), KEYS, MILLIS, EXPIRE_FLAGS),
+    st.builds(lambda c, k, t, f: (c, k, t, *f), st.just(b"EXPIREAT"), KEYS, AT_SECONDS,
+              EXPIRE_FLAGS),
+    st.builds(lambda c, k, t, f: (c, k, t, *f), st.just(b"PEXPIREAT"), KEYS, AT_MILLIS,
+              EXPIRE_FLAGS),
+    st.tuples(st.sampled_from([b"PERSIST", b"TTL", b"PTTL", b"EXPIRETIME", b"PEXPIRETIME"]), KEYS),
+    st.tuples(st.sampled_from([b"INCR", b"APPEND"]), KEYS),
 )
 
 
@@ -103,6 +134,26 @@ def comparable(command: tuple, result: object, exact: bool) -> object:
         return ("error", str(result) if exact else "")
     if command[0] == b"KEYS":
         return sorted(result)
+    return around(command, result)
+
+
+class Around:
+    """A time reply equal to another within `slack` (the servers are asked ms apart)."""
+
+    def __init__(self, value: int, slack: int) -> None:
+        self.value, self.slack = value, slack
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Around) and abs(self.value - other.value) <= self.slack
+
+    def __repr__(self) -> str:
+        return f"~{self.value}"
+
+
+def around(command: tuple, result: object) -> object:
+    slack = {b"PTTL": 1000, b"PEXPIRETIME": 1000, b"EXPIRETIME": 1, b"TTL": 1}
+    if command[0].upper() in slack and isinstance(result, int) and result >= 0:
+        return Around(result, slack[command[0].upper()])
     return result
 
 
@@ -192,6 +243,8 @@ def comparable_bytes(command: tuple, reply: bytes) -> object:
         reader = hiredis.Reader()
         reader.feed(reply)
         return sorted(reader.gets())
+    if reply.startswith(b":"):
+        return around(command, int(reply[1:]))
     return reply
 
 
@@ -206,6 +259,34 @@ def test_kvd_answers_byte_for_byte_like_redis(raw_servers, protocol, commands):
         for command in commands:
             actual, expected = (comparable_bytes(command, c.call(command)) for c in clients)
             assert actual == expected, f"{command!r:.200}: kvd {actual!r:.200} vs Redis {expected!r:.200}"
+    finally:
+        for client in clients:
+            client.close()
+
+
+FIXED = [  # boundaries random sequences rarely hit
+    [(b"SET", b"k", b"v"), (b"EXPIREAT", b"k", b"4000000000"),
+     (b"EXPIREAT", b"k", b"4000000000", b"GT"), (b"EXPIREAT", b"k", b"4000000000", b"LT"),
+     (b"EXPIREAT", b"k", b"4000000001", b"GT"), (b"EXPIREAT", b"k", b"3999999999", b"LT"),
+     (b"EXPIRETIME", b"k"), (b"PERSIST", b"k"), (b"EXPIREAT", b"k", b"4000000000", b"LT"),
+     (b"PERSIST", b"k"), (b"EXPIREAT", b"k", b"4000000000", b"GT"), (b"TTL", b"k")],
+    [(b"SET", b"k", b"v", b"PXAT", b"1"), (b"EXISTS", b"k"), (b"DBSIZE",), (b"SET", b"k", b"v"),
+     (b"EXPIRE", b"k", b"0"), (b"EXISTS", b"k"), (b"SET", b"k", b"v", b"EX", b"100", b"GET"),
+     (b"SET", b"k", b"w", b"KEEPTTL", b"GET"), (b"TTL", b"k"), (b"GETEX", b"k", b"EXAT", b"1"),
+     (b"GET", b"k")],
+]
+
+
+@pytest.mark.parametrize("protocol", [2, 3], ids=["resp2", "resp3"])
+@pytest.mark.parametrize("sequence", FIXED, ids=["gt-lt-equal", "past-deadlines"])
+def test_fixed_sequences_byte_for_byte(raw_servers, protocol, sequence):
+    clients = [RawClient(address, protocol) for address in raw_servers]
+    try:
+        for client in clients:
+            client.call((b"FLUSHALL",))
+        for command in sequence:
+            actual, expected = (comparable_bytes(command, c.call(command)) for c in clients)
+            assert actual == expected, f"{command!r}: kvd {actual!r} vs Redis {expected!r}"
     finally:
         for client in clients:
             client.close()
