@@ -159,13 +159,18 @@ def main(ctx: click.Context, socket, host, port, pidfile, password, password_fil
 @click.argument("key")
 @click.argument("value", required=False)
 @click.option("--file", "path", type=click.File("rb"), help="Read the value from this file.")
+@click.option("--ttl", type=click.IntRange(1), metavar="SECONDS",
+              help="Expire the key after SECONDS (as SET ... EX).")
 @click.pass_obj
-def put(settings: Settings, key: str, value: str | None, path) -> None:
+def put(settings: Settings, key: str, value: str | None, path, ttl: int | None) -> None:
     """Set KEY to VALUE (VALUE '-' reads stdin; or --file PATH). Silent on success.
+
+    Without --ttl the key never expires (a TTL it had is cleared, as SET does).
 
     \b
     Examples:
       kvctl put greeting hello
+      kvctl put session:42 token --ttl 3600
       tar c dir | kvctl put backup -
       kvctl put config --file settings.json
     """
@@ -177,7 +182,24 @@ def put(settings: Settings, key: str, value: str | None, path) -> None:
         data = sys.stdin.buffer.read()
     else:
         data = os.fsencode(value)
-    settings.client().set(_key(key), data)
+    settings.client().set(_key(key), data, ex=ttl)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("key")
+@click.pass_obj
+def ttl(settings: Settings, key: str) -> None:
+    """Print the seconds until KEY expires, or 'none' if it never does (exit 1 if there is
+    no such key).
+
+    \b
+    Example:
+      kvctl ttl session:42
+    """
+    seconds = settings.client().ttl(_key(key))
+    if seconds == -2:
+        raise Failure(f"no such key: {key}", EXIT_NOT_FOUND)
+    click.echo("none" if seconds == -1 else seconds)
 
 
 @main.command(context_settings=CONTEXT)
@@ -286,8 +308,10 @@ def stats(settings: Settings, as_json: bool) -> None:
     if info["compaction_in_progress"]:
         total = info["compaction_bytes_total"] or 1
         running = f" (one running: {100 * info['compaction_bytes_done'] / total:.0f}%)"
+    keyspace = info.get("db0", {})
     rows = [
-        ("keys", f"{info.get('db0', {}).get('keys', 0):,}"),
+        ("keys", f"{keyspace.get('keys', 0):,} ({keyspace.get('expires', 0):,} with a TTL, "
+                 f"{info['expired_keys']:,} expired since start)"),
         ("memory (RSS)", _human(info["used_memory_rss"])),
         ("live data", _human(info["live_bytes"])),
         ("garbage", f"{_human(info['dead_bytes'])} ({float(info['garbage_ratio']) * 100:.1f}% of "

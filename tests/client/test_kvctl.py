@@ -60,9 +60,21 @@ def test_keys_streams_matches_and_handles_newlines(kvd):
     assert kvctl(kvd, "keys", "nomatch*").stdout == b""
 
 
+def test_put_with_a_ttl_and_ttl(kvd):
+    assert kvctl(kvd, "put", "session", "token", "--ttl", "3600").returncode == 0
+    assert kvctl(kvd, "ttl", "session").stdout == b"3600\n"
+    assert kvctl(kvd, "put", "session", "token").returncode == 0  # a plain put clears it
+    assert kvctl(kvd, "ttl", "session").stdout == b"none\n"
+    missing = kvctl(kvd, "ttl", "nope")
+    assert (missing.returncode, missing.stderr) == (1, b"kvctl: no such key: nope\n")
+    assert kvctl(kvd, "put", "k", "v", "--ttl", "0").returncode == 2  # usage error
+
+
 def test_stats_table_and_json(kvd):
     kvd.client().mset({"a": "1", "b": "2"})
+    kvd.client().expire("a", 100)
     table = kvctl(kvd, "stats").stdout.decode()
+    assert "2 (1 with a TTL, 0 expired since start)" in table
     for label in ("keys", "memory", "live data", "garbage", "compactions", "last compaction",
                   "clients", "uptime", "engine / fsync"):
         assert label in table

@@ -22,42 +22,79 @@ KILLS_IN_TEST = 50
 KEYS = 400
 
 
+class Write:
+    """One write: its value (None: a delete) and, for a key given a TTL (`px` ms), when it
+    was sent and acknowledged -- the server's deadline lies between the two plus `px`."""
+
+    __slots__ = ("value", "px", "sent", "acked")
+
+    def __init__(self, value: bytes | None, px: int, sent: float) -> None:
+        self.value, self.px, self.sent, self.acked = value, px, sent, None
+
+    def visible(self, start: float, end: float) -> set:
+        """What a read made between `start` and `end` may return."""
+        if self.value is None or not self.px:
+            return {self.value}
+        earliest = self.sent + self.px / 1000
+        latest = (self.acked or end) + self.px / 1000
+        if end < earliest:
+            return {self.value}
+        if start > latest:
+            return {None}
+        return {self.value, None}
+
+
 class Model:
-    """What each key may hold: its acknowledged value, plus the in-flight writes whose
-    outcome a kill left unknown (either is correct until the next read settles it)."""
+    """What each key may hold: its acknowledged write, plus the in-flight writes whose
+    outcome a kill left unknown (either is correct until the next read settles it), each
+    seen through its TTL."""
 
     def __init__(self) -> None:
-        self.acked: dict[bytes, bytes | None] = {}
-        self.maybe: dict[bytes, set] = {}
+        self.acked: dict[bytes, Write] = {}
+        self.maybe: dict[bytes, list[Write]] = {}
         self.lock = threading.Lock()
+        self.ttl_keys_checked = 0
 
-    def ack(self, key: bytes, value: bytes | None) -> None:
+    def ack(self, key: bytes, write: Write) -> None:
+        write.acked = time.time()
         with self.lock:
-            self.acked[key] = value
+            self.acked[key] = write
             self.maybe.pop(key, None)
 
-    def unknown(self, key: bytes, value: bytes | None) -> None:
+    def unknown(self, key: bytes, write: Write) -> None:
         with self.lock:
-            self.maybe.setdefault(key, set()).add(value)
+            self.maybe.setdefault(key, []).append(write)
 
     def check_and_settle(self, client: redis.Redis) -> None:
         keys = sorted(set(self.acked) | set(self.maybe))
         if not keys:
             return
+        start = time.time()
         actual = dict(zip(keys, client.mget(keys)))
+        end = time.time()
         for key in keys:
-            allowed = {self.acked.get(key)} | self.maybe.get(key, set())
+            before = self.acked.get(key) or Write(None, 0, start)  # never written: absent
+            writes = self.maybe.get(key, []) + [before]
+            allowed = set().union(*(w.visible(start, end) for w in writes))
             assert actual[key] in allowed, (
-                f"{key!r} holds {actual[key]!r:.60}; acknowledged {self.acked.get(key)!r:.60}, "
+                f"{key!r} holds {actual[key]!r:.60}; acknowledged "
+                f"{self.acked[key].value if key in self.acked else None!r:.60}, "
                 f"in flight {len(self.maybe.get(key, ()))}"
             )
-            self.acked[key] = actual[key]
+            self.ttl_keys_checked += any(w.px for w in writes)
+            settled = next((w for w in writes if w.value == actual[key]), None)
+            if settled is None or actual[key] is None:
+                settled = Write(None, 0, end)
+            settled.acked = settled.acked or end
+            self.acked[key] = settled
         self.maybe.clear()
 
 
 def writer(server: Daemon, model: Model, seed: int, pipelined: bool, stop: threading.Event) -> None:
     """Each writer owns its keys (the pipelined one "p:", the other "s:"), so the order of
-    its acknowledgements is the order the server applied its writes to them."""
+    its acknowledgements is the order the server applied its writes to them. Some writes
+    carry a TTL: an hour (the key must survive every kill) or under half a second (it
+    expires during the run, around kills and restarts)."""
     rng = random.Random(seed)
     prefix = b"p:" if pipelined else b"s:"
     client = server.client(socket_timeout=10)
@@ -67,29 +104,37 @@ def writer(server: Daemon, model: Model, seed: int, pipelined: bool, stop: threa
         for _ in range(rng.randrange(1, 20) if pipelined else 1):
             key = prefix + b"k%d" % rng.randrange(KEYS)
             value = None if rng.random() < 0.2 else b"%d:%d:" % (seed, n) + b"x" * rng.randrange(300)
-            batch.append((key, value))
+            roll = rng.random()
+            px = 0 if roll < 0.7 or value is None else 3_600_000 if roll < 0.85 else rng.randrange(50, 500)
+            batch.append((key, Write(value, px, time.time())))
             n += 1
-        for key, value in batch:
-            model.unknown(key, value)
+        for key, write in batch:
+            model.unknown(key, write)
         try:
             if pipelined:
                 pipe = client.pipeline(transaction=False)
-                for key, value in batch:
-                    pipe.delete(key) if value is None else pipe.set(key, value)
+                for key, write in batch:
+                    if write.value is None:
+                        pipe.delete(key)
+                    else:
+                        pipe.set(key, write.value, px=write.px or None)
                 pipe.execute()
             else:
-                key, value = batch[0]
-                client.delete(key) if value is None else client.set(key, value)
+                key, write = batch[0]
+                if write.value is None:
+                    client.delete(key)
+                else:
+                    client.set(key, write.value, px=write.px or None)
         except (redis.ConnectionError, redis.TimeoutError):
             return  # killed: the batch stays "in flight"
         except redis.ResponseError as exc:
             assert "shutting down" in str(exc), exc
             return  # refused by the drain (a pipeline may be partly applied): "in flight"
-        for key, value in batch:
-            model.ack(key, value)
+        for key, write in batch:
+            model.ack(key, write)
 
 
-def torture(tmp_path, kills: int | None, minutes: float | None) -> int:
+def torture(tmp_path, kills: int | None, minutes: float | None) -> tuple[int, int]:
     # Compactions come from SIGUSR1 only, so that right after a restart nothing but
     # recovery has touched the directory and any leftover file is a real one.
     server = Daemon(tmp_path / "srv", ["--segment-size=65536", "--no-auto-compact"], tcp=False)
@@ -134,11 +179,13 @@ def torture(tmp_path, kills: int | None, minutes: float | None) -> int:
         assert len(model.acked) > KEYS // 2, "the writers barely wrote anything"
     finally:
         server.cleanup()
-    return done
+    return done, model.ttl_keys_checked
 
 
 def test_crash_torture(tmp_path):
     minutes = float(os.environ.get("KVD_TORTURE_MINUTES", "0") or 0)
-    done = torture(tmp_path, KILLS_IN_TEST, minutes or None)
-    print(f"crash torture: {done} SIGKILLs, every restart checked")
+    done, ttl_checks = torture(tmp_path, KILLS_IN_TEST, minutes or None)
+    print(f"crash torture: {done} SIGKILLs, every restart checked "
+          f"({ttl_checks} checks of keys written with a TTL)")
+    assert ttl_checks > 0
     assert done >= (KILLS_IN_TEST if not minutes else 1)
