@@ -76,10 +76,11 @@ def compaction_rate(directory: str, engine: str, keys: int) -> dict:
     }
 
 
-def startup_and_memory(directory: str, engine: str, keys: int) -> dict:
+def startup_and_memory(directory: str, engine: str, keys: int, ttl: bool = False) -> dict:
+    deadline = int(time.time() * 1000) + 86_400_000 if ttl else 0
     with open_store(directory, engine=engine, fsync="no") as db:
         for i in range(keys):
-            db.put(b"key:%012d" % i, b"v" * 20)
+            db.put(b"key:%012d" % i, b"v" * 20, deadline)
             if i % 10000 == 9999:
                 db.flush()
     gc.collect()
@@ -141,10 +142,12 @@ def run(quick: bool, keys: int | None) -> dict:
 
         print(f"\n== storage: start-up and memory, {keys:,} keys ==")
         for engine in ENGINES:
-            s = startup_and_memory(fresh(f"s-{engine}"), engine, keys)
-            results["startup"][engine] = s
-            print(f"{engine:<7} start-up {s['startup_s']:6.2f} s   "
-                  f"memory {s['bytes_per_key_beyond_key']:6.1f} B/key beyond the key")
+            for ttl in (False, True):
+                s = startup_and_memory(fresh(f"s-{engine}"), engine, keys, ttl)
+                results["startup"][engine + ("+ttl" if ttl else "")] = s
+                print(f"{engine:<7} {'with a TTL' if ttl else 'no TTL':<10} start-up "
+                      f"{s['startup_s']:6.2f} s   memory {s['bytes_per_key_beyond_key']:6.1f} "
+                      "B/key beyond the key")
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return results
@@ -173,4 +176,8 @@ def markdown(results: dict, machine: str) -> str:
                  f"{s['sqlite']['startup_s']:.2f} (no index to load) | |")
     lines.append(f"| memory per key beyond the key (B) | {s['log']['bytes_per_key_beyond_key']:.0f} | "
                  f"{s['sqlite']['bytes_per_key_beyond_key']:.0f} (index on disk) | |")
+    lines.append(f"| start-up with a TTL on every key (s) | {s['log+ttl']['startup_s']:.2f} | "
+                 f"{s['sqlite+ttl']['startup_s']:.2f} | |")
+    lines.append(f"| memory per key with a TTL (B) | {s['log+ttl']['bytes_per_key_beyond_key']:.0f} | "
+                 f"{s['sqlite+ttl']['bytes_per_key_beyond_key']:.0f} (deadlines in memory) | |")
     return "\n".join(lines) + "\n"
