@@ -67,6 +67,7 @@ class LogStore:
         self._sizes: dict[int, int] = {}  # immutable segment id -> bytes
         self._live_bytes = 0
         self._buffer = bytearray()  # records appended, not yet written
+        self._batch_start: int | None = None  # where the open batch's marker is in _buffer
         self._active_hints = bytearray()  # packed hint rows of the active segment
         self._written = 0  # bytes of the active segment on disk
         # Bytes written to segments since open, and how many of them are known to be
@@ -248,7 +249,7 @@ class LogStore:
     def _append(self, key: bytes, raw: bytes, flags: int, expires_at_ms: int = 0) -> int:
         """Buffer one record; return its location."""
         pending = self._written + len(self._buffer)
-        if pending and pending + len(raw) > self.segment_size:
+        if pending and pending + len(raw) > self.segment_size and self._batch_start is None:
             self._rotate()
             pending = 0
         self._buffer += raw
@@ -360,52 +361,44 @@ class LogStore:
         """Puts `(key, value)` or `(key, value, expires_at_ms)` and deletes `(key, None)`,
         in order, all or nothing on disk: after a crash at any byte the store holds
         every one of them or none (the batch framing is in record.py). Like put(),
-        durable at the next flush()."""
+        durable at the next flush(). Every pair is checked before anything is written."""
         self._check_open()
-        records: list[tuple[bytes, bytes, int, int]] = []
-        present: dict[bytes, bool] = {}  # keys as the batch leaves them so far
-        for key, value, *deadline in ops:
-            if value is None:
-                key = record.as_bytes(key, "key")
-                if not present.get(key, key in self._keydir):
-                    continue  # nothing live to delete: no tombstone needed
-                records.append((key, record.encode_tombstone(key), record.TOMBSTONE, 0))
-                present[key] = False
-            else:
-                key, value = record.checked_pair(key, value)
-                expires = deadline[0] if deadline else 0
-                records.append((key, record.encode(key, value, 0, expires), 0, expires))
-                present[key] = True
-        if len(records) < 2:  # one record is atomic as it is
-            for key, raw, flags, expires in records:
-                self._apply(key, self._append(key, raw, flags, expires), flags, expires)
-            return
-        size = sum(len(raw) for _, raw, _, _ in records)
-        marker = record.encode_batch_marker(size)
-        pending = self._written + len(self._buffer)
-        if pending and pending + len(marker) + size > self.segment_size:
-            self._rotate()  # a batch never spans segments
-            pending = 0
-        self._buffer += marker
-        pending += len(marker)
-        base = self._active_id << 64
-        for key, raw, flags, expires in records:
-            self._buffer += raw
-            self._active_hints += record.pack((key, pending, len(raw), flags, expires))
-            self._apply(key, base | pending << 32 | len(raw), flags, expires)
-            pending += len(raw)
+        checked = [((record.as_bytes(key, "key"), None) if value is None
+                    else record.checked_pair(key, value)) + (deadline[0] if deadline else 0,)
+                   for key, value, *deadline in ops]
+        self.begin_batch(sum(len(k) + len(v or b"") + 64 for k, v, _ in checked))
+        try:
+            for key, value, expires_at_ms in checked:
+                if value is None:
+                    self.delete(key)
+                else:
+                    self.put(key, value, expires_at_ms)
+        finally:
+            self.end_batch()
 
-    def _apply(self, key: bytes, location: int, flags: int, expires_at_ms: int) -> None:
-        """Point the key directory at a record just buffered (a put or a tombstone)."""
-        if flags & record.TOMBSTONE:
-            old = self._keydir.pop(key, None)
-            self._live_bytes -= size_of(old) if old is not None else 0
-            self._deadlines.discard(key)
+    def begin_batch(self, size_hint: int = 0) -> None:
+        """Make every write until end_batch() one atomic batch on disk (a transaction's,
+        whose size is not known in advance). The marker is reserved now and filled in
+        at the end; no rotation happens in between, so a batch never spans segments
+        (a segment may grow past its size by one batch)."""
+        self._check_open()
+        if self._batch_start is not None:
+            raise StorageError("a write batch is already open")
+        pending = self._written + len(self._buffer)
+        if pending and pending + record.BATCH_MARKER_SIZE + size_hint > self.segment_size:
+            self._rotate()
+        self._batch_start = len(self._buffer)
+        self._buffer += record.encode_batch_marker(0)
+
+    def end_batch(self) -> None:
+        start, self._batch_start = self._batch_start, None
+        if start is None:
             return
-        old = self._keydir.get(key)
-        self._keydir[key] = location
-        self._live_bytes += size_of(location) - (size_of(old) if old is not None else 0)
-        self._deadlines.set(key, expires_at_ms)
+        size = len(self._buffer) - start - record.BATCH_MARKER_SIZE
+        if size == 0:
+            del self._buffer[start:]  # nothing was written: no marker either
+        else:
+            self._buffer[start:start + record.BATCH_MARKER_SIZE] = record.encode_batch_marker(size)
 
     def __contains__(self, key: bytes) -> bool:
         return key in self._keydir

@@ -116,8 +116,19 @@ def encode_deadline(key: bytes, expires_at_ms: int) -> bytes:
 
 
 def encode_batch_marker(batch_bytes: int) -> bytes:
-    """The marker record announcing `batch_bytes` bytes of records that form one batch."""
-    return encode(b"", b"", BATCH, batch_bytes)
+    """The marker record announcing `batch_bytes` bytes of records that form one batch.
+
+    Always BATCH_MARKER_SIZE bytes: its integers are written at full width (msgpack
+    uint64, which any msgpack reader reads), so that a batch whose size is known only
+    at its end (a transaction) can reserve the marker first and fill it in then.
+    """
+    body = (b"\x95\xcf" + (time.time_ns() // 1_000_000).to_bytes(8, "big")
+            + bytes((BATCH,)) + b"\xcf" + batch_bytes.to_bytes(8, "big") + b"\xc4\x00\xc4\x00")
+    fields, fields_crc = _length_fields(len(body))
+    return LENGTH.pack(zlib.crc32(body, fields_crc)) + fields + body
+
+
+BATCH_MARKER_SIZE = len(encode_batch_marker(0))
 
 
 def finished_batches(entries: list[Entry], valid_end: int) -> tuple[list[Entry], int | None]:

@@ -171,6 +171,13 @@ class SqliteStore:
             else:
                 self.put(key, value, expires_at_ms)
 
+    def begin_batch(self, size_hint: int = 0) -> None:
+        """Nothing to do: every write until flush() is one SQL transaction already."""
+        self._check_open()
+
+    def end_batch(self) -> None:
+        pass
+
     def __contains__(self, key: bytes) -> bool:
         return self.get(key) is not None
 

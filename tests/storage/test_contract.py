@@ -286,3 +286,19 @@ def test_expire_on_a_large_value_appends_a_few_bytes(data_dir):
         db.expire(b"big", FAR)
         db.flush()
         assert db.stats()["total_bytes"] - before < 64
+
+
+def test_an_open_batch_is_read_as_it_is_written(engine, data_dir):
+    """begin_batch/end_batch (a transaction's): reads inside see the batch's own writes."""
+    with open_store(data_dir, engine=engine) as db:
+        db.put(b"n", b"1")
+        db.begin_batch()
+        db.put(b"n", b"2")
+        assert db.get(b"n") == b"2"
+        db.delete(b"gone")
+        db.expire(b"n", FAR)
+        db.end_batch()
+        db.begin_batch()
+        db.end_batch()  # an empty batch leaves nothing behind
+    with open_store(data_dir, engine=engine) as db:
+        assert (db.get(b"n"), db.deadline(b"n")) == (b"2", FAR)

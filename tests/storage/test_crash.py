@@ -45,32 +45,38 @@ State = tuple  # (value, deadline in Unix ms or 0), or None for an absent key
 def allowed_states(ops: list[tuple], acked: int, initial: dict) -> dict[bytes, set]:
     """Per key: the states a correct store may hold after a crash.
 
-    `initial` is what the store held before the child started.
+    `initial` is what the store held before the child started. A key whose deadline
+    had passed when the child opened the store was dropped then, which the model cannot
+    time exactly: a deadline change of such a key may have found it or not.
     """
-    state: dict[bytes, State] = dict(initial)
-    for op in ops[:acked]:
-        for key, after in _writes(op, state):
-            state[key] = after
-    allowed = {key: {state.get(key)} for key in ALL_KEYS}
-    for op in ops[acked:]:
-        for key in {key for key, _ in _writes(op, state)}:  # any earlier state may be the one
-            for before in list(allowed[key]):
-                allowed[key] |= {after for k, after in _writes(op, {key: before}) if k == key}
-    return allowed
+    possible: dict[bytes, set] = {key: {initial.get(key)} for key in ALL_KEYS}
+    for n, op in enumerate(ops):
+        for key in {key for key, _ in _writes(op, None)}:
+            after = {state for before in possible[key] for state in _after(op, key, before)}
+            possible[key] = after if n < acked else possible[key] | after
+    return possible
 
 
-def _writes(op: tuple, state: dict) -> list[tuple[bytes, State]]:
-    """(key, state after) of each write an operation makes, from `state`."""
+def _writes(op: tuple, before: State) -> list[tuple[bytes, State]]:
+    """(key, state after) of each write an operation makes."""
     if op[0] == "put":
         return [(op[1], (op[2], op[3]))]
     if op[0] == "delete":
         return [(op[1], None)]
     if op[0] == "expire":
-        current = state.get(op[1])
-        return [(op[1], None if current is None else (current[0], op[2]))]
+        return [(op[1], None if before is None else (before[0], op[2]))]
     if op[0] == "batch":
         return [(key, None if value is None else (value, 0)) for key, value in op[1]]
     return []
+
+
+def _after(op: tuple, key: bytes, before: State) -> set:
+    """The states `key` may be in after `op`, from `before`."""
+    writes = [state for k, state in _writes(op, before) if k == key]
+    states = {writes[-1]}  # a batch may write a key twice: the last one stands
+    if op[0] == "expire" and before is not None and 0 < before[1] <= time.time() * 1000:
+        states.add(None)  # expired before the child opened the store: it was gone
+    return states
 
 
 def visible(state: State, opened_ms: int, read_ms: int) -> set:

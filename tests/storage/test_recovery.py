@@ -289,3 +289,28 @@ def test_a_version_1_directory_is_upgraded_and_then_refused_by_version_1(tmp_pat
         assert {k: db.get(k) for k in db.keys()} == expected
     with open(meta) as f:
         assert json.load(f) == {"engine": "log", "format": FORMAT_VERSION}
+
+
+def test_a_transaction_batch_cut_at_any_byte_is_dropped_whole(tmp_path):
+    """The marker of a batch whose size was known only at its end (begin/end_batch)."""
+    original = str(tmp_path / "original")
+    expected = fill(original)
+    with open_store(original, segment_size=SEGMENT_SIZE) as db:
+        db.begin_batch()
+        db.put(b"key-001", b"in the transaction")
+        db.expire(b"key-002", 4_000_000_000_000)
+        db.delete(b"key-003")
+        db.end_batch()
+    entries = records_of(newest_segment(original))
+    marker = next(e for e in entries if e.flags & record.BATCH)
+    assert marker.size == record.BATCH_MARKER_SIZE
+    end = marker.offset + marker.size + marker.expires_at_ms
+    assert end == os.path.getsize(newest_segment(original))
+    after = {**expected, b"key-001": b"in the transaction"}
+    del after[b"key-003"]
+    for cut in range(marker.offset, end + 1):
+        data_dir = copy_cut_at(original, str(tmp_path / f"cut-{cut}"), cut)
+        with open_store(data_dir, segment_size=SEGMENT_SIZE) as db:
+            assert {k: db.get(k) for k in db.keys()} == (after if cut == end else expected)
+            assert db.deadline(b"key-002") == (4_000_000_000_000 if cut == end else 0)
+        shutil.rmtree(data_dir)
