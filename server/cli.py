@@ -75,6 +75,9 @@ def server_options(fn):
         _option("max-output-buffer", "Reply bytes queued for a client before kvd stops "
                 "reading its requests until it reads its replies.",
                 default=DEFAULTS.max_output_buffer, type=click.IntRange(1)),
+        _option("max-transaction-size", "Bytes of requests one MULTI may queue before EXEC; "
+                "past it the transaction is refused.", default=DEFAULTS.max_transaction_size,
+                type=click.IntRange(1)),
         _option("drain-timeout", "Seconds a shutdown waits for clients to finish.",
                 default=DEFAULTS.drain_timeout, type=click.FloatRange(0)),
         click.option("--auto-compact/--no-auto-compact", envvar="KVD_AUTO_COMPACT", default=True,

@@ -36,6 +36,7 @@ class Config:
     max_value_size: int = 64 * MIB
     max_request_size: int = 128 * MIB
     max_output_buffer: int = 8 * MIB
+    max_transaction_size: int = 128 * MIB  # bytes of requests queued by one MULTI
     drain_timeout: float = 10.0
     auto_compact: bool = True
     auto_compact_ratio: float = 1.0  # dead bytes >= this x live bytes...
@@ -74,7 +75,7 @@ class Config:
         if self.socket and len(self.socket.encode()) > 107:
             raise ConfigError(f"Unix socket path is too long for the kernel (max 107 bytes): {self.socket}")
         for name in ("max_clients", "max_key_size", "max_value_size", "max_request_size",
-                     "max_output_buffer"):
+                     "max_output_buffer", "max_transaction_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
         needed = self.max_key_size + self.max_value_size + 64 * KIB

@@ -9,6 +9,7 @@ import time
 from .config import is_loopback
 from .protocol import RequestParser
 from .resp import RESP2
+from .transaction import Transaction
 
 _ids = itertools.count(1)
 
@@ -26,7 +27,7 @@ class Connection:
     __slots__ = (
         "sock", "fd", "id", "addr", "kind", "parser", "resp", "replies", "write_slots", "out",
         "name", "lib_name", "lib_ver", "created", "last_command",
-        "closing", "draining", "reading", "writing", "commands",
+        "closing", "draining", "reading", "writing", "commands", "tx",
     )
 
     def __init__(self, sock: socket.socket, addr: str, kind: str, parser: RequestParser) -> None:
@@ -50,6 +51,7 @@ class Connection:
         self.reading = True  # registered for EVENT_READ
         self.writing = False  # registered for EVENT_WRITE
         self.commands = 0
+        self.tx = Transaction()  # MULTI/EXEC and WATCH state
 
     @property
     def authenticated(self) -> bool:
@@ -69,7 +71,8 @@ class Connection:
         age = int(time.monotonic() - self.created)
         return (
             f"id={self.id} addr={self.addr} laddr=? fd={self.fd} name={self.name.decode(errors='replace')} "
-            f"age={age} idle=0 flags=N db=0 sub=0 psub=0 multi=-1 qbuf={self.parser.pending} "
+            f"age={age} idle=0 flags={'x' if self.tx.queued is not None else 'N'} db=0 sub=0 psub=0 "
+            f"multi={-1 if self.tx.queued is None else len(self.tx.queued)} qbuf={self.parser.pending} "
             f"obl={len(self.out)} oll=0 omem=0 events=r cmd={self.last_command.decode(errors='replace').lower()} "
             f"user=default resp={self.resp.version} lib-name={self.lib_name.decode(errors='replace')} "
             f"lib-ver={self.lib_ver.decode(errors='replace')}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
-from typing import TYPE_CHECKING, Collection, Protocol
+from typing import TYPE_CHECKING, Callable, Collection, Protocol
 
 from .config import Config
 from .keyspace import Keyspace
@@ -65,3 +65,5 @@ class Context:
     config: Config
     control: Control
     auth: Auth
+    # Runs one command past the gate (set by the gate; EXEC runs its queue with it).
+    call: Callable[..., bytes] | None = None  # (conn, command, args) -> reply

@@ -3,8 +3,12 @@
 In order: look the command up (unknown command), check its arity, check
 that the client is authenticated, refuse a write while the store cannot
 write, refuse everything on a connection that is draining -- then call the
-handler with the narrow Context. MULTI queueing will go here, so that EXEC
-re-enters the same checks instead of repeating them.
+handler with the narrow Context.
+
+MULTI: from MULTI to EXEC every command that passes the checks is queued
+(`+QUEUED`) instead; one that fails them dooms the transaction (EXECABORT).
+EXEC (commands/transactions.py) runs the queue through `call`, past the
+checks made when queueing, as Redis's EXEC re-enters call().
 
 This is the hot path of the server: a pipelined client's requests all pass
 through `run`, so it keeps to local names and adds the per-request counters
@@ -17,23 +21,30 @@ import logging
 
 from storage import StorageError
 
-from .commands import BEFORE_AUTH, COMMANDS, LOOKUP, unknown_command, wrong_arity
+from .commands import BEFORE_AUTH, COMMANDS, LOOKUP, Command, unknown_command, wrong_arity
+from .commands.admin import debug_refusal
 from .commit import GroupCommit
 from .connection import Connection
 from .context import Context
 from .errors import CommandError
-from .resp import error
+from .resp import error, status
 
 log = logging.getLogger("kvd.server")
 
 SHUTTING_DOWN = error("ERR server is shutting down")
 NOAUTH = error("NOAUTH Authentication required.")
+QUEUED = status("QUEUED")
+NO_MULTI = error("ERR Command not allowed inside a transaction")
+# Inside MULTI these run at once; everything else is queued until EXEC.
+TRANSACTION_CONTROL = frozenset({"exec", "discard", "multi", "watch", "quit"})
+NOT_IN_MULTI = frozenset({"shutdown"})  # Redis's "no-multi" commands that kvd has
 
 
 class Dispatcher:
     def __init__(self, ctx: Context, commit: GroupCommit) -> None:
         self.ctx = ctx
         self.commit = commit
+        ctx.call = self.call  # EXEC re-enters here for each queued command
 
     def run(self, conn: Connection, requests: list[list[bytes]]) -> None:
         """Execute requests in order, collecting their replies on the connection."""
@@ -42,44 +53,48 @@ class Dispatcher:
             return
         if conn.draining:
             replies.extend(SHUTTING_DOWN for _ in requests)
+            if conn.tx.queued is not None:  # its EXEC is refused: nothing of it runs
+                conn.tx.discard(self.ctx.keyspace.watches)
             return
         ctx, commit = self.ctx, self.commit
         lookup = LOOKUP
         write_slots = conn.write_slots
         writes_before = len(write_slots)
         errors = 0
+        tx = conn.tx
         for args in requests:
             command = lookup.get(args[0])
             if command is None:
                 command = COMMANDS.get(args[0].lower())
                 if command is None:
                     errors += 1
-                    replies.append(unknown_command(args))
+                    replies.append(self._reject(conn, None, unknown_command(args)))
                     continue
             arity = command.arity
             if (len(args) != arity) if arity > 0 else (len(args) < -arity):
                 errors += 1
-                replies.append(wrong_arity(args[0]))
+                replies.append(self._reject(conn, command, wrong_arity(args[0])))
                 continue
             if not conn.authenticated and command.name.encode() not in BEFORE_AUTH:
-                replies.append(NOAUTH)
+                replies.append(self._reject(conn, command, NOAUTH))
                 continue
-            if command.write:
+            write = command.write
+            if tx.queued is not None:
+                if command.name not in TRANSACTION_CONTROL:
+                    replies.append(self._queue(conn, command, args))
+                    continue
+                write = write or (command.name == "exec" and tx.writes > 0)
+            if write:
                 if commit.write_error is not None:
                     refused = commit.refusal()
                     if refused is not None:
-                        replies.append(refused)
+                        replies.append(self._reject(conn, command, refused))
                         continue
                 write_slots.append(len(replies))
             try:
                 replies.append(command.handler(ctx, conn, args))
-            except CommandError as exc:
-                replies.append(exc.reply)
-            except StorageError as exc:
-                replies.append(error(f"ERR storage error: {exc}"))
-            except Exception as exc:  # a bug must cost one reply, not the server
-                log.exception("%s: %s failed", conn.describe(), command.name)
-                replies.append(error(f"ERR internal error in {command.name}: {exc}"))
+            except Exception as exc:
+                replies.append(self._failure(conn, command, exc))
             if conn.closing:  # QUIT: nothing after it is executed
                 break
         stats = ctx.stats
@@ -91,3 +106,52 @@ class Dispatcher:
             stats.writes_processed += writes
             commit.dirty = True
         conn.last_command = requests[-1][0]
+
+    def call(self, conn: Connection, command: Command, args: list[bytes]) -> bytes:
+        """Run one command past the gate (EXEC runs its queue through here)."""
+        try:
+            return command.handler(self.ctx, conn, args)
+        except Exception as exc:
+            return self._failure(conn, command, exc)
+
+    def _failure(self, conn: Connection, command: Command, exc: Exception) -> bytes:
+        if isinstance(exc, CommandError):
+            return exc.reply
+        if isinstance(exc, StorageError):
+            return error(f"ERR storage error: {exc}")
+        log.exception("%s: %s failed", conn.describe(), command.name)  # a bug costs one reply
+        return error(f"ERR internal error in {command.name}: {exc}")
+
+    def _queue(self, conn: Connection, command: Command, args: list[bytes]) -> bytes:
+        """MULTI: the command waits for EXEC -- unless it may not, or cannot."""
+        tx = conn.tx
+        if command.name == "debug" and debug_refusal(self.ctx, conn):
+            return self._reject(conn, command, debug_refusal(self.ctx, conn))
+        if command.name in NOT_IN_MULTI:
+            return self._reject(conn, command, NO_MULTI)
+        if command.write and self.commit.write_error is not None:
+            refused = self.commit.refusal()
+            if refused is not None:
+                return self._reject(conn, command, refused)
+        tx.queued_bytes += sum(len(arg) for arg in args)
+        limit = self.ctx.config.max_transaction_size
+        if tx.queued_bytes > limit:
+            return self._reject(conn, command, error(
+                f"ERR transaction too large ({tx.queued_bytes} bytes queued; "
+                f"--max-transaction-size is {limit})"))
+        tx.queued.append((command, args))
+        tx.writes += command.write
+        return QUEUED
+
+    def _reject(self, conn: Connection, command: Command | None, reply: bytes) -> bytes:
+        """A request refused by the gate. Inside MULTI it also dooms the transaction, as
+        Redis's rejectCommand does; a refused EXEC answers for the whole transaction."""
+        tx = conn.tx
+        if command is not None and command.name == "exec":  # even outside MULTI, as Redis
+            tx.discard(self.ctx.keyspace.watches)
+            reason = reply[1:-2]  # Redis's reason has an error code only if not ERR
+            return error(b"EXECABORT Transaction discarded because of: "
+                         + (reason[4:] if reason.startswith(b"ERR ") else reason))
+        if tx.queued is not None:
+            tx.aborted = True
+        return reply

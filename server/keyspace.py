@@ -26,6 +26,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 from .errors import CommandError
 from .resp import error
 from .stats import Stats
+from .transaction import Watches
 
 
 def now_ms() -> int:
@@ -42,6 +43,7 @@ class Keyspace:
         self.scans = ScanCursors()
         self.deadlines = store.deadlines
         self._deadline_of = store.deadlines.snapshot()  # the dict itself: a cheap test
+        self.watches = Watches()  # told of every modification (MULTI/EXEC's WATCH)
 
     # -- expiry -------------------------------------------------------------------
 
@@ -52,7 +54,14 @@ class Keyspace:
             return False
         self.store.forget_expired(key)
         self.stats.expired_keys += 1
+        if self.watches:
+            self.watches.touch(key, exists_after=False)
         return True
+
+    def is_expired(self, key: bytes) -> bool:
+        """Whether `key` exists but its deadline has passed (nothing is dropped)."""
+        deadline = self._deadline_of.get(key)
+        return deadline is not None and deadline <= now_ms()
 
     def deadline(self, key: bytes) -> int:
         """The deadline of an existing key (Unix ms), 0 if it has none."""
@@ -68,6 +77,8 @@ class Keyspace:
             due = self.store.due(now, 64)
             for key in due:
                 forget(key)
+                if self.watches:
+                    self.watches.touch(key, exists_after=False)
             self.stats.expired_keys += len(due)
             if len(due) < 64:
                 self.stats.expired_stale_perc = 0.0
@@ -155,6 +166,8 @@ class Keyspace:
         if len(key) > self.max_key_size or len(value) > self.max_value_size:
             raise CommandError(self._too_large(key, value))
         self.store.put(key, value, deadline)
+        if self.watches:
+            self.watches.touch(key, exists_after=True)
 
     def keep_deadline(self, key: bytes) -> int:
         """The deadline a write that keeps the key's TTL (INCR, APPEND, SET KEEPTTL) gives."""
@@ -163,13 +176,26 @@ class Keyspace:
     def set_deadline(self, key: bytes, deadline: int) -> bool:
         """Give an existing key a deadline (0: none); one already passed deletes it."""
         if deadline and deadline <= now_ms():
-            return self.store.delete(key)
-        return self.store.expire(key, deadline)
+            return self.delete(key)
+        changed = self.store.expire(key, deadline)
+        if changed and self.watches:
+            self.watches.touch(key, exists_after=True)
+        return changed
 
     def delete(self, key: bytes) -> bool:
         if self._deadline_of and self._expired(key):
             return False
-        return self.store.delete(key)
+        deleted = self.store.delete(key)
+        if deleted and self.watches:
+            self.watches.touch(key, exists_after=False)
+        return deleted
+
+    def begin_batch(self) -> None:
+        """Every write until end_batch() is one atomic batch on disk (EXEC)."""
+        self.store.begin_batch()
+
+    def end_batch(self) -> None:
+        self.store.end_batch()
 
     def write_batch(self, ops: Sequence[tuple]) -> None:
         """Puts (key, value[, deadline]) and deletes (key, None) as one unit: every size
@@ -177,8 +203,13 @@ class Keyspace:
         for key, value, *_ in ops:
             self.check_sizes(key, value or b"")
         self.store.write_batch(ops)
+        if self.watches:
+            for key, value, *_ in ops:
+                self.watches.touch(key, exists_after=value is not None)
 
     def flush_all(self) -> None:
+        if self.watches:
+            self.watches.touch_all(self.store.__contains__)
         delete = self.store.delete
         for key in list(self.store.keys()):
             delete(key)

@@ -89,6 +89,7 @@ class Server:
         self.store = None
         self.compaction: Compactor | None = None
         self.commit: GroupCommit | None = None
+        self.keyspace: Keyspace | None = None
         self.dispatcher: Dispatcher | None = None
         self.tcp_port: int | None = None
         self.max_clients = config.max_clients  # lowered at start-up if descriptors are short
@@ -475,8 +476,8 @@ class Server:
         which can destroy replies still in flight; so a connection with input
         waiting is left for the loop to read (and refuse) first.
         """
-        if conn.out or conn.replies or conn.parser.pending:
-            return False
+        if conn.out or conn.replies or conn.parser.pending or conn.tx.queued is not None:
+            return False  # (a client inside MULTI is owed the answer to its EXEC)
         try:
             waiting = conn.sock.recv(1, socket.MSG_PEEK)
         except OSError:  # including BlockingIOError: nothing waiting
@@ -491,6 +492,8 @@ class Server:
             return
         del self.clients[conn.fd]
         self._touched.discard(conn)
+        if self.keyspace is not None:
+            self.keyspace.watches.unwatch_all(conn.tx)
         try:
             self._selector.unregister(conn.sock)
         except (KeyError, ValueError):

@@ -61,12 +61,12 @@ class Deadlines:
         """Up to `limit` keys whose deadline is at or before `now_ms`, earliest first.
         They keep their deadline until the caller removes them."""
         heap, of = self._heap, self._of
-        found: list[bytes] = []
+        found: dict[bytes, None] = {}  # a key set, cleared and set again, has two entries
         while heap and len(found) < limit and heap[0][0] <= now_ms:
             deadline, key = heapq.heappop(heap)
             if of.get(key) == deadline:
-                found.append(key)
-        return found
+                found[key] = None
+        return list(found)
 
     def next_deadline(self) -> int:
         """The earliest deadline (perhaps of a stale entry: never later than the true one),

@@ -4,6 +4,7 @@
     keys.py        DEL EXISTS KEYS SCAN DBSIZE TYPE TTL FLUSHALL...       (db.c, expire.c)
     connection.py  PING ECHO SELECT QUIT AUTH HELLO CLIENT
     admin.py       INFO CONFIG COMPACT SHUTDOWN DEBUG
+    transactions.py MULTI EXEC DISCARD WATCH UNWATCH                        (multi.c)
     info.py        what INFO and CONFIG GET report
     common.py      the handler signature and the errors the families share
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..resp import EMPTY_ARRAY, array, bulk, error, integer
-from . import admin, connection, keys, strings
+from . import admin, connection, keys, strings, transactions
 from .common import Command, unknown_subcommand, wrong_arity  # noqa: F401 (the gate's)
 from .connection import BEFORE_AUTH  # noqa: F401 (the gate's)
 
@@ -58,7 +59,7 @@ def unknown_command(args: list[bytes]) -> bytes:
 
 def _table() -> dict[bytes, Command]:
     specs = [*strings.COMMANDS, *keys.COMMANDS, *connection.COMMANDS, *admin.COMMANDS,
-             ("command", command, -1, False)]
+             *transactions.COMMANDS, ("command", command, -1, False)]
     return {name.encode(): Command(name, fn, arity, write) for name, fn, arity, write in specs}
 
 

@@ -80,12 +80,20 @@ def _strtod(text: bytes) -> float:
     return value if math.isfinite(value) else 0.0
 
 
-def debug(ctx: Context, conn: Connection, args: list) -> bytes:
-    """DEBUG SLEEP seconds: block the whole loop, on purpose (to see the watchdog at work).
-    Off unless --enable-debug-command allows it, as in Redis 7."""
+def debug_refusal(ctx: Context, conn: Connection) -> bytes | None:
+    """Redis's protected-command check for DEBUG (also made when MULTI queues one)."""
     allowed = ctx.config.enable_debug_command
     if allowed == "no" or (allowed == "local" and not conn.is_local()):
         return DEBUG_NOT_ALLOWED
+    return None
+
+
+def debug(ctx: Context, conn: Connection, args: list) -> bytes:
+    """DEBUG SLEEP seconds: block the whole loop, on purpose (to see the watchdog at work).
+    Off unless --enable-debug-command allows it, as in Redis 7."""
+    refused = debug_refusal(ctx, conn)
+    if refused:
+        return refused
     if args[1].upper() == b"SLEEP" and len(args) == 3:
         time.sleep(max(0.0, _strtod(args[2])))
         return OK

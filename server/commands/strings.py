@@ -137,7 +137,7 @@ def getex(ctx: Context, conn: Connection, args: list) -> bytes:
         if isinstance(deadline, bytes):
             return deadline
         keyspace.set_deadline(key, deadline)
-    elif b"PERSIST" in options.flags:
+    elif b"PERSIST" in options.flags and keyspace.deadline(key):
         keyspace.set_deadline(key, 0)
     return bulk(value)
 

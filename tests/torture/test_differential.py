@@ -94,6 +94,11 @@ COMMANDS = st.one_of(
               EXPIRE_FLAGS),
     st.tuples(st.sampled_from([b"PERSIST", b"TTL", b"PTTL", b"EXPIRETIME", b"PEXPIRETIME"]), KEYS),
     st.tuples(st.sampled_from([b"INCR", b"APPEND"]), KEYS),
+    # Transactions
+    st.tuples(st.sampled_from([b"MULTI", b"EXEC", b"DISCARD", b"UNWATCH", b"MULTI", b"EXEC"])),
+    st.tuples(st.just(b"WATCH"), KEYS, KEYS),
+    st.tuples(st.sampled_from([b"EXEC", b"MULTI", b"DISCARD"]), st.just(b"extra")),
+    st.tuples(st.just(b"SHUTDOWN"), st.just(b"NOTANOPTION")),  # refused inside MULTI, a syntax error outside
 )
 
 
@@ -162,6 +167,7 @@ def around(command: tuple, result: object) -> object:
 def test_kvd_answers_like_redis(kvd_client, reference, commands):
     reference, exact = reference
     for client in (kvd_client, reference):
+        reset(client)
         client.flushall()
         client.config_resetstat()
     for command in commands:
@@ -172,7 +178,17 @@ def test_kvd_answers_like_redis(kvd_client, reference, commands):
         assert lookups(kvd_client) == lookups(reference), commands
 
 
+def reset(client: redis.Redis) -> None:
+    """Out of a MULTI the previous example may have left open, and its WATCHes."""
+    try:
+        client.execute_command("DISCARD")
+    except redis.ResponseError:
+        pass
+    client.execute_command("UNWATCH")
+
+
 def lookups(client: redis.Redis) -> tuple[int, int]:
+    reset(client)
     stats = client.info("stats")
     return stats["keyspace_hits"], stats["keyspace_misses"]
 
@@ -190,8 +206,9 @@ def pipelined(client: redis.Redis, commands: list[tuple], exact: bool = True) ->
 @given(commands=st.lists(COMMANDS, min_size=1, max_size=40))
 def test_kvd_answers_pipelines_like_redis(kvd_client, reference, commands):
     reference, exact = reference
-    kvd_client.flushall()
-    reference.flushall()
+    for client in (kvd_client, reference):
+        reset(client)
+        client.flushall()
     expected = pipelined(reference, commands, exact)
     actual = pipelined(kvd_client, commands, exact)
     assert actual == expected, f"{commands!r:.300}: kvd {actual!r:.300} vs Redis {expected!r:.300}"
