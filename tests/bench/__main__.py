@@ -12,7 +12,7 @@ import json
 import os
 import platform
 
-from . import compaction_bench, expiry_bench, server_bench, storage_bench
+from . import compaction_bench, expiry_bench, server_bench, storage_bench, transaction_bench
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 
@@ -27,7 +27,7 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, {platform.system()}"
 
 
-PARTS = ("server", "compaction", "storage", "expiry")
+PARTS = ("server", "compaction", "storage", "expiry", "transactions")
 
 
 def main() -> None:
@@ -55,6 +55,9 @@ def main() -> None:
     if "compaction" in parts:
         results["compaction"] = compaction_bench.run(args.quick)
         _write("compaction.md", compaction_bench.markdown(results["compaction"]))
+    if "transactions" in parts:
+        results["transactions"] = transaction_bench.run(args.quick)
+        _write("transactions.md", transaction_bench.markdown(results["transactions"]))
     if "expiry" in parts:
         results["expiry"] = expiry_bench.run(args.quick)
         _write("expiry.md", expiry_bench.markdown(results["expiry"]))

@@ -1,5 +1,6 @@
-"""Concurrent clients across compactions and a graceful drain: every completed operation is
-linearizable; operations cut off by the drain were applied and answered, or cleanly refused."""
+"""Concurrent clients across compactions and a graceful drain, some of their operations in
+transactions: every completed operation is linearizable; operations cut off by the drain were
+applied and answered, or cleanly refused."""
 
 from __future__ import annotations
 
@@ -38,37 +39,46 @@ class Client(threading.Thread):
         self.server, self.rng, self.history, self.lock = server, random.Random(seed), history, lock
         self.seed = seed
         self.refused = 0
+        self.transactions = 0
 
     def run(self) -> None:
         client = self.server.client(socket_timeout=30)
         clock = time.monotonic
         n = 0
         while True:
-            key = self.rng.choice(KEYS)
-            write = self.rng.random() < 0.5
-            value = b"%d:%d" % (self.seed, n) if write else None
-            n += 1
+            # One to three operations on distinct keys; more than one is a transaction
+            # (MULTI ... EXEC): each of its operations takes effect at the same instant.
+            keys = self.rng.sample(KEYS, self.rng.choice([1, 1, 1, 2, 3]))
+            ops = [(key, b"%d:%d" % (self.seed, n + i) if self.rng.random() < 0.5 else None)
+                   for i, key in enumerate(keys)]
+            n += len(ops)
             invoked = clock()
             try:
-                if write:
-                    client.set(key, value)
-                    result = value
+                if len(ops) == 1:
+                    key, value = ops[0]
+                    results = [client.set(key, value) if value else client.get(key)]
                 else:
-                    result = client.get(key)
+                    pipe = client.pipeline(transaction=True)
+                    for key, value in ops:
+                        pipe.set(key, value) if value else pipe.get(key)
+                    results = pipe.execute()
             except redis.ResponseError as exc:
                 assert "shutting down" in str(exc), exc
                 self.refused += 1  # cleanly refused: not applied (checked at the end)
-                if write:
-                    with self.lock:
-                        self.history.append(("refused", key, value))
+                with self.lock:
+                    self.history += [("refused", key, value) for key, value in ops if value]
                 continue
             except (redis.ConnectionError, redis.TimeoutError):
-                if write:  # cut off: it may or may not have been applied
-                    with self.lock:
-                        self.history.append(Op(key, "write", value, invoked))
+                with self.lock:  # cut off: its writes may or may not have been applied
+                    self.history += [Op(key, "write", value, invoked) for key, value in ops
+                                     if value]
                 return
+            returned = clock()
+            self.transactions += len(ops) > 1
             with self.lock:
-                self.history.append(Op(key, "write" if write else "read", result, invoked, clock()))
+                for (key, value), result in zip(ops, results):
+                    self.history.append(Op(key, "write" if value else "read",
+                                           value if value else result, invoked, returned))
 
 
 def test_concurrent_histories_across_compactions_and_a_drain_are_linearizable(make_foreground,
@@ -99,6 +109,7 @@ def test_concurrent_histories_across_compactions_and_a_drain_are_linearizable(ma
     assert completed > 200, f"only {completed} operations completed"
     assert info_compactions(server) >= 1
     assert linearizable(ops), "the history of some key has no linearization"
+    assert sum(c.transactions for c in clients) > 20, "too few transactions completed"
     # A refused write was never applied: no read anywhere saw its unique value.
     seen = {op.value for op in ops if op.kind == "read"}
     assert not any(value in seen for _, _, value in refused)
