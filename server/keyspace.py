@@ -85,8 +85,8 @@ class Keyspace:
                 return False
             if time.perf_counter() > stop:
                 self.stats.expired_time_cap_reached_count += 1
-                left = self.deadlines.overdue(now, 10_000)
-                self.stats.expired_stale_perc = 100.0 * left / max(len(self.store), 1)
+                share = self.deadlines.overdue_fraction(now) * len(self.deadlines)
+                self.stats.expired_stale_perc = 100.0 * share / max(len(self.store), 1)
                 return True
 
     def next_deadline(self) -> int:

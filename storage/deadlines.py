@@ -12,6 +12,7 @@ key whose TTL is refreshed on every request does not grow it without bound.
 from __future__ import annotations
 
 import heapq
+import random
 from collections.abc import Iterator
 
 
@@ -73,18 +74,15 @@ class Deadlines:
         0 if there is none."""
         return self._heap[0][0] if self._heap else 0
 
-    def overdue(self, now_ms: int, cap: int) -> int:
-        """How many keys are past their deadline, counting at most `cap` (walks only the
-        part of the heap that is due)."""
+    def overdue_fraction(self, now_ms: int, samples: int = 20) -> float:
+        """An estimate of the share of keys with a deadline that are past it: a few
+        random entries of the heap (Redis estimates expired_stale_perc by sampling too)."""
         heap, of = self._heap, self._of
-        count, todo = 0, [0] if heap else []
-        while todo and count < cap:
-            i = todo.pop()
-            if i < len(heap) and heap[i][0] <= now_ms:
-                deadline, key = heap[i]
-                count += of.get(key) == deadline
-                todo += (2 * i + 1, 2 * i + 2)
-        return count
+        if not heap:
+            return 0.0
+        picks = [heap[random.randrange(len(heap))] for _ in range(samples)]
+        return sum(deadline <= now_ms and of.get(key) == deadline
+                   for deadline, key in picks) / samples
 
     def average_ms(self) -> int:
         return self._sum // len(self._of) if self._of else 0

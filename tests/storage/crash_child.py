@@ -110,8 +110,11 @@ def main() -> None:
             db.expire(op[1], op[2])
         elif op[0] == "delete":
             db.delete(op[1])
-        elif op[0] == "batch":
-            db.write_batch(op[1])
+        elif op[0] == "batch":  # as EXEC writes: the batch's size known only at its end
+            db.begin_batch()
+            for key, value in op[1]:
+                db.delete(key) if value is None else db.put(key, value)
+            db.end_batch()
         elif op[0] == "flush":
             db.flush()
             print(f"ack {n}", flush=True)
