@@ -382,6 +382,8 @@ class Server:
                 requests = parser.feed(data)
             except ProtocolError as exc:
                 run(conn, exc.requests)
+                if conn.closing:
+                    return  # a QUIT came first: Redis reads no further, so neither do we
                 self.stats.protocol_errors += 1
                 log.info("%s: protocol error: %s", conn.describe(), exc)
                 conn.replies.append(exc.reply)

@@ -312,3 +312,14 @@ def test_half_closed_clients_still_get_their_replies(kvd, bystander):
     sock.sendall(encode(b"SET", b"half", b"closed") + b"GET half\r\n")
     sock.shutdown(socket.SHUT_WR)  # as `nc -N` or a pipe into redis-cli does
     assert recv_until(sock, 1000) == b"+OK\r\n$6\r\nclosed\r\n"
+
+
+def test_nothing_after_quit_is_read_even_if_malformed(kvd):
+    """Found by the raw-protocol differential test: Redis stops reading at QUIT, so a
+    malformed request after it in the same packet gets no protocol error."""
+    with kvd.raw() as sock:
+        sock.sendall(b"PING\r\nQUIT\r\n*01\r\n$4\r\nPING\r\n")
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert received == b"+PONG\r\n+OK\r\n"
