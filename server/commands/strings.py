@@ -108,9 +108,10 @@ def _set(ctx: Context, conn: Connection, key: bytes, value: bytes, options: _Opt
     keyspace.check_sizes(key, value)
     get = b"GET" in flags
     old = keyspace.read(key) if get else None
-    exists = old is not None if get else (key in keyspace)
-    if (b"NX" in flags and exists) or (b"XX" in flags and not exists):
-        return conn.resp.bulk_or_null(old) if get else conn.resp.null
+    if b"NX" in flags or b"XX" in flags:
+        exists = old is not None if get else (key in keyspace)
+        if (b"NX" in flags) == exists:
+            return conn.resp.bulk_or_null(old) if get else conn.resp.null
     if b"KEEPTTL" in flags:
         deadline = keyspace.keep_deadline(key)
     keyspace.put(key, value, deadline)

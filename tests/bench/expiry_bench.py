@@ -2,6 +2,8 @@
 
 * What a TTL costs a write: `SET k v EX 100` against a plain `SET k v`
   (redis-benchmark, -c 50), requests/s and server CPU per request.
+* That changing a TTL does not rewrite the value: EXPIRE on a key holding
+  1 MiB against one holding 10 bytes.
 * An expiry storm: N keys all given the same deadline a few seconds ahead,
   while one client keeps sending GETs; the p99 and the longest of its
   latencies in the seconds around the deadline, against the same client's
@@ -33,6 +35,18 @@ def ttl_cost(port: int, pid: int, requests: int) -> dict:
     with_ttl = benchmark(port, pid, ["-c", "50", "-r", "100000", "SET", "key:__rand_int__",
                                      VALUE, "EX", "100"], requests)
     return {"plain": plain, "ex": with_ttl, "ratio": with_ttl["rps"] / plain["rps"]}
+
+
+def expire_cost(port: int, pid: int, requests: int) -> dict:
+    """EXPIRE on a key with a 1 MiB value against one with a 10-byte value: changing a
+    TTL must not rewrite the value."""
+    client = redis.Redis(port=port)
+    client.set("big", b"x" * (1 << 20))
+    client.set("small", b"x" * 10)
+    client.close()
+    big = benchmark(port, pid, ["-c", "50", "EXPIRE", "big", "1000"], requests)
+    small = benchmark(port, pid, ["-c", "50", "EXPIRE", "small", "1000"], requests)
+    return {"big": big, "small": small, "ratio": big["rps"] / small["rps"]}
 
 
 def storm(port: int, keys: int) -> dict:
@@ -112,6 +126,13 @@ def run(quick: bool) -> dict:
                 print(f"{name:<8} {cost['plain']['rps']:>10,.0f} {cost['ex']['rps']:>13,.0f} "
                       f"{cost['ratio']:>9.2f} {cost['plain']['cpu_us_per_request']:>11.1f} / "
                       f"{cost['ex']['cpu_us_per_request']:.1f}")
+            print("\n== expiry: EXPIRE on a 1 MiB value against a 10-byte one (-c 50) ==")
+            print(f"{'server':<8} {'10 B req/s':>11} {'1 MiB req/s':>12} {'1 MiB/10 B':>11}")
+            for name, server in (("kvd", kvd), ("redis", reference)):
+                cost = expire_cost(server.port, server.pid, requests)
+                results[f"expire_cost/{name}"] = cost
+                print(f"{name:<8} {cost['small']['rps']:>11,.0f} {cost['big']['rps']:>12,.0f} "
+                      f"{cost['ratio']:>11.2f}")
             print(f"\n== expiry: {keys:,} keys expiring at once while a client sends GETs ==")
             print(f"{'server':<8} {'p99 before ms':>14} {'p99 during ms':>14} {'during/before':>14} "
                   f"{'max during ms':>14} {'left after 3 s':>15}")
@@ -135,6 +156,9 @@ def markdown(results: dict) -> str:
     lines.append(f"| server CPU µs per SET / SET EX | {k['plain']['cpu_us_per_request']:.1f} / "
                  f"{k['ex']['cpu_us_per_request']:.1f} | {r['plain']['cpu_us_per_request']:.1f} / "
                  f"{r['ex']['cpu_us_per_request']:.1f} |")
+    k, r = results["expire_cost/kvd"], results["expire_cost/redis"]
+    lines.append(f"| EXPIRE on a 1 MiB value / on a 10-byte value, req/s | {k['ratio']:.2f} | "
+                 f"{r['ratio']:.2f} |")
     k, r = results["storm/kvd"], results["storm/redis"]
     lines.append(f"| expiry storm of {k['keys']:,} keys: GET p99 before / during (ms) | "
                  f"{k['p99_before_ms']:.2f} / {k['p99_during_ms']:.2f} | "
