@@ -74,7 +74,7 @@ class Keyspace:
         now = now_ms()
         forget = self.store.forget_expired
         while True:
-            due = self.store.due(now, 64)
+            due = self.deadlines.due(now, 64)
             for key in due:
                 forget(key)
                 if self.watches:

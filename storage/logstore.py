@@ -349,10 +349,6 @@ class LogStore:
             self._live_bytes -= size_of(old)
         self._deadlines.discard(key)
 
-    def due(self, now_ms: int, limit: int) -> list[bytes]:
-        """Up to `limit` keys whose deadline is at or before `now_ms` (see Deadlines)."""
-        return self._deadlines.due(now_ms, limit)
-
     @property
     def deadlines(self) -> Deadlines:
         return self._deadlines

@@ -151,9 +151,6 @@ class SqliteStore:
         self._execute("DELETE FROM kv WHERE key = ?", (key,))
         self._deadlines.discard(key)
 
-    def due(self, now_ms: int, limit: int) -> list[bytes]:
-        return self._deadlines.due(now_ms, limit)
-
     @property
     def deadlines(self) -> Deadlines:
         return self._deadlines

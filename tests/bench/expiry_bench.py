@@ -15,16 +15,12 @@
 from __future__ import annotations
 
 import statistics
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import redis
 
-from tests.kvd_process import Daemon, RedisServer
-
-from .server_bench import benchmark, ensure_tools
+from .server_bench import benchmark, ensure_tools, kvd_and_redis
 
 VALUE = "x" * 100
 
@@ -110,42 +106,32 @@ def run(quick: bool) -> dict:
     requests = 20_000 if quick else 100_000
     keys = 100_000 if quick else 1_000_000
     results: dict = {}
-    with tempfile.TemporaryDirectory(prefix="kvd-bench-") as tmp:
-        kvd = Daemon(Path(tmp) / "kvd", ["--no-auto-compact"], tcp=True)
-        reference = None
-        try:
-            kvd.start()
-            reference = RedisServer(Path(tmp) / "redis", ["--appendonly", "yes",
-                                                          "--appendfsync", "always"])
-            print("\n== expiry: SET with a TTL against a plain SET (-c 50, fsync always) ==")
-            print(f"{'server':<8} {'SET req/s':>10} {'SET EX req/s':>13} {'EX/plain':>9} "
-                  f"{'cpu us/req SET / SET EX':>24}")
-            for name, server in (("kvd", kvd), ("redis", reference)):
-                cost = ttl_cost(server.port, server.pid, requests)
-                results[f"ttl_cost/{name}"] = cost
-                print(f"{name:<8} {cost['plain']['rps']:>10,.0f} {cost['ex']['rps']:>13,.0f} "
-                      f"{cost['ratio']:>9.2f} {cost['plain']['cpu_us_per_request']:>11.1f} / "
-                      f"{cost['ex']['cpu_us_per_request']:.1f}")
-            print("\n== expiry: EXPIRE on a 1 MiB value against a 10-byte one (-c 50) ==")
-            print(f"{'server':<8} {'10 B req/s':>11} {'1 MiB req/s':>12} {'1 MiB/10 B':>11}")
-            for name, server in (("kvd", kvd), ("redis", reference)):
-                cost = expire_cost(server.port, server.pid, requests)
-                results[f"expire_cost/{name}"] = cost
-                print(f"{name:<8} {cost['small']['rps']:>11,.0f} {cost['big']['rps']:>12,.0f} "
-                      f"{cost['ratio']:>11.2f}")
-            print(f"\n== expiry: {keys:,} keys expiring at once while a client sends GETs ==")
-            print(f"{'server':<8} {'p99 before ms':>14} {'p99 during ms':>14} {'during/before':>14} "
-                  f"{'max during ms':>14} {'left after 3 s':>15}")
-            for name, server in (("kvd", kvd), ("redis", reference)):
-                s = storm(server.port, keys)
-                results[f"storm/{name}"] = s
-                print(f"{name:<8} {s['p99_before_ms']:>14.2f} {s['p99_during_ms']:>14.2f} "
-                      f"{s['ratio']:>14.2f} {s['max_during_ms']:>14.1f} "
-                      f"{s['keys_left_after_3s']:>15,}")
-        finally:
-            kvd.cleanup()
-            if reference is not None:
-                reference.stop()
+    with kvd_and_redis() as (kvd, reference):
+        print("\n== expiry: SET with a TTL against a plain SET (-c 50, fsync always) ==")
+        print(f"{'server':<8} {'SET req/s':>10} {'SET EX req/s':>13} {'EX/plain':>9} "
+              f"{'cpu us/req SET / SET EX':>24}")
+        for name, server in (("kvd", kvd), ("redis", reference)):
+            cost = ttl_cost(server.port, server.pid, requests)
+            results[f"ttl_cost/{name}"] = cost
+            print(f"{name:<8} {cost['plain']['rps']:>10,.0f} {cost['ex']['rps']:>13,.0f} "
+                  f"{cost['ratio']:>9.2f} {cost['plain']['cpu_us_per_request']:>11.1f} / "
+                  f"{cost['ex']['cpu_us_per_request']:.1f}")
+        print("\n== expiry: EXPIRE on a 1 MiB value against a 10-byte one (-c 50) ==")
+        print(f"{'server':<8} {'10 B req/s':>11} {'1 MiB req/s':>12} {'1 MiB/10 B':>11}")
+        for name, server in (("kvd", kvd), ("redis", reference)):
+            cost = expire_cost(server.port, server.pid, requests)
+            results[f"expire_cost/{name}"] = cost
+            print(f"{name:<8} {cost['small']['rps']:>11,.0f} {cost['big']['rps']:>12,.0f} "
+                  f"{cost['ratio']:>11.2f}")
+        print(f"\n== expiry: {keys:,} keys expiring at once while a client sends GETs ==")
+        print(f"{'server':<8} {'p99 before ms':>14} {'p99 during ms':>14} {'during/before':>14} "
+              f"{'max during ms':>14} {'left after 3 s':>15}")
+        for name, server in (("kvd", kvd), ("redis", reference)):
+            s = storm(server.port, keys)
+            results[f"storm/{name}"] = s
+            print(f"{name:<8} {s['p99_before_ms']:>14.2f} {s['p99_during_ms']:>14.2f} "
+                  f"{s['ratio']:>14.2f} {s['max_during_ms']:>14.1f} "
+                  f"{s['keys_left_after_3s']:>15,}")
     return results
 
 

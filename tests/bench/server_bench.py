@@ -16,6 +16,7 @@ bookkeeping).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -24,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -84,6 +86,24 @@ class FloorServer:
         self.proc.kill()
         self.proc.wait(30)
         self.proc.stdout.close()
+
+
+@contextlib.contextmanager
+def kvd_and_redis() -> Iterator[tuple[Daemon, RedisServer]]:
+    """kvd (its defaults: fsync always) and Redis (AOF, fsync always) on loopback TCP,
+    both stopped afterwards, for the benches that measure one beside the other."""
+    with tempfile.TemporaryDirectory(prefix="kvd-bench-") as tmp:
+        kvd = Daemon(Path(tmp) / "kvd", ["--no-auto-compact"], tcp=True)
+        reference = None
+        try:
+            kvd.start()
+            reference = RedisServer(Path(tmp) / "redis", ["--appendonly", "yes",
+                                                          "--appendfsync", "always"])
+            yield kvd, reference
+        finally:
+            kvd.cleanup()
+            if reference is not None:
+                reference.stop()
 
 
 def cpu_seconds(pid: int) -> float:

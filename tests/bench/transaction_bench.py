@@ -7,16 +7,12 @@ always on both servers. Figures: SETs per second, and transaction/plain.
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import redis
 
-from tests.kvd_process import Daemon, RedisServer
-
-from .server_bench import ensure_tools
+from .server_bench import ensure_tools, kvd_and_redis
 
 CLIENTS, BATCH = 8, 16
 
@@ -44,25 +40,15 @@ def run(quick: bool) -> dict:
     ensure_tools()
     batches = 100 if quick else 500
     results: dict = {}
-    with tempfile.TemporaryDirectory(prefix="kvd-bench-") as tmp:
-        kvd = Daemon(Path(tmp) / "kvd", ["--no-auto-compact"], tcp=True)
-        reference = None
-        try:
-            kvd.start()
-            reference = RedisServer(Path(tmp) / "redis", ["--appendonly", "yes",
-                                                          "--appendfsync", "always"])
-            print(f"\n== transactions: {BATCH} SETs per pipeline, {CLIENTS} clients, "
-                  "fsync always ==")
-            print(f"{'server':<8} {'plain SETs/s':>13} {'MULTI/EXEC SETs/s':>18} {'tx/plain':>9}")
-            for name, server in (("kvd", kvd), ("redis", reference)):
-                plain = sets_per_second(server.port, False, batches)
-                tx = sets_per_second(server.port, True, batches)
-                results[name] = {"plain": plain, "multi_exec": tx, "ratio": tx / plain}
-                print(f"{name:<8} {plain:>13,.0f} {tx:>18,.0f} {tx / plain:>9.2f}")
-        finally:
-            kvd.cleanup()
-            if reference is not None:
-                reference.stop()
+    with kvd_and_redis() as (kvd, reference):
+        print(f"\n== transactions: {BATCH} SETs per pipeline, {CLIENTS} clients, "
+              "fsync always ==")
+        print(f"{'server':<8} {'plain SETs/s':>13} {'MULTI/EXEC SETs/s':>18} {'tx/plain':>9}")
+        for name, server in (("kvd", kvd), ("redis", reference)):
+            plain = sets_per_second(server.port, False, batches)
+            tx = sets_per_second(server.port, True, batches)
+            results[name] = {"plain": plain, "multi_exec": tx, "ratio": tx / plain}
+            print(f"{name:<8} {plain:>13,.0f} {tx:>18,.0f} {tx / plain:>9.2f}")
     return results
 
 

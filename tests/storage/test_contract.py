@@ -229,7 +229,7 @@ def test_deadlines_survive_reopen_and_a_passed_one_deletes(engine, data_dir):
         db.put(b"cleared", b"w")  # a put without a deadline clears it
         assert db.expire(b"missing", FAR) is False
         assert (db.deadline(b"far"), db.deadline(b"none"), db.deadline(b"cleared")) == (FAR, 0, 0)
-        assert db.due(10_000, 10) == [b"old"]
+        assert db.deadlines.due(10_000, 10) == [b"old"]
     with open_store(data_dir, engine=engine) as db:
         assert sorted(db.keys()) == [b"cleared", b"far", b"none"]
         assert db.get(b"old") is None

@@ -291,7 +291,12 @@ def comparable_bytes(command: tuple, reply: bytes) -> object:
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(commands=st.lists(COMMANDS, min_size=1, max_size=25))
 def test_kvd_answers_byte_for_byte_like_redis(raw_servers, protocol, commands):
-    clients = [RawClient(address, protocol) for address in raw_servers]
+    compare_byte_for_byte(raw_servers, protocol, commands)
+
+
+def compare_byte_for_byte(servers: tuple, protocol: int, commands: list[tuple]) -> None:
+    """The commands to both servers, on fresh connections in `protocol`, from empty."""
+    clients = [RawClient(address, protocol) for address in servers]
     try:
         for client in clients:
             client.call((b"FLUSHALL",))
@@ -319,13 +324,4 @@ FIXED = [  # boundaries random sequences rarely hit
 @pytest.mark.parametrize("protocol", [2, 3], ids=["resp2", "resp3"])
 @pytest.mark.parametrize("sequence", FIXED, ids=["gt-lt-equal", "past-deadlines"])
 def test_fixed_sequences_byte_for_byte(raw_servers, protocol, sequence):
-    clients = [RawClient(address, protocol) for address in raw_servers]
-    try:
-        for client in clients:
-            client.call((b"FLUSHALL",))
-        for command in sequence:
-            actual, expected = (comparable_bytes(command, c.call(command)) for c in clients)
-            assert actual == expected, f"{command!r}: kvd {actual!r} vs Redis {expected!r}"
-    finally:
-        for client in clients:
-            client.close()
+    compare_byte_for_byte(raw_servers, protocol, sequence)
