@@ -44,6 +44,7 @@ class Keyspace:
         self.deadlines = store.deadlines
         self._deadline_of = store.deadlines.snapshot()  # the dict itself: a cheap test
         self.watches = Watches()  # told of every modification (MULTI/EXEC's WATCH)
+        self._watched = self.watches.by_key  # its dict: a test without a call
 
     # -- expiry -------------------------------------------------------------------
 
@@ -54,7 +55,7 @@ class Keyspace:
             return False
         self.store.forget_expired(key)
         self.stats.expired_keys += 1
-        if self.watches:
+        if self._watched:
             self.watches.touch(key, exists_after=False)
         return True
 
@@ -77,7 +78,7 @@ class Keyspace:
             due = self.deadlines.due(now, 64)
             for key in due:
                 forget(key)
-                if self.watches:
+                if self._watched:
                     self.watches.touch(key, exists_after=False)
             self.stats.expired_keys += len(due)
             if len(due) < 64:
@@ -166,7 +167,7 @@ class Keyspace:
         if len(key) > self.max_key_size or len(value) > self.max_value_size:
             raise CommandError(self._too_large(key, value))
         self.store.put(key, value, deadline)
-        if self.watches:
+        if self._watched:
             self.watches.touch(key, exists_after=True)
 
     def keep_deadline(self, key: bytes) -> int:
@@ -178,7 +179,7 @@ class Keyspace:
         if deadline and deadline <= now_ms():
             return self.delete(key)
         changed = self.store.expire(key, deadline)
-        if changed and self.watches:
+        if changed and self._watched:
             self.watches.touch(key, exists_after=True)
         return changed
 
@@ -186,7 +187,7 @@ class Keyspace:
         if self._deadline_of and self._expired(key):
             return False
         deleted = self.store.delete(key)
-        if deleted and self.watches:
+        if deleted and self._watched:
             self.watches.touch(key, exists_after=False)
         return deleted
 
@@ -203,12 +204,12 @@ class Keyspace:
         for key, value, *_ in ops:
             self.check_sizes(key, value or b"")
         self.store.write_batch(ops)
-        if self.watches:
+        if self._watched:
             for key, value, *_ in ops:
                 self.watches.touch(key, exists_after=value is not None)
 
     def flush_all(self) -> None:
-        if self.watches:
+        if self._watched:
             self.watches.touch_all(self.store.__contains__)
         delete = self.store.delete
         for key in list(self.store.keys()):

@@ -35,32 +35,30 @@ class Transaction:
 
 
 class Watches:
-    """key -> the transactions watching it."""
+    """key -> the transactions watching it (`by_key`, which the keyspace tests before
+    every write: empty, nothing is watched)."""
 
     def __init__(self) -> None:
-        self._by_key: dict[bytes, set[Transaction]] = {}
-
-    def __bool__(self) -> bool:
-        return bool(self._by_key)
+        self.by_key: dict[bytes, set[Transaction]] = {}
 
     def watch(self, tx: Transaction, key: bytes, expired: bool) -> None:
         if key in tx.watched:
             return
         tx.watched[key] = expired
-        self._by_key.setdefault(key, set()).add(tx)
+        self.by_key.setdefault(key, set()).add(tx)
 
     def unwatch_all(self, tx: Transaction) -> None:
         for key in tx.watched:
-            watchers = self._by_key.get(key)
+            watchers = self.by_key.get(key)
             if watchers is not None:
                 watchers.discard(tx)
                 if not watchers:
-                    del self._by_key[key]
+                    del self.by_key[key]
         tx.watched.clear()
 
     def touch(self, key: bytes, exists_after: bool) -> None:
         """`key` was modified (and exists afterwards, or not)."""
-        for tx in list(self._by_key.get(key, ())):
+        for tx in list(self.by_key.get(key, ())):
             if tx.watched.get(key):  # it had expired when watched
                 if not exists_after:
                     tx.watched[key] = False  # deleted now: logically no change
@@ -70,6 +68,6 @@ class Watches:
 
     def touch_all(self, existed: Callable[[bytes], bool]) -> None:
         """FLUSHALL: every watched key that existed is modified."""
-        for key in list(self._by_key):
+        for key in list(self.by_key):
             if existed(key):
                 self.touch(key, exists_after=False)

@@ -116,7 +116,7 @@ class SqliteStore:
         self._begin()
         self._execute("INSERT OR REPLACE INTO kv (key, value, expires_at) VALUES (?, ?, ?)",
                       (key, value, expires_at_ms))
-        if expires_at_ms or self._deadlines:
+        if expires_at_ms or len(self._deadlines):
             self._deadlines.set(key, expires_at_ms)
 
     def get(self, key: bytes) -> bytes | None:
