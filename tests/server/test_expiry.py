@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.kvd_process import wait_for
 
 
-def test_deadlines_survive_restart_and_compaction(make_daemon):
-    kvd = make_daemon("--no-auto-compact")
+@pytest.mark.parametrize("engine", ["log", "sqlite"])
+def test_deadlines_survive_restart_and_compaction(make_daemon, engine):
+    kvd = make_daemon("--no-auto-compact", "--engine", engine)
     r = kvd.client()
     r.set("long", "v", ex=1000)
     r.set("short", "v", px=300)

@@ -14,7 +14,9 @@ import redis
 from tests.kvd_process import wait_for
 
 
-def test_the_default_pipeline_is_a_transaction(kvd):
+@pytest.mark.parametrize("engine", ["log", "sqlite"])
+def test_the_default_pipeline_is_a_transaction(make_daemon, engine):
+    kvd = make_daemon("--engine", engine)
     r = kvd.client()
     pipe = r.pipeline()  # transaction=True: MULTI ... EXEC
     pipe.set("a", "1").incr("a").get("a").set("b", "x", ex=100).ttl("b")
