@@ -125,14 +125,11 @@ class Dispatcher:
     def _queue(self, conn: Connection, command: Command, args: list[bytes]) -> bytes:
         """MULTI: the command waits for EXEC -- unless it may not, or cannot."""
         tx = conn.tx
-        if command.name == "debug" and debug_refusal(self.ctx, conn):
-            return self._reject(conn, command, debug_refusal(self.ctx, conn))
-        if command.name in NOT_IN_MULTI:
-            return self._reject(conn, command, NO_MULTI)
-        if command.write and self.commit.write_error is not None:
-            refused = self.commit.refusal()
-            if refused is not None:
-                return self._reject(conn, command, refused)
+        refused = ((command.name == "debug" and debug_refusal(self.ctx, conn))
+                   or (command.name in NOT_IN_MULTI and NO_MULTI)
+                   or (command.write and self.commit.refusal()))
+        if refused:
+            return self._reject(conn, command, refused)
         tx.queued_bytes += sum(len(arg) for arg in args)
         limit = self.ctx.config.max_transaction_size
         if tx.queued_bytes > limit:

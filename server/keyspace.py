@@ -53,11 +53,15 @@ class Keyspace:
         deadline = self._deadline_of.get(key)
         if deadline is None or deadline > now_ms():
             return False
+        self._drop_expired(key)
+        return True
+
+    def _drop_expired(self, key: bytes) -> None:
+        """Lazy and active expiry alike: the key goes, counted, and its watchers learn."""
         self.store.forget_expired(key)
         self.stats.expired_keys += 1
         if self._watched:
             self.watches.touch(key, exists_after=False)
-        return True
 
     def is_expired(self, key: bytes) -> bool:
         """Whether `key` exists but its deadline has passed (nothing is dropped)."""
@@ -73,14 +77,10 @@ class Keyspace:
         time ran out with due keys left (Redis's expired_time_cap_reached)."""
         stop = time.perf_counter() + budget_s
         now = now_ms()
-        forget = self.store.forget_expired
         while True:
             due = self.deadlines.due(now, 64)
             for key in due:
-                forget(key)
-                if self._watched:
-                    self.watches.touch(key, exists_after=False)
-            self.stats.expired_keys += len(due)
+                self._drop_expired(key)
             if len(due) < 64:
                 self.stats.expired_stale_perc = 0.0
                 return False
@@ -163,16 +163,12 @@ class Keyspace:
 
     def put(self, key: bytes, value: bytes, deadline: int = 0) -> None:
         """Write `value` with a deadline (Unix ms) or none: like SET, it replaces the
-        key's deadline (`keep_deadline` keeps it)."""
+        key's deadline (a write that keeps it passes `deadline(key)`)."""
         if len(key) > self.max_key_size or len(value) > self.max_value_size:
             raise CommandError(self._too_large(key, value))
         self.store.put(key, value, deadline)
         if self._watched:
             self.watches.touch(key, exists_after=True)
-
-    def keep_deadline(self, key: bytes) -> int:
-        """The deadline a write that keeps the key's TTL (INCR, APPEND, SET KEEPTTL) gives."""
-        return self._deadline_of.get(key, 0) if self._deadline_of else 0
 
     def set_deadline(self, key: bytes, deadline: int) -> bool:
         """Give an existing key a deadline (0: none); one already passed deletes it."""

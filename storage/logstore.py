@@ -360,9 +360,7 @@ class LogStore:
         every one of them or none (the batch framing is in record.py). Like put(),
         durable at the next flush(). Every pair is checked before anything is written."""
         self._check_open()
-        checked = [((record.as_bytes(key, "key"), None) if value is None
-                    else record.checked_pair(key, value)) + (deadline[0] if deadline else 0,)
-                   for key, value, *deadline in ops]
+        checked = record.checked_ops(ops)
         self.begin_batch(sum(len(k) + len(v or b"") + 64 for k, v, _ in checked))
         try:
             for key, value, expires_at_ms in checked:

@@ -273,6 +273,14 @@ def as_bytes(value: object, what: str) -> bytes:
     raise TypeError(f"{what} must be bytes, not {type(value).__name__}")
 
 
+def checked_ops(ops) -> list[tuple[bytes, bytes | None, int]]:
+    """A write batch's `(key, value[, deadline])` puts and `(key, None)` deletes, each
+    checked as put() and delete() check, as `(key, value or None, deadline or 0)`: all
+    are checked before a batch writes anything."""
+    return [((as_bytes(key, "key"), None) if value is None else checked_pair(key, value))
+            + (deadline[0] if deadline else 0,) for key, value, *deadline in ops]
+
+
 def checked_pair(key: object, value: object) -> tuple[bytes, bytes]:
     """The key and value of a put, as bytes, refused if too large for a record."""
     key, value = as_bytes(key, "key"), as_bytes(value, "value")

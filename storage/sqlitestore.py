@@ -31,7 +31,7 @@ from .dirlock import DirectoryLock
 from .errors import ClosedError, CompactionError, StorageError
 from .layout import SQLITE_FILE, check_meta
 from .logstore import FSYNC_POLICIES
-from .record import as_bytes, checked_pair
+from .record import as_bytes, checked_ops, checked_pair
 
 _SYNCHRONOUS = {"always": "FULL", "everysec": "NORMAL", "no": "OFF"}
 _PAGE = 1000  # keys fetched per query while iterating
@@ -160,8 +160,7 @@ class SqliteStore:
         all or nothing: every write until flush() is one SQL transaction already, so the
         batch commits with it, whole."""
         self._check_open()
-        checked = [((as_bytes(key, "key"), None) if value is None else checked_pair(key, value))
-                   + (deadline[0] if deadline else 0,) for key, value, *deadline in ops]
+        checked = checked_ops(ops)
         for key, value, expires_at_ms in checked:
             if value is None:
                 self.delete(key)

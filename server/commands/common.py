@@ -32,6 +32,11 @@ def wrong_arity(name: bytes) -> bytes:
     return error(f"ERR wrong number of arguments for '{name.decode(errors='replace').lower()}' command")
 
 
+def invalid_expire(command: str) -> bytes:
+    """Redis's addReplyErrorExpireTime."""
+    return error(f"ERR invalid expire time in '{command}' command")
+
+
 def unknown_subcommand(args: list[bytes]) -> bytes:
     """Redis's addReplySubcommandSyntaxError."""
     return error(b"ERR unknown subcommand or wrong number of arguments for '"

@@ -9,7 +9,7 @@ from ..glob import compile_glob
 from ..protocol import parse_strict_int
 from ..keyspace import now_ms
 from ..resp import ONE, OK, ZERO, array, bulk, error, integer, status
-from .common import INT64_MAX, INT64_MIN, NOT_INTEGER, SYNTAX
+from .common import INT64_MAX, INT64_MIN, NOT_INTEGER, SYNTAX, invalid_expire
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -115,11 +115,11 @@ def expire(ctx: Context, conn: Connection, args: list) -> bytes:
     per_unit, relative = _EXPIRE_BASE[args[0].upper()]
     name = args[0].decode(errors="replace").lower()
     if per_unit == 1000 and not -(-INT64_MIN // 1000) <= when <= INT64_MAX // 1000:  # C's /
-        return error(f"ERR invalid expire time in '{name}' command")
+        return invalid_expire(name)
     when *= per_unit
     base = now_ms() if relative else 0
     if when > INT64_MAX - base:
-        return error(f"ERR invalid expire time in '{name}' command")
+        return invalid_expire(name)
     when += base
     keyspace, key = ctx.keyspace, args[1]
     if key not in keyspace:

@@ -7,14 +7,13 @@ from typing import TYPE_CHECKING
 from ..keyspace import now_ms
 from ..protocol import parse_strict_int
 from ..resp import OK, bulk, error, integer
-from .common import INT64_MAX, INT64_MIN, NOT_INTEGER, SYNTAX, wrong_arity
+from .common import INT64_MAX, INT64_MIN, NOT_INTEGER, SYNTAX, invalid_expire, wrong_arity
 
 if TYPE_CHECKING:
     from ..connection import Connection
     from ..context import Context
 
 OVERFLOW = error("ERR increment or decrement would overflow")
-LLONG_MAX = INT64_MAX
 
 # SET's and GETEX's options (Redis's parseExtendedStringArgumentsOrReply): which each
 # excludes, and which command may take it.
@@ -65,18 +64,14 @@ def deadline_of(options: _Options, command: str) -> int | bytes:
     if amount is None:
         return NOT_INTEGER
     per_unit, relative = _EXPIRY_UNITS[options.unit]
-    if amount <= 0 or (per_unit == 1000 and amount > LLONG_MAX // 1000):
+    if amount <= 0 or (per_unit == 1000 and amount > INT64_MAX // 1000):
         return invalid_expire(command)
     amount *= per_unit
     if relative:
         amount += now_ms()
-        if amount > LLONG_MAX:  # C's overflow, which Redis sees as a non-positive result
+        if amount > INT64_MAX:  # C's overflow, which Redis sees as a non-positive result
             return invalid_expire(command)
     return amount
-
-
-def invalid_expire(command: str) -> bytes:
-    return error(f"ERR invalid expire time in '{command}' command")
 
 
 def get(ctx: Context, conn: Connection, args: list) -> bytes:
@@ -113,7 +108,7 @@ def _set(ctx: Context, conn: Connection, key: bytes, value: bytes, options: _Opt
         if (b"NX" in flags) == exists:
             return conn.resp.bulk_or_null(old) if get else conn.resp.null
     if b"KEEPTTL" in flags:
-        deadline = keyspace.keep_deadline(key)
+        deadline = keyspace.deadline(key)
     keyspace.put(key, value, deadline)
     return conn.resp.bulk_or_null(old) if get else OK
 
@@ -171,7 +166,7 @@ def mset(ctx: Context, conn: Connection, args: list) -> bytes:
 def append(ctx: Context, conn: Connection, args: list) -> bytes:
     key = args[1]
     value = (ctx.keyspace.peek(key) or b"") + args[2]
-    ctx.keyspace.put(key, value, ctx.keyspace.keep_deadline(key))
+    ctx.keyspace.put(key, value, ctx.keyspace.deadline(key))
     return integer(len(value))
 
 
@@ -188,7 +183,7 @@ def _add(ctx: Context, key: bytes, delta: int) -> bytes:
     result = current + delta
     if not INT64_MIN <= result <= INT64_MAX:
         return OVERFLOW
-    ctx.keyspace.put(key, b"%d" % result, ctx.keyspace.keep_deadline(key))
+    ctx.keyspace.put(key, b"%d" % result, ctx.keyspace.deadline(key))
     return integer(result)
 
 
