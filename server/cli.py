@@ -78,6 +78,12 @@ def server_options(fn):
         _option("max-transaction-size", "Bytes of requests one MULTI may queue before EXEC; "
                 "past it the transaction is refused.", default=DEFAULTS.max_transaction_size,
                 type=click.IntRange(1)),
+        _option("busy-reply-threshold", "Milliseconds a Lua script may run before other clients "
+                "get -BUSY and SCRIPT KILL can stop it (0: never), as Redis's option.",
+                default=DEFAULTS.busy_reply_threshold, type=click.IntRange(0)),
+        _option("script-memory", "Bytes the Lua state of scripts may allocate; a script that "
+                "needs more fails with an error.", default=DEFAULTS.script_memory,
+                type=click.IntRange(4 * 1024 * 1024)),
         _option("drain-timeout", "Seconds a shutdown waits for clients to finish.",
                 default=DEFAULTS.drain_timeout, type=click.FloatRange(0)),
         click.option("--auto-compact/--no-auto-compact", envvar="KVD_AUTO_COMPACT", default=True,

@@ -37,6 +37,8 @@ class Config:
     max_request_size: int = 128 * MIB
     max_output_buffer: int = 8 * MIB
     max_transaction_size: int = 128 * MIB  # bytes of requests queued by one MULTI
+    busy_reply_threshold: int = 5000  # ms a script runs before others get -BUSY; 0: never
+    script_memory: int = 256 * MIB  # the Lua state's memory limit
     drain_timeout: float = 10.0
     auto_compact: bool = True
     auto_compact_ratio: float = 1.0  # dead bytes >= this x live bytes...
@@ -88,6 +90,10 @@ class Config:
             raise ConfigError("--auto-compact-ratio and --auto-compact-min-size must not be negative")
         if self.watchdog_period < 0:
             raise ConfigError("--watchdog-period must not be negative (0 turns the watchdog off)")
+        if self.busy_reply_threshold < 0:
+            raise ConfigError("--busy-reply-threshold must not be negative (0: no threshold)")
+        if self.script_memory < 4 * MIB:
+            raise ConfigError("--script-memory must be at least 4 MiB")
         if self.drain_timeout < 0:
             raise ConfigError("--drain-timeout must not be negative")
 

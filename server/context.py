@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable, Collection, Protocol
 
 from .config import Config
 from .keyspace import Keyspace
+from .scripting import Scripts
 from .stats import Stats
 
 if TYPE_CHECKING:
@@ -34,6 +35,10 @@ class Control(Protocol):
 
     def connections(self) -> Collection[Connection]:
         """The connected clients (CLIENT LIST)."""
+
+    def serve_while_busy(self, caller: Connection) -> None:
+        """A script runs past the busy threshold: serve the other clients (-BUSY) and
+        the signals once, without waiting, and return to the script."""
 
     def figures(self) -> dict:
         """The loop's figures for INFO and CONFIG GET: tcp_port, uptime_s, max_clients,
@@ -65,5 +70,9 @@ class Context:
     config: Config
     control: Control
     auth: Auth
-    # Runs one command past the gate (set by the gate; EXEC runs its queue with it).
+    scripts: Scripts | None = None
+    # Set by the gate (dispatch.py): runs one command past it (EXEC runs its queue with
+    # it), runs one command a script calls, finds a command by name.
     call: Callable[..., bytes] | None = None  # (conn, command, args) -> reply
+    script_call: Callable[..., bytes] | None = None  # (run, args) -> reply
+    lookup: Callable[[bytes], object] | None = None  # name -> Command or None

@@ -21,13 +21,15 @@ import logging
 
 from storage import StorageError
 
-from .commands import BEFORE_AUTH, COMMANDS, LOOKUP, Command, unknown_command, wrong_arity
+from .commands import (BEFORE_AUTH, COMMANDS, LOOKUP, Command, subcommand_refusal,
+                       unknown_command, wrong_arity)
 from .commands.admin import debug_refusal
 from .commit import GroupCommit
 from .connection import Connection
 from .context import Context
 from .errors import CommandError
 from .resp import error, status
+from .scripting import BUSY, Run
 
 log = logging.getLogger("kvd.server")
 
@@ -38,6 +40,17 @@ NO_MULTI = error("ERR Command not allowed inside a transaction")
 # Inside MULTI these run at once; everything else is queued until EXEC.
 TRANSACTION_CONTROL = frozenset({"exec", "discard", "multi", "watch", "quit"})
 NOT_IN_MULTI = frozenset({"shutdown"})  # Redis's "no-multi" commands that kvd has
+# Redis's "noscript" commands that kvd has (and COMPACT, kvd's own).
+NOT_FROM_SCRIPTS = frozenset({"multi", "exec", "discard", "watch", "unwatch", "eval", "evalsha",
+                              "eval_ro", "evalsha_ro", "script", "auth", "hello", "quit",
+                              "shutdown", "debug", "config", "client", "compact"})
+# Redis's "allow-busy" commands: what a client may run while a script is busy (and
+# SCRIPT KILL, SHUTDOWN NOSAVE: see _allowed_while_busy).
+ALLOWED_WHILE_BUSY = frozenset({"auth", "hello", "quit", "multi", "discard", "watch", "unwatch"})
+UNKNOWN_FROM_SCRIPT = error("ERR Unknown Redis command called from script")
+ARITY_FROM_SCRIPT = error("ERR Wrong number of args calling Redis command from script")
+NOT_FROM_SCRIPT = error("ERR This Redis command is not allowed from script")
+WRITE_FROM_READ_ONLY = error("ERR Write commands are not allowed from read-only scripts.")
 
 
 class Dispatcher:
@@ -45,6 +58,13 @@ class Dispatcher:
         self.ctx = ctx
         self.commit = commit
         ctx.call = self.call  # EXEC re-enters here for each queued command
+        ctx.script_call = self.script_call  # and redis.call, for each command of a script
+        ctx.lookup = self.lookup
+
+    @staticmethod
+    def lookup(name: bytes) -> Command | None:
+        command = LOOKUP.get(name)
+        return command if command is not None else COMMANDS.get(name.lower())
 
     def run(self, conn: Connection, requests: list[list[bytes]]) -> None:
         """Execute requests in order, collecting their replies on the connection."""
@@ -78,6 +98,12 @@ class Dispatcher:
             if not conn.authenticated and command.name.encode() not in BEFORE_AUTH:
                 replies.append(self._reject(conn, command, NOAUTH))
                 continue
+            if command.subcommands is not None:
+                refused = subcommand_refusal(command, args)
+                if refused is not None:
+                    errors += 1
+                    replies.append(self._reject(conn, command, refused))
+                    continue
             write = command.write
             if tx.queued is not None:
                 if command.name not in TRANSACTION_CONTROL:
@@ -106,6 +132,60 @@ class Dispatcher:
             stats.writes_processed += writes
             commit.dirty = True
         conn.last_command = requests[-1][0]
+
+    def run_busy(self, conn: Connection, requests: list[list[bytes]]) -> None:
+        """`run` while a script is busy (scripting.py): the same checks, then only what
+        Redis allows during a busy script runs; everything else is refused with -BUSY
+        (inside MULTI that dooms the transaction, as any refusal)."""
+        replies = conn.replies
+        for args in requests:
+            command = self.lookup(args[0])
+            arity = command.arity if command is not None else 0
+            if command is None:
+                replies.append(self._reject(conn, None, unknown_command(args)))
+            elif (len(args) != arity) if arity > 0 else (len(args) < -arity):
+                replies.append(self._reject(conn, command, wrong_arity(args[0])))
+            elif not conn.authenticated and command.name.encode() not in BEFORE_AUTH:
+                replies.append(self._reject(conn, command, NOAUTH))
+            elif command.subcommands is not None and subcommand_refusal(command, args):
+                replies.append(self._reject(conn, command, subcommand_refusal(command, args)))
+            elif not _allowed_while_busy(command, args):
+                replies.append(self._reject(conn, command, BUSY))
+            elif conn.tx.queued is not None and command.name not in TRANSACTION_CONTROL:
+                replies.append(self._queue(conn, command, args))
+            else:
+                replies.append(self.call(conn, command, args))
+            if conn.closing:
+                break
+        self.ctx.stats.commands_processed += len(requests)
+        conn.commands += len(requests)
+
+    def script_call(self, run: Run, args: list[bytes]) -> bytes:
+        """The gate of a command a script calls (Redis's scriptCall): known, with its
+        arity, allowed from scripts, no write from a read-only script, and none while the
+        store cannot write -- unless the script already wrote: it cannot stop half-way."""
+        command = self.lookup(args[0])
+        if command is None:
+            return UNKNOWN_FROM_SCRIPT
+        arity = command.arity
+        if (len(args) != arity) if arity > 0 else (len(args) < -arity):
+            return ARITY_FROM_SCRIPT
+        if command.name in NOT_FROM_SCRIPTS:
+            return NOT_FROM_SCRIPT
+        if command.subcommands is not None:
+            refused = subcommand_refusal(command, args)
+            if refused is not None:
+                return refused
+        if command.write:
+            if run.read_only:
+                return WRITE_FROM_READ_ONLY
+            if not run.wrote:
+                refused = self.commit.refusal()
+                if refused is not None:
+                    return refused
+                run.wrote = True
+        self.ctx.stats.commands_processed += 1
+        return self.call(run.client, command, args)
 
     def call(self, conn: Connection, command: Command, args: list[bytes]) -> bytes:
         """Run one command past the gate (EXEC runs its queue through here)."""
@@ -152,3 +232,12 @@ class Dispatcher:
         if tx.queued is not None:
             tx.aborted = True
         return reply
+
+
+def _allowed_while_busy(command: Command, args: list[bytes]) -> bool:
+    name = command.name
+    if name == "script":
+        return len(args) == 2 and args[1].upper() == b"KILL"
+    if name == "shutdown":
+        return any(arg.upper() == b"NOSAVE" for arg in args[1:])
+    return name in ALLOWED_WHILE_BUSY

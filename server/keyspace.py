@@ -14,7 +14,7 @@ set forward expires keys early, one set back keeps them longer.
 
 Writes are buffered by the store and made durable by the loop's group commit
 (one flush per pass); `write_batch` makes several writes one atomic unit on
-disk (MSET now; MULTI/EXEC and scripts next).
+disk (MSET, MULTI/EXEC, scripts).
 """
 
 from __future__ import annotations
@@ -45,13 +45,16 @@ class Keyspace:
         self._deadline_of = store.deadlines.snapshot()  # the dict itself: a cheap test
         self.watches = Watches()  # told of every modification (MULTI/EXEC's WATCH)
         self._watched = self.watches.by_key  # its dict: a test without a call
+        # While a script runs, lookups expire keys by the time it began (Redis's script
+        # time snapshot): a key the script saw does not vanish half-way through it.
+        self.frozen_ms = 0
 
     # -- expiry -------------------------------------------------------------------
 
     def _expired(self, key: bytes) -> bool:
         """Drop `key` if its deadline has passed; whether it did."""
         deadline = self._deadline_of.get(key)
-        if deadline is None or deadline > now_ms():
+        if deadline is None or deadline > (self.frozen_ms or now_ms()):
             return False
         self._drop_expired(key)
         return True
@@ -66,7 +69,7 @@ class Keyspace:
     def is_expired(self, key: bytes) -> bool:
         """Whether `key` exists but its deadline has passed (nothing is dropped)."""
         deadline = self._deadline_of.get(key)
-        return deadline is not None and deadline <= now_ms()
+        return deadline is not None and deadline <= (self.frozen_ms or now_ms())
 
     def deadline(self, key: bytes) -> int:
         """The deadline of an existing key (Unix ms), 0 if it has none."""
@@ -188,11 +191,17 @@ class Keyspace:
         return deleted
 
     def begin_batch(self) -> None:
-        """Every write until end_batch() is one atomic batch on disk (EXEC)."""
+        """Every write until end_batch() is one atomic batch on disk (EXEC, a script;
+        batches nest: a script inside EXEC is part of the EXEC's batch)."""
         self.store.begin_batch()
 
     def end_batch(self) -> None:
         self.store.end_batch()
+
+    def discard_batch(self) -> None:
+        """Drop the open batch unwritten, before the server exits (a script stopped
+        half-way): on disk it never happened. Nothing but closing the store may follow."""
+        self.store.discard_batch()
 
     def write_batch(self, ops: Sequence[tuple]) -> None:
         """Puts (key, value[, deadline]) and deletes (key, None) as one unit: every size

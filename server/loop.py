@@ -41,13 +41,14 @@ from .commit import GroupCommit
 from .compactor import AutoPolicy, Compactor
 from .config import Config
 from .connection import Connection
-from .context import Auth, Context
+from .context import REDIS_VERSION, Auth, Context
 from .dispatch import Dispatcher
 from .errors import StartupError
 from .keyspace import Keyspace
 from .listeners import Listener, listen_tcp, listen_unix
 from .pidfile import PidFile, PidFileError
 from .protocol import ProtocolError, RequestParser
+from .scripting import ScriptAbandoned, Scripts
 from .signals import SignalPipe
 from .stats import Stats
 from .timers import Timers
@@ -94,6 +95,7 @@ class Server:
         self.commit: GroupCommit | None = None
         self.keyspace: Keyspace | None = None
         self.dispatcher: Dispatcher | None = None
+        self.scripts: Scripts | None = None
         self.tcp_port: int | None = None
         self.max_clients = config.max_clients  # lowered at start-up if descriptors are short
         self.started_monotonic = time.monotonic()
@@ -190,8 +192,9 @@ class Server:
                                     rate_limit=c.compaction_rate * 1e6)
         self.commit = GroupCommit(self.store, self.stats)
         self.keyspace = Keyspace(self.store, self.stats, c.max_key_size, c.max_value_size)
-        self.dispatcher = Dispatcher(Context(self.keyspace, self.stats, c, self, self._auth),
-                                     self.commit)
+        self.scripts = Scripts(c, self.stats, REDIS_VERSION)
+        self.dispatcher = Dispatcher(Context(self.keyspace, self.stats, c, self, self._auth,
+                                             self.scripts), self.commit)
         log.info("loaded %d keys in %.2f s", len(self.store), time.monotonic() - started)
 
     # -- the loop -----------------------------------------------------------------------
@@ -201,26 +204,29 @@ class Server:
         select = self._selector.select
         watchdog, pass_times, clock = self.watchdog, self.pass_times, time.monotonic
         watchdog.start()
-        while not self.finished:
-            events = select(self._timeout())
-            began = watchdog.began = clock()
-            self._dispatch(events)
-            if self.commit.dirty and len(self.clients) > 1:
-                # Gather: requests that arrived while this pass ran join its group
-                # commit instead of paying for an fsync of their own next pass. (A
-                # lone client has nothing more to send before its reply: no gather.)
-                for _ in range(GATHER_ROUNDS):
-                    ready = select(0)
-                    if not ready:
-                        break
-                    self._dispatch(ready)
-            if self._touched:
-                self._commit_and_reply()
-            if self._signals:
-                self._handle_signals()
-            self._after_pass(clock())
-            watchdog.began = 0.0
-            pass_times.record(began, clock())
+        try:
+            while not self.finished:
+                events = select(self._timeout())
+                began = watchdog.began = clock()
+                self._dispatch(events)
+                if self.commit.dirty and len(self.clients) > 1:
+                    # Gather: requests that arrived while this pass ran join its group
+                    # commit instead of paying for an fsync of their own next pass. (A
+                    # lone client has nothing more to send before its reply: no gather.)
+                    for _ in range(GATHER_ROUNDS):
+                        ready = select(0)
+                        if not ready:
+                            break
+                        self._dispatch(ready)
+                if self._touched:
+                    self._commit_and_reply()
+                if self._signals:
+                    self._handle_signals()
+                self._after_pass(clock())
+                watchdog.began = 0.0
+                pass_times.record(began, clock())
+        except ScriptAbandoned as stopped:
+            self._exit_without_script(str(stopped))
         watchdog.stop()
         return self.exit_code
 
@@ -354,7 +360,7 @@ class Server:
 
     # -- reading and running ------------------------------------------------------------
 
-    def _on_readable(self, conn: Connection) -> None:
+    def _on_readable(self, conn: Connection, busy: bool = False) -> None:
         try:
             data = conn.sock.recv(RECV_SIZE)
         except (BlockingIOError, InterruptedError):
@@ -376,7 +382,7 @@ class Server:
             return  # said goodbye already: discard until EOF
         self._touched.add(conn)
         parser = conn.parser
-        run = self.dispatcher.run
+        run = self.dispatcher.run_busy if busy else self.dispatcher.run
         while True:
             try:
                 requests = parser.feed(data)
@@ -536,6 +542,62 @@ class Server:
     def request_shutdown(self, reason: str) -> None:
         """Begin the drain (or cut it short) at the end of this pass, after its replies."""
         self._shutdown_requests.append(reason)
+
+    def serve_while_busy(self, caller: Connection) -> None:
+        """One pass without waiting, from inside a script past the busy threshold
+        (Redis's processEventsWhileBlocked): accept, read and answer the other clients
+        through the busy gate, read the signals. The caller, and clients whose
+        replies of the current pass still wait for its group commit, are left
+        unread until the script ends; a compaction's progress waits too. Nothing
+        written is answered here (no write runs while a script is busy), so the
+        replies go out at once -- and so do the replies of the current pass that
+        are waiting only for the script: if nothing was written before it in this
+        pass, they answered reads of durable data."""
+        outer, self._touched = self._touched, set()
+        clients = self.clients
+        if not self.commit.dirty:
+            for conn in [c for c in outer if c is not caller and not c.write_slots]:
+                outer.discard(conn)
+                self._touched.add(conn)
+        try:
+            for key, mask in self._selector.select(0):
+                source = key.data
+                if type(source) is Connection:
+                    if source is caller or source in outer or clients.get(source.fd) is not source:
+                        continue
+                    if mask & READ:
+                        self._on_readable(source, busy=True)
+                    if mask & WRITE and clients.get(source.fd) is source:
+                        self._send(source)
+                elif source is self._signal_source:
+                    self._signals |= self._signal_pipe.read()
+                    for signum in (signal.SIGTERM, signal.SIGINT):
+                        if signum in self._signals:
+                            self.scripts.stop(signal.Signals(signum).name)
+                elif type(source) is not _Watch:
+                    self._accept(source)
+            for conn in self._touched:
+                if clients.get(conn.fd) is conn and conn.replies:
+                    conn.out += b"".join(conn.replies)
+                    conn.replies.clear()
+                    conn.write_slots.clear()
+                    self._send(conn)
+        finally:
+            self._touched = outer
+
+    def _exit_without_script(self, sha: str) -> None:
+        """A script that had written was stopped (SHUTDOWN NOSAVE, SIGTERM): its writes were
+        dropped before reaching the disk, and the keys in memory hold half of it, so
+        nothing more is served; close what was acknowledged and exit."""
+        log.warning("exiting at once: the stopped script %s had written; on disk it never ran",
+                    sha)
+        if self._pidfile is not None:
+            self._pidfile.mark_shutting_down()
+        for conn in list(self.clients.values()):
+            conn.replies.clear()
+            self._close(conn)
+        self.compaction.stop()
+        self._finish()
 
     def connections(self) -> Collection[Connection]:
         return self.clients.values()

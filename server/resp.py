@@ -12,6 +12,7 @@ switches its encoder to RESP3 (and `HELLO 2` back).
 
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 OK = b"+OK\r\n"
@@ -81,6 +82,26 @@ class Resp2:
         """Text meant for people (INFO, CLIENT LIST): a bulk string in RESP2."""
         return bulk(text)
 
+    # What scripts return (Redis's luaReplyToRedisReply): already encoded parts.
+    def boolean(self, value: bool) -> bytes:
+        return ONE if value else ZERO
+
+    def double(self, value: float) -> bytes:
+        return bulk(_double_text(value))
+
+    def big_number(self, digits: bytes) -> bytes:
+        return bulk(digits)
+
+    def verbatim_as(self, format: bytes, text: bytes) -> bytes:
+        return bulk(text)
+
+    def map_of(self, encoded: list[bytes]) -> bytes:
+        """Keys and values in turn, encoded."""
+        return array(encoded)
+
+    def set_of(self, encoded: list[bytes]) -> bytes:
+        return array(encoded)
+
     def value(self, value: object) -> bytes:
         """Any reply value: bytes/str -> bulk, int -> integer, None -> null, list -> array,
         dict -> map."""
@@ -115,6 +136,31 @@ class Resp3(Resp2):
 
     def verbatim(self, text: bytes) -> bytes:
         return b"=%d\r\ntxt:%s\r\n" % (len(text) + 4, text)
+
+    def boolean(self, value: bool) -> bytes:
+        return b"#t\r\n" if value else b"#f\r\n"
+
+    def double(self, value: float) -> bytes:
+        return b"," + _double_text(value) + b"\r\n"
+
+    def big_number(self, digits: bytes) -> bytes:
+        return b"(" + digits + b"\r\n"
+
+    def verbatim_as(self, format: bytes, text: bytes) -> bytes:
+        return b"=%d\r\n%s:%s\r\n" % (len(text) + 4, format[:3], text)
+
+    def map_of(self, encoded: list[bytes]) -> bytes:
+        return b"%%%d\r\n" % (len(encoded) // 2) + b"".join(encoded)
+
+    def set_of(self, encoded: list[bytes]) -> bytes:
+        return b"~%d\r\n" % len(encoded) + b"".join(encoded)
+
+
+def _double_text(value: float) -> bytes:
+    """A double as Redis's addReplyDouble writes it (%.17g; inf and -inf spelled out)."""
+    if math.isinf(value):
+        return b"inf" if value > 0 else b"-inf"
+    return b"%.17g" % value
 
 
 RESP2 = Resp2()

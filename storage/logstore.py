@@ -69,6 +69,8 @@ class LogStore:
         self._live_bytes = 0
         self._buffer = bytearray()  # records appended, not yet written
         self._batch_start: int | None = None  # where the open batch's marker is in _buffer
+        self._batch_hints = 0  # where its hint rows begin in _active_hints
+        self._batch_depth = 0  # begin_batch() calls not yet ended (a batch inside a batch)
         self._active_hints = bytearray()  # packed hint rows of the active segment
         self._written = 0  # bytes of the active segment on disk
         # Bytes written to segments since open, and how many of them are known to be
@@ -375,25 +377,43 @@ class LogStore:
         """Make every write until end_batch() one atomic batch on disk (a transaction's,
         whose size is not known in advance). The marker is reserved now and filled in
         at the end; no rotation happens in between, so a batch never spans segments
-        (a segment may grow past its size by one batch)."""
+        (a segment may grow past its size by one batch). Batches nest: a batch begun
+        inside another (MSET or a script inside EXEC) is part of the outer one."""
         self._check_open()
-        if self._batch_start is not None:
-            raise StorageError("a write batch is already open")
+        self._batch_depth += 1
+        if self._batch_depth > 1:
+            return
         pending = self._written + len(self._buffer)
         if pending and pending + record.BATCH_MARKER_SIZE + size_hint > self.segment_size:
             self._rotate()
         self._batch_start = len(self._buffer)
+        self._batch_hints = len(self._active_hints)
         self._buffer += record.encode_batch_marker(0)
 
     def end_batch(self) -> None:
-        start, self._batch_start = self._batch_start, None
-        if start is None:
+        if self._batch_depth == 0:
             return
+        self._batch_depth -= 1
+        if self._batch_depth:
+            return
+        start, self._batch_start = self._batch_start, None
         size = len(self._buffer) - start - record.BATCH_MARKER_SIZE
         if size == 0:
             del self._buffer[start:]  # nothing was written: no marker either
         else:
             self._buffer[start:start + record.BATCH_MARKER_SIZE] = record.encode_batch_marker(size)
+
+    def discard_batch(self) -> None:
+        """Drop the open batch's writes before they reach the file (a script stopped
+        half-way by SHUTDOWN NOSAVE or SIGTERM): on disk it never happened. The key
+        directory still points at the dropped records, so the only call that may
+        follow is close()."""
+        if self._batch_depth == 0:
+            return
+        self._batch_depth = 0
+        start, self._batch_start = self._batch_start, None
+        del self._buffer[start:]
+        del self._active_hints[self._batch_hints:]
 
     def __contains__(self, key: bytes) -> bool:
         return key in self._keydir

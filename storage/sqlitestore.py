@@ -174,6 +174,14 @@ class SqliteStore:
     def end_batch(self) -> None:
         pass
 
+    def discard_batch(self) -> None:
+        """Roll back every write since the last flush (a script stopped half-way by
+        SHUTDOWN NOSAVE or SIGTERM; none of them was acknowledged). Only close() may
+        follow: the in-memory deadlines still count the rolled-back writes."""
+        if self._in_transaction:
+            self._execute("ROLLBACK")
+            self._in_transaction = False
+
     def __contains__(self, key: bytes) -> bool:
         return self.get(key) is not None
 

@@ -5,6 +5,7 @@
     connection.py  PING ECHO SELECT QUIT AUTH HELLO CLIENT
     admin.py       INFO CONFIG COMPACT SHUTDOWN DEBUG
     transactions.py MULTI EXEC DISCARD WATCH UNWATCH                        (multi.c)
+    scripting.py   EVAL EVALSHA EVAL_RO EVALSHA_RO SCRIPT                  (eval.c)
     info.py        what INFO and CONFIG GET report
     common.py      the handler signature and the errors the families share
 
@@ -21,8 +22,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..resp import EMPTY_ARRAY, array, bulk, error, integer
-from . import admin, connection, keys, strings, transactions
-from .common import Command, unknown_subcommand, wrong_arity  # noqa: F401 (the gate's)
+from . import admin, connection, keys, scripting, strings, transactions
+from .common import Command, subcommand_refusal, unknown_subcommand, wrong_arity  # noqa: F401
 from .connection import BEFORE_AUTH  # noqa: F401 (the gate's)
 
 if TYPE_CHECKING:
@@ -59,8 +60,8 @@ def unknown_command(args: list[bytes]) -> bytes:
 
 def _table() -> dict[bytes, Command]:
     specs = [*strings.COMMANDS, *keys.COMMANDS, *connection.COMMANDS, *admin.COMMANDS,
-             *transactions.COMMANDS, ("command", command, -1, False)]
-    return {name.encode(): Command(name, fn, arity, write) for name, fn, arity, write in specs}
+             *transactions.COMMANDS, *scripting.COMMANDS, ("command", command, -1, False)]
+    return {spec[0].encode(): Command(*spec) for spec in specs}
 
 
 COMMANDS: dict[bytes, Command] = _table()

@@ -69,6 +69,8 @@ def shutdown(ctx: Context, conn: Connection, args: list) -> bytes:
             return SYNTAX
     if any(option.upper() == b"ABORT" for option in args[1:]):
         return error("ERR kvd cannot abort a shutdown")
+    if ctx.scripts is not None and ctx.scripts.busy:  # SHUTDOWN NOSAVE (only that gets here)
+        ctx.scripts.stop("SHUTDOWN NOSAVE")
     ctx.control.request_shutdown("SHUTDOWN command")
     return OK
 

@@ -26,6 +26,9 @@ class Command(NamedTuple):
     handler: Handler
     arity: int
     write: bool
+    # Redis 7 looks subcommands up as commands of their own: the gate refuses an unknown
+    # one, or one with the wrong number of arguments (name -> arity), even inside MULTI.
+    subcommands: dict[bytes, int] | None = None
 
 
 def wrong_arity(name: bytes) -> bytes:
@@ -35,6 +38,18 @@ def wrong_arity(name: bytes) -> bytes:
 def invalid_expire(command: str) -> bytes:
     """Redis's addReplyErrorExpireTime."""
     return error(f"ERR invalid expire time in '{command}' command")
+
+
+def subcommand_refusal(command: Command, args: list[bytes]) -> bytes | None:
+    """Why the gate refuses a command's subcommand (processCommand's lookup), or None."""
+    sub = args[1].upper()
+    arity = command.subcommands.get(sub)
+    if arity is None:
+        return error(b"ERR unknown subcommand '" + args[1].split(b"\0", 1)[0][:128]
+                     + b"'. Try " + command.name.upper().encode() + b" HELP.")
+    if (len(args) != arity) if arity > 0 else (len(args) < -arity):
+        return wrong_arity(command.name.encode() + b"|" + sub.lower())
+    return None
 
 
 def unknown_subcommand(args: list[bytes]) -> bytes:

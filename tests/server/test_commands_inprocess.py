@@ -11,10 +11,11 @@ import pytest
 from server.commit import GroupCommit
 from server.config import Config
 from server.connection import Connection
-from server.context import Auth, Context
+from server.context import REDIS_VERSION, Auth, Context
 from server.dispatch import Dispatcher
 from server.keyspace import Keyspace
 from server.protocol import RequestParser
+from server.scripting import Scripts
 from server.stats import Stats
 from storage import StorageError, open_store
 
@@ -26,6 +27,7 @@ class StandInControl:
         self.shutdowns: list[str] = []
         self.compactions: list[str] = []
         self.conns: list[Connection] = []
+        self.busy_calls = 0
 
     def request_shutdown(self, reason: str) -> None:
         self.shutdowns.append(reason)
@@ -35,6 +37,9 @@ class StandInControl:
 
     def connections(self):
         return self.conns
+
+    def serve_while_busy(self, caller) -> None:
+        self.busy_calls += 1
 
     def figures(self) -> dict:
         return {"tcp_port": 0, "uptime_s": 1.0, "max_clients": 10, "write_error": None,
@@ -52,8 +57,9 @@ class Harness:
                                  self.config.max_value_size)
         self.control = StandInControl()
         self.commit = GroupCommit(self.store, self.stats)
+        self.scripts = Scripts(self.config, self.stats, REDIS_VERSION)
         self.gate = Dispatcher(Context(self.keyspace, self.stats, self.config, self.control,
-                                       Auth(password)), self.commit)
+                                       Auth(password), self.scripts), self.commit)
         self._sockets = socket.socketpair()
         parser = RequestParser(1 << 20, 1 << 20, unauthenticated=password is not None)
         self.conn = Connection(self._sockets[0], "test:0", "unix", parser)
