@@ -163,16 +163,25 @@ def _json_value(value, depth: int) -> bytes:
     raise ValueError(f"Cannot serialise {kind}: type not supported")
 
 
-def _array_length(items: list) -> int | None:
-    """cjson's test: keys all positive integers, not excessively sparse -> the length."""
-    if not items:
-        return None  # an empty table is an object, as cjson writes it
+def _highest_index(items: list) -> int | None:
+    """The largest key of a table's (key, value) pairs if every key is a positive
+    integer (an array, perhaps with holes), else None."""
     highest = 0
     for key, _ in items:
         if isinstance(key, bool) or not isinstance(key, (int, float)) or key < 1 \
                 or key != int(key):
             return None
         highest = max(highest, int(key))
+    return highest
+
+
+def _array_length(items: list) -> int | None:
+    """cjson's test: keys all positive integers, not excessively sparse -> the length."""
+    if not items:
+        return None  # an empty table is an object, as cjson writes it
+    highest = _highest_index(items)
+    if highest is None:
+        return None
     if highest > len(items) * 2 and highest > 10:
         raise ValueError("Cannot serialise table: excessively sparse array")
     return highest
@@ -230,14 +239,10 @@ def _mp_pack(value, out: bytearray, depth: int) -> None:
 
 
 def _mp_array_length(items: list) -> int | None:
+    """cmsgpack's test: an array if its keys are exactly 1..n."""
     if not items:
         return 0
-    highest = 0
-    for key, _ in items:
-        if isinstance(key, bool) or not isinstance(key, (int, float)) or key < 1 \
-                or key != int(key):
-            return None
-        highest = max(highest, int(key))
+    highest = _highest_index(items)
     return highest if highest == len(items) else None
 
 

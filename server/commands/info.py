@@ -64,7 +64,11 @@ def _memory(ctx: Context, figures: dict) -> dict:
             rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:
         pass
-    return {"used_memory": rss, "used_memory_rss": rss, "used_memory_human": _human(rss)}
+    lua, scripts = ctx.scripts.memory() if ctx.scripts is not None else (0, 0)
+    return {"used_memory": rss, "used_memory_rss": rss, "used_memory_human": _human(rss),
+            "used_memory_lua": lua, "used_memory_vm_eval": lua,
+            "used_memory_lua_human": _human(lua), "used_memory_scripts_eval": scripts,
+            "number_of_cached_scripts": len(ctx.scripts.cache) if ctx.scripts else 0}
 
 
 def _persistence(ctx: Context, figures: dict) -> dict:
@@ -186,6 +190,9 @@ def config_values(ctx: Context) -> dict[str, str]:
         "kvd-drain-timeout": str(c.drain_timeout),
         "watchdog-period": str(int(c.watchdog_period * 1000)),
         "enable-debug-command": c.enable_debug_command,
+        "busy-reply-threshold": str(c.busy_reply_threshold),
+        "lua-time-limit": str(c.busy_reply_threshold),
+        "kvd-script-memory": str(c.script_memory),
     }
 
 

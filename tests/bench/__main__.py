@@ -12,7 +12,8 @@ import json
 import os
 import platform
 
-from . import compaction_bench, expiry_bench, server_bench, storage_bench, transaction_bench
+from . import (compaction_bench, expiry_bench, scripting_bench, server_bench, storage_bench,
+               transaction_bench)
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 
@@ -27,7 +28,7 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, {platform.system()}"
 
 
-PARTS = ("server", "compaction", "storage", "expiry", "transactions")
+PARTS = ("server", "compaction", "storage", "expiry", "transactions", "scripts")
 
 
 def main() -> None:
@@ -58,6 +59,9 @@ def main() -> None:
     if "transactions" in parts:
         results["transactions"] = transaction_bench.run(args.quick)
         _write("transactions.md", transaction_bench.markdown(results["transactions"]))
+    if "scripts" in parts:
+        results["scripts"] = scripting_bench.run(args.quick)
+        _write("scripts.md", scripting_bench.markdown(results["scripts"]))
     if "expiry" in parts:
         results["expiry"] = expiry_bench.run(args.quick)
         _write("expiry.md", expiry_bench.markdown(results["expiry"]))

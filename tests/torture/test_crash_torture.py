@@ -134,12 +134,62 @@ def writer(server: Daemon, model: Model, seed: int, pipelined: bool, stop: threa
             model.ack(key, write)
 
 
+GROUPS, GROUP_SIZE = 20, 10
+# Writes every key of a group, with work between the writes so that kills land inside it.
+GROUP_SCRIPT = """
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[1])
+  local x = 0
+  for j = 1, 3000 do x = x + j end
+end
+return #KEYS
+"""
+
+
+class Groups:
+    """What the script writer was told: per group, the last acknowledged version. A
+    script writes one version to all of a group's keys: after any crash they must hold
+    one version (whole or absent, never half), no older than the acknowledged one."""
+
+    def __init__(self) -> None:
+        self.acked: dict[int, int] = {}
+        self.checked = 0
+
+    def check(self, client: redis.Redis) -> None:
+        for group in range(GROUPS):
+            values = client.mget([b"g:%d:%d" % (group, i) for i in range(GROUP_SIZE)])
+            assert len(set(values)) == 1, f"group {group} holds half a script: {values}"
+            acked = self.acked.get(group)
+            if acked is not None:
+                assert values[0] is not None and int(values[0]) >= acked, (group, values, acked)
+            self.checked += 1
+
+
+def script_writer(server: Daemon, groups: Groups, seed: int, stop: threading.Event) -> None:
+    rng = random.Random(seed)
+    client = server.client(socket_timeout=10)
+    write_group = client.register_script(GROUP_SCRIPT)
+    version = seed * 1_000_000
+    while not stop.is_set():
+        group, version = rng.randrange(GROUPS), version + 1
+        try:
+            write_group(keys=[b"g:%d:%d" % (group, i) for i in range(GROUP_SIZE)],
+                        args=[version])
+        except (redis.ConnectionError, redis.TimeoutError):
+            return
+        except redis.ResponseError as exc:
+            assert "shutting down" in str(exc), exc
+            return
+        groups.acked[group] = version
+
+
 def torture(tmp_path, kills: int | None, minutes: float | None) -> tuple[int, int]:
     # Compactions come from SIGUSR1 only, so that right after a restart nothing but
     # recovery has touched the directory and any leftover file is a real one.
     server = Daemon(tmp_path / "srv", ["--segment-size=65536", "--no-auto-compact"], tcp=False)
     rng = random.Random(20261123)
     model = Model()
+    groups = Groups()
     deadline = time.monotonic() + minutes * 60 if minutes else None
     done = 0
     try:
@@ -147,6 +197,7 @@ def torture(tmp_path, kills: int | None, minutes: float | None) -> tuple[int, in
             server.start()
             client = server.client()
             model.check_and_settle(client)
+            groups.check(client)
             leftovers = [n for n in os.listdir(server.data_dir)
                          if n.endswith(".tmp") or n == "compaction"]
             assert not leftovers, f"kill {done}: stray files after restart: {leftovers}"
@@ -154,6 +205,8 @@ def torture(tmp_path, kills: int | None, minutes: float | None) -> tuple[int, in
             threads = [threading.Thread(target=writer, args=(server, model, done * 10 + i,
                                                              i == 0, stop), daemon=True)
                        for i in range(2)]
+            threads.append(threading.Thread(target=script_writer,
+                                            args=(server, groups, done + 1, stop), daemon=True))
             for t in threads:
                 t.start()
             if rng.random() < 0.7:
@@ -176,9 +229,13 @@ def torture(tmp_path, kills: int | None, minutes: float | None) -> tuple[int, in
             done += 1
         server.start()
         model.check_and_settle(server.client())
+        groups.check(server.client())
         assert len(model.acked) > KEYS // 2, "the writers barely wrote anything"
+        assert len(groups.acked) > GROUPS // 2, "the script writer barely wrote anything"
     finally:
         server.cleanup()
+    print(f"crash torture: {groups.checked} checks of groups written by scripts, "
+          f"{len(groups.acked)} groups acknowledged")
     return done, model.ttl_keys_checked
 
 

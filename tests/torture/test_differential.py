@@ -377,7 +377,29 @@ FIXED = [  # boundaries random sequences rarely hit
 ]
 
 
+FIXED.append([(b"EVAL", body, b"0") for body in (  # the libraries and the sandbox
+    b"return {bit.band(7, 3), bit.bor(1, 2), bit.bxor(5, 1), bit.lshift(1, 31), bit.bnot(0)}",
+    b"return {bit.tobit(2^32 + 5), bit.tohex(255), bit.arshift(-256, 4), bit.rol(1, 33)}",
+    b"return bit.band('x')", b"return struct.pack('>I2 i4 b', 258, -2, 7)",
+    b"return {struct.unpack('<i2 B', struct.pack('<i2 B', -3, 200))}",
+    b"return struct.size('>I2 d')", b"return struct.pack('>Q', 1)",
+    b"return cmsgpack.pack({1, 2, 3}, {a = 1}, -1, 300, 70000, 2^40, 1.5, 'x')",
+    b"return {cmsgpack.unpack(cmsgpack.pack(1, 'x', {1, 2}))}",
+    b"return cjson.encode({1, 'two', {true, false}, 3.25, 1e20})",
+    b"return cjson.decode('[1,2,null,[true]]')[3] == cjson.null",
+    b"return cjson.encode(0/0)", b"a = 10", b"return a", b"rawset(_G, 'z', 1)",
+    b"redis.call = nil", b"string.x = 1", b"return os", b"return loadfile",
+    b"return loadstring('return 5')()", b"return tostring(redis.LOG_WARNING)",
+    b"return {math.floor(2.5), string.format('%05.1f', 3.14159), table.concat({1, 2}, '-')}",
+    b"return redis.setresp(4)", b"return redis.log(9, 'x')", b"return {1, nil, 3}",
+    b"return redis.call()", b"return redis.call({})", b"return pcall(redis.call, 'nosuch')",
+    b"local ok, e = pcall(redis.call, 'nosuch') return e",
+    b"return redis.call('SET', 'k', 1e17)", b"return redis.call('GET', 'k')",
+)])
+
+
 @pytest.mark.parametrize("protocol", [2, 3], ids=["resp2", "resp3"])
-@pytest.mark.parametrize("sequence", FIXED, ids=["gt-lt-equal", "past-deadlines"])
+@pytest.mark.parametrize("sequence", FIXED, ids=["gt-lt-equal", "past-deadlines",
+                                                  "script-libraries"])
 def test_fixed_sequences_byte_for_byte(raw_servers, protocol, sequence):
     compare_byte_for_byte(raw_servers, protocol, sequence)
