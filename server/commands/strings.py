@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from ..keyspace import now_ms
 from ..protocol import parse_strict_int
-from ..resp import OK, bulk, error, integer
+from ..resp import ONE, OK, ZERO, bulk, error, integer
 from .common import INT64_MAX, INT64_MIN, NOT_INTEGER, SYNTAX, invalid_expire, wrong_arity
 
 if TYPE_CHECKING:
@@ -138,6 +138,16 @@ def getex(ctx: Context, conn: Connection, args: list) -> bytes:
     return bulk(value)
 
 
+def setnx(ctx: Context, conn: Connection, args: list) -> bytes:
+    """SET ... NX answering 1 or 0 (older lock recipes, redis-py's setnx)."""
+    keyspace = ctx.keyspace
+    keyspace.check_sizes(args[1], args[2])
+    if args[1] in keyspace:  # a lookup to write: no hit or miss counted, as Redis
+        return ZERO
+    keyspace.put(args[1], args[2])
+    return ONE
+
+
 def getset(ctx: Context, conn: Connection, args: list) -> bytes:
     ctx.keyspace.check_sizes(args[1], args[2])
     old = ctx.keyspace.read(args[1])
@@ -217,6 +227,7 @@ COMMANDS = [
     ("psetex", setex, 4, True),
     ("getex", getex, -2, True),
     ("getset", getset, 3, True),
+    ("setnx", setnx, 3, True),
     ("getdel", getdel, 2, True),
     ("mget", mget, -2, False),
     ("mset", mset, -3, True),

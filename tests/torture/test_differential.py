@@ -105,6 +105,8 @@ COMMANDS = st.one_of(
     st.tuples(st.just(b"STRLEN"), KEYS),
     st.tuples(st.sampled_from([b"GETSET", b"GETDEL"]), KEYS, *([VALUES] * 0)),
     st.tuples(st.just(b"GETSET"), KEYS, VALUES),
+    st.tuples(st.just(b"SETNX"), KEYS, VALUES),
+    st.tuples(st.just(b"SETNX"), KEYS),
     st.tuples(st.just(b"DBSIZE")),
     st.tuples(st.just(b"KEYS"), PATTERNS),
     st.tuples(st.just(b"ECHO"), VALUES),
