@@ -66,8 +66,12 @@ class Dispatcher:
         command = LOOKUP.get(name)
         return command if command is not None else COMMANDS.get(name.lower())
 
-    def run(self, conn: Connection, requests: list[list[bytes]]) -> None:
-        """Execute requests in order, collecting their replies on the connection."""
+    def run(self, conn: Connection, requests: list[list[bytes]], busy: bool = False) -> None:
+        """Execute requests in order, collecting their replies on the connection.
+
+        `busy`: a script is running past the busy threshold (scripting.py); only what
+        Redis allows then runs, everything else is refused with -BUSY (inside MULTI that
+        dooms the transaction, as any refusal)."""
         replies = conn.replies
         if not requests:
             return
@@ -104,6 +108,10 @@ class Dispatcher:
                     errors += 1
                     replies.append(self._reject(conn, command, refused))
                     continue
+            if busy and not _allowed_while_busy(command, args):
+                errors += 1
+                replies.append(self._reject(conn, command, BUSY))
+                continue
             write = command.write
             if tx.queued is not None:
                 if command.name not in TRANSACTION_CONTROL:
@@ -132,33 +140,6 @@ class Dispatcher:
             stats.writes_processed += writes
             commit.dirty = True
         conn.last_command = requests[-1][0]
-
-    def run_busy(self, conn: Connection, requests: list[list[bytes]]) -> None:
-        """`run` while a script is busy (scripting.py): the same checks, then only what
-        Redis allows during a busy script runs; everything else is refused with -BUSY
-        (inside MULTI that dooms the transaction, as any refusal)."""
-        replies = conn.replies
-        for args in requests:
-            command = self.lookup(args[0])
-            arity = command.arity if command is not None else 0
-            if command is None:
-                replies.append(self._reject(conn, None, unknown_command(args)))
-            elif (len(args) != arity) if arity > 0 else (len(args) < -arity):
-                replies.append(self._reject(conn, command, wrong_arity(args[0])))
-            elif not conn.authenticated and command.name.encode() not in BEFORE_AUTH:
-                replies.append(self._reject(conn, command, NOAUTH))
-            elif command.subcommands is not None and subcommand_refusal(command, args):
-                replies.append(self._reject(conn, command, subcommand_refusal(command, args)))
-            elif not _allowed_while_busy(command, args):
-                replies.append(self._reject(conn, command, BUSY))
-            elif conn.tx.queued is not None and command.name not in TRANSACTION_CONTROL:
-                replies.append(self._queue(conn, command, args))
-            else:
-                replies.append(self.call(conn, command, args))
-            if conn.closing:
-                break
-        self.ctx.stats.commands_processed += len(requests)
-        conn.commands += len(requests)
 
     def script_call(self, run: Run, args: list[bytes]) -> bytes:
         """The gate of a command a script calls (Redis's scriptCall): known, with its

@@ -382,12 +382,12 @@ class Server:
             return  # said goodbye already: discard until EOF
         self._touched.add(conn)
         parser = conn.parser
-        run = self.dispatcher.run_busy if busy else self.dispatcher.run
+        run = self.dispatcher.run
         while True:
             try:
                 requests = parser.feed(data)
             except ProtocolError as exc:
-                run(conn, exc.requests)
+                run(conn, exc.requests, busy)
                 if conn.closing:
                     return  # a QUIT came first: Redis reads no further, so neither do we
                 self.stats.protocol_errors += 1
@@ -396,7 +396,7 @@ class Server:
                 conn.closing = True  # closed by _send once the error reply is out
                 return
             if requests:
-                run(conn, requests)
+                run(conn, requests, busy)
             if not parser.held_back or conn.closing:
                 return
             data = b""  # before AUTH: one request at a time (see RequestParser)
