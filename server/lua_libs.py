@@ -11,8 +11,10 @@ smallest encoding (a float32 when it loses nothing); bit works on signed
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import operator
 import struct as pystruct
 from typing import Callable
 
@@ -37,7 +39,8 @@ class Libraries:
         return {
             "cjson": {b"encode": self.cjson_encode, b"decode": self.cjson_decode},
             "cmsgpack": {b"pack": self.msgpack_pack, b"unpack": self.msgpack_unpack},
-            "bit": {name.encode(): _bit(fn, name) for name, fn in _BIT.items()},
+            "bit": {b"tohex": _tohex, **{name.encode(): _bit(fn, name)
+                                         for name, fn in _BIT.items()}},
             "struct": {b"pack": _struct_pack, b"unpack": _struct_unpack, b"size": _struct_size},
         }
 
@@ -300,9 +303,9 @@ def _rol(x: int, n: int) -> int:
 _BIT = {
     "tobit": lambda x: x,
     "bnot": lambda x: _signed(~x),
-    "band": lambda x, *r: _signed(_fold(lambda a, b: a & b, x, r)),
-    "bor": lambda x, *r: _signed(_fold(lambda a, b: a | b, x, r)),
-    "bxor": lambda x, *r: _signed(_fold(lambda a, b: a ^ b, x, r)),
+    "band": lambda x, *r: _signed(functools.reduce(operator.and_, r, x)),
+    "bor": lambda x, *r: _signed(functools.reduce(operator.or_, r, x)),
+    "bxor": lambda x, *r: _signed(functools.reduce(operator.xor, r, x)),
     "lshift": lambda x, n: _signed(x << (n & 31)),
     "rshift": lambda x, n: _signed((x & 0xFFFFFFFF) >> (n & 31)),
     "arshift": lambda x, n: _signed(x >> (n & 31)),
@@ -314,35 +317,24 @@ _BIT_ARITY = {"tobit": 1, "bnot": 1, "bswap": 1, "lshift": 2, "rshift": 2, "arsh
               "rol": 2, "ror": 2}
 
 
-def _fold(fn, first: int, rest) -> int:
-    for value in rest:
-        first = fn(first, value)
-    return first
-
-
 def _bit(fn: Callable, name: str) -> Callable:
+    """A LuaBitOp function: every argument a number, normalised to a signed 32-bit int."""
     def call(*args):
-        needed = _BIT_ARITY.get(name, 1)
         numbers = []
-        for i, arg in enumerate(args if len(args) >= needed else args + (None,) * (needed
-                                                                                   - len(args))):
-            number = _number(arg)
+        for i in range(max(len(args), _BIT_ARITY.get(name, 1))):
+            number = _number(args[i]) if i < len(args) else None
             if number is None:
-                got = "no value" if i >= len(args) else _type_name(arg)
-                raise LibraryError(f"bad argument #{i + 1} to '{name}' (number expected, got {got})")
+                raise _typerror(name, i + 1, "number", _got(args, i))
             numbers.append(_tobit(number))
         return fn(*numbers)
 
-    if name == "tohex":
-        return _tohex
     return call
 
 
 def _tohex(*args):
     x = _number(args[0]) if args else None
     if x is None:
-        got = _type_name(args[0]) if args else "no value"
-        raise LibraryError(f"bad argument #1 to 'tohex' (number expected, got {got})")
+        raise _typerror("tohex", 1, "number", _got(args, 0))
     n = _tobit(_number(args[1])) if len(args) > 1 and _number(args[1]) is not None else 8
     digits = "0123456789abcdef"
     if n < 0:
@@ -351,9 +343,6 @@ def _tohex(*args):
     value = _tobit(x) & 0xFFFFFFFF
     text = "".join(digits[(value >> (4 * i)) & 15] for i in range(n - 1, -1, -1))
     return text.encode()
-
-
-_BIT["tohex"] = None  # built by _bit
 
 
 def _number(arg) -> float | None:
@@ -368,6 +357,16 @@ def _number(arg) -> float | None:
         except ValueError:
             return None
     return None
+
+
+def _typerror(function: str, position: int, expected: str, got: str) -> LibraryError:
+    """Lua's luaL_typerror, for argument `position` (from 1) of `function`."""
+    return LibraryError(f"bad argument #{position} to '{function}' ({expected} expected, got {got})")
+
+
+def _got(args: tuple, index: int) -> str:
+    """The type of args[index] as luaL_check* names it; "no value" past the last one."""
+    return "no value" if index >= len(args) else _type_name(args[index])
 
 
 def _type_name(arg) -> str:
@@ -441,16 +440,14 @@ def _struct_pack(*args):
             arg += 1
             if opt in "fd":
                 number = _number(value)
-                if number is None:
-                    raise LibraryError(f"bad argument #{arg} to 'pack' (number expected, got " \
-                                  f"{_type_name(value) if arg <= len(args) - 1 or value is not None else 'no value'})")
+                if number is None:  # (struct names a missing argument "nil", as Redis's)
+                    raise _typerror("pack", arg, "number", _type_name(value))
                 out += pystruct.pack(("<" if little else ">") + opt, number)
             elif opt in "sc":
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     value = (b"%.14g" % value)
                 if not isinstance(value, bytes):
-                    raise LibraryError(f"bad argument #{arg} to 'pack' (string expected, got " \
-                                  f"{_type_name(value)})")
+                    raise _typerror("pack", arg, "string", _type_name(value))
                 if opt == "s":
                     out += value + b"\0"
                 else:
@@ -462,8 +459,7 @@ def _struct_pack(*args):
             else:
                 number = _number(value)
                 if number is None:
-                    raise LibraryError(f"bad argument #{arg} to 'pack' (number expected, got " \
-                                  f"{_type_name(value)})")
+                    raise _typerror("pack", arg, "number", _type_name(value))
                 n = int(number) & ((1 << (8 * size)) - 1)
                 out += n.to_bytes(size, "little" if little else "big")
     except ValueError as exc:

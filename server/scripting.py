@@ -396,9 +396,9 @@ class Scripts:
                 return self._table_from(items), pos
             if kind == b"~":
                 return self._new_table(b"set", self._table_from({i: True for i in items})), pos
-            pairs = dict(zip(items[0::2], items[1::2]))
             if kind == b"|":  # an attribute: skipped, the reply follows it
                 return self._parse(data, pos)
+            pairs = dict(zip(items[0::2], items[1::2]))
             return self._new_table(b"map", self._table_from(pairs)), pos
         raise ValueError(f"unexpected reply type {kind!r}")
 

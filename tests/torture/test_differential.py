@@ -382,7 +382,9 @@ FIXED = [  # boundaries random sequences rarely hit
 FIXED.append([(b"EVAL", body, b"0") for body in (  # the libraries and the sandbox
     b"return {bit.band(7, 3), bit.bor(1, 2), bit.bxor(5, 1), bit.lshift(1, 31), bit.bnot(0)}",
     b"return {bit.tobit(2^32 + 5), bit.tohex(255), bit.arshift(-256, 4), bit.rol(1, 33)}",
-    b"return bit.band('x')", b"return struct.pack('>I2 i4 b', 258, -2, 7)",
+    b"return bit.band('x')", b"return bit.lshift(1)", b"return bit.tohex()",
+    b"return bit.bor(1, 2, {})", b"return struct.pack('>I2 i4 b', 258, -2, 7)",
+    b"return struct.pack('>I')", b"return struct.pack('s')", b"return struct.pack('d')",
     b"return {struct.unpack('<i2 B', struct.pack('<i2 B', -3, 200))}",
     b"return struct.size('>I2 d')", b"return struct.pack('>Q', 1)",
     b"return cmsgpack.pack({1, 2, 3}, {a = 1}, -1, 300, 70000, 2^40, 1.5, 'x')",
