@@ -192,7 +192,7 @@ class Server:
                                     rate_limit=c.compaction_rate * 1e6)
         self.commit = GroupCommit(self.store, self.stats)
         self.keyspace = Keyspace(self.store, self.stats, c.max_key_size, c.max_value_size)
-        self.scripts = Scripts(c, self.stats, REDIS_VERSION)
+        self.scripts = Scripts(c, REDIS_VERSION)
         self.dispatcher = Dispatcher(Context(self.keyspace, self.stats, c, self, self._auth,
                                              self.scripts), self.commit)
         log.info("loaded %d keys in %.2f s", len(self.store), time.monotonic() - started)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Callable, NamedTuple, Protocol
 from lupa import lua51
 
 from .errors import CommandError
+from .keyspace import now_ms
 from .lua_libs import LibraryError
 from .lua_sandbox import Sandbox
 from .resp import ENCODERS, ONE, RESP2, array, bulk, error, integer
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from .config import Config
     from .connection import Connection
     from .keyspace import Keyspace
-    from .stats import Stats
 
 log = logging.getLogger("kvd.scripts")
 
@@ -171,9 +171,8 @@ class Scripts:
     """The script cache (in memory only: empty after a restart, as in Redis) and the
     Lua state the scripts run in."""
 
-    def __init__(self, config: Config, stats: Stats, version: str) -> None:
+    def __init__(self, config: Config, version: str) -> None:
         self.config = config
-        self.stats = stats
         self.version = version
         self.cache: dict[bytes, Script] = {}
         self.running: Run | None = None
@@ -189,10 +188,7 @@ class Scripts:
             "tick": self._tick, "version": self.version.encode(),
             "version_num": major << 16 | minor << 8 | patch,
         }
-        sandbox = Sandbox(api, self.config.script_memory)
-        self._classify, self._new_table = sandbox.classify, sandbox.new_table
-        self._table_from = sandbox.table_from
-        return sandbox
+        return Sandbox(api, self.config.script_memory)
 
     # -- the cache --------------------------------------------------------------------
 
@@ -235,7 +231,7 @@ class Scripts:
         run = Run(ctx, conn, script, read_only or script.no_writes)
         keyspace = ctx.keyspace
         self.running = run
-        keyspace.frozen_ms = time.time_ns() // 1_000_000
+        keyspace.frozen_ms = now_ms()
         keyspace.begin_batch()
         try:
             result = self._sandbox.run(script.function, keys, args)
@@ -291,7 +287,7 @@ class Scripts:
             return enc.null
         if depth >= MAX_REPLY_DEPTH:
             return error("ERR reached lua stack limit")
-        parts = self._classify(value)
+        parts = self._sandbox.classify(value)
         kind = parts[0]
         if kind == b"err":
             return error(parts[1])
@@ -350,9 +346,9 @@ class Scripts:
         if first == b":":
             return int(reply[1:-2])
         if first == b"+":
-            return self._new_table(b"ok", reply[1:-2])
+            return self._sandbox.new_table(b"ok", reply[1:-2])
         if first == b"-":
-            return self._new_table(b"err", error_text(reply[:-2]))
+            return self._sandbox.new_table(b"err", error_text(reply[:-2]))
         return self._parse(reply, 0)[0]
 
     def _parse(self, data: bytes, pos: int) -> tuple[object, int]:
@@ -365,22 +361,22 @@ class Scripts:
                 return False, after
             text = data[after:after + size]
             if kind == b"=":
-                return self._new_table(b"verbatim", text[:3], text[4:]), after + size + 2
+                return self._sandbox.new_table(b"verbatim", text[:3], text[4:]), after + size + 2
             return text, after + size + 2
         if kind == b":":
             return int(line), after
         if kind == b"+":
-            return self._new_table(b"ok", line), after
+            return self._sandbox.new_table(b"ok", line), after
         if kind == b"-":
-            return self._new_table(b"err", error_text(b"-" + line)), after
+            return self._sandbox.new_table(b"err", error_text(b"-" + line)), after
         if kind == b"_":
             return None, after
         if kind == b"#":
             return line == b"t", after
         if kind == b",":
-            return self._new_table(b"double", float(line)), after
+            return self._sandbox.new_table(b"double", float(line)), after
         if kind == b"(":
-            return self._new_table(b"big_number", line), after
+            return self._sandbox.new_table(b"big_number", line), after
         if kind in (b"*", b"~", b"%", b"|"):
             count = int(line)
             if count < 0:
@@ -393,13 +389,13 @@ class Scripts:
                 item, pos = self._parse(data, pos)
                 items.append(item)
             if kind == b"*":
-                return self._table_from(items), pos
+                return self._sandbox.table_from(items), pos
             if kind == b"~":
-                return self._new_table(b"set", self._table_from({i: True for i in items})), pos
+                return self._sandbox.new_table(b"set", self._sandbox.table_from({i: True for i in items})), pos
             if kind == b"|":  # an attribute: skipped, the reply follows it
                 return self._parse(data, pos)
             pairs = dict(zip(items[0::2], items[1::2]))
-            return self._new_table(b"map", self._table_from(pairs)), pos
+            return self._sandbox.new_table(b"map", self._sandbox.table_from(pairs)), pos
         raise ValueError(f"unexpected reply type {kind!r}")
 
     def _error_text(self, exc: object, where: bytes | None, line: int | None) -> bytes:
