@@ -230,21 +230,27 @@ class Server:
         watchdog.stop()
         return self.exit_code
 
-    def _dispatch(self, events: list) -> None:
+    def _dispatch(self, events: list, busy_skip: set | None = None) -> None:
+        """Act on what select() reported. `busy_skip`: a script is busy (serve_while_busy)
+        and these connections are left alone; the others go through the busy gate, and
+        a compaction's progress waits."""
         clients = self.clients
         for key, mask in events:
             source = key.data
             if type(source) is Connection:
                 if clients.get(source.fd) is not source:
                     continue  # closed earlier in this pass
+                if busy_skip is not None and source in busy_skip:
+                    continue
                 if mask & READ:
-                    self._on_readable(source)
+                    self._on_readable(source, busy_skip is not None)
                 if mask & WRITE and clients.get(source.fd) is source:
                     self._send(source)
             elif source is self._signal_source:
                 self._signals |= self._signal_pipe.read()
             elif type(source) is _Watch:
-                source.callback()
+                if busy_skip is None:
+                    source.callback()
             else:
                 self._accept(source)
 
@@ -407,6 +413,10 @@ class Server:
         """Group commit for the pass, then send every reply of the pass."""
         touched, self._touched = self._touched, set()  # _send may close (and discard) any
         self.commit.commit(touched)
+        self._reply_to(touched)
+
+    def _reply_to(self, touched: set[Connection]) -> None:
+        """Send the pass's replies of these connections (after their commit)."""
         clients = self.clients
         for conn in touched:
             if conn.write_slots:
@@ -554,34 +564,16 @@ class Server:
         are waiting only for the script: if nothing was written before it in this
         pass, they answered reads of durable data."""
         outer, self._touched = self._touched, set()
-        clients = self.clients
         if not self.commit.dirty:
             for conn in [c for c in outer if c is not caller and not c.write_slots]:
                 outer.discard(conn)
                 self._touched.add(conn)
         try:
-            for key, mask in self._selector.select(0):
-                source = key.data
-                if type(source) is Connection:
-                    if source is caller or source in outer or clients.get(source.fd) is not source:
-                        continue
-                    if mask & READ:
-                        self._on_readable(source, busy=True)
-                    if mask & WRITE and clients.get(source.fd) is source:
-                        self._send(source)
-                elif source is self._signal_source:
-                    self._signals |= self._signal_pipe.read()
-                    for signum in (signal.SIGTERM, signal.SIGINT):
-                        if signum in self._signals:
-                            self.scripts.stop(signal.Signals(signum).name)
-                elif type(source) is not _Watch:
-                    self._accept(source)
-            for conn in self._touched:
-                if clients.get(conn.fd) is conn and conn.replies:
-                    conn.out += b"".join(conn.replies)
-                    conn.replies.clear()
-                    conn.write_slots.clear()
-                    self._send(conn)
+            self._dispatch(self._selector.select(0), busy_skip=outer | {caller})
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                if signum in self._signals:
+                    self.scripts.stop(signal.Signals(signum).name)
+            self._reply_to(self._touched)
         finally:
             self._touched = outer
 

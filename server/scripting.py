@@ -506,7 +506,7 @@ class Scripts:
         """The server shuts down (SHUTDOWN NOSAVE, SIGTERM) while a script is busy: stop it;
         if it has written, drop its writes and make the server exit at once."""
         run = self.running
-        if run is None:
+        if run is None or run.killed:  # (a script SCRIPT KILL stopped has not written)
             return
         run.killed = True
         if run.wrote:
