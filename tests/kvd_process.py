@@ -9,6 +9,7 @@ test asks for it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
@@ -20,6 +21,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import redis
@@ -268,6 +270,27 @@ class RedisServer:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(30)
+
+
+@contextlib.contextmanager
+def kvd_beside_redis(directory: Path, kvd_args: list[str] = (), redis_args: list[str] = (),
+                     tcp: bool = False, password: str | None = None
+                     ) -> Iterator[tuple[Daemon, RedisServer]]:
+    """A started kvd and a redis-server (in `directory`/kvd and `directory`/redis), for
+    tests and benchmarks that compare the two; both are stopped afterwards. With a
+    `password`, both require it."""
+    require_tool("redis-server", "redis-server")
+    kvd_args = [*kvd_args, *(["--requirepass", password] if password else [])]
+    kvd = Daemon(directory / "kvd", kvd_args, tcp=tcp)
+    reference = None
+    try:
+        kvd.start()
+        reference = RedisServer(directory / "redis", list(redis_args), password=password)
+        yield kvd, reference
+    finally:
+        kvd.cleanup()
+        if reference is not None:
+            reference.stop()
 
 
 def _answers_ping(client: redis.Redis) -> bool:

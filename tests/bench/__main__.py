@@ -28,7 +28,11 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, {platform.system()}"
 
 
-PARTS = ("server", "compaction", "storage", "expiry", "transactions", "scripts")
+# The parts run as run(quick) and reported as markdown(results), in this order after
+# the server and storage parts (which take more).
+ALIKE_PARTS = {"compaction": compaction_bench, "transactions": transaction_bench,
+               "scripts": scripting_bench, "expiry": expiry_bench}
+PARTS = ("server", "storage", *ALIKE_PARTS)
 
 
 def main() -> None:
@@ -53,18 +57,10 @@ def main() -> None:
     if "storage" in parts:
         results["storage"] = storage_bench.run(args.quick, args.keys)
         _write("storage.md", storage_bench.markdown(results["storage"], results["machine"]))
-    if "compaction" in parts:
-        results["compaction"] = compaction_bench.run(args.quick)
-        _write("compaction.md", compaction_bench.markdown(results["compaction"]))
-    if "transactions" in parts:
-        results["transactions"] = transaction_bench.run(args.quick)
-        _write("transactions.md", transaction_bench.markdown(results["transactions"]))
-    if "scripts" in parts:
-        results["scripts"] = scripting_bench.run(args.quick)
-        _write("scripts.md", scripting_bench.markdown(results["scripts"]))
-    if "expiry" in parts:
-        results["expiry"] = expiry_bench.run(args.quick)
-        _write("expiry.md", expiry_bench.markdown(results["expiry"]))
+    for name, module in ALIKE_PARTS.items():
+        if name in parts:
+            results[name] = module.run(args.quick)
+            _write(f"{name}.md", module.markdown(results[name]))
     with open(path, "w") as f:
         json.dump(results, f, indent=2)
     print(f"\nresults written to {RESULTS}/")

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
-from tests.kvd_process import Daemon, RedisServer
+from tests.kvd_process import Daemon, RedisServer, kvd_beside_redis
 
 # name, redis-benchmark arguments, requests (full run)
 WORKLOADS = [
@@ -93,17 +93,10 @@ def kvd_and_redis() -> Iterator[tuple[Daemon, RedisServer]]:
     """kvd (its defaults: fsync always) and Redis (AOF, fsync always) on loopback TCP,
     both stopped afterwards, for the benches that measure one beside the other."""
     with tempfile.TemporaryDirectory(prefix="kvd-bench-") as tmp:
-        kvd = Daemon(Path(tmp) / "kvd", ["--no-auto-compact"], tcp=True)
-        reference = None
-        try:
-            kvd.start()
-            reference = RedisServer(Path(tmp) / "redis", ["--appendonly", "yes",
-                                                          "--appendfsync", "always"])
-            yield kvd, reference
-        finally:
-            kvd.cleanup()
-            if reference is not None:
-                reference.stop()
+        with kvd_beside_redis(Path(tmp), ["--no-auto-compact"],
+                              ["--appendonly", "yes", "--appendfsync", "always"],
+                              tcp=True) as servers:
+            yield servers
 
 
 def cpu_seconds(pid: int) -> float:

@@ -13,7 +13,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.kvd_process import Daemon, RedisServer, require_tool
+from tests.kvd_process import Daemon, RedisServer, kvd_beside_redis
 
 VALUES = st.sampled_from([
     b"", b"0", b"1", b"-1", b" 1", b"1 ", b"+1", b"01", b"-0", b"1.5", b"1e3",
@@ -320,13 +320,8 @@ class RawClient:
 
 @pytest.fixture(scope="module")
 def raw_servers(tmp_path_factory):
-    require_tool("redis-server", "redis-server")
-    reference = RedisServer(tmp_path_factory.mktemp("redis-raw"))
-    kvd = Daemon(tmp_path_factory.mktemp("kvd-raw"), [], tcp=False)
-    kvd.start()
-    yield kvd.socket, ("127.0.0.1", reference.port)
-    kvd.cleanup()
-    reference.stop()
+    with kvd_beside_redis(tmp_path_factory.mktemp("raw")) as (kvd, reference):
+        yield kvd.socket, ("127.0.0.1", reference.port)
 
 
 def comparable_bytes(command: tuple, reply: bytes) -> object:

@@ -14,7 +14,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.kvd_process import Daemon, RedisServer, require_tool
+from tests.kvd_process import kvd_beside_redis
 
 REQUEST_TIMEOUT = 10  # seconds; far beyond any polynomial matcher on these sizes
 
@@ -37,16 +37,11 @@ KEYS = st.one_of(
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
-    require_tool("redis-server", "redis-server")
-    reference = RedisServer(tmp_path_factory.mktemp("redis"))
-    kvd = Daemon(tmp_path_factory.mktemp("kvd"), [], tcp=False)
-    kvd.start()
-    clients = (kvd.client(socket_timeout=REQUEST_TIMEOUT),
-               redis.Redis(port=reference.port, protocol=2, socket_timeout=REQUEST_TIMEOUT))
-    yield clients
-    clients[1].close()
-    kvd.cleanup()
-    reference.stop()
+    with kvd_beside_redis(tmp_path_factory.mktemp("glob")) as (kvd, reference):
+        clients = (kvd.client(socket_timeout=REQUEST_TIMEOUT),
+                   redis.Redis(port=reference.port, protocol=2, socket_timeout=REQUEST_TIMEOUT))
+        yield clients
+        clients[1].close()
 
 
 def matched(client: redis.Redis, pattern: bytes) -> tuple[list[bytes], list[bytes]]:

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.kvd_process import Daemon, RedisServer, require_tool
+from tests.kvd_process import kvd_beside_redis
 
 READ_TIMEOUT = 10
 
@@ -122,22 +122,17 @@ def servers(request, tmp_path_factory):
     """kvd and Redis, both without a password or both with one (where requests before
     AUTH meet Redis's smaller limits)."""
     password = request.param
-    require_tool("redis-server", "redis-server")
-    kvd = Daemon(tmp_path_factory.mktemp("kvd"),
-                 ["--requirepass", password] if password else [], tcp=False)
-    kvd.start()
+    directory = tmp_path_factory.mktemp("protocol")
     # Both on Unix sockets: over TCP, a server closing with unread input resets the
     # connection, which can destroy the reply before the client reads it.
-    redis_dir = tmp_path_factory.mktemp("redis")
-    redis_socket = str(redis_dir / "redis.sock")
-    reference = RedisServer(redis_dir, ["--unixsocket", redis_socket, "--unixsocketperm", "700"],
-                            password=password)
-    clients = kvd.client(password=password), reference.client()
-    yield kvd.socket, redis_socket, clients
-    for client in clients:
-        client.close()
-    reference.stop()
-    kvd.cleanup()
+    redis_socket = str(directory / "redis" / "redis.sock")
+    with kvd_beside_redis(directory, redis_args=["--unixsocket", redis_socket,
+                                                 "--unixsocketperm", "700"],
+                          password=password) as (kvd, reference):
+        clients = kvd.client(password=password), reference.client()
+        yield kvd.socket, redis_socket, clients
+        for client in clients:
+            client.close()
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
