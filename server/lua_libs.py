@@ -31,9 +31,9 @@ class LibraryError(Exception):
 class Libraries:
     """The library functions, bound to one Lua state (to build tables in it)."""
 
-    def __init__(self) -> None:
-        self.table_from: Callable | None = None  # set once the runtime exists
-        self.null = None  # cjson.null, a userdata made by the sandbox
+    def __init__(self, table_from: Callable) -> None:
+        self.table_from = table_from  # the Lua state's: builds tables in it
+        self.null = None  # cjson.null, a userdata the sandbox makes (set by it)
 
     def tables(self) -> dict[str, dict[bytes, Callable]]:
         return {

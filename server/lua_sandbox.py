@@ -258,8 +258,7 @@ class Sandbox:
                                         register_builtins=False,
                                         unpack_returned_tuples=True, max_memory=max_memory)
         self.table_from = self.runtime.table_from
-        libraries = Libraries()
-        libraries.table_from = self.table_from
+        libraries = Libraries(self.table_from)
         values = {k.encode(): v for k, v in api.items()}
         for name, functions in libraries.tables().items():
             values[name.encode()] = self.table_from(functions)
