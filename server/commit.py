@@ -11,6 +11,7 @@ a retried flush succeeds.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Iterable
 
 from storage import StorageError
@@ -52,6 +53,7 @@ class GroupCommit:
         try:
             self.store.flush()
             self.stats.flushes += 1
+            self.stats.last_save = int(time.time())
         except StorageError as exc:
             self.stats.failed_flushes += 1
             self.write_error = str(exc)

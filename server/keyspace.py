@@ -19,6 +19,7 @@ disk (MSET, MULTI/EXEC, scripts).
 
 from __future__ import annotations
 
+import random
 import time
 from collections import OrderedDict
 from typing import Callable, Iterable, Iterator, Sequence
@@ -48,6 +49,8 @@ class Keyspace:
         # While a script runs, lookups expire keys by the time it began (Redis's script
         # time snapshot): a key the script saw does not vanish half-way through it.
         self.frozen_ms = 0
+        self._sample: list[bytes] = []  # RANDOMKEY's pool, and when it was taken
+        self._sample_taken = 0.0
 
     # -- expiry -------------------------------------------------------------------
 
@@ -152,6 +155,32 @@ class Keyspace:
         now, deadline_of = now_ms(), self._deadline_of
         return (k for k in keys if deadline_of.get(k, now + 1) > now)
 
+    def random_key(self) -> bytes | None:
+        """A random live key, or None if there is none (RANDOMKEY).
+
+        A dict has no random access, so the pick is made from a list of the keys that
+        is taken again at most once a second (or when its picks keep missing): one
+        RANDOMKEY costs O(1), not a walk over a million keys. Keys added since the
+        list was taken wait for the next one; deleted or expired ones are skipped.
+        """
+        if not len(self.store):
+            return None
+        if not self._sample or time.monotonic() - self._sample_taken > 1.0:
+            self._take_sample()
+        for attempt in range(8):
+            if attempt == 4:
+                self._take_sample()
+            if not self._sample:
+                return None
+            key = random.choice(self._sample)
+            if key in self:
+                return key
+        return next(iter(self.keys()), None)
+
+    def _take_sample(self) -> None:
+        self._sample = list(self.store.keys())
+        self._sample_taken = time.monotonic()
+
     def scan(self, cursor: int, count: int,
              match: Callable[[bytes], bool] | None) -> tuple[int, list[bytes]] | None:
         """One SCAN step: (next cursor, keys), or None for a cursor that is not known."""
@@ -212,6 +241,12 @@ class Keyspace:
         if self._watched:
             for key, value, *_ in ops:
                 self.watches.touch(key, exists_after=value is not None)
+
+    def rename(self, source: bytes, target: bytes) -> None:
+        """Move an existing key's value and deadline to `target` (replacing it), as one
+        batch: after a crash either both names are as before or both as after."""
+        value = self.store.get(source)
+        self.write_batch([(target, value, self.deadline(source)), (source, None)])
 
     def flush_all(self) -> None:
         if self._watched:

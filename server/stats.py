@@ -17,10 +17,13 @@ class Stats:
         "keyspace_hits", "keyspace_misses", "error_replies", "protocol_errors", "signals_received",
         "expired_keys", "expired_stale_perc", "expired_time_cap_reached_count",
     )
-    __slots__ = FIELDS + ("_samples", "_next_sample")
+    __slots__ = FIELDS + ("_samples", "_next_sample", "last_save")
 
     def __init__(self) -> None:
         self.reset()
+        # Unix time of the last flush that made writes durable, or of the start (LASTSAVE;
+        # not a counter: CONFIG RESETSTAT leaves it).
+        self.last_save = int(time.time())
         self._samples: deque[tuple[float, int]] = deque(maxlen=OPS_SAMPLES)
         self._next_sample = 0.0
 

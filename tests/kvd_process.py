@@ -285,7 +285,9 @@ def kvd_beside_redis(directory: Path, kvd_args: list[str] = (), redis_args: list
     reference = None
     try:
         kvd.start()
-        reference = RedisServer(directory / "redis", list(redis_args), password=password)
+        # One database, as kvd: MOVE, COPY ... DB, SWAPDB and SELECT answer alike.
+        reference = RedisServer(directory / "redis", ["--databases", "1", *redis_args],
+                                password=password)
         yield kvd, reference
     finally:
         kvd.cleanup()

@@ -1,7 +1,9 @@
 """The command table: Redis command name -> one small function, by family.
 
     strings.py     GET SET GETSET GETDEL MGET MSET APPEND STRLEN INCR...   (t_string.c)
-    keys.py        DEL EXISTS KEYS SCAN DBSIZE TYPE TTL FLUSHALL...       (db.c, expire.c)
+    bits.py        SETBIT GETBIT BITCOUNT BITPOS BITOP BITFIELD            (bitops.c)
+    keys.py        DEL EXISTS KEYS SCAN DBSIZE TYPE TTL RENAME COPY...    (db.c, expire.c)
+    dump.py        DUMP RESTORE MIGRATE                                    (cluster.c)
     connection.py  PING ECHO SELECT QUIT AUTH HELLO CLIENT
     admin.py       INFO CONFIG COMPACT SHUTDOWN DEBUG
     transactions.py MULTI EXEC DISCARD WATCH UNWATCH                        (multi.c)
@@ -22,7 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..resp import EMPTY_ARRAY, array, bulk, error, integer
-from . import admin, connection, keys, scripting, strings, transactions
+from . import admin, bits, connection, dump, keys, scripting, strings, transactions
 from .common import Command, subcommand_refusal, unknown_subcommand, wrong_arity  # noqa: F401
 from .connection import BEFORE_AUTH  # noqa: F401 (the gate's)
 
@@ -59,7 +61,7 @@ def unknown_command(args: list[bytes]) -> bytes:
 
 
 def _table() -> dict[bytes, Command]:
-    specs = [*strings.COMMANDS, *keys.COMMANDS, *connection.COMMANDS, *admin.COMMANDS,
+    specs = [*strings.COMMANDS, *bits.COMMANDS, *keys.COMMANDS, *dump.COMMANDS, *connection.COMMANDS, *admin.COMMANDS,
              *transactions.COMMANDS, *scripting.COMMANDS, ("command", command, -1, False)]
     return {spec[0].encode(): Command(*spec) for spec in specs}
 

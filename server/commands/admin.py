@@ -8,9 +8,10 @@ import time
 from typing import TYPE_CHECKING
 
 from ..glob import compile_glob
-from ..resp import OK, error, status
+from ..protocol import parse_strict_int
+from ..resp import OK, array, bulk, error, integer, status
 from . import info as info_
-from .common import SYNTAX, unknown_subcommand, wrong_arity
+from .common import NOT_INTEGER, SYNTAX, unknown_subcommand, wrong_arity
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -102,6 +103,30 @@ def debug(ctx: Context, conn: Connection, args: list) -> bytes:
     return unknown_subcommand(args)
 
 
+def time_(ctx: Context, conn: Connection, args: list) -> bytes:
+    """[seconds, microseconds] of the server's clock."""
+    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    return array([bulk(b"%d" % seconds), bulk(b"%d" % micros)])
+
+
+def lastsave(ctx: Context, conn: Connection, args: list) -> bytes:
+    """When writes were last made durable (every acknowledged write is saved)."""
+    return integer(ctx.stats.last_save)
+
+
+def wait(ctx: Context, conn: Connection, args: list) -> bytes:
+    """WAIT numreplicas timeout: kvd has no replicas, so 0 at once -- waiting for
+    replicas that cannot exist would only hold the client until its timeout."""
+    if parse_strict_int(args[1]) is None:
+        return NOT_INTEGER
+    timeout = parse_strict_int(args[2])
+    if timeout is None:
+        return error("ERR timeout is not an integer or out of range")
+    if timeout < 0:
+        return error("ERR timeout is negative")
+    return integer(0)
+
+
 # name, handler, arity, writes
 COMMANDS = [
     ("info", info, -1, False),
@@ -109,4 +134,7 @@ COMMANDS = [
     ("compact", compact, 1, False),
     ("shutdown", shutdown, -1, False),
     ("debug", debug, -2, False),
+    ("time", time_, 1, False),
+    ("lastsave", lastsave, 1, False),
+    ("wait", wait, 3, False),
 ]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
-from ..resp import error
+from ..protocol import parse_strict_int
+from ..resp import array, error, status
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -57,3 +58,19 @@ def unknown_subcommand(args: list[bytes]) -> bytes:
     return error(b"ERR unknown subcommand or wrong number of arguments for '"
                  + args[1].split(b"\0", 1)[0][:128] + b"'. Try "
                  + args[0].upper() + b" HELP.")
+
+
+def help_reply(name: str, lines: list[str]) -> bytes:
+    """Redis's addReplyHelp: a header, the lines, and HELP itself, as status lines."""
+    return array([status(line) for line in (
+        f"{name} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:", *lines,
+        "HELP", "    Prints this help.")])
+
+
+def parse_db_index(text: bytes) -> int | None:
+    """A database number as Redis's getIntFromObjectOrReply reads it (a C int)."""
+    index = parse_strict_int(text)
+    return index if index is not None and -(1 << 31) <= index < (1 << 31) else None
+
+
+DB_OUT_OF_RANGE = error("ERR DB index is out of range")

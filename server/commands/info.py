@@ -83,6 +83,7 @@ def _persistence(ctx: Context, figures: dict) -> dict:
         "aof_enabled": 1,  # every write goes to the log, as with Redis's appendonly yes
         "aof_rewrite_in_progress": int(compaction["compaction_in_progress"]),
         "rdb_bgsave_in_progress": 0,
+        "rdb_last_save_time": ctx.stats.last_save,
         "live_bytes": stats.get("live_bytes", 0),
         "dead_bytes": dead,
         "total_bytes": total,

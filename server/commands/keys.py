@@ -9,13 +9,31 @@ from ..glob import compile_glob
 from ..protocol import parse_strict_int
 from ..keyspace import now_ms
 from ..resp import ONE, OK, ZERO, array, bulk, error, integer, status
-from .common import INT64_MAX, INT64_MIN, NOT_INTEGER, SYNTAX, invalid_expire
+from .common import (DB_OUT_OF_RANGE, INT64_MAX, INT64_MIN, NOT_INTEGER, SYNTAX, help_reply,
+                     invalid_expire, parse_db_index)
 
 if TYPE_CHECKING:
     from ..connection import Connection
     from ..context import Context
 
 STRING, NONE = status("string"), status("none")
+NO_SUCH_KEY = error("ERR no such key")
+SAME_OBJECT = error("ERR source and destination objects are the same")
+OBJECT_HELP = [
+    "ENCODING <key>",
+    "    Return the kind of internal representation used in order to store the value",
+    "    associated with a <key>.",
+    "FREQ <key>",
+    "    Return the access frequency index of the <key>. The returned integer is",
+    "    proportional to the logarithm of the recent access frequency of the key.",
+    "IDLETIME <key>",
+    "    Return the idle time of the <key>, that is the approximated number of",
+    "    seconds elapsed since the last access to the key.",
+    "REFCOUNT <key>",
+    "    Return the number of references of the value associated with the specified",
+    "    <key>.",
+]
+OBJECT_SUBCOMMANDS = {b"ENCODING": 3, b"FREQ": 3, b"IDLETIME": 3, b"REFCOUNT": 3, b"HELP": 2}
 
 
 def del_(ctx: Context, conn: Connection, args: list) -> bytes:
@@ -154,6 +172,98 @@ def flushall(ctx: Context, conn: Connection, args: list) -> bytes:
     return OK
 
 
+def rename(ctx: Context, conn: Connection, args: list) -> bytes:
+    """RENAME / RENAMENX: the value and its TTL move to the new name, in one batch."""
+    keyspace, source, target = ctx.keyspace, args[1], args[2]
+    only_new = args[0].upper() == b"RENAMENX"
+    if source not in keyspace:  # a lookup to write: not counted, as Redis
+        return NO_SUCH_KEY
+    if source == target:
+        return ZERO if only_new else OK
+    if only_new and target in keyspace:
+        return ZERO
+    keyspace.check_sizes(target)
+    keyspace.rename(source, target)
+    return ONE if only_new else OK
+
+
+def copy(ctx: Context, conn: Connection, args: list) -> bytes:
+    """COPY source destination [DB 0] [REPLACE]: kvd has database 0 only."""
+    replace = False
+    j = 3
+    while j < len(args):
+        option = args[j].split(b"\0", 1)[0].lower()
+        if option == b"replace":
+            replace = True
+        elif option == b"db" and j + 1 < len(args):
+            index = parse_db_index(args[j + 1])
+            if index is None:
+                return NOT_INTEGER
+            if index != 0:
+                return DB_OUT_OF_RANGE
+            j += 1
+        else:
+            return SYNTAX
+        j += 1
+    keyspace, source, target = ctx.keyspace, args[1], args[2]
+    if source == target:
+        return SAME_OBJECT
+    value = keyspace.read(source)
+    if value is None:
+        return ZERO
+    if target in keyspace and not replace:
+        return ZERO
+    keyspace.put(target, value, keyspace.deadline(source))
+    return ONE
+
+
+def touch(ctx: Context, conn: Connection, args: list) -> bytes:
+    """The keys that exist (kvd keeps no access times for TOUCH to update)."""
+    found = ctx.keyspace.exists
+    return integer(sum(1 for key in args[1:] if found(key)))
+
+
+def randomkey(ctx: Context, conn: Connection, args: list) -> bytes:
+    return conn.resp.bulk_or_null(ctx.keyspace.random_key())
+
+
+def object_(ctx: Context, conn: Connection, args: list) -> bytes:
+    """OBJECT: kvd keeps every value one way, as its bytes ("raw", one reference), and
+    tracks neither access times nor frequencies."""
+    sub = args[1].upper()
+    if sub == b"HELP":
+        return help_reply("OBJECT", OBJECT_HELP)
+    if not ctx.keyspace.exists(args[2]):
+        return conn.resp.null
+    if sub == b"ENCODING":
+        return bulk(b"raw")
+    if sub == b"REFCOUNT":
+        return ONE
+    if sub == b"FREQ":
+        return error("ERR An LFU maxmemory policy is not selected, access frequency not "
+                     "tracked. Please note that when switching between policies at runtime LRU "
+                     "and LFU data will take some time to adjust.")
+    return error("ERR kvd does not track access times: OBJECT IDLETIME is not available")
+
+
+def move(ctx: Context, conn: Connection, args: list) -> bytes:
+    """MOVE key db: with one database there is nowhere to move to."""
+    index = parse_db_index(args[2])
+    if index is None:
+        return NOT_INTEGER
+    return SAME_OBJECT if index == 0 else DB_OUT_OF_RANGE
+
+
+def swapdb(ctx: Context, conn: Connection, args: list) -> bytes:
+    """SWAPDB 0 0 is the only swap one database allows (and changes nothing)."""
+    first, second = parse_db_index(args[1]), parse_db_index(args[2])
+    if first is None:
+        return error("ERR invalid first DB index")
+    if second is None:
+        return error("ERR invalid second DB index")
+    return OK if first == second == 0 else DB_OUT_OF_RANGE
+
+
 # name, handler, arity, writes
 COMMANDS = [
     ("del", del_, -2, True),
@@ -172,6 +282,14 @@ COMMANDS = [
     ("expireat", expire, -3, True),
     ("pexpireat", expire, -3, True),
     ("persist", persist, 2, True),
+    ("rename", rename, 3, True),
+    ("renamenx", rename, 3, True),
+    ("copy", copy, -3, True),
+    ("touch", touch, -2, False),
+    ("randomkey", randomkey, 1, False),
+    ("object", object_, -2, False, OBJECT_SUBCOMMANDS),
+    ("move", move, 3, True),
+    ("swapdb", swapdb, 3, True),
     ("flushdb", flushall, -1, True),
     ("flushall", flushall, -1, True),
 ]

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..resp import OK, array, bulk, error, integer, status
+from ..resp import OK, array, bulk, error, integer
 from ..scripting import NOSCRIPT
 from ..protocol import parse_strict_int
-from .common import NOT_INTEGER
+from .common import NOT_INTEGER, help_reply
 
 if TYPE_CHECKING:
     from ..connection import Connection
     from ..context import Context
 
 SCRIPT_HELP = [
-    "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
     "DEBUG (YES|SYNC|NO)",
     "    Set the debug mode for subsequent scripts executed.",
     "EXISTS <sha1> [<sha1> ...]",
@@ -30,8 +29,6 @@ SCRIPT_HELP = [
     "    Kill the currently executing Lua script.",
     "LOAD <script>",
     "    Load a script into the scripts cache without executing it.",
-    "HELP",
-    "    Prints this help.",
 ]
 # SCRIPT's subcommands and their arity (Redis 7 checks them as commands of their own).
 SUBCOMMAND_ARITY = {b"DEBUG": 3, b"EXISTS": -3, b"FLUSH": -2, b"KILL": 2, b"LOAD": 3, b"HELP": 2}
@@ -93,7 +90,7 @@ def script(ctx: Context, conn: Connection, args: list) -> bytes:
         if args[2].upper() == b"NO":
             return OK
         return error("ERR kvd has no Lua debugger (SCRIPT DEBUG YES|SYNC)")
-    return array([status(line) for line in SCRIPT_HELP])
+    return help_reply("SCRIPT", SCRIPT_HELP)
 
 
 # name, handler, arity, writes[, subcommands] (a script's reply waits for the group commit if it wrote)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .. import longdouble
 from ..keyspace import now_ms
 from ..protocol import parse_strict_int
-from ..resp import ONE, OK, ZERO, bulk, error, integer
+from ..resp import ONE, OK, ZERO, array, bulk, error, integer
+from ..lcs import LcsTable
 from .common import INT64_MAX, INT64_MIN, NOT_INTEGER, SYNTAX, invalid_expire, wrong_arity
 
 if TYPE_CHECKING:
@@ -14,6 +16,9 @@ if TYPE_CHECKING:
     from ..context import Context
 
 OVERFLOW = error("ERR increment or decrement would overflow")
+NOT_FLOAT = error("ERR value is not a valid float")
+TOO_LONG = error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+EMPTY = bulk(b"")
 
 # SET's and GETEX's options (Redis's parseExtendedStringArgumentsOrReply): which each
 # excludes, and which command may take it.
@@ -173,6 +178,17 @@ def mset(ctx: Context, conn: Connection, args: list) -> bytes:
     return OK
 
 
+def msetnx(ctx: Context, conn: Connection, args: list) -> bytes:
+    """All or none: 0 if any key exists, else every pair is written as one batch."""
+    if len(args) % 2 == 0:
+        return wrong_arity(args[0])
+    keyspace = ctx.keyspace
+    if any(key in keyspace for key in args[1::2]):
+        return ZERO
+    keyspace.write_batch(list(zip(args[1::2], args[2::2])))
+    return ONE
+
+
 def append(ctx: Context, conn: Connection, args: list) -> bytes:
     key = args[1]
     value = (ctx.keyspace.peek(key) or b"") + args[2]
@@ -219,6 +235,112 @@ def decrby(ctx: Context, conn: Connection, args: list) -> bytes:
     return _add(ctx, args[1], -delta)
 
 
+def incrbyfloat(ctx: Context, conn: Connection, args: list) -> bytes:
+    """Added and printed as Redis does, in C's long double (server/longdouble.py)."""
+    keyspace, key = ctx.keyspace, args[1]
+    old = keyspace.peek(key)
+    value = longdouble.parse(old) if old is not None else 0
+    increment = longdouble.parse(args[2])
+    if value is None or increment is None:
+        return NOT_FLOAT
+    if isinstance(value, float) or isinstance(increment, float):  # an infinity
+        return error("ERR increment would produce NaN or Infinity")
+    result = longdouble.round_extended(value + increment)
+    if isinstance(result, float):
+        return error("ERR increment would produce NaN or Infinity")
+    text = longdouble.format_human(result)
+    keyspace.put(key, text, keyspace.deadline(key))
+    return bulk(text)
+
+
+def _range_of(length: int, start: int, end: int) -> tuple[int, int]:
+    """Redis's start/end arithmetic for GETRANGE and BITCOUNT: negative counts from the
+    end, both clamped into the string; start > end means empty."""
+    if start < 0:
+        start += length
+    if end < 0:
+        end += length
+    start, end = max(start, 0), max(end, 0)
+    return start, min(end, length - 1)
+
+
+def getrange(ctx: Context, conn: Connection, args: list) -> bytes:
+    """GETRANGE / SUBSTR key start end (inclusive offsets)."""
+    start, end = parse_strict_int(args[2]), parse_strict_int(args[3])
+    if start is None or end is None:
+        return NOT_INTEGER
+    value = ctx.keyspace.read(args[1])
+    if value is None or (start < 0 and end < 0 and start > end):
+        return EMPTY
+    start, end = _range_of(len(value), start, end)
+    return EMPTY if start > end else bulk(value[start:end + 1])
+
+
+def setrange(ctx: Context, conn: Connection, args: list) -> bytes:
+    offset, patch = parse_strict_int(args[2]), args[3]
+    if offset is None:
+        return NOT_INTEGER
+    if offset < 0:
+        return error("ERR offset is out of range")
+    keyspace, key = ctx.keyspace, args[1]
+    old = keyspace.peek(key)
+    if not patch:
+        return integer(0 if old is None else len(old))
+    if offset + len(patch) > ctx.config.max_value_size:
+        return TOO_LONG
+    old = old or b""
+    value = old[:offset].ljust(offset, b"\0") + patch + old[offset + len(patch):]
+    keyspace.put(key, value, keyspace.deadline(key))
+    return integer(len(value))
+
+
+def lcs(ctx: Context, conn: Connection, args: list) -> bytes:
+    """LCS key1 key2 [LEN] [IDX] [MINMATCHLEN n] [WITHMATCHLEN] (Redis's lcsCommand)."""
+    keyspace = ctx.keyspace
+    a, b = keyspace.read(args[1]) or b"", keyspace.read(args[2]) or b""
+    want_len = want_idx = with_len = False
+    min_len = 0
+    j = 3
+    while j < len(args):
+        option = args[j].split(b"\0", 1)[0].upper()
+        if option == b"IDX":
+            want_idx = True
+        elif option == b"LEN":
+            want_len = True
+        elif option == b"WITHMATCHLEN":
+            with_len = True
+        elif option == b"MINMATCHLEN" and j + 1 < len(args):
+            min_len = parse_strict_int(args[j + 1])
+            if min_len is None:
+                return NOT_INTEGER
+            min_len = max(min_len, 0)
+            j += 1
+        else:
+            return SYNTAX
+        j += 1
+    if want_len and want_idx:
+        return error("ERR If you want both the length and indexes, please just use IDX.")
+    if (len(a) + 1) * (len(b) + 1) * 4 > ctx.config.max_value_size:  # Redis's table bound
+        return error("ERR Insufficient memory, transient memory for LCS exceeds "
+                     "proto-max-bulk-len")
+    table = LcsTable(a, b)
+    if want_len:
+        return integer(table.length)
+    if not want_idx:
+        return bulk(table.common())
+    matches = []
+    for (a_start, a_end), (b_start, b_end) in table.ranges():
+        match_len = a_end - a_start + 1
+        if min_len == 0 or match_len >= min_len:
+            entry = [array([integer(a_start), integer(a_end)]),
+                     array([integer(b_start), integer(b_end)])]
+            if with_len:
+                entry.append(integer(match_len))
+            matches.append(array(entry))
+    return conn.resp.map_of([bulk(b"matches"), array(matches),
+                             bulk(b"len"), integer(table.length)])
+
+
 # name, handler, arity, writes
 COMMANDS = [
     ("get", get, 2, False),
@@ -231,6 +353,12 @@ COMMANDS = [
     ("getdel", getdel, 2, True),
     ("mget", mget, -2, False),
     ("mset", mset, -3, True),
+    ("msetnx", msetnx, -3, True),
+    ("incrbyfloat", incrbyfloat, 3, True),
+    ("getrange", getrange, 4, False),
+    ("substr", getrange, 4, False),
+    ("setrange", setrange, 4, True),
+    ("lcs", lcs, -3, False),
     ("append", append, 3, True),
     ("strlen", strlen, 2, False),
     ("incr", incr, 2, True),
