@@ -1,4 +1,5 @@
-"""`kvctl`: the user's side of kvd -- get, put, delete, keys, ping, stats, compact.
+"""`kvctl`: the user's side of kvd -- get, put, delete, keys, ping, stats, compact,
+export, import.
 
 Talks RESP2 to the server through redis-py (client.connect) and signals the
 daemon through its PID file (server.pidfile.send_signal, shared with
@@ -22,7 +23,7 @@ from redis.retry import Retry
 
 from server.pidfile import NotRunning, PidFileError, send_signal
 
-from . import DEFAULT_SOCKET, connect
+from . import DEFAULT_SOCKET, connect, transfer
 
 EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_SERVER = 1, 2, 3, 4
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -147,6 +148,8 @@ def main(ctx: click.Context, socket, host, port, pidfile, password, password_fil
       kvctl keys 'user:*'
       kvctl stats
       kvctl compact --wait                    SIGUSR1 through kvd.pid, then follow it
+      kvctl export backup.resp                every key with its TTL, as Redis commands
+      kvctl import backup.resp                (redis-cli --pipe loads the same file)
       kvctl --host 10.0.0.5 --password-file pw ping
 
     \b
@@ -377,6 +380,108 @@ def _request_compaction(settings: Settings, client: redis.Redis) -> None:
                       f"{str(failure).removeprefix('cannot reach kvd: ')}", failure.code) from None
     click.echo(f"no PID file at {settings.pidfile}: compaction requested with the COMPACT "
                f"command at {settings.where}", err=True)
+
+
+# Data sets this large get a progress bar (on a terminal).
+PROGRESS_KEYS, PROGRESS_BYTES = 10_000, 16 << 20
+
+
+@main.command("export", context_settings=CONTEXT)
+@click.argument("path", type=click.Path(dir_okay=False, allow_dash=True))
+@click.pass_obj
+def export_(settings: Settings, path: str) -> None:
+    """Write every key, with its TTL, to PATH ("-" for stdout) as Redis commands.
+
+    The file is what `redis-cli --pipe` sends, so it loads into Redis as well as into
+    kvd (kvctl import). Against a Redis server, keys that are not strings are skipped.
+
+    \b
+    Examples:
+      kvctl export backup.resp
+      kvctl export - | gzip > backup.resp.gz
+      redis-cli --pipe < backup.resp            into a Redis server
+    """
+    client = settings.client()
+    total = client.dbsize()
+    out = sys.stdout.buffer if path == "-" else None
+    target = path if out is None else "stdout"
+    try:
+        with (open(path + ".tmp", "wb") if out is None else _NoClose(out)) as f, \
+                _progress(total if total >= PROGRESS_KEYS else 0, "exporting") as bar:
+            done = transfer.export(client, f, bar.update)
+        if out is None:
+            os.replace(path + ".tmp", path)  # a failed export never leaves a half file
+    except OSError as exc:
+        raise Failure(f"cannot write {path}: {exc.strerror}", EXIT_USAGE) from None
+    finally:
+        if out is None and os.path.exists(path + ".tmp"):
+            os.unlink(path + ".tmp")
+    skipped = f"; skipped {done.skipped} keys that are not strings" if done.skipped else ""
+    click.echo(f"exported {done.keys} keys ({done.with_ttl} with a TTL) to {target} in "
+               f"{done.seconds:.2f} s{skipped}", err=True)
+
+
+@main.command("import", context_settings=CONTEXT)
+@click.argument("path", type=click.Path(dir_okay=False, allow_dash=True))
+@click.pass_obj
+def import_(settings: Settings, path: str) -> None:
+    """Send every command of PATH ("-" for stdin) to the server: a file from kvctl export,
+    or any file written for `redis-cli --pipe`. Existing keys are overwritten.
+
+    \b
+    Examples:
+      kvctl import backup.resp
+      gunzip -c backup.resp.gz | kvctl import -
+    """
+    client = settings.client()
+    try:
+        source = sys.stdin.buffer if path == "-" else open(path, "rb")
+    except OSError as exc:
+        raise Failure(f"cannot read {path}: {exc.strerror}", EXIT_USAGE) from None
+    with source:
+        size = 0 if path == "-" else os.fstat(source.fileno()).st_size
+        try:
+            with _progress(size if size >= PROGRESS_BYTES else 0, "importing") as bar:
+                done = transfer.load(client, source, bar.update)
+        except transfer.MalformedFile as exc:
+            raise Failure(f"{path}: {exc}", EXIT_USAGE) from None
+    click.echo(f"imported {done.commands - done.errors} of {done.commands} commands in "
+               f"{done.seconds:.2f} s", err=True)
+    if done.errors:
+        for text in done.first_errors:
+            click.echo(f"kvctl: refused: {text}", err=True)
+        raise Failure(f"{done.errors} commands were refused", EXIT_SERVER)
+
+
+class _NoClose:
+    """stdout in a `with`: written to, flushed, not closed."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def __enter__(self):
+        return self.stream
+
+    def __exit__(self, *exc_info) -> None:
+        self.stream.flush()
+
+
+class _Quiet:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        pass
+
+    def update(self, n: int) -> None:
+        pass
+
+
+def _progress(length: int, label: str):
+    """A progress bar on stderr for `length` units, or nothing when length is 0."""
+    if not length:
+        return _Quiet()
+    return click.progressbar(length=length, label=label, file=sys.stderr)
 
 
 def _follow(client: redis.Redis, before: dict, timeout: float) -> None:

@@ -1,0 +1,91 @@
+"""kvctl export / import against real servers: every key with its TTL, binary data, a file
+redis-cli --pipe loads into redis-server, and kvctl import of a Redis server's export."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from tests.kvd_process import kvd_beside_redis, require_tool, run_kvctl
+
+DEADLINE_MS = 4_000_000_000_000
+
+
+def kvctl(server, *args, input: bytes | None = None):
+    return run_kvctl(list(args), cwd=server.dir, input=input)
+
+
+def fill(client) -> dict[bytes, bytes]:
+    data = {b"k%05d" % i: os.urandom(i % 200) for i in range(12_000)}
+    data.update({b"\x00bin\r\n": b"\r\n\x00\xff", b"": b"empty key", b"big": os.urandom(1 << 20)})
+    pipe = client.pipeline(transaction=False)
+    for key, value in data.items():
+        pipe.set(key, value)
+    pipe.execute()
+    for key in list(data)[::3]:
+        client.pexpireat(key, DEADLINE_MS)
+    return data
+
+
+def same_keyspace(client, data: dict[bytes, bytes]) -> None:
+    assert client.dbsize() == len(data)
+    keys = list(data)
+    for start in range(0, len(keys), 1000):
+        chunk = keys[start:start + 1000]
+        assert client.mget(chunk) == [data[k] for k in chunk]
+    for i, key in enumerate(keys):
+        assert client.pexpiretime(key) == (DEADLINE_MS if i % 3 == 0 else -1), key
+
+
+def test_export_then_import_into_kvd_and_into_redis(tmp_path):
+    require_tool("redis-cli", "redis-tools")
+    with kvd_beside_redis(tmp_path, tcp=True) as (kvd, redis_server):
+        client = kvd.client(protocol=2)
+        data = fill(client)
+        dump = tmp_path / "backup.resp"
+        exported = kvctl(kvd, "export", str(dump))
+        assert exported.returncode == 0, exported.stderr
+        assert b"exported %d keys (%d with a TTL)" % (len(data), len(range(0, len(data), 3))) \
+            in exported.stderr
+        client.flushall()
+        imported = kvctl(kvd, "import", str(dump))
+        assert imported.returncode == 0, imported.stderr
+        assert b"imported %d of %d commands" % (len(data), len(data)) in imported.stderr
+        same_keyspace(client, data)
+
+        # The same file is what redis-cli --pipe sends: Redis loads it as it is.
+        with open(dump, "rb") as f:
+            piped = subprocess.run(["redis-cli", "-p", str(redis_server.port), "--pipe"],
+                                   stdin=f, capture_output=True, timeout=120)
+        assert piped.returncode == 0 and b"errors: 0, replies: %d" % len(data) in piped.stdout
+        reference = redis_server.client()
+        same_keyspace(reference, data)
+
+        # And kvctl exports a Redis server (skipping what is not a string) for kvd to load.
+        reference.rpush(b"a-list", b"x")
+        from_redis = tmp_path / "from-redis.resp"
+        result = run_kvctl(["--port", str(redis_server.port), "--host", "127.0.0.1", "export",
+                            str(from_redis)], cwd=kvd.dir)
+        assert result.returncode == 0 and b"skipped 1 keys that are not strings" in result.stderr
+        client.flushall()
+        assert kvctl(kvd, "import", "-", input=from_redis.read_bytes()).returncode == 0
+        same_keyspace(client, data)
+        reference.close()
+
+
+def test_import_refusals_and_malformed_files(kvd, tmp_path):
+    bad = tmp_path / "bad.resp"
+    bad.write_bytes(b"*2\r\n$3\r\nSET\r\n$1\r\nk\r\n*1\r\n$4\r\nPING\r\n")
+    result = kvctl(kvd, "import", str(bad))
+    assert result.returncode == 4
+    assert b"imported 1 of 2 commands" in result.stderr
+    assert b"wrong number of arguments for 'set' command" in result.stderr
+    truncated = tmp_path / "truncated.resp"
+    truncated.write_bytes(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nab")
+    result = kvctl(kvd, "import", str(truncated))
+    assert result.returncode == 2 and b"ends in the middle of a command" in result.stderr
+    assert kvctl(kvd, "import", str(tmp_path / "missing")).returncode == 2
+    # A failed export leaves no file behind.
+    result = kvctl(kvd, "export", str(tmp_path / "no-such-dir" / "out.resp"))
+    assert result.returncode == 2 and not (tmp_path / "no-such-dir").exists()
+    assert kvctl(kvd, "export", "-").stdout == b""  # an empty keyspace, an empty file
