@@ -98,6 +98,11 @@ def server_options(fn):
         _option("compaction-rate", "MB/s of segments a compaction may read (0: no limit); "
                 "a limit leaves the disk to the server's own fsyncs.",
                 default=DEFAULTS.compaction_rate, type=click.FloatRange(0)),
+        _option("slowlog-log-slower-than", "Microseconds from which a command is kept in the "
+                "slow log (SLOWLOG GET); negative: off, 0: every command.",
+                default=DEFAULTS.slowlog_log_slower_than, type=click.IntRange(-1)),
+        _option("slowlog-max-len", "Entries the slow log keeps (the oldest go first).",
+                default=DEFAULTS.slowlog_max_len, type=click.IntRange(0)),
         _option("watchdog-period", "Seconds one pass of the loop may run before the watchdog "
                 "logs its stack (0: off).", default=DEFAULTS.watchdog_period,
                 type=click.FloatRange(0)),

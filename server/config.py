@@ -18,8 +18,11 @@ class ConfigError(ValueError):
     """A setting is invalid; the message says which and why."""
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class Config:
+    """The settings. CONFIG SET changes a few at run time (server/settings.py says which),
+    through the loop, which also updates what it derived from them."""
+
     data_dir: str = "kvd-data"
     engine: str = "log"
     fsync: str = "always"
@@ -44,6 +47,8 @@ class Config:
     auto_compact_ratio: float = 1.0  # dead bytes >= this x live bytes...
     auto_compact_min_size: int = 64 * MIB  # ...and at least this many dead bytes
     compaction_rate: float = 0.0  # MB/s of segments a compaction reads; 0: unlimited
+    slowlog_log_slower_than: int = 10_000  # microseconds; negative: off, 0: every command
+    slowlog_max_len: int = 128
     watchdog_period: float = 1.0  # seconds one loop pass may run before its stack is logged; 0: off
     enable_debug_command: str = "no"  # "yes", "local" (Unix socket and loopback) or "no", as Redis
     log_file: str = "kvd.log"  # "-" is stderr
@@ -94,6 +99,8 @@ class Config:
             raise ConfigError("--busy-reply-threshold must not be negative (0: no threshold)")
         if self.script_memory < 4 * MIB:
             raise ConfigError("--script-memory must be at least 4 MiB")
+        if self.slowlog_max_len < 0:
+            raise ConfigError("--slowlog-max-len must not be negative")
         if self.drain_timeout < 0:
             raise ConfigError("--drain-timeout must not be negative")
 

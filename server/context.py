@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Callable, Collection, Protocol
 
 from .config import Config
 from .keyspace import Keyspace
+from .monitor import Monitors
 from .scripting import Scripts
+from .slowlog import SlowLog
 from .stats import Stats
 
 if TYPE_CHECKING:
@@ -39,6 +41,10 @@ class Control(Protocol):
     def serve_while_busy(self, caller: Connection) -> None:
         """A script runs past the busy threshold: serve the other clients (-BUSY) and
         the signals once, without waiting, and return to the script."""
+
+    def reconfigure(self, changes: dict[str, object]) -> str | None:
+        """Apply CONFIG SET's changes (Config field -> new value) to the running server,
+        all or none; the reason for refusing them, or None once applied."""
 
     def figures(self) -> dict:
         """The loop's figures for INFO and CONFIG GET: tcp_port, uptime_s, max_clients,
@@ -71,6 +77,8 @@ class Context:
     control: Control
     auth: Auth
     scripts: Scripts | None = None
+    monitors: Monitors | None = None
+    slowlog: SlowLog | None = None
     # Set by the gate (dispatch.py): runs one command past it (EXEC runs its queue with
     # it), runs one command a script calls, finds a command by name.
     call: Callable[..., bytes] | None = None  # (conn, command, args) -> reply

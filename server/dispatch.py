@@ -18,6 +18,7 @@ up once per call.
 from __future__ import annotations
 
 import logging
+import time
 
 from storage import StorageError
 
@@ -28,6 +29,7 @@ from .commit import GroupCommit
 from .connection import Connection
 from .context import Context
 from .errors import CommandError
+from .monitor import SHOWN_BEFORE, shown
 from .resp import error, status
 from .scripting import BUSY, Run
 
@@ -43,7 +45,8 @@ NOT_IN_MULTI = frozenset({"shutdown"})  # Redis's "no-multi" commands that kvd h
 # Redis's "noscript" commands that kvd has (and COMPACT, kvd's own).
 NOT_FROM_SCRIPTS = frozenset({"multi", "exec", "discard", "watch", "unwatch", "eval", "evalsha",
                               "eval_ro", "evalsha_ro", "script", "auth", "hello", "quit",
-                              "shutdown", "debug", "config", "client", "compact"})
+                              "shutdown", "debug", "config", "client", "compact", "wait",
+                              "monitor"})
 # Redis's "allow-busy" commands: what a client may run while a script is busy (and
 # SCRIPT KILL, SHUTDOWN NOSAVE: see _allowed_while_busy).
 ALLOWED_WHILE_BUSY = frozenset({"auth", "hello", "quit", "multi", "discard", "watch", "unwatch"})
@@ -86,6 +89,11 @@ class Dispatcher:
         writes_before = len(write_slots)
         errors = 0
         tx = conn.tx
+        monitors = ctx.monitors.clients if ctx.monitors is not None else ()
+        slowlog = ctx.slowlog
+        slow_ns = slowlog.threshold_ns if slowlog is not None else None
+        clock = time.perf_counter_ns
+        started = clock() if slow_ns is not None else 0
         for args in requests:
             command = lookup.get(args[0])
             if command is None:
@@ -125,10 +133,19 @@ class Dispatcher:
                         replies.append(self._reject(conn, command, refused))
                         continue
                 write_slots.append(len(replies))
+            if monitors and command.name in SHOWN_BEFORE:
+                ctx.monitors.feed(conn, args)
             try:
                 replies.append(command.handler(ctx, conn, args))
             except Exception as exc:
                 replies.append(self._failure(conn, command, exc))
+            if slow_ns is not None:
+                now = clock()
+                if now - started >= slow_ns and command.name != "exec":  # EXEC: its commands
+                    slowlog.add(conn, args, now - started)
+                started = now
+            if monitors and command.name not in SHOWN_BEFORE and shown(command.name, args):
+                ctx.monitors.feed(conn, args)
             if conn.closing:  # QUIT: nothing after it is executed
                 break
         stats = ctx.stats
@@ -166,10 +183,27 @@ class Dispatcher:
                     return refused
                 run.wrote = True
         self.ctx.stats.commands_processed += 1
-        return self.call(run.client, command, args)
+        reply = self._execute(run.client, command, args)
+        monitors = self.ctx.monitors
+        if monitors is not None and monitors.clients and shown(command.name, args):
+            monitors.feed(None, args)
+        return reply
 
     def call(self, conn: Connection, command: Command, args: list[bytes]) -> bytes:
-        """Run one command past the gate (EXEC runs its queue through here)."""
+        """Run one command past the gate (EXEC runs its queue through here): timed for the
+        slow log and shown to monitors, as Redis's call()."""
+        slowlog = self.ctx.slowlog
+        slow_ns = slowlog.threshold_ns if slowlog is not None else None
+        started = time.perf_counter_ns()
+        reply = self._execute(conn, command, args)
+        if slow_ns is not None and time.perf_counter_ns() - started >= slow_ns:
+            slowlog.add(conn, args, time.perf_counter_ns() - started)
+        monitors = self.ctx.monitors
+        if monitors is not None and monitors.clients and shown(command.name, args):
+            monitors.feed(conn, args)
+        return reply
+
+    def _execute(self, conn: Connection, command: Command, args: list[bytes]) -> bytes:
         try:
             return command.handler(self.ctx, conn, args)
         except Exception as exc:

@@ -40,6 +40,11 @@ def setup(log_file: str, level: str) -> logging.Handler:
     return handler
 
 
+def set_level(level: str) -> None:
+    """CONFIG SET loglevel."""
+    logging.getLogger("kvd").setLevel(level.upper())
+
+
 def reopen() -> bool:
     """Reopen the log file (SIGHUP); False when logging goes to stderr."""
     reopened = False

@@ -39,12 +39,14 @@ from storage import StorageError, open_store
 from . import logs
 from .commit import GroupCommit
 from .compactor import AutoPolicy, Compactor
-from .config import Config
+from .config import Config, is_loopback
 from .connection import Connection
 from .context import REDIS_VERSION, Auth, Context
 from .dispatch import Dispatcher
 from .errors import StartupError
 from .keyspace import Keyspace
+from .monitor import Monitors
+from .slowlog import SlowLog
 from .listeners import Listener, listen_tcp, listen_unix
 from .pidfile import PidFile, PidFileError
 from .protocol import ProtocolError, RequestParser
@@ -96,6 +98,8 @@ class Server:
         self.keyspace: Keyspace | None = None
         self.dispatcher: Dispatcher | None = None
         self.scripts: Scripts | None = None
+        self.monitors: Monitors | None = None
+        self.slowlog: SlowLog | None = None
         self.tcp_port: int | None = None
         self.max_clients = config.max_clients  # lowered at start-up if descriptors are short
         self.started_monotonic = time.monotonic()
@@ -193,8 +197,11 @@ class Server:
         self.commit = GroupCommit(self.store, self.stats)
         self.keyspace = Keyspace(self.store, self.stats, c.max_key_size, c.max_value_size)
         self.scripts = Scripts(c, REDIS_VERSION)
+        self.monitors = Monitors(c.socket, lambda conn: self._touched.add(conn))
+        self.slowlog = SlowLog(c.slowlog_log_slower_than, c.slowlog_max_len)
         self.dispatcher = Dispatcher(Context(self.keyspace, self.stats, c, self, self._auth,
-                                             self.scripts), self.commit)
+                                             self.scripts, self.monitors, self.slowlog),
+                                     self.commit)
         log.info("loaded %d keys in %.2f s", len(self.store), time.monotonic() - started)
 
     # -- the loop -----------------------------------------------------------------------
@@ -466,8 +473,16 @@ class Server:
                 return
             del out[:sent]
         if out:
+            over = len(out) > self.config.max_output_buffer
+            if over and conn in self.monitors.clients:
+                # Other clients' commands keep coming: a monitor that does not keep up is
+                # dropped (as Redis's output buffer limits drop it), never a memory leak.
+                log.warning("%s: MONITOR client dropped: %d bytes unread (--max-output-buffer)",
+                            conn.describe(), len(out))
+                self._close(conn)
+                return
             # Backpressure: stop reading from a client that does not read its replies.
-            reading = conn.reading and len(out) <= self.config.max_output_buffer
+            reading = conn.reading and not over
             self._set_events(conn, reading=reading, writing=True)
             return
         if conn.closing:
@@ -513,6 +528,8 @@ class Server:
             return
         del self.clients[conn.fd]
         self._touched.discard(conn)
+        if self.monitors is not None:
+            self.monitors.discard(conn)
         if self.keyspace is not None:
             self.keyspace.watches.unwatch_all(conn.tx)
         try:
@@ -593,6 +610,35 @@ class Server:
 
     def connections(self) -> Collection[Connection]:
         return self.clients.values()
+
+    def reconfigure(self, changes: dict[str, object]) -> str | None:
+        """CONFIG SET: the new values into the one Config everything reads, then into what
+        the loop derived from them at start-up."""
+        config = self.config
+        if ("requirepass" in changes and changes["requirepass"] is None and config.port
+                and config.protected_mode and not is_loopback(config.bind)):
+            return (f"protected mode: kvd listens on {config.bind} and would be left without "
+                    "a password (restart it with --no-protected-mode to allow that)")
+        for field, value in changes.items():
+            setattr(config, field, value)
+            log.info("CONFIG SET %s = %s", field,
+                     "(redacted)" if field == "requirepass" else value)
+        if "max_clients" in changes:
+            self.max_clients = config.max_clients
+            self._fit_clients_to_descriptors()
+        if "requirepass" in changes:
+            self._auth.password = (config.requirepass.encode()
+                                   if config.requirepass is not None else None)
+        if "log_level" in changes:
+            logs.set_level(config.log_level)
+        policy = self.compaction.policy
+        policy.enabled, policy.ratio = config.auto_compact, config.auto_compact_ratio
+        policy.min_bytes = config.auto_compact_min_size
+        self.compaction.rate_limit = config.compaction_rate * 1e6
+        self.slowlog.slower_than_us = config.slowlog_log_slower_than
+        self.slowlog.max_len = config.slowlog_max_len
+        self.slowlog.trim()
+        return None
 
     def figures(self) -> dict:
         return {

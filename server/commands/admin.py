@@ -11,7 +11,8 @@ from ..glob import compile_glob
 from ..protocol import parse_strict_int
 from ..resp import OK, array, bulk, error, integer, status
 from . import info as info_
-from .common import NOT_INTEGER, SYNTAX, unknown_subcommand, wrong_arity
+from ..settings import parse_changes
+from .common import NOT_INTEGER, SYNTAX, help_reply, unknown_subcommand
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -29,34 +30,67 @@ def info(ctx: Context, conn: Connection, args: list) -> bytes:
     return conn.resp.verbatim(info_.render(ctx, sections).encode())
 
 
+CONFIG_HELP = [
+    "GET <pattern>",
+    "    Return parameters matching the glob-like <pattern> and their values.",
+    "SET <directive> <value>",
+    "    Set the configuration <directive> to <value>.",
+    "RESETSTAT",
+    "    Reset statistics reported by the INFO command.",
+    "REWRITE",
+    "    Rewrite the configuration file.",
+]
+CONFIG_SUBCOMMANDS = {b"GET": -3, b"SET": -4, b"RESETSTAT": 2, b"REWRITE": 2, b"HELP": 2}
+
+
 def config(ctx: Context, conn: Connection, args: list) -> bytes:
     sub = args[1].upper()
-    if sub == b"GET" and len(args) >= 3:
-        settings = info_.config_values(ctx)
-        found: dict[str, str] = {}
-        for pattern in args[2:]:
-            # As Redis: a C string (cut at a NUL), looked up by name unless it has a
-            # glob character, matched without regard to case.
-            pattern = pattern.split(b"\0", 1)[0]
-            if not any(c in pattern for c in b"[*?"):
-                name = pattern.decode(errors="replace").lower()
-                if name in settings:
-                    found[name] = settings[name]
-                continue
-            match = compile_glob(pattern, nocase=True)
-            for name, value in settings.items():
-                if match(name.encode()):
-                    found[name] = value
-        return conn.resp.map(found.items())
-    if sub == b"RESETSTAT" and len(args) == 2:
+    if sub == b"GET":
+        return _config_get(ctx, conn, args)
+    if sub == b"SET":
+        return _config_set(ctx, args)
+    if sub == b"RESETSTAT":
         ctx.stats.reset()
         return OK
-    if sub == b"SET":
-        return error("ERR kvd does not change settings at run time; restart it with the option "
-                     "(see kvd start --help)")
-    if sub == b"GET":
-        return wrong_arity(b"config|get")
-    return error(f"ERR unknown subcommand '{args[1].decode(errors='replace')}'. Try CONFIG HELP.")
+    if sub == b"REWRITE":  # kvd takes its settings from options and KVD_* variables only
+        return error("ERR The server is running without a config file")
+    return help_reply("CONFIG", CONFIG_HELP)
+
+
+def _config_get(ctx: Context, conn: Connection, args: list) -> bytes:
+    settings = info_.config_values(ctx)
+    found: dict[str, str] = {}
+    for pattern in args[2:]:
+        # As Redis: a C string (cut at a NUL), looked up by name unless it has a glob
+        # character, matched without regard to case.
+        pattern = pattern.split(b"\0", 1)[0]
+        if not any(c in pattern for c in b"[*?"):
+            name = pattern.decode(errors="replace").lower()
+            if name in settings:
+                found[name] = settings[name]
+            continue
+        match = compile_glob(pattern, nocase=True)
+        for name, value in settings.items():
+            if match(name.encode()):
+                found[name] = value
+    return conn.resp.map(found.items())
+
+
+def _config_set(ctx: Context, args: list) -> bytes:
+    """CONFIG SET name value [name value ...]: all or none, as Redis 7."""
+    if len(args) % 2:
+        return SYNTAX
+    pairs = list(zip(args[2::2], args[3::2]))
+    changes = parse_changes(pairs, set(info_.config_values(ctx)))
+    if isinstance(changes, tuple):
+        name, why = changes
+        if why is None:
+            return error(f"ERR Unknown option or number of arguments for CONFIG SET - '{name}'")
+        return error(f"ERR CONFIG SET failed (possibly related to argument '{name}') - {why}")
+    refused = ctx.control.reconfigure(changes)
+    if refused is not None:
+        return error(f"ERR CONFIG SET failed - {refused}")
+    return OK
 
 
 def compact(ctx: Context, conn: Connection, args: list) -> bytes:
@@ -127,14 +161,58 @@ def wait(ctx: Context, conn: Connection, args: list) -> bytes:
     return integer(0)
 
 
+def monitor(ctx: Context, conn: Connection, args: list) -> bytes:
+    """From now on this client receives every command the server runs (server/monitor.py)."""
+    ctx.monitors.add(conn)
+    return OK
+
+
+SLOWLOG_HELP = [
+    "GET [<count>]",
+    "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
+    "    Entries are made of:",
+    "    id, timestamp, time in microseconds, arguments array, client IP and port,",
+    "    client name",
+    "LEN",
+    "    Return the length of the slowlog.",
+    "RESET",
+    "    Reset the slowlog.",
+]
+SLOWLOG_SUBCOMMANDS = {b"GET": -2, b"LEN": 2, b"RESET": 2, b"HELP": 2}
+
+
+def slowlog(ctx: Context, conn: Connection, args: list) -> bytes:
+    sub, log = args[1].upper(), ctx.slowlog
+    if sub == b"HELP" and len(args) == 2:
+        return help_reply("SLOWLOG", SLOWLOG_HELP)
+    if sub == b"RESET" and len(args) == 2:
+        log.reset()
+        return OK
+    if sub == b"LEN" and len(args) == 2:
+        return integer(len(log.entries))
+    if sub == b"GET" and len(args) <= 3:
+        count = 10
+        if len(args) == 3:
+            count = parse_strict_int(args[2])
+            if count is None or count < -1:
+                return error("ERR count should be greater than or equal to -1")
+        entries = list(log.entries) if count == -1 else list(log.entries)[:count]
+        return array([array([integer(ident), integer(when), integer(micros),
+                             array([bulk(arg) for arg in shown]), bulk(peer), bulk(name)])
+                      for ident, when, micros, shown, peer, name in entries])
+    return unknown_subcommand(args)
+
+
 # name, handler, arity, writes
 COMMANDS = [
     ("info", info, -1, False),
-    ("config", config, -2, False),
+    ("config", config, -2, False, CONFIG_SUBCOMMANDS),
     ("compact", compact, 1, False),
     ("shutdown", shutdown, -1, False),
     ("debug", debug, -2, False),
     ("time", time_, 1, False),
+    ("monitor", monitor, 1, False),
+    ("slowlog", slowlog, -2, False, SLOWLOG_SUBCOMMANDS),
     ("lastsave", lastsave, 1, False),
     ("wait", wait, 3, False),
 ]

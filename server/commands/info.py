@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..context import REDIS_VERSION
+from ..settings import REDIS_LOG_LEVEL
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -188,12 +189,20 @@ def config_values(ctx: Context) -> dict[str, str]:
         "kvd-engine": c.engine,
         "kvd-max-key-size": str(c.max_key_size),
         "kvd-max-value-size": str(c.max_value_size),
-        "kvd-drain-timeout": str(c.drain_timeout),
+        "kvd-drain-timeout": f"{c.drain_timeout:g}",
         "watchdog-period": str(int(c.watchdog_period * 1000)),
         "enable-debug-command": c.enable_debug_command,
         "busy-reply-threshold": str(c.busy_reply_threshold),
         "lua-time-limit": str(c.busy_reply_threshold),
         "kvd-script-memory": str(c.script_memory),
+        "loglevel": REDIS_LOG_LEVEL.get(c.log_level, c.log_level),
+        "requirepass": c.requirepass or "",
+        "slowlog-log-slower-than": str(c.slowlog_log_slower_than),
+        "slowlog-max-len": str(c.slowlog_max_len),
+        "kvd-auto-compact": "yes" if c.auto_compact else "no",
+        "kvd-auto-compact-ratio": f"{c.auto_compact_ratio:g}",
+        "kvd-auto-compact-min-size": str(c.auto_compact_min_size),
+        "kvd-compaction-rate": f"{c.compaction_rate:g}",
     }
 
 

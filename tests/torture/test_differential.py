@@ -111,6 +111,18 @@ COMMANDS = st.one_of(
               RESTORE_OPTIONS),
     st.tuples(st.just(b"MIGRATE"), st.just(b"127.0.0.1"), st.just(b"1"), KEYS,  # nothing to move,
               st.sampled_from([b"0", b"x"]), st.sampled_from([b"10", b"x"])),  # or refused
+    # Operators' commands (settings set to their defaults, or refused)
+    st.tuples(st.just(b"CONFIG"), st.just(b"SET"),
+              st.sampled_from([b"slowlog-max-len", b"slowlog-log-slower-than", b"NOSUCH",
+                               b"busy-reply-threshold", b"databases", b"lua-time-limit"]),
+              st.sampled_from([b"128", b"10000", b"5000", b"x", b"-5", b""])),
+    st.tuples(st.just(b"CONFIG"), st.just(b"SET"), st.just(b"slowlog-max-len"), st.just(b"128"),
+              st.sampled_from([b"slowlog-max-len", b"NOSUCH", b"databases"])),
+    st.tuples(st.just(b"CONFIG"), st.sampled_from([b"REWRITE", b"HELP", b"RESETSTAT", b"NOPE",
+                                                   b"SET", b"GET"])),
+    st.tuples(st.just(b"SLOWLOG"), st.sampled_from([b"HELP", b"GET", b"LEN", b"NOPE"]),
+              st.sampled_from([b"x", b"-2", b"extra"])),
+    st.tuples(st.just(b"SLOWLOG"), st.sampled_from([b"HELP", b"NOPE", b"RESET"])),
     # The generic keyspace commands
     st.tuples(st.sampled_from([b"RENAME", b"RENAMENX"]), KEYS, KEYS),
     st.builds(lambda a, b, opts: (b"COPY", a, b, *opts), KEYS, KEYS, st.lists(st.sampled_from(

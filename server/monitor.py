@@ -1,0 +1,76 @@
+"""MONITOR: every command, as Redis prints it, to the clients that asked.
+
+A line is `+<unix time>.<usec> [0 <client>] "arg" "arg"...` with each
+argument quoted as Redis's sdscatrepr quotes it; commands run by a script
+show `[0 lua]`. Redis's rules for what is shown: a command after it ran
+(so a transaction shows MULTI, its commands, then EXEC), EVAL before its
+script's commands, and never the administrative commands (CONFIG, DEBUG,
+SLOWLOG, SHUTDOWN, MONITOR...) nor a refused one. With nobody monitoring,
+the cost is one test per request.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Callable
+
+from .redact import redacted
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+# Redis's "admin" commands kvd has, and subcommands of CLIENT/CONFIG flagged so: not shown.
+NOT_SHOWN = frozenset({"config", "debug", "lastsave", "monitor", "shutdown", "slowlog",
+                       "compact"})
+NOT_SHOWN_SUBCOMMANDS = frozenset({b"LIST", b"KILL", b"PAUSE", b"UNPAUSE", b"NO-EVICT",
+                                   b"UNBLOCK"})  # of CLIENT
+SHOWN_BEFORE = frozenset({"eval", "evalsha", "eval_ro", "evalsha_ro"})  # then their commands
+
+_ESCAPES = {ord("\\"): b"\\\\", ord('"'): b'\\"', ord("\n"): b"\\n", ord("\r"): b"\\r",
+            ord("\t"): b"\\t", 7: b"\\a", 8: b"\\b"}
+_REPR = [_ESCAPES.get(c, bytes([c]) if 32 <= c < 127 else b"\\x%02x" % c) for c in range(256)]
+
+
+def quoted(arg: bytes) -> bytes:
+    """Redis's sdscatrepr: in double quotes, escapes for what is not printable."""
+    if arg.isalnum():
+        return b'"' + arg + b'"'
+    return b'"' + b"".join(_REPR[c] for c in arg) + b'"'
+
+
+def shown(name: str, args: list[bytes]) -> bool:
+    if name in NOT_SHOWN:
+        return False
+    return not (name == "client" and len(args) > 1 and args[1].upper() in NOT_SHOWN_SUBCOMMANDS)
+
+
+class Monitors:
+    """The monitoring clients. `touch(conn)` tells the loop a connection has output."""
+
+    def __init__(self, unix_socket: str, touch: Callable[[Connection], None]) -> None:
+        self.clients: list[Connection] = []
+        self.unix_socket = unix_socket
+        self.touch = touch
+
+    def add(self, conn: Connection) -> None:
+        if conn not in self.clients:
+            self.clients.append(conn)
+
+    def discard(self, conn: Connection) -> None:
+        if conn in self.clients:
+            self.clients.remove(conn)
+
+    def feed(self, conn: Connection | None, args: list[bytes]) -> None:
+        """Show one command of `conn` (None: run by a script) to every monitor."""
+        seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+        if conn is None:
+            source = b"lua"
+        elif conn.kind == "unix":
+            source = b"unix:" + self.unix_socket.encode()
+        else:
+            source = conn.addr.encode()
+        line = b"+%d.%06d [0 %s] %s\r\n" % (seconds, micros, source,
+                                           b" ".join(quoted(arg) for arg in redacted(args)))
+        for monitor in self.clients:
+            monitor.replies.append(line)
+            self.touch(monitor)
