@@ -5,9 +5,10 @@
     keys.py        DEL EXISTS KEYS SCAN DBSIZE TYPE TTL RENAME COPY...    (db.c, expire.c)
     dump.py        DUMP RESTORE MIGRATE                                    (cluster.c)
     connection.py  PING ECHO SELECT QUIT AUTH HELLO CLIENT
-    admin.py       INFO CONFIG COMPACT SHUTDOWN DEBUG
+    admin.py       INFO CONFIG COMPACT SHUTDOWN DEBUG TIME LASTSAVE WAIT MONITOR SLOWLOG
     transactions.py MULTI EXEC DISCARD WATCH UNWATCH                        (multi.c)
     scripting.py   EVAL EVALSHA EVAL_RO EVALSHA_RO SCRIPT                  (eval.c)
+    introspection.py COMMAND (INFO, DOCS from redis_commands.json)
     info.py        what INFO and CONFIG GET report
     common.py      the handler signature and the errors the families share
 
@@ -16,33 +17,16 @@ Context (keyspace, stats, config, control, auth), `conn` the client (its
 reply encoder is `conn.resp`), `args[0]` the command name as sent. The one
 gate every request passes before a handler (lookup, arity, auth, write
 refusal, drain) is server/dispatch.py. COMMAND, which describes this table,
-lives here with it.
+lives in introspection.py.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from ..resp import EMPTY_ARRAY, array, bulk, error, integer
-from . import admin, bits, connection, dump, keys, scripting, strings, transactions
+from ..resp import error
+from . import (admin, bits, connection, dump, introspection, keys, scripting, strings,
+               transactions)
 from .common import Command, subcommand_refusal, unknown_subcommand, wrong_arity  # noqa: F401
 from .connection import BEFORE_AUTH  # noqa: F401 (the gate's)
-
-if TYPE_CHECKING:
-    from ..connection import Connection
-    from ..context import Context
-
-
-def command(ctx: Context, conn: Connection, args: list) -> bytes:
-    sub = args[1].upper() if len(args) > 1 else b""
-    if sub == b"COUNT":
-        return integer(len(COMMANDS))
-    if sub in (b"", b"DOCS", b"INFO", b"LIST"):
-        # Enough for redis-cli and redis-benchmark to start; they work without the details.
-        if sub == b"LIST":
-            return array([bulk(c.name.encode()) for c in COMMANDS.values()])
-        return EMPTY_ARRAY
-    return error(f"ERR unknown subcommand '{args[1].decode(errors='replace')}'. Try COMMAND HELP.")
 
 
 def unknown_command(args: list[bytes]) -> bytes:
@@ -62,10 +46,12 @@ def unknown_command(args: list[bytes]) -> bytes:
 
 def _table() -> dict[bytes, Command]:
     specs = [*strings.COMMANDS, *bits.COMMANDS, *keys.COMMANDS, *dump.COMMANDS, *connection.COMMANDS, *admin.COMMANDS,
-             *transactions.COMMANDS, *scripting.COMMANDS, ("command", command, -1, False)]
+             *transactions.COMMANDS, *scripting.COMMANDS,
+             ("command", introspection.command, -1, False, introspection.SUBCOMMANDS)]
     return {spec[0].encode(): Command(*spec) for spec in specs}
 
 
 COMMANDS: dict[bytes, Command] = _table()
+introspection.DESCRIBED.update(COMMANDS)
 # Exact-case lookups first: clients send upper case, people type lower case.
 LOOKUP: dict[bytes, Command] = {**COMMANDS, **{k.upper(): v for k, v in COMMANDS.items()}}

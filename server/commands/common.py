@@ -42,7 +42,10 @@ def invalid_expire(command: str) -> bytes:
 
 
 def subcommand_refusal(command: Command, args: list[bytes]) -> bytes | None:
-    """Why the gate refuses a command's subcommand (processCommand's lookup), or None."""
+    """Why the gate refuses a command's subcommand (processCommand's lookup), or None.
+    (COMMAND alone is a command of its own: no subcommand to check.)"""
+    if len(args) < 2:
+        return None
     sub = args[1].upper()
     arity = command.subcommands.get(sub)
     if arity is None:

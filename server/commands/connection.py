@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from ..context import REDIS_VERSION
 from ..protocol import parse_strict_int
 from ..resp import ENCODERS, OK, PONG, bulk, error, integer
-from .common import NOT_INTEGER, SYNTAX, unknown_subcommand, wrong_arity
+from .common import NOT_INTEGER, SYNTAX, help_reply, unknown_subcommand, wrong_arity
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -127,7 +127,30 @@ def client(ctx: Context, conn: Connection, args: list) -> bytes:
     if sub == b"LIST" and len(args) == 2:
         listing = "".join(c.client_info() + "\n" for c in ctx.control.connections())
         return conn.resp.verbatim(listing.encode())
+    if sub == b"HELP":
+        return help_reply("CLIENT", CLIENT_HELP)
     return unknown_subcommand(args)
+
+
+CLIENT_HELP = [
+    "GETNAME",
+    "    Return the name of the current connection.",
+    "ID",
+    "    Return the ID of the current connection.",
+    "INFO",
+    "    Return information about the current client connection.",
+    "LIST",
+    "    Return information about client connections.",
+    "SETINFO <option> <value>",
+    "    Set client meta attr. Options are:",
+    "    * LIB-NAME: the client lib name.",
+    "    * LIB-VER: the client lib version.",
+    "SETNAME <name>",
+    "    Assign the name <name> to the current connection.",
+]
+# CLIENT's subcommands kvd has (SETINFO is Redis 7.2's; redis-py sends it on connect).
+CLIENT_SUBCOMMANDS = {b"GETNAME": 2, b"ID": 2, b"INFO": 2, b"LIST": -2, b"SETINFO": 4,
+                      b"SETNAME": 3, b"HELP": 2}
 
 
 # name, handler, arity, writes
@@ -138,7 +161,7 @@ COMMANDS = [
     ("quit", quit_, -1, False),
     ("auth", auth, -2, False),
     ("hello", hello, -1, False),
-    ("client", client, -2, False),
+    ("client", client, -2, False, CLIENT_SUBCOMMANDS),
 ]
 # What a client may send before AUTH when a password is set.
 BEFORE_AUTH = frozenset({b"auth", b"hello", b"quit"})

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server import rdb
+from server.commands import COMMANDS as KVD_COMMANDS
 from tests.kvd_process import Daemon, RedisServer, kvd_beside_redis
 
 VALUES = st.sampled_from([
@@ -65,6 +66,12 @@ PAYLOADS = st.sampled_from([
 ])
 RESTORE_OPTIONS = st.lists(st.sampled_from([b"REPLACE", b"ABSTTL", b"IDLETIME", b"FREQ", b"5",
                                             b"300", b"-1", b"x"]), max_size=3)
+# COMMAND INFO / DOCS of commands kvd describes as Redis does: all but kvd's own COMPACT and
+# the containers (CONFIG, CLIENT...), of which kvd has fewer subcommands than Redis lists.
+DESCRIBED = st.sampled_from(sorted(
+    [name for name, c in KVD_COMMANDS.items() if c.subcommands is None and name != b"compact"]
+    + [b"config|get", b"OBJECT|encoding", b"script|load", b"client|list", b"nosuch",
+       b"config|nosuch"]))
 PATTERNS = st.sampled_from([b"*", b"key:*", b"?", b"k[?]y", b"\\[k\\]", b"[^a]", b"*:[12]"])
 
 # Random scripts over the string commands: a few statements, then a return, as literal
@@ -111,6 +118,11 @@ COMMANDS = st.one_of(
               RESTORE_OPTIONS),
     st.tuples(st.just(b"MIGRATE"), st.just(b"127.0.0.1"), st.just(b"1"), KEYS,  # nothing to move,
               st.sampled_from([b"0", b"x"]), st.sampled_from([b"10", b"x"])),  # or refused
+    # Introspection
+    st.builds(lambda sub, names: (b"COMMAND", sub, *names), st.sampled_from([b"INFO", b"DOCS"]),
+              st.lists(DESCRIBED, min_size=1, max_size=3)),
+    st.tuples(st.just(b"COMMAND"), st.sampled_from([b"NOPE", b"COUNT", b"LIST"]),
+              st.just(b"extra")),
     # Operators' commands (settings set to their defaults, or refused)
     st.tuples(st.just(b"CONFIG"), st.just(b"SET"),
               st.sampled_from([b"slowlog-max-len", b"slowlog-log-slower-than", b"NOSUCH",

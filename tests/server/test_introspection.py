@@ -1,0 +1,44 @@
+"""COMMAND describes exactly the commands kvd has, as Redis 7.0 describes them (the bytes are
+compared with redis-server by tests/torture/test_differential.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.commands import COMMANDS
+from server.commands.introspection import _TABLE, _docs, _info
+
+
+def test_every_command_is_described_with_its_own_arity():
+    assert set(_TABLE) == {name.decode() for name in COMMANDS}
+    for command in COMMANDS.values():
+        info = _info(command)[1]
+        assert info[0] == command.name and info[1] == command.arity, command.name
+        docs = dict(zip(*[iter(_docs(command)[1])] * 2))
+        assert docs["summary"] and docs["group"], command.name
+
+
+def test_containers_show_only_the_subcommands_kvd_has():
+    for command in COMMANDS.values():
+        if not command.subcommands:
+            continue
+        shown = {entry[1][0].split("|")[1].upper().encode(): entry[1][1]
+                 for entry in _info(command)[1][9][1]}
+        # all of kvd's, with kvd's arity; CLIENT SETINFO is newer than Redis 7.0's table
+        assert shown == {sub: arity for sub, arity in command.subcommands.items()
+                         if (command.name, sub) != ("client", b"SETINFO")}, command.name
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_redis_py_reads_the_command_table(shared_kvd, protocol):
+    client = shared_kvd.client(protocol=protocol)
+    table = client.command()
+    assert len(table) == len(COMMANDS) == client.command_count()
+    assert table["set"]["arity"] == -3 and "write" in {
+        f.decode() if isinstance(f, bytes) else f for f in table["set"]["flags"]}
+    docs = client.execute_command("COMMAND DOCS", "get")  # redis-cli 7 reads these for hints
+    assert docs
+    listed = {name.decode() if isinstance(name, bytes) else name
+              for name in client.command_list()}
+    assert "config|get" in listed and "get" in listed and "config|rewrite" in listed
+    assert "client|kill" not in listed
