@@ -29,7 +29,8 @@ from .commit import GroupCommit
 from .connection import Connection
 from .context import Context
 from .errors import CommandError
-from .monitor import SHOWN_BEFORE, shown
+from .monitor import shown
+from .slowlog import OFF as NEVER_SLOW
 from .resp import error, status
 from .scripting import BUSY, Run
 
@@ -89,11 +90,14 @@ class Dispatcher:
         writes_before = len(write_slots)
         errors = 0
         tx = conn.tx
+        # Each command is timed for the slow log (one clock read, none when it is off)
+        # and shown to monitors (one test while there are none).
         monitors = ctx.monitors.clients if ctx.monitors is not None else ()
         slowlog = ctx.slowlog
-        slow_ns = slowlog.threshold_ns if slowlog is not None else None
+        slow_ns = slowlog.threshold_ns if slowlog is not None else NEVER_SLOW
+        timing = slow_ns < NEVER_SLOW
         clock = time.perf_counter_ns
-        started = clock() if slow_ns is not None else 0
+        started = clock() if timing else 0
         for args in requests:
             command = lookup.get(args[0])
             if command is None:
@@ -133,18 +137,16 @@ class Dispatcher:
                         replies.append(self._reject(conn, command, refused))
                         continue
                 write_slots.append(len(replies))
-            if monitors and command.name in SHOWN_BEFORE:
-                ctx.monitors.feed(conn, args)
             try:
                 replies.append(command.handler(ctx, conn, args))
             except Exception as exc:
                 replies.append(self._failure(conn, command, exc))
-            if slow_ns is not None:
+            if timing:
                 now = clock()
                 if now - started >= slow_ns and command.name != "exec":  # EXEC: its commands
                     slowlog.add(conn, args, now - started)
                 started = now
-            if monitors and command.name not in SHOWN_BEFORE and shown(command.name, args):
+            if monitors and shown(command.name, args):
                 ctx.monitors.feed(conn, args)
             if conn.closing:  # QUIT: nothing after it is executed
                 break
@@ -193,11 +195,12 @@ class Dispatcher:
         """Run one command past the gate (EXEC runs its queue through here): timed for the
         slow log and shown to monitors, as Redis's call()."""
         slowlog = self.ctx.slowlog
-        slow_ns = slowlog.threshold_ns if slowlog is not None else None
+        slow_ns = slowlog.threshold_ns if slowlog is not None else NEVER_SLOW
         started = time.perf_counter_ns()
         reply = self._execute(conn, command, args)
-        if slow_ns is not None and time.perf_counter_ns() - started >= slow_ns:
-            slowlog.add(conn, args, time.perf_counter_ns() - started)
+        elapsed = time.perf_counter_ns() - started
+        if elapsed >= slow_ns:
+            slowlog.add(conn, args, elapsed)
         monitors = self.ctx.monitors
         if monitors is not None and monitors.clients and shown(command.name, args):
             monitors.feed(conn, args)

@@ -19,12 +19,12 @@ from .redact import redacted
 if TYPE_CHECKING:
     from .connection import Connection
 
-# Redis's "admin" commands kvd has, and subcommands of CLIENT/CONFIG flagged so: not shown.
+# Redis's "admin" commands kvd has, and subcommands of CLIENT/CONFIG flagged so: not shown;
+# nor the scripts, which show themselves before their commands (commands/scripting.py).
 NOT_SHOWN = frozenset({"config", "debug", "lastsave", "monitor", "shutdown", "slowlog",
-                       "compact"})
+                       "compact", "eval", "evalsha", "eval_ro", "evalsha_ro"})
 NOT_SHOWN_SUBCOMMANDS = frozenset({b"LIST", b"KILL", b"PAUSE", b"UNPAUSE", b"NO-EVICT",
                                    b"UNBLOCK"})  # of CLIENT
-SHOWN_BEFORE = frozenset({"eval", "evalsha", "eval_ro", "evalsha_ro"})  # then their commands
 
 _ESCAPES = {ord("\\"): b"\\\\", ord('"'): b'\\"', ord("\n"): b"\\n", ord("\r"): b"\\r",
             ord("\t"): b"\\t", 7: b"\\a", 8: b"\\b"}

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .connection import Connection
 
 MAX_ARGS, MAX_ARG_BYTES = 32, 128
+OFF = 1 << 62  # the threshold (ns) of a slow log that is off: nothing takes that long
 
 
 class SlowLog:
@@ -28,9 +29,9 @@ class SlowLog:
         self.slower_than_us = slower_than_us
 
     @property
-    def threshold_ns(self) -> int | None:
-        """The duration from which a command is logged, in ns; None when off."""
-        return None if self.slower_than_us < 0 else self.slower_than_us * 1000
+    def threshold_ns(self) -> int:
+        """The duration from which a command is logged, in ns (one beyond any when off)."""
+        return OFF if self.slower_than_us < 0 else min(self.slower_than_us * 1000, OFF - 1)
 
     def add(self, conn: Connection, args: list[bytes], duration_ns: int) -> None:
         shown = redacted(args)[:MAX_ARGS]

@@ -35,6 +35,8 @@ SUBCOMMAND_ARITY = {b"DEBUG": 3, b"EXISTS": -3, b"FLUSH": -2, b"KILL": 2, b"LOAD
 
 
 def _eval(ctx: Context, conn: Connection, args: list, by_sha: bool, read_only: bool) -> bytes:
+    if ctx.monitors is not None and ctx.monitors.clients:  # before the script's commands
+        ctx.monitors.feed(conn, args)
     numkeys = parse_strict_int(args[2])
     if numkeys is None:
         return NOT_INTEGER
