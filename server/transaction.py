@@ -16,7 +16,7 @@ from typing import Callable
 
 
 class Transaction:
-    __slots__ = ("queued", "queued_bytes", "writes", "aborted", "dirty", "watched")
+    __slots__ = ("queued", "queued_bytes", "writes", "aborted", "dirty", "watched", "executing")
 
     def __init__(self) -> None:
         self.queued: list | None = None  # [(command, args)] between MULTI and EXEC
@@ -25,6 +25,7 @@ class Transaction:
         self.aborted = False  # an error while queueing: EXEC answers EXECABORT
         self.dirty = False  # a watched key was modified: EXEC answers a null array
         self.watched: dict[bytes, bool] = {}  # key -> it had already expired at WATCH
+        self.executing = False  # EXEC is running the queue (MONITOR refuses then, as Redis)
 
     def discard(self, watches: Watches) -> None:
         """Leave MULTI and forget the watched keys (EXEC, DISCARD, a failed EXEC)."""

@@ -163,6 +163,8 @@ def wait(ctx: Context, conn: Connection, args: list) -> bytes:
 
 def monitor(ctx: Context, conn: Connection, args: list) -> bytes:
     """From now on this client receives every command the server runs (server/monitor.py)."""
+    if conn.tx.executing:  # a transaction expects one reply per command (Redis's DENY BLOCKING)
+        return error("ERR MONITOR isn't allowed for DENY BLOCKING client")
     ctx.monitors.add(conn)
     return OK
 

@@ -49,9 +49,11 @@ def exec_(ctx: Context, conn: Connection, args: list) -> bytes:
     ctx.stats.commands_processed += len(queued)
     call = ctx.call
     keyspace.begin_batch()
+    tx.executing = True
     try:
         replies = [call(conn, command, queued_args) for command, queued_args in queued]
     finally:
+        tx.executing = False
         keyspace.end_batch()
     return array(replies)
 

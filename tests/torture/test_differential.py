@@ -101,6 +101,11 @@ RETURNS = st.sampled_from([
     "return redis.call('KEYS', 'a')", "return #KEYS + #ARGV", "return redis.call('DBSIZE')",
     "return redis.call('SET', KEYS[1], {})", "return redis.call('PING')",
     "return cjson.encode({1, ARGV[2], {true}})", "return redis.call('ECHO', 1e20)",
+    "return redis.call('INCRBYFLOAT', KEYS[1], ARGV[2])", "return redis.call('GETRANGE', KEYS[1], 0, -2)",
+    "return redis.call('SETBIT', KEYS[2], 7, 1)", "return redis.call('BITFIELD', KEYS[1], 'GET', 'i8', 0)",
+    "return redis.call('RENAME', KEYS[1], KEYS[2])", "return redis.call('COPY', KEYS[1], KEYS[2])",
+    "return redis.call('LCS', KEYS[1], KEYS[2], 'IDX')", "return redis.call('WAIT', 0, 0)",
+    "return redis.call('OBJECT', 'FREQ', KEYS[1])", "return redis.call('DUMP', KEYS[2])",
 ])
 SCRIPT_ARGS = st.tuples(KEYS, KEYS, VALUES, INTS)
 SCRIPTS = st.builds(
@@ -459,7 +464,7 @@ def comparable_bytes(command: tuple, reply: bytes) -> object:
 
 
 @pytest.mark.parametrize("protocol", [2, 3], ids=["resp2", "resp3"])
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(commands=st.lists(COMMANDS, min_size=1, max_size=25))
 def test_kvd_answers_byte_for_byte_like_redis(raw_servers, protocol, commands):
     compare_byte_for_byte(raw_servers, protocol, commands)
@@ -493,6 +498,13 @@ FIXED = [  # boundaries random sequences rarely hit
 ]
 
 
+FIXED.append([  # what a transaction may not do, and does
+    (b"MULTI",), (b"MONITOR",), (b"EXEC",), (b"MULTI",), (b"WAIT", b"0", b"0"), (b"SLOWLOG", b"HELP"),
+    (b"CONFIG", b"SET", b"slowlog-max-len", b"128"), (b"SET", b"k", b"10.5"),
+    (b"INCRBYFLOAT", b"k", b"0.1"), (b"RENAME", b"k", b"j"), (b"DUMP", b"j"), (b"EXEC",),
+    (b"RESTORE", b"j", b"0", rdb.dump(b"x")), (b"RESTORE", b"j", b"0", rdb.dump(b"x"), b"REPLACE"),
+    (b"GET", b"j"), (b"MULTI",), (b"MOVE", b"j", b"1"), (b"SWAPDB", b"0", b"0"), (b"EXEC",),
+])
 FIXED.append([(b"EVAL", body, b"0") for body in (  # the libraries and the sandbox
     b"return {bit.band(7, 3), bit.bor(1, 2), bit.bxor(5, 1), bit.lshift(1, 31), bit.bnot(0)}",
     b"return {bit.tobit(2^32 + 5), bit.tohex(255), bit.arshift(-256, 4), bit.rol(1, 33)}",
@@ -518,6 +530,7 @@ FIXED.append([(b"EVAL", body, b"0") for body in (  # the libraries and the sandb
 
 @pytest.mark.parametrize("protocol", [2, 3], ids=["resp2", "resp3"])
 @pytest.mark.parametrize("sequence", FIXED, ids=["gt-lt-equal", "past-deadlines",
+                                                  "transactions-and-operators",
                                                   "script-libraries"])
 def test_fixed_sequences_byte_for_byte(raw_servers, protocol, sequence):
     compare_byte_for_byte(raw_servers, protocol, sequence)
