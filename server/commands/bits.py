@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..protocol import parse_strict_int
 from ..resp import ONE, ZERO, array, error, integer
-from .common import NOT_INTEGER, SYNTAX
+from .common import NOT_INTEGER, SYNTAX, c_string, keyword
 from .strings import _range_of
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def getbit(ctx: Context, conn: Connection, args: list) -> bytes:
 
 def _unit(text: bytes) -> bool | None:
     """BIT -> True, BYTE -> False, anything else None."""
-    unit = text.split(b"\0", 1)[0].lower()
+    unit = keyword(text)
     return True if unit == b"bit" else False if unit == b"byte" else None
 
 
@@ -184,7 +184,7 @@ _BITOPS = {b"and": and_, b"or": or_, b"xor": xor, b"not": None}
 def bitop(ctx: Context, conn: Connection, args: list) -> bytes:
     """BITOP AND|OR|XOR|NOT destkey key [key ...]: the result replaces destkey (its TTL
     too, as SET); an empty result deletes it."""
-    name = args[1].split(b"\0", 1)[0].lower()
+    name = keyword(args[1])
     if name not in _BITOPS:
         return SYNTAX
     if name == b"not" and len(args) != 4:
@@ -215,7 +215,7 @@ class _FieldOp:
 def _field_type(text: bytes) -> tuple[bool, int] | None:
     """i1..i64 or u1..u63: (signed, width)."""
     sign = text[:1]
-    width = parse_strict_int(text[1:].split(b"\0", 1)[0])
+    width = parse_strict_int(c_string(text[1:]))
     if sign not in (b"i", b"u") or width is None or width < 1:
         return None
     if width > (64 if sign == b"i" else 63):
@@ -229,9 +229,9 @@ def _parse_fields(ctx: Context, args: list) -> list[_FieldOp] | bytes:
     j = 2
     while j < len(args):
         left = len(args) - j - 1
-        name = args[j].split(b"\0", 1)[0].lower()
+        name = keyword(args[j])
         if name == b"overflow" and left >= 1:
-            overflow = args[j + 1].split(b"\0", 1)[0].lower()
+            overflow = keyword(args[j + 1])
             if overflow not in (b"wrap", b"sat", b"fail"):
                 return error("ERR Invalid OVERFLOW type specified")
             j += 2

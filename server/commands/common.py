@@ -32,6 +32,16 @@ class Command(NamedTuple):
     subcommands: dict[bytes, int] | None = None
 
 
+def c_string(arg: bytes) -> bytes:
+    """An argument as Redis's C code reads it with strcasecmp or %s: up to its first NUL."""
+    return arg.split(b"\0", 1)[0]
+
+
+def keyword(arg: bytes) -> bytes:
+    """An option word, compared as Redis's strcasecmp compares it: lower case, to a NUL."""
+    return arg.split(b"\0", 1)[0].lower()
+
+
 def wrong_arity(name: bytes) -> bytes:
     return error(f"ERR wrong number of arguments for '{name.decode(errors='replace').lower()}' command")
 

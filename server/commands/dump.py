@@ -15,7 +15,7 @@ from .. import rdb
 from ..keyspace import now_ms
 from ..protocol import parse_strict_int
 from ..resp import OK, bulk, error, status
-from .common import NOT_INTEGER, SYNTAX
+from .common import NOT_INTEGER, SYNTAX, keyword
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -36,7 +36,7 @@ def restore(ctx: Context, conn: Connection, args: list) -> bytes:
     idle = freq = None
     j = 4
     while j < len(args):
-        option = args[j].split(b"\0", 1)[0].lower()
+        option = keyword(args[j])
         more = j + 1 < len(args)
         if option == b"replace":
             replace = True
@@ -92,7 +92,7 @@ def migrate(ctx: Context, conn: Connection, args: list) -> bytes:
     keys = [args[3]]
     j = 6
     while j < len(args):
-        option = args[j].split(b"\0", 1)[0].lower()
+        option = keyword(args[j])
         left = len(args) - 1 - j
         if option == b"copy":
             copy = True

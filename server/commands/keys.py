@@ -10,7 +10,7 @@ from ..protocol import parse_strict_int
 from ..keyspace import now_ms
 from ..resp import ONE, OK, ZERO, array, bulk, error, integer, status
 from .common import (DB_OUT_OF_RANGE, INT64_MAX, INT64_MIN, NOT_INTEGER, SYNTAX, help_reply,
-                     invalid_expire, parse_db_index)
+                     invalid_expire, keyword, parse_db_index)
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -192,7 +192,7 @@ def copy(ctx: Context, conn: Connection, args: list) -> bytes:
     replace = False
     j = 3
     while j < len(args):
-        option = args[j].split(b"\0", 1)[0].lower()
+        option = keyword(args[j])
         if option == b"replace":
             replace = True
         elif option == b"db" and j + 1 < len(args):

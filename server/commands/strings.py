@@ -9,7 +9,8 @@ from ..keyspace import now_ms
 from ..protocol import parse_strict_int
 from ..resp import ONE, OK, ZERO, array, bulk, error, integer
 from ..lcs import LcsTable
-from .common import INT64_MAX, INT64_MIN, NOT_INTEGER, SYNTAX, invalid_expire, wrong_arity
+from .common import (INT64_MAX, INT64_MIN, NOT_INTEGER, SYNTAX, invalid_expire, keyword,
+                     wrong_arity)
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -302,14 +303,14 @@ def lcs(ctx: Context, conn: Connection, args: list) -> bytes:
     min_len = 0
     j = 3
     while j < len(args):
-        option = args[j].split(b"\0", 1)[0].upper()
-        if option == b"IDX":
+        option = keyword(args[j])
+        if option == b"idx":
             want_idx = True
-        elif option == b"LEN":
+        elif option == b"len":
             want_len = True
-        elif option == b"WITHMATCHLEN":
+        elif option == b"withmatchlen":
             with_len = True
-        elif option == b"MINMATCHLEN" and j + 1 < len(args):
+        elif option == b"minmatchlen" and j + 1 < len(args):
             min_len = parse_strict_int(args[j + 1])
             if min_len is None:
                 return NOT_INTEGER
