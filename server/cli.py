@@ -103,6 +103,9 @@ def server_options(fn):
                 default=DEFAULTS.slowlog_log_slower_than, type=click.IntRange(-1)),
         _option("slowlog-max-len", "Entries the slow log keeps (the oldest go first).",
                 default=DEFAULTS.slowlog_max_len, type=click.IntRange(0)),
+        _option("latency-monitor-threshold", "Milliseconds from which an event (a command, a "
+                "flush, an expiry cycle, a fork) is kept by LATENCY; 0: off.",
+                default=DEFAULTS.latency_monitor_threshold, type=click.IntRange(0)),
         _option("watchdog-period", "Seconds one pass of the loop may run before the watchdog "
                 "logs its stack (0: off).", default=DEFAULTS.watchdog_period,
                 type=click.FloatRange(0)),
@@ -154,6 +157,7 @@ def main() -> None:
       kvd start --foreground         stay attached, log to stderr (systemd, containers)
       kvd status                     running? with a few figures
       kvd stop                       graceful shutdown (SIGTERM through the PID file)
+      kvd reload                     reopen the log file (SIGHUP through the PID file)
       kill -USR1 $(cat kvd.pid)      compact in the background
       kvd check --data-dir kvd-data  open a data directory and report on it
     """
@@ -228,6 +232,20 @@ def stop(pidfile: str, timeout: float, force: bool) -> None:
     _fail(f"PID {pid} is not responding: it did not begin shutting down within {timeout:g} s "
           "(its log has the watchdog's stack of where it is stuck); kvd stop --force kills it "
           "(SIGKILL), losing no acknowledged write")
+
+
+@main.command(context_settings=CONTEXT)
+@pidfile_option
+def reload(pidfile: str) -> None:
+    """Reopen the log file (SIGHUP through the PID file): logrotate's postrotate step.
+
+    Exit status: 0 signalled, 1 not running (stale or missing PID file) or not allowed.
+    """
+    try:
+        pid = send_signal(pidfile, signal.SIGHUP)
+    except (NotRunning, PidFileError) as exc:
+        _fail(str(exc))
+    click.echo(f"kvd (PID {pid}) reopens its log file")
 
 
 def _kill(pidfile: str, pid: int, timeout: float, responded: bool) -> None:

@@ -17,6 +17,7 @@ from typing import Iterable
 from storage import StorageError
 
 from .connection import Connection
+from .latency import LatencyMonitor
 from .resp import error
 from .stats import Stats
 
@@ -24,9 +25,10 @@ log = logging.getLogger("kvd.server")
 
 
 class GroupCommit:
-    def __init__(self, store, stats: Stats) -> None:
+    def __init__(self, store, stats: Stats, latency: LatencyMonitor | None = None) -> None:
         self.store = store
         self.stats = stats
+        self.latency = latency  # told how long each flush took (LATENCY's aof-fsync-always)
         self.dirty = False  # a write was executed since the last flush
         self.write_error: str | None = None  # why the store cannot write, while it cannot
 
@@ -51,7 +53,10 @@ class GroupCommit:
             return
         self.dirty = False
         try:
+            started = time.perf_counter_ns()
             self.store.flush()
+            if self.latency is not None:
+                self.latency.add_if_needed("aof-fsync-always", time.perf_counter_ns() - started)
             self.stats.flushes += 1
             self.stats.last_save = int(time.time())
         except StorageError as exc:

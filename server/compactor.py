@@ -80,10 +80,12 @@ class Compactor:
     """Coalesced compaction requests and the one compaction that may be running."""
 
     def __init__(self, store, policy: AutoPolicy, watch: Callable[[int, Callable], None],
-                 unwatch: Callable[[int], None], rate_limit: float = 0.0) -> None:
+                 unwatch: Callable[[int], None], rate_limit: float = 0.0,
+                 on_fork: Callable[[int], None] | None = None) -> None:
         self.store = store
         self.policy = policy
         self.rate_limit = rate_limit  # bytes/s of segments the child reads; 0: no limit
+        self.on_fork = on_fork  # told how long each fork took, in ns (LATENCY's "fork")
         self._watch, self._unwatch = watch, unwatch  # register an fd with the loop
         self.pending = False
         self.requested = self.started = self.completed = self.failed = 0
@@ -182,11 +184,14 @@ class Compactor:
         # parent's handler in the child and write into the parent's signal pipe.
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
         try:
+            started = time.perf_counter_ns()
             pid = os.fork()
             if pid == 0:
                 _child_main(self._plan, write_fd, parent, self.rate_limit)  # never returns
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        if self.on_fork is not None:
+            self.on_fork(time.perf_counter_ns() - started)
         os.close(write_fd)
         self._child = pid
         self._progress_fd = read_fd
@@ -330,6 +335,10 @@ class Compactor:
             "last_compaction_reclaimed_bytes": self.last_reclaimed,
             "auto_compaction": int(self.policy.enabled),
         }
+
+    def running_for_s(self) -> float | None:
+        """Seconds the running compaction has taken so far; None when none runs."""
+        return time.monotonic() - self._started_at if self.in_progress else None
 
 
 def _describe(status: int) -> str:

@@ -49,6 +49,7 @@ class Config:
     compaction_rate: float = 0.0  # MB/s of segments a compaction reads; 0: unlimited
     slowlog_log_slower_than: int = 10_000  # microseconds; negative: off, 0: every command
     slowlog_max_len: int = 128
+    latency_monitor_threshold: int = 0  # ms; 0: the latency monitor is off
     watchdog_period: float = 1.0  # seconds one loop pass may run before its stack is logged; 0: off
     enable_debug_command: str = "no"  # "yes", "local" (Unix socket and loopback) or "no", as Redis
     log_file: str = "kvd.log"  # "-" is stderr

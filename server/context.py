@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable, Collection, Protocol
 
 from .config import Config
 from .keyspace import Keyspace
+from .latency import LatencyMonitor
 from .monitor import Monitors
 from .scripting import Scripts
 from .slowlog import SlowLog
@@ -79,6 +80,7 @@ class Context:
     scripts: Scripts | None = None
     monitors: Monitors | None = None
     slowlog: SlowLog | None = None
+    latency: LatencyMonitor | None = None
     # Set by the gate (dispatch.py): runs one command past it (EXEC runs its queue with
     # it), runs one command a script calls, finds a command by name.
     call: Callable[..., bytes] | None = None  # (conn, command, args) -> reply

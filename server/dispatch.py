@@ -93,8 +93,9 @@ class Dispatcher:
         # Each command is timed for the slow log (one clock read, none when it is off)
         # and shown to monitors (one test while there are none).
         monitors = ctx.monitors.clients if ctx.monitors is not None else ()
-        slowlog = ctx.slowlog
-        slow_ns = slowlog.threshold_ns if slowlog is not None else NEVER_SLOW
+        slowlog, latency = ctx.slowlog, ctx.latency
+        slow_ns = min(slowlog.threshold_ns if slowlog is not None else NEVER_SLOW,
+                      latency.threshold_ns if latency is not None else NEVER_SLOW)
         timing = slow_ns < NEVER_SLOW
         clock = time.perf_counter_ns
         started = clock() if timing else 0
@@ -143,8 +144,8 @@ class Dispatcher:
                 replies.append(self._failure(conn, command, exc))
             if timing:
                 now = clock()
-                if now - started >= slow_ns and command.name != "exec":  # EXEC: its commands
-                    slowlog.add(conn, args, now - started)
+                if now - started >= slow_ns:
+                    self._took(conn, command, args, now - started)
                 started = now
             if monitors and shown(command.name, args):
                 ctx.monitors.feed(conn, args)
@@ -194,17 +195,24 @@ class Dispatcher:
     def call(self, conn: Connection, command: Command, args: list[bytes]) -> bytes:
         """Run one command past the gate (EXEC runs its queue through here): timed for the
         slow log and shown to monitors, as Redis's call()."""
-        slowlog = self.ctx.slowlog
-        slow_ns = slowlog.threshold_ns if slowlog is not None else NEVER_SLOW
         started = time.perf_counter_ns()
         reply = self._execute(conn, command, args)
-        elapsed = time.perf_counter_ns() - started
-        if elapsed >= slow_ns:
-            slowlog.add(conn, args, elapsed)
+        self._took(conn, command, args, time.perf_counter_ns() - started)
         monitors = self.ctx.monitors
         if monitors is not None and monitors.clients and shown(command.name, args):
             monitors.feed(conn, args)
         return reply
+
+    def _took(self, conn: Connection, command: Command, args: list[bytes], elapsed: int) -> None:
+        """A command took `elapsed` ns: the slow log and the latency monitor keep it if it
+        passes their thresholds (EXEC is not kept: its commands are, one by one)."""
+        if command.name == "exec":
+            return
+        slowlog, latency = self.ctx.slowlog, self.ctx.latency
+        if slowlog is not None and elapsed >= slowlog.threshold_ns:
+            slowlog.add(conn, args, elapsed)
+        if latency is not None:
+            latency.add_if_needed("command", elapsed)
 
     def _execute(self, conn: Connection, command: Command, args: list[bytes]) -> bytes:
         try:

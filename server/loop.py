@@ -45,12 +45,14 @@ from .context import REDIS_VERSION, Auth, Context
 from .dispatch import Dispatcher
 from .errors import StartupError
 from .keyspace import Keyspace
+from .latency import LatencyMonitor
 from .monitor import Monitors
 from .slowlog import SlowLog
 from .listeners import Listener, listen_tcp, listen_unix
 from .pidfile import PidFile, PidFileError
 from .protocol import ProtocolError, RequestParser
 from .scripting import ScriptAbandoned, Scripts
+from .sdnotify import Notifier
 from .signals import SignalPipe
 from .stats import Stats
 from .timers import Timers
@@ -72,6 +74,7 @@ ACCEPT_PAUSE_S = 0.1
 EXPIRE_PERIOD_S, EXPIRE_BUDGET_S = 0.1, 0.002
 FD_RESERVE = 64  # descriptors kept for the store, the log, pipes and a compaction
 GATHER_ROUNDS = 4
+STATUS_PERIOD_S = 2.0  # how often systemd's STATUS= line is brought up to date
 
 
 class _SignalSource:
@@ -100,6 +103,7 @@ class Server:
         self.scripts: Scripts | None = None
         self.monitors: Monitors | None = None
         self.slowlog: SlowLog | None = None
+        self.latency: LatencyMonitor | None = None
         self.tcp_port: int | None = None
         self.max_clients = config.max_clients  # lowered at start-up if descriptors are short
         self.started_monotonic = time.monotonic()
@@ -110,6 +114,7 @@ class Server:
         self.pass_times = PassTimes(config.watchdog_period)
         self.timers = Timers()
         self._auth = Auth(config.requirepass)
+        self.notifier = Notifier.from_environment()  # systemd's, when it started kvd
         self._selector = selectors.DefaultSelector()
         self._signal_pipe: SignalPipe | None = None
         self._signal_source = _SignalSource()
@@ -158,6 +163,20 @@ class Server:
             raise
         log.info("ready: PID %d, socket %s, TCP %s", os.getpid(), self.config.socket or "off",
                  f"{self.config.bind}:{self.tcp_port}" if self.tcp_port else "off")
+        if self.notifier.address is not None:
+            self.notifier.ready(self._status_line())
+            self.timers.set("sd-status", time.monotonic() + STATUS_PERIOD_S, self._report_status)
+
+    def _status_line(self) -> str:
+        """What `systemctl status` shows under the unit (sd_notify's STATUS=)."""
+        compacting = self.compaction.info()["compaction_in_progress"]
+        return (f"serving {len(self.store)} keys, {len(self.clients)} clients; compaction "
+                f"{'running' if compacting else 'idle'}")
+
+    def _report_status(self, now: float) -> None:
+        if not self.draining:
+            self.notifier.status(self._status_line())
+            self.timers.set("sd-status", now + STATUS_PERIOD_S, self._report_status)
 
     def _fit_clients_to_descriptors(self) -> None:
         """Like Redis: raise the descriptor limit as far as allowed, and if it is still
@@ -193,15 +212,17 @@ class Server:
             raise StartupError(f"cannot open the data directory {c.data_dir}: {exc}") from None
         policy = AutoPolicy(c.auto_compact, c.auto_compact_ratio, c.auto_compact_min_size)
         self.compaction = Compactor(self.store, policy, self._watch, self._unwatch,
-                                    rate_limit=c.compaction_rate * 1e6)
-        self.commit = GroupCommit(self.store, self.stats)
+                                    rate_limit=c.compaction_rate * 1e6,
+                                    on_fork=lambda ns: self.latency.add_if_needed("fork", ns))
+        self.latency = LatencyMonitor(c.latency_monitor_threshold)
+        self.commit = GroupCommit(self.store, self.stats, self.latency)
         self.keyspace = Keyspace(self.store, self.stats, c.max_key_size, c.max_value_size)
         self.scripts = Scripts(c, REDIS_VERSION)
         self.monitors = Monitors(c.socket, lambda conn: self._touched.add(conn))
         self.slowlog = SlowLog(c.slowlog_log_slower_than, c.slowlog_max_len)
         self.dispatcher = Dispatcher(Context(self.keyspace, self.stats, c, self, self._auth,
-                                             self.scripts, self.monitors, self.slowlog),
-                                     self.commit)
+                                             self.scripts, self.monitors, self.slowlog,
+                                             self.latency), self.commit)
         log.info("loaded %d keys in %.2f s", len(self.store), time.monotonic() - started)
 
     # -- the loop -----------------------------------------------------------------------
@@ -310,7 +331,9 @@ class Server:
     def _expire(self, now: float) -> None:
         self._last_expire = now
         before = self.stats.expired_keys
+        started = time.perf_counter_ns()
         self._expire_hurry = self.keyspace.expire_cycle(EXPIRE_BUDGET_S)
+        self.latency.add_if_needed("expire-cycle", time.perf_counter_ns() - started)
         if self.stats.expired_keys != before:
             self.commit.dirty = True  # the sqlite engine deletes their rows
 
@@ -549,10 +572,12 @@ class Server:
                 self.request_shutdown(signal.Signals(signum).name)
                 break
         if signal.SIGHUP in seen:
+            self.notifier.reloading()
             if logs.reopen():
                 log.info("SIGHUP: log file reopened")
             else:
                 log.info("SIGHUP: logging to stderr, nothing to reopen")
+            self.notifier.reloaded()
         if signal.SIGCHLD in seen:
             self.compaction.reap()
         if signal.SIGUSR1 in seen:
@@ -635,6 +660,7 @@ class Server:
         policy.enabled, policy.ratio = config.auto_compact, config.auto_compact_ratio
         policy.min_bytes = config.auto_compact_min_size
         self.compaction.rate_limit = config.compaction_rate * 1e6
+        self.latency.threshold_ms = config.latency_monitor_threshold
         self.slowlog.slower_than_us = config.slowlog_log_slower_than
         self.slowlog.max_len = config.slowlog_max_len
         self.slowlog.trim()
@@ -647,6 +673,7 @@ class Server:
             "max_clients": self.max_clients,
             "write_error": self.commit.write_error,
             "compaction": self.compaction.info(),
+            "compaction_running_s": self.compaction.running_for_s(),
             "longest_pass_ms": self.pass_times.longest_ms(),
             "slow_passes": self.pass_times.slow_passes,
             "watchdog_stack_dumps": self.watchdog.stack_dumps,
@@ -667,10 +694,13 @@ class Server:
     def _begin_drain(self, reason: str) -> None:
         self.draining = True
         self.timers.cancel("auto-compaction")
+        self.timers.cancel("sd-status")
         self.timers.set("drain", time.monotonic() + self.config.drain_timeout,
                         self._drain_timed_out)
         log.info("%s: shutting down: no new connections; answering %d connected client(s) "
                  "(drain timeout %.1f s)", reason, len(self.clients), self.config.drain_timeout)
+        self.notifier.stopping(f"shutting down ({reason}): answering {len(self.clients)} "
+                               "client(s)")
         self._close_listeners()
         self.compaction.stop()
         for conn in list(self.clients.values()):

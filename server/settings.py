@@ -80,6 +80,7 @@ SETTINGS = {
     "requirepass": Setting("requirepass", _password),
     "slowlog-log-slower-than": Setting("slowlog_log_slower_than", _integer(-1, LONG_MAX)),
     "slowlog-max-len": Setting("slowlog_max_len", _integer(0, LONG_MAX)),
+    "latency-monitor-threshold": Setting("latency_monitor_threshold", _integer(0, LONG_MAX)),
     "busy-reply-threshold": Setting("busy_reply_threshold", _integer(0, LONG_MAX)),
     "lua-time-limit": Setting("busy_reply_threshold", _integer(0, LONG_MAX)),
     "kvd-auto-compact": Setting("auto_compact", _yes_no),

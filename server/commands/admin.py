@@ -205,6 +205,76 @@ def slowlog(ctx: Context, conn: Connection, args: list) -> bytes:
     return unknown_subcommand(args)
 
 
+LATENCY_HELP = [
+    "DOCTOR",
+    "    Return a human readable latency analysis report.",
+    "GRAPH <event>",
+    "    Return an ASCII latency graph for the <event> class.",
+    "HISTORY <event>",
+    "    Return time-latency samples for the <event> class.",
+    "LATEST",
+    "    Return the latest latency samples for all events.",
+    "RESET [<event> ...]",
+    "    Reset latency data of one or more <event> classes.",
+    "    (default: reset all data for all event classes)",
+    "HISTOGRAM [COMMAND ...]",
+    "    Return a cumulative distribution of latencies in the format of a histogram for the "
+    "specified command names.",
+    "    If no commands are specified then all histograms are replied.",
+]
+LATENCY_SUBCOMMANDS = {b"DOCTOR": 2, b"GRAPH": 3, b"HISTORY": 3, b"LATEST": 2, b"RESET": -2,
+                       b"HISTOGRAM": -2, b"HELP": 2}
+LATENCY_DISABLED = (
+    "I'm sorry, Dave, I can't do that. Latency monitoring is disabled in this Redis instance. "
+    "You may use \"CONFIG SET latency-monitor-threshold <milliseconds>.\" in order to enable "
+    "it. If we weren't in a deep space mission I'd suggest to take a look at "
+    "https://redis.io/topics/latency-monitor.\n")
+LATENCY_QUIET = (
+    "Dave, no latency spike was observed during the lifetime of this Redis instance, not in "
+    "the slightest bit. I honestly think you ought to sit down calmly, take a stress pill, and "
+    "think things over.\n")
+
+
+def latency(ctx: Context, conn: Connection, args: list) -> bytes:
+    """The latency monitor (server/latency.py). DOCTOR and GRAPH are plain reports, not
+    Redis's analysis and sparklines; HISTOGRAM is empty (no per-command histograms)."""
+    sub, monitor = args[1].upper(), ctx.latency
+    events = monitor.events
+    if sub == b"LATEST" and len(args) == 2:
+        return array([array([bulk(name.encode()), integer(samples[-1][0]),
+                             integer(samples[-1][1]), integer(worst[0])])
+                      for name, (samples, worst) in events.items()])
+    if sub == b"HISTORY" and len(args) == 3:
+        samples, _ = events.get(args[2].decode(errors="replace"), ((), None))
+        return array([array([integer(when), integer(ms)]) for when, ms in samples])
+    if sub == b"RESET":
+        names = None if len(args) == 2 else [a.decode(errors="replace") for a in args[2:]]
+        return integer(monitor.reset(names))
+    if sub == b"DOCTOR" and len(args) == 2:
+        if not events:
+            text = LATENCY_DISABLED if monitor.threshold_ms == 0 else LATENCY_QUIET
+        else:
+            text = "".join(f"{name}: {len(samples)} latency spikes (average "
+                           f"{sum(ms for _, ms in samples) // len(samples)}ms); worst all time "
+                           f"event {worst[0]}ms\n"
+                           for name, (samples, worst) in events.items())
+        return conn.resp.verbatim(text.encode())
+    if sub == b"GRAPH" and len(args) == 3:
+        name = args[2].decode(errors="replace")
+        if name not in events:
+            return error(b"ERR No samples available for event '" + args[2] + b"'")
+        samples, worst = events[name]
+        lines = [f"{name} - high {max(ms for _, ms in samples)} ms, low "
+                 f"{min(ms for _, ms in samples)} ms (all time high {worst[0]} ms)", "-" * 80]
+        lines += [f"{int(time.time()) - when}s ago: {ms} ms" for when, ms in samples]
+        return conn.resp.verbatim(("\n".join(lines) + "\n").encode())
+    if sub == b"HISTOGRAM":
+        return conn.resp.map_of([])
+    if sub == b"HELP" and len(args) == 2:
+        return help_reply("LATENCY", LATENCY_HELP)
+    return unknown_subcommand(args)
+
+
 # name, handler, arity, writes
 COMMANDS = [
     ("info", info, -1, False),
@@ -215,6 +285,7 @@ COMMANDS = [
     ("time", time_, 1, False),
     ("monitor", monitor, 1, False),
     ("slowlog", slowlog, -2, False, SLOWLOG_SUBCOMMANDS),
+    ("latency", latency, -2, False, LATENCY_SUBCOMMANDS),
     ("lastsave", lastsave, 1, False),
     ("wait", wait, 3, False),
 ]

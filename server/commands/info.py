@@ -82,7 +82,19 @@ def _persistence(ctx: Context, figures: dict) -> dict:
         "engine": stats["engine"],
         "fsync": stats["fsync"],
         "aof_enabled": 1,  # every write goes to the log, as with Redis's appendonly yes
+        # Compaction is kvd's AOF rewrite: under Redis's names, monitoring that knows Redis
+        # (prometheus-redis-exporter's redis_aof_* metrics) shows kvd's compactions.
         "aof_rewrite_in_progress": int(compaction["compaction_in_progress"]),
+        "aof_rewrite_scheduled": compaction["compaction_pending"],
+        "aof_last_rewrite_time_sec": (round(float(compaction["last_compaction_duration_s"]))
+                                      if compaction["last_compaction_status"] != "none" else -1),
+        "aof_current_rewrite_time_sec": (-1 if figures["compaction_running_s"] is None
+                                         else int(figures["compaction_running_s"])),
+        "aof_last_bgrewrite_status": "err" if compaction["last_compaction_status"] == "failed"
+                                     else "ok",
+        "aof_last_write_status": "err" if figures["write_error"] else "ok",
+        "aof_current_size": total,
+        "aof_base_size": stats.get("live_bytes", 0),
         "rdb_bgsave_in_progress": 0,
         "rdb_last_save_time": ctx.stats.last_save,
         "live_bytes": stats.get("live_bytes", 0),
@@ -199,6 +211,7 @@ def config_values(ctx: Context) -> dict[str, str]:
         "requirepass": c.requirepass or "",
         "slowlog-log-slower-than": str(c.slowlog_log_slower_than),
         "slowlog-max-len": str(c.slowlog_max_len),
+        "latency-monitor-threshold": str(c.latency_monitor_threshold),
         "kvd-auto-compact": "yes" if c.auto_compact else "no",
         "kvd-auto-compact-ratio": f"{c.auto_compact_ratio:g}",
         "kvd-auto-compact-min-size": str(c.auto_compact_min_size),

@@ -42,7 +42,8 @@ class StandInControl:
 
     def figures(self) -> dict:
         return {"tcp_port": 0, "uptime_s": 1.0, "max_clients": 10, "write_error": None,
-                "compaction": {"compaction_in_progress": 0}, "longest_pass_ms": 0,
+                "compaction": {"compaction_in_progress": 0}, "compaction_running_s": None,
+                "longest_pass_ms": 0,
                 "slow_passes": 0, "watchdog_stack_dumps": 0}
 
 

@@ -160,3 +160,18 @@ def test_lastsave_moves_with_durable_writes(kvd):
     client.set("k", "v")
     assert client.lastsave().timestamp() > before.timestamp()
     assert client.info("persistence")["rdb_last_save_time"] == int(client.lastsave().timestamp())
+
+
+def test_latency_monitor_keeps_slow_events_once_enabled(make_daemon):
+    server = make_daemon("--enable-debug-command", "yes")
+    client = server.client(protocol=2)
+    assert client.execute_command("LATENCY", "LATEST") == []
+    assert b"Latency monitoring is disabled" in client.execute_command("LATENCY", "DOCTOR")
+    assert client.config_set("latency-monitor-threshold", 20) is True
+    client.execute_command("DEBUG", "SLEEP", "0.05")
+    client.get("fast")  # under the threshold: not kept
+    (event, when, ms, worst), = client.execute_command("LATENCY", "LATEST")
+    assert event == b"command" and 50 <= ms == worst < 5000 and abs(when - time.time()) < 60
+    assert client.execute_command("LATENCY", "HISTORY", "command") == [[when, ms]]
+    assert client.execute_command("LATENCY", "RESET") == 1
+    assert client.execute_command("LATENCY", "LATEST") == []

@@ -133,6 +133,8 @@ COMMANDS = st.one_of(
               st.sampled_from([b"slowlog-max-len", b"slowlog-log-slower-than", b"NOSUCH",
                                b"busy-reply-threshold", b"databases", b"lua-time-limit"]),
               st.sampled_from([b"128", b"10000", b"5000", b"x", b"-5", b""])),
+    st.tuples(st.just(b"CONFIG"), st.just(b"SET"), st.just(b"latency-monitor-threshold"),
+              st.sampled_from([b"0", b"x", b"-5"])),  # stays off: events would differ
     st.tuples(st.just(b"CONFIG"), st.just(b"SET"), st.just(b"slowlog-max-len"), st.just(b"128"),
               st.sampled_from([b"slowlog-max-len", b"NOSUCH", b"databases"])),
     st.tuples(st.just(b"CONFIG"), st.sampled_from([b"REWRITE", b"HELP", b"RESETSTAT", b"NOPE",
@@ -140,6 +142,10 @@ COMMANDS = st.one_of(
     st.tuples(st.just(b"SLOWLOG"), st.sampled_from([b"HELP", b"GET", b"LEN", b"NOPE"]),
               st.sampled_from([b"x", b"-2", b"extra"])),
     st.tuples(st.just(b"SLOWLOG"), st.sampled_from([b"HELP", b"NOPE", b"RESET"])),
+    st.tuples(st.just(b"LATENCY"), st.sampled_from([b"LATEST", b"DOCTOR", b"RESET", b"HELP",
+                                                    b"NOPE"])),  # (off in both, as default)
+    st.tuples(st.just(b"LATENCY"), st.sampled_from([b"HISTORY", b"GRAPH", b"RESET", b"LATEST"]),
+              st.sampled_from([b"command", b"x"])),
     # The generic keyspace commands
     st.tuples(st.sampled_from([b"RENAME", b"RENAMENX"]), KEYS, KEYS),
     st.builds(lambda a, b, opts: (b"COPY", a, b, *opts), KEYS, KEYS, st.lists(st.sampled_from(
