@@ -21,7 +21,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from server.pidfile import NotRunning, PidFileError, send_signal
+from server.pidfile import PidFileError, inspect, send_signal
 
 from . import DEFAULT_SOCKET, connect, transfer
 
@@ -41,10 +41,12 @@ class Settings:
     """The global options: where the server is and how to prove who we are."""
 
     def __init__(self, socket: str | None, host: str | None, port: int | None, pidfile: str,
-                 password: str | None, password_file: str | None) -> None:
-        self.socket = socket or DEFAULT_SOCKET
+                 password: str | None, password_file: str | None,
+                 directory: str | None = None) -> None:
+        # --dir: the server's directory, where its relative socket and PID file are
+        self.socket = os.path.join(directory or "", socket or DEFAULT_SOCKET)
         self.host, self.port = host, port
-        self.pidfile = pidfile
+        self.pidfile = os.path.join(directory or "", pidfile)
         self.password, self.password_file = password, password_file
         self._client: redis.Redis | None = None
 
@@ -122,6 +124,9 @@ def _key(text: str) -> bytes:
 
 
 @click.group(cls=KvctlGroup, context_settings=CONTEXT)
+@click.option("--dir", "directory", envvar="KVD_DIR", type=click.Path(file_okay=False),
+              help="The server's directory: its kvd.sock and kvd.pid are found there "
+                   "[env: KVD_DIR].")
 @click.option("--socket", envvar="KVD_SOCKET", default=DEFAULT_SOCKET, show_default=True,
               help="Unix socket of the server [env: KVD_SOCKET].")
 @click.option("--host", envvar="KVD_HOST", help="Connect over TCP to this host [env: KVD_HOST].")
@@ -135,7 +140,8 @@ def _key(text: str) -> bytes:
               help="File whose first line is the password [env: KVD_PASSWORD_FILE].")
 @click.version_option(package_name="kvd", message="kvctl (kvd) %(version)s")
 @click.pass_context
-def main(ctx: click.Context, socket, host, port, pidfile, password, password_file) -> None:
+def main(ctx: click.Context, directory, socket, host, port, pidfile, password,
+         password_file) -> None:
     """kvctl: talk to a running kvd server.
 
     \b
@@ -151,11 +157,12 @@ def main(ctx: click.Context, socket, host, port, pidfile, password, password_fil
       kvctl export backup.resp                every key with its TTL, as Redis commands
       kvctl import backup.resp                (redis-cli --pipe loads the same file)
       kvctl --host 10.0.0.5 --password-file pw ping
+      kvctl --dir /srv/kvd get greeting       a server started in /srv/kvd (or KVD_DIR)
 
     \b
     Exit status: 0 ok, 1 not found, 2 usage, 3 cannot reach the server, 4 server error.
     """
-    ctx.obj = Settings(socket, host, port, pidfile, password, password_file)
+    ctx.obj = Settings(socket, host, port, pidfile, password, password_file, directory)
 
 
 @main.command(context_settings=CONTEXT)
@@ -359,27 +366,48 @@ def compact(settings: Settings, wait: bool, timeout: float) -> None:
 
 
 def _request_compaction(settings: Settings, client: redis.Redis) -> None:
-    if not settings.tcp:
-        try:
-            pid = send_signal(settings.pidfile, signal.SIGUSR1)
-        except NotRunning as exc:
-            if "no PID file" not in str(exc):
-                raise Failure(str(exc), EXIT_UNREACHABLE) from None  # stale: signal nothing
-        except PidFileError as exc:
-            raise Failure(str(exc), EXIT_UNREACHABLE) from None
-        else:
-            click.echo(f"compaction requested (SIGUSR1 to kvd PID {pid})", err=True)
+    """SIGUSR1 through the PID file when there is one and it names the server we talk
+    to (over the socket or TCP); else the COMPACT command, saying why. A stale PID file
+    is reported and nothing is signalled."""
+    try:
+        state = inspect(settings.pidfile)
+    except PidFileError as exc:
+        raise Failure(str(exc), EXIT_UNREACHABLE) from None
+    if state.state == "stale":
+        raise Failure(state.describe(), EXIT_UNREACHABLE)
+    if state.state == "running":
+        server_pid = _server_pid(client)
+        if server_pid in (None, state.pid):  # unreachable: the PID file is all we have
+            try:
+                pid = send_signal(settings.pidfile, signal.SIGUSR1)
+            except PidFileError as exc:
+                raise Failure(str(exc), EXIT_UNREACHABLE) from None
+            click.echo(f"compaction requested (SIGUSR1 to kvd PID {pid} through "
+                       f"{settings.pidfile})", err=True)
             return
+        why = (f"{settings.pidfile} names kvd PID {state.pid}, not the server at "
+               f"{settings.where} (PID {server_pid})")
+    else:
+        why = f"no PID file at {settings.pidfile}"
     try:
         client.execute_command("COMPACT")
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         if settings.tcp:
             raise
         failure = _explain(exc, settings)
-        raise Failure(f"kvd is not running (no PID file at {settings.pidfile}); "
+        raise Failure(f"kvd is not running ({why}); "
                       f"{str(failure).removeprefix('cannot reach kvd: ')}", failure.code) from None
-    click.echo(f"no PID file at {settings.pidfile}: compaction requested with the COMPACT "
-               f"command at {settings.where}", err=True)
+    click.echo(f"{why}: compaction requested with the COMPACT command at {settings.where}",
+               err=True)
+
+
+def _server_pid(client: redis.Redis) -> int | None:
+    """The PID of the server we talk to (INFO's process_id), or None if it cannot be
+    reached."""
+    try:
+        return int(client.info("server")["process_id"])
+    except (redis.ConnectionError, redis.TimeoutError):
+        return None
 
 
 # Data sets this large get a progress bar (on a terminal).

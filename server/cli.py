@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 
 import click
 
-from storage import ENGINES, FSYNC_POLICIES, StorageError, open_store
+from storage import ENGINES, FSYNC_POLICIES, StorageError, engine_of, open_store
 
 from .config import Config, ConfigError, read_password_file
 from .pidfile import (NotRunning, PidFileError, inspect, modified_ns, send_signal,
@@ -29,22 +30,43 @@ def _env(name: str) -> str:
 
 def _option(name: str, help: str, **kwargs):
     """A --name option with its KVD_NAME variable named in the help."""
-    return click.option(f"--{name}", envvar=_env(name), show_default=True,
-                        help=f"{help} [env: {_env(name)}]", **kwargs)
+    kwargs.setdefault("show_default", True)
+    return click.option(f"--{name}", envvar=_env(name), help=f"{help} [env: {_env(name)}]",
+                        **kwargs)
 
 
 pidfile_option = _option("pidfile", "PID file of the daemon.", default=DEFAULTS.pidfile,
                          type=click.Path(dir_okay=False))
 socket_option = _option("socket", "Unix socket to listen on ('' disables it).",
                         default=DEFAULTS.socket)
+server_socket_option = _option("socket", "Unix socket of the server (for its figures).",
+                               default=DEFAULTS.socket)
+dir_option = _option("dir", "Directory the relative paths are in (kvd.pid, kvd.sock, "
+                     "kvd-data, kvd.log by default); default: the current one.",
+                     default=None, show_default=False, type=click.Path(file_okay=False))
+
+
+def _enter(directory: str | None, create: bool = False) -> None:
+    """--dir: work from that directory, so relative paths mean the same wherever kvd is
+    run from."""
+    if not directory:
+        return
+    try:
+        if create:
+            os.makedirs(directory, exist_ok=True)
+        os.chdir(directory)
+    except OSError as exc:
+        _fail(f"cannot use --dir {directory}: {exc.strerror}", 2)
 
 
 def server_options(fn):
     """The options of `kvd start`, which all end up in a Config."""
     options = [
+        dir_option,
         _option("data-dir", "Data directory.", default=DEFAULTS.data_dir,
                 type=click.Path(file_okay=False)),
-        _option("engine", "Storage engine.", default=DEFAULTS.engine, type=click.Choice(ENGINES)),
+        _option("engine", "Storage engine; default: the data directory's own, log for a new one.",
+                default=None, show_default=False, type=click.Choice(ENGINES)),
         _option("fsync", "When writes reach the disk: every acknowledged write (always), "
                 "about once a second (everysec) or when the OS decides (no).",
                 default=DEFAULTS.fsync, type=click.Choice(FSYNC_POLICIES)),
@@ -177,6 +199,7 @@ def start(foreground: bool, **opts) -> None:
     """
     from . import daemon
 
+    _enter(opts.pop("dir"), create=True)
     try:
         config = _build_config(foreground, **opts)
     except ConfigError as exc:
@@ -195,13 +218,14 @@ def start(foreground: bool, **opts) -> None:
 
 
 @main.command(context_settings=CONTEXT)
+@dir_option
 @pidfile_option
 @click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(0),
               help="Seconds to wait for the daemon to exit.")
 @click.option("--force", is_flag=True,
               help="If it has not exited after --timeout, kill it (SIGKILL). Every acknowledged "
                    "write is already on disk; the next start recovers as after a crash.")
-def stop(pidfile: str, timeout: float, force: bool) -> None:
+def stop(dir: str | None, pidfile: str, timeout: float, force: bool) -> None:
     """Shut the server down gracefully (SIGTERM through the PID file) and wait for it to exit.
 
     A daemon that did not even begin its shutdown within --timeout is reported as not
@@ -209,6 +233,7 @@ def stop(pidfile: str, timeout: float, force: bool) -> None:
 
     Exit status: 0 stopped (or was not running), 1 still running after --timeout.
     """
+    _enter(dir)
     touched = modified_ns(pidfile)
     try:
         pid = send_signal(pidfile, signal.SIGTERM)
@@ -235,12 +260,14 @@ def stop(pidfile: str, timeout: float, force: bool) -> None:
 
 
 @main.command(context_settings=CONTEXT)
+@dir_option
 @pidfile_option
-def reload(pidfile: str) -> None:
+def reload(dir: str | None, pidfile: str) -> None:
     """Reopen the log file (SIGHUP through the PID file): logrotate's postrotate step.
 
     Exit status: 0 signalled, 1 not running (stale or missing PID file) or not allowed.
     """
+    _enter(dir)
     try:
         pid = send_signal(pidfile, signal.SIGHUP)
     except (NotRunning, PidFileError) as exc:
@@ -266,13 +293,16 @@ def _kill(pidfile: str, pid: int, timeout: float, responded: bool) -> None:
 
 
 @main.command(context_settings=CONTEXT)
+@dir_option
 @pidfile_option
-@socket_option
-def status(pidfile: str, socket: str) -> None:
-    """Say whether the server runs, with a few figures from INFO.
+@server_socket_option
+def status(dir: str | None, pidfile: str, socket: str) -> None:
+    """Say whether the server runs, with a few figures from INFO and the paths to reach it
+    from anywhere.
 
     Exit status (LSB): 0 running, 1 not running but a stale PID file exists, 3 not running.
     """
+    _enter(dir)
     try:
         state = inspect(pidfile)
     except PidFileError as exc:
@@ -282,38 +312,49 @@ def status(pidfile: str, socket: str) -> None:
         sys.exit(1)
     if state.state == "stopped":
         sys.exit(3)
-    figures = _info_figures(socket)
+    figures, info = _info_figures(socket)
     if figures:
         click.echo(figures)
+    pidfile, socket = os.path.abspath(pidfile), os.path.abspath(socket) if socket else ""
+    click.echo(f"PID file {pidfile}" + (f", socket {socket}" if socket else "")
+               + (f", data {info['data_dir']}, log {info['log_file']}" if info else ""))
+    home = os.path.dirname(pidfile)
+    if socket and os.path.dirname(socket) == home and os.path.basename(socket) == "kvd.sock" \
+            and os.path.basename(pidfile) == "kvd.pid":
+        click.echo(f"from anywhere: kvctl --dir {home} ... / kvd stop --dir {home} "
+                   f"(or export KVD_DIR={home})")
 
 
-def _info_figures(socket_path: str) -> str:
+def _info_figures(socket_path: str) -> tuple[str, dict | None]:
+    """A line of figures from INFO, and INFO itself (None when it cannot be asked)."""
     import redis
 
     if not socket_path:
-        return ""
+        return "", None
     try:
         client = redis.Redis(unix_socket_path=socket_path, socket_timeout=5)
         info = client.info()
         client.close()
     except redis.AuthenticationError:
-        return "(INFO needs the password; use kvctl stats)"
+        return "(INFO needs the password; use kvctl stats)", None
     except redis.RedisError as exc:
-        return f"(cannot query {socket_path}: {exc})"
-    return (f"uptime {info['uptime_in_seconds']} s, {info.get('db0', {}).get('keys', 0)} keys, "
-            f"{info['connected_clients']} client(s), engine {info['engine']}, "
-            f"fsync {info['fsync']}, compactions {info['compactions_completed']}")
+        return f"(cannot query {socket_path}: {exc})", None
+    figures = (f"uptime {info['uptime_in_seconds']} s, {info.get('db0', {}).get('keys', 0)} "
+               f"keys, {info['connected_clients']} client(s), engine {info['engine']}, "
+               f"fsync {info['fsync']}, compactions {info['compactions_completed']}")
+    return figures, info
 
 
 @main.command(context_settings=CONTEXT)
+@dir_option
 @click.option("--data-dir", default="kvd-data", show_default=True, envvar="KVD_DATA_DIR",
               type=click.Path(file_okay=False), help="Data directory [env: KVD_DATA_DIR].")
-@click.option("--engine", default="log", show_default=True, envvar="KVD_ENGINE",
-              type=click.Choice(ENGINES), help="Storage engine [env: KVD_ENGINE].")
+@click.option("--engine", default=None, envvar="KVD_ENGINE", type=click.Choice(ENGINES),
+              help="Storage engine; default: the directory's own [env: KVD_ENGINE].")
 @click.option("--repair", is_flag=True,
               help="Log engine: rewrite damaged segments with their intact records (the "
                    "originals are kept under corrupt/), then check again.")
-def check(data_dir: str, engine: str, repair: bool) -> None:
+def check(dir: str | None, data_dir: str, engine: str, repair: bool) -> None:
     """Open a data directory (recovering as start-up would) and print its statistics.
 
     A torn record at the tail of the newest segment is truncated (and logged);
@@ -327,8 +368,13 @@ def check(data_dir: str, engine: str, repair: bool) -> None:
       kvd check --data-dir kvd-data
       kvd check --data-dir kvd-data --repair
     """
+    _enter(dir)
     logging.basicConfig(level=logging.INFO, format="kvd check: %(message)s", stream=sys.stderr)
     if repair:
+        try:
+            engine = engine or engine_of(data_dir) or "log"
+        except StorageError as exc:
+            _fail(f"check: {exc}")
         if engine != "log":
             _fail("--repair works on the log engine; for sqlite use sqlite3's .recover", 2)
         from storage.repair import repair as repair_directory

@@ -24,7 +24,7 @@ class Config:
     through the loop, which also updates what it derived from them."""
 
     data_dir: str = "kvd-data"
-    engine: str = "log"
+    engine: str | None = None  # None: the data directory's own (META), "log" for a new one
     fsync: str = "always"
     segment_size: int = 64 * MIB
     pidfile: str = "kvd.pid"

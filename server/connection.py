@@ -45,7 +45,7 @@ class Connection:
         self.lib_name = b""
         self.lib_ver = b""
         self.created = time.monotonic()
-        self.last_command = b"NULL"
+        self.last_command: list[bytes] = []  # the arguments of the last request run
         self.closing = False  # close once `out` is sent (QUIT, protocol error)
         self.draining = False  # the server is shutting down
         self.reading = True  # registered for EVENT_READ
@@ -66,14 +66,25 @@ class Connection:
     def describe(self) -> str:
         return f"client {self.id} ({self.addr})"
 
-    def client_info(self) -> str:
-        """One line of CLIENT LIST / CLIENT INFO, Redis's format."""
+    def local_address(self) -> str:
+        """Redis's laddr=: the address the client connected to (a Unix socket's path:0)."""
+        try:
+            where = self.sock.getsockname()
+        except OSError:
+            return "?"
+        if self.kind == "unix":
+            return f"{where}:0"
+        return f"{where[0]}:{where[1]}"
+
+    def client_info(self, command: str) -> str:
+        """One line of CLIENT LIST / CLIENT INFO, Redis's format; `command` is the last
+        command's full name (cmd=), NULL before the first."""
         age = int(time.monotonic() - self.created)
         return (
-            f"id={self.id} addr={self.addr} laddr=? fd={self.fd} name={self.name.decode(errors='replace')} "
+            f"id={self.id} addr={self.addr} laddr={self.local_address()} fd={self.fd} name={self.name.decode(errors='replace')} "
             f"age={age} idle=0 flags={'x' if self.tx.queued is not None else 'N'} db=0 sub=0 psub=0 "
             f"multi={-1 if self.tx.queued is None else len(self.tx.queued)} qbuf={self.parser.pending} "
-            f"obl={len(self.out)} oll=0 omem=0 events=r cmd={self.last_command.decode(errors='replace').lower()} "
+            f"obl={len(self.out)} oll=0 omem=0 events=r cmd={command} "
             f"user=default resp={self.resp.version} lib-name={self.lib_name.decode(errors='replace')} "
             f"lib-ver={self.lib_ver.decode(errors='replace')}"
         )

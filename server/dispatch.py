@@ -159,7 +159,7 @@ class Dispatcher:
         if writes:
             stats.writes_processed += writes
             commit.dirty = True
-        conn.last_command = requests[-1][0]
+        conn.last_command = requests[-1]  # CLIENT LIST's cmd= (its name, for containers |sub)
 
     def script_call(self, run: Run, args: list[bytes]) -> bytes:
         """The gate of a command a script calls (Redis's scriptCall): known, with its

@@ -29,6 +29,7 @@ import logging
 import os
 import resource
 import selectors
+import shutil
 import signal
 import socket
 import time
@@ -133,11 +134,15 @@ class Server:
     # -- start-up -------------------------------------------------------------------
 
     def start(self) -> None:
-        """Everything up to "ready": signals, PID file, store, listeners.
+        """Everything up to "ready": signals, PID file, listeners, store.
 
-        Raises StartupError with a message for the user; whatever was set up
-        is undone.
+        The sockets are bound before the store is opened, so that a port in use fails
+        the start before anything is created; connections that arrive during a long
+        load wait in the backlog until the loop accepts them. Raises StartupError with
+        a message for the user; whatever was set up is undone, including a data
+        directory this start created.
         """
+        data_dir_was_there = os.path.lexists(self.config.data_dir)
         try:
             self._signal_pipe = SignalPipe()
             self._signal_pipe.install()  # a TERM during a long load is acted on, not fatal
@@ -149,17 +154,20 @@ class Server:
             if self._pidfile.replaced_stale:
                 log.warning("replaced a stale PID file %s (it named PID %d, which no longer "
                             "held it)", self.config.pidfile, self._pidfile.replaced_stale)
-            self._open_store()
-            self._fit_clients_to_descriptors()
             if self.config.socket:
                 self._listeners.append(listen_unix(self.config.socket, self.config.socket_mode))
             if self.config.port:
                 listener = listen_tcp(self.config.bind, self.config.port)
                 self.tcp_port = listener.port
                 self._listeners.append(listener)
+            self._open_store()
+            self._fit_clients_to_descriptors()
             self._resume_accepting()
         except BaseException:
             self._release_resources()
+            if not data_dir_was_there and os.path.isdir(self.config.data_dir):
+                log.info("removing %s, created by this failed start", self.config.data_dir)
+                shutil.rmtree(self.config.data_dir, ignore_errors=True)
             raise
         log.info("ready: PID %d, socket %s, TCP %s", os.getpid(), self.config.socket or "off",
                  f"{self.config.bind}:{self.tcp_port}" if self.tcp_port else "off")
@@ -201,7 +209,8 @@ class Server:
 
     def _open_store(self) -> None:
         c = self.config
-        log.info("opening %s (engine %s, fsync %s)", c.data_dir, c.engine, c.fsync)
+        log.info("opening %s (engine %s, fsync %s)", c.data_dir,
+                 c.engine or "as the directory says", c.fsync)
         started = time.monotonic()
         try:
             self.store = open_store(c.data_dir, engine=c.engine, fsync=c.fsync,
@@ -210,6 +219,7 @@ class Server:
             raise StartupError(f"cannot open the data: {exc}") from None
         except OSError as exc:
             raise StartupError(f"cannot open the data directory {c.data_dir}: {exc}") from None
+        c.engine = self.store.engine  # what it is, when the directory chose
         policy = AutoPolicy(c.auto_compact, c.auto_compact_ratio, c.auto_compact_min_size)
         self.compaction = Compactor(self.store, policy, self._watch, self._unwatch,
                                     rate_limit=c.compaction_rate * 1e6,

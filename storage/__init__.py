@@ -35,6 +35,7 @@ from .errors import (
     LockedError,
     StorageError,
 )
+from .layout import engine_of
 from .logstore import DEFAULT_SEGMENT_SIZE, FSYNC_POLICIES, LogStore
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ ENGINES = ("log", "sqlite")
 Store = Union[LogStore, "SqliteStore"]
 
 __all__ = [
-    "ENGINES", "FSYNC_POLICIES", "DEFAULT_SEGMENT_SIZE", "open_store", "Store",
+    "ENGINES", "FSYNC_POLICIES", "DEFAULT_SEGMENT_SIZE", "open_store", "engine_of", "Store",
     "LogStore", "SqliteStore", "CompactionPlan", "CompactionResult",
     "StorageError", "CorruptionError", "LockedError", "FormatError",
     "CompactionError", "ClosedError",
@@ -53,15 +54,20 @@ __all__ = [
 
 
 def open_store(
-    path: str, engine: str = "log", fsync: str = "always", *, segment_size: int | None = None
+    path: str, engine: str | None = None, fsync: str = "always", *,
+    segment_size: int | None = None
 ) -> Store:
-    """Open (creating if needed) the data directory `path` with the given engine.
+    """Open (creating if needed) the data directory `path` with the given engine; without
+    one, the engine the directory was made with (its META), or "log" for a new one. An
+    engine that contradicts the directory's is refused (FormatError).
 
     fsync: "always" (every flush() is fsynced), "everysec" (written on
     flush(), fsynced about once a second), "no" (left to the OS). Every flushed
     write survives a crash of the process under all three; they differ on a
     power loss. segment_size applies to the log engine.
     """
+    if engine is None:
+        engine = engine_of(path) or "log"
     if engine == "log":
         return LogStore(path, fsync, segment_size or DEFAULT_SEGMENT_SIZE)
     if engine == "sqlite":

@@ -56,6 +56,17 @@ def fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+def engine_of(directory: str) -> str | None:
+    """The engine a data directory's META names, or None (no directory, no META yet)."""
+    try:
+        with open(os.path.join(directory, META), encoding="utf-8") as f:
+            return json.load(f).get("engine")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (ValueError, OSError) as exc:
+        raise FormatError(f"{os.path.join(directory, META)} is unreadable: {exc}") from exc
+
+
 def check_meta(directory: str, engine: str) -> None:
     """Write META on first use; refuse a directory made by another engine or version."""
     path = os.path.join(directory, META)
@@ -74,7 +85,7 @@ def check_meta(directory: str, engine: str) -> None:
     if meta.get("engine") != engine:
         raise FormatError(
             f"{directory} holds a {meta.get('engine')!r} store; it cannot be opened "
-            f"with engine {engine!r}"
+            f"with engine {engine!r} (give no engine to open it with its own)"
         )
     if meta.get("format") in UPGRADABLE_VERSIONS:
         _write_meta(path, engine)

@@ -251,14 +251,17 @@ class SqliteStore:
         page = self._pragma("page_size")
         pages = self._pragma("page_count")
         free = self._pragma("freelist_count")
+        live, total = (pages - free) * page, self._file_bytes()
         return {
             "engine": self.engine,
             "fsync": self.fsync,
             "keys": len(self),
             "expiring_keys": len(self._deadlines),
-            "live_bytes": (pages - free) * page,
-            "dead_bytes": free * page,
-            "total_bytes": self._file_bytes(),
+            # live + dead = total: dead is what a compaction gives back, free pages and the
+            # write-ahead log alike (the WAL is most of it right after heavy writes)
+            "live_bytes": live,
+            "dead_bytes": max(0, total - live),
+            "total_bytes": total,
             "segments": 1,
             "compactions": self._compactions,
             "compaction_in_progress": self._plan is not None,

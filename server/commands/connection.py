@@ -123,13 +123,26 @@ def client(ctx: Context, conn: Connection, args: list) -> bytes:
     if sub == b"ID" and len(args) == 2:
         return integer(conn.id)
     if sub == b"INFO" and len(args) == 2:
-        return conn.resp.verbatim(conn.client_info().encode() + b"\n")
+        return conn.resp.verbatim(conn.client_info(_command_name(ctx, args)).encode() + b"\n")
     if sub == b"LIST" and len(args) == 2:
-        listing = "".join(c.client_info() + "\n" for c in ctx.control.connections())
+        listing = "".join(  # the caller's command is this one, as Redis shows it
+            c.client_info(_command_name(ctx, args if c is conn else c.last_command)) + "\n"
+            for c in ctx.control.connections())
         return conn.resp.verbatim(listing.encode())
     if sub == b"HELP":
         return help_reply("CLIENT", CLIENT_HELP)
     return unknown_subcommand(args)
+
+
+def _command_name(ctx: Context, args: list[bytes]) -> str:
+    """Redis's cmd= of CLIENT LIST: the full name of a client's last command
+    ("client|list" for a subcommand), NULL before any."""
+    command = ctx.lookup(args[0]) if args else None
+    if command is None:
+        return "NULL"
+    if command.subcommands and len(args) > 1:
+        return f"{command.name}|{args[1].decode(errors='replace').lower()}"
+    return command.name
 
 
 CLIENT_HELP = [

@@ -137,6 +137,20 @@ def test_compact_falls_back_to_the_command_without_a_pid_file(make_daemon):
     assert persistence(kvd)["compactions_completed"] == 2
 
 
+def test_compact_over_tcp_uses_the_pid_file_that_names_that_server(make_daemon):
+    kvd = make_daemon("--no-auto-compact", tcp=True)
+    result = kvctl(kvd, "--port", str(kvd.port), "compact")  # in the server's directory
+    assert result.returncode == 0, result.stderr
+    assert b"SIGUSR1 to kvd PID %d through kvd.pid" % kvd.pid in result.stderr
+    other = make_daemon("--no-auto-compact", tcp=True, subdir="other")
+    result = run_kvctl(["--port", str(other.port), "compact"], cwd=kvd.dir)  # kvd's PID file
+    assert result.returncode == 0, result.stderr
+    assert (b"kvd.pid names kvd PID %d, not the server at 127.0.0.1:%d (PID %d): compaction "
+            b"requested with the COMPACT command" % (kvd.pid, other.port, other.pid)) \
+        in result.stderr
+    assert persistence(other)["compactions_requested"] == 1
+
+
 def test_a_stopped_server(kvd):
     kvd.stop()
     for args in (["get", "k"], ["ping"], ["stats"]):

@@ -373,3 +373,15 @@ def test_what_other_clients_send_first(make_daemon, redis_cli):
                              capture_output=True, text=True, timeout=30)
         assert cli.returncode == 0 and cli.stdout.strip() == output, cli
     assert redis.Redis(unix_socket_path=kvd.socket, password="s3cret").ping() is True
+
+
+def test_client_list_shows_laddr_and_cmd_as_redis(shared_kvd):
+    tcp = shared_kvd.tcp_client(protocol=2)
+    unix = shared_kvd.client(protocol=2)
+    unix.client_setname("probe")
+    unix.get("k")
+    entries = tcp.client_list()
+    mine = next(e for e in entries if e["id"] == str(tcp.client_id()))
+    assert mine["laddr"] == f"127.0.0.1:{shared_kvd.port}" and mine["cmd"] == "client|list"
+    probe = next(e for e in entries if e["name"] == "probe")
+    assert probe["laddr"] == f"{shared_kvd.socket}:0" and probe["cmd"] == "get"

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from storage import open_store
-from tests.kvd_process import Daemon, pid_alive, run_kvd, wait_gone
+from tests.kvd_process import Daemon, pid_alive, run_kvctl, run_kvd, wait_gone
 
 
 def test_start_status_stop_and_what_they_leave_behind(kvd):
@@ -28,6 +28,28 @@ def test_start_status_stop_and_what_they_leave_behind(kvd):
     assert status.returncode == 3 and "not running (no PID file" in status.stdout
     stop = run_kvd(["stop"], cwd=kvd.dir)
     assert stop.returncode == 0 and "not running" in stop.stderr
+
+
+def test_kvd_and_kvctl_reach_a_server_from_anywhere(make_daemon, tmp_path):
+    kvd = make_daemon()
+    status = run_kvd(["status"], cwd=kvd.dir)
+    assert f"PID file {kvd.pidfile}, socket {kvd.socket}, data {kvd.data_dir}" in status.stdout
+    assert f"KVD_DIR={kvd.dir}" in status.stdout
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert run_kvd(["status", "--dir", str(kvd.dir)], cwd=elsewhere).returncode == 0
+    put = run_kvctl(["put", "k", "v"], cwd=elsewhere, env={"KVD_DIR": str(kvd.dir)})
+    assert put.returncode == 0, put.stderr
+    assert run_kvctl(["--dir", str(kvd.dir), "get", "k"], cwd=elsewhere).stdout == b"v"
+    compact = run_kvctl(["--dir", str(kvd.dir), "compact"], cwd=elsewhere)
+    assert b"SIGUSR1 to kvd PID" in compact.stderr
+    assert run_kvd(["reload", "--dir", str(kvd.dir)], cwd=elsewhere).returncode == 0
+    assert run_kvd(["stop", "--dir", str(kvd.dir)], cwd=elsewhere).returncode == 0
+    assert not kvd.alive()
+    started = run_kvd(["start", "--dir", str(tmp_path / "new"), "--port", "0"], cwd=elsewhere)
+    assert started.returncode == 0, started.stderr
+    assert (tmp_path / "new" / "kvd-data").is_dir() and (tmp_path / "new" / "kvd.pid").exists()
+    assert run_kvd(["stop", "--dir", str(tmp_path / "new")], cwd="/").returncode == 0
 
 
 def test_the_daemon_is_detached(kvd):
@@ -87,6 +109,49 @@ def test_start_fails_with_the_daemons_error_when_the_port_is_taken(make_daemon):
     assert f"cannot listen on 127.0.0.1:{kvd.port}: Address already in use" in result.stderr
     assert not os.path.exists(kvd.pidfile)
     assert not os.path.exists(kvd.socket)
+    assert not os.path.exists(kvd.data_dir)  # checked before the data directory was made
+
+
+def test_a_failed_first_start_removes_the_data_directory_it_created(tmp_path, monkeypatch):
+    """In-process: a start that fails after the store was opened (here: a stand-in
+    failure of the descriptor check) leaves no new data directory; an old one stays."""
+    from server.config import Config
+    from server.errors import StartupError
+    from server.loop import Server
+
+    def fail(self) -> None:
+        raise StartupError("no descriptors left")
+
+    monkeypatch.setattr(Server, "_fit_clients_to_descriptors", fail)
+    data = tmp_path / "data"
+    config = Config(data_dir=str(data), pidfile=str(tmp_path / "kvd.pid"),
+                    socket=str(tmp_path / "kvd.sock"), port=0, log_file="-")
+    with pytest.raises(StartupError):
+        Server(config).start()
+    assert not data.exists()
+    assert not (tmp_path / "kvd.pid").exists() and not (tmp_path / "kvd.sock").exists()
+    data.mkdir()
+    (data / "mine").write_text("kept")
+    with pytest.raises(StartupError):
+        Server(config).start()
+    assert (data / "mine").read_text() == "kept"
+
+
+def test_the_engine_comes_from_the_data_directory(make_daemon):
+    kvd = make_daemon("--engine", "sqlite")
+    kvd.client().set("k", "v")
+    kvd.stop()
+    again = make_daemon()  # same directory, no --engine: the directory's own
+    assert again.dir == kvd.dir
+    assert again.client().get("k") == b"v"
+    assert again.info("persistence")["engine"] == "sqlite"
+    assert again.client().config_get("kvd-engine") == {"kvd-engine": "sqlite"}
+    again.stop()
+    check = run_kvd(["check", "--data-dir", again.data_dir], cwd=again.dir)
+    assert check.returncode == 0 and '"engine": "sqlite"' in check.stdout
+    contradiction = make_daemon("--engine", "log", start=False)
+    result = contradiction.start(check=False)
+    assert result.returncode == 1 and "holds a 'sqlite' store" in result.stderr
 
 
 def test_start_fails_on_corrupt_data_naming_file_and_offset(make_daemon):
@@ -259,3 +324,5 @@ def test_help_lists_every_command_and_option():
                    "--max-clients", "--max-value-size", "--drain-timeout", "KVD_DATA_DIR"):
         assert option in start_help
     assert sys.executable  # the console scripts live next to this interpreter
+    status_help = run_kvd(["status", "--help"], cwd=".").stdout
+    assert "Unix socket of the server" in status_help and "to listen on" not in status_help
