@@ -251,13 +251,14 @@ class LogStore:
 
     def _append(self, key: bytes, raw: bytes, flags: int, expires_at_ms: int = 0) -> int:
         """Buffer one record; return its location."""
+        size = len(raw)
         pending = self._written + len(self._buffer)
-        if pending and pending + len(raw) > self.segment_size and self._batch_start is None:
+        if pending and pending + size > self.segment_size and self._batch_start is None:
             self._rotate()
             pending = 0
         self._buffer += raw
-        self._active_hints += record.pack((key, pending, len(raw), flags, expires_at_ms))
-        return self._active_id << 64 | pending << 32 | len(raw)
+        self._active_hints += record.pack((key, pending, size, flags, expires_at_ms))
+        return self._active_id << 64 | pending << 32 | size
 
     # -- the public interface ----------------------------------------------
 

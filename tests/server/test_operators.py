@@ -175,3 +175,16 @@ def test_latency_monitor_keeps_slow_events_once_enabled(make_daemon):
     assert client.execute_command("LATENCY", "HISTORY", "command") == [[when, ms]]
     assert client.execute_command("LATENCY", "RESET") == 1
     assert client.execute_command("LATENCY", "LATEST") == []
+
+
+def test_commands_after_monitor_in_the_same_read_are_shown(kvd):
+    """MONITOR and a SET arriving together: the gate's fast path for GET/SET must not skip
+    the monitor that the first request made (nor a MULTI's queueing, test_transactions)."""
+    sock = kvd.raw()
+    sock.sendall(b"MONITOR\r\nSET a b\r\nGET a\r\n")
+    received = b""
+    while received.count(b"\r\n") < 5:  # +OK, the two lines, +OK, $1 b
+        received += sock.recv(65536)
+    assert received.startswith(b"+OK\r\n")
+    assert b'"SET" "a" "b"' in received and b'"GET" "a"' in received
+    sock.close()
