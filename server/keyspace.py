@@ -159,13 +159,17 @@ class Keyspace:
         """A random live key, or None if there is none (RANDOMKEY).
 
         A dict has no random access, so the pick is made from a list of the keys that
-        is taken again at most once a second (or when its picks keep missing): one
-        RANDOMKEY costs O(1), not a walk over a million keys. Keys added since the
-        list was taken wait for the next one; deleted or expired ones are skipped.
+        is taken again at most once a second per million keys (or when its picks keep
+        missing): one RANDOMKEY costs O(1), not a walk over a million keys. Keys added
+        since the list was taken wait for the next one; deleted or expired ones are
+        skipped.
         """
         if not len(self.store):
             return None
-        if not self._sample or time.monotonic() - self._sample_taken > 1.0:
+        # Retaken at most once a second, and less often for large keyspaces (a second per
+        # million keys): the copy costs ~30 ms per million keys, so at most ~3% of the loop.
+        if not self._sample or time.monotonic() - self._sample_taken > max(
+                1.0, len(self._sample) / 1e6):
             self._take_sample()
         for attempt in range(8):
             if attempt == 4:
