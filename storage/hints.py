@@ -53,26 +53,28 @@ def write(path: str, covered: int, packed_entries: bytes | bytearray, fsync: boo
     os.replace(tmp, path)
 
 
-def read(path: str) -> tuple[int, list[tuple]] | None:
-    """Return (covered length, rows), or None if the hint is missing or unusable.
+def read(path: str) -> tuple[int, list[tuple], memoryview] | None:
+    """Return (covered length, rows, the rows' packed bytes), or None if the hint is
+    missing or unusable.
 
     Rows are plain tuples in `Entry` field order (building 1M named tuples
-    would cost start-up time for nothing).
+    would cost start-up time for nothing). The packed bytes are the rows exactly as
+    the store packs them, so the active segment's hint needs no packing again.
     """
     opened = read_lazily(path)
     if opened is None:
         return None
-    covered, unpacker = opened
+    covered, unpacker, packed = opened
     try:
         rows = list(unpacker)
     except (ValueError, msgpack.UnpackException):
         return None
-    if any(len(row) != len(Entry._fields) for row in rows):
+    if rows and set(map(len, rows)) != {len(Entry._fields)}:  # map(len): no Python loop
         return None
-    return covered, rows
+    return covered, rows, packed
 
 
-def read_lazily(path: str) -> tuple[int, msgpack.Unpacker] | None:
+def read_lazily(path: str) -> tuple[int, msgpack.Unpacker, memoryview] | None:
     """Like `read`, but the rows come from an iterator, unpacked as they are consumed
     (the CRC is checked first), so a caller can spread a large hint over time."""
     try:
@@ -89,6 +91,7 @@ def read_lazily(path: str) -> tuple[int, msgpack.Unpacker] | None:
     magic, version, covered = HEADER.unpack_from(data)
     if magic != MAGIC or version != VERSION:
         return None
+    packed = body[HEADER.size :]
     unpacker = msgpack.Unpacker(use_list=False)
-    unpacker.feed(body[HEADER.size :])
-    return covered, unpacker
+    unpacker.feed(packed)
+    return covered, unpacker, packed

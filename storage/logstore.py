@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Generator, Iterator, Sequence
 
-import msgpack
 
 from . import compaction, hints, record
 from .compaction import CompactionPlan, CompactionResult
@@ -108,9 +107,9 @@ class LogStore:
             return
         for segment_id in ids:
             newest = segment_id == ids[-1]
-            rows = self._load_segment(segment_id, newest)
+            packed = self._load_segment(segment_id, newest)
             if newest:
-                self._active_hints = bytearray(b"".join(msgpack.packb(tuple(r)) for r in rows))
+                self._active_hints = packed
         active = ids[-1]
         self._active_id = active
         self._written = self._sizes.pop(active)
@@ -123,16 +122,18 @@ class LogStore:
         if expired:
             log.info("%d keys expired while the store was closed", len(expired))
 
-    def _load_segment(self, segment_id: int, newest: bool) -> list:
-        """Replay one segment into the key directory; return its entries."""
+    def _load_segment(self, segment_id: int, newest: bool) -> bytearray | None:
+        """Replay one segment into the key directory; for the newest, return its entries
+        packed as hint rows (the active segment's hints go on from there)."""
         path = os.path.join(self.directory, segment_name(segment_id))
         hint_path = os.path.join(self.directory, hint_name(segment_id))
         size = os.path.getsize(path)
         rows: list = []
+        packed = b""
         start = 0
         hint = hints.read(hint_path)
         if hint is not None and hint[0] <= size:
-            start, rows = hint
+            start, rows, packed = hint
         elif os.path.exists(hint_path):
             log.warning("ignoring unusable hint file %s; scanning the segment", hint_path)
         scanned = record.scan(path, start)
@@ -154,12 +155,16 @@ class LogStore:
             with open(path, "r+b") as f:
                 f.truncate(valid_end)
                 os.fsync(f.fileno())
-        rows = rows + entries if entries else rows
         self._replay(segment_id, rows)
+        if entries:
+            self._replay(segment_id, entries)
         flags = os.O_RDWR | os.O_APPEND if newest else os.O_RDONLY
         self._fds[segment_id] = os.open(path, flags | os.O_CLOEXEC)
         self._sizes[segment_id] = valid_end
-        return rows
+        if not newest:
+            return None
+        # The hint's bytes are the rows as record.pack writes them: reused, not re-packed.
+        return bytearray(packed) + b"".join(record.pack(tuple(e)) for e in entries)
 
     def _replay(self, segment_id: int, rows: list) -> None:
         keydir = self._keydir
