@@ -14,6 +14,7 @@ knows nothing of sockets, signals or processes.
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import threading
 import time
@@ -64,6 +65,9 @@ class LogStore:
         self._cache_bytes = 0
         self._cache_limit = cache_size
         self._fds: dict[int, int] = {}  # segment id -> fd, for pread
+        # Sealed segments never change: mapped, a GET of one reads without a system call
+        # (still CRC-checked). The active segment, which grows, is read with pread.
+        self._maps: dict[int, mmap.mmap] = {}
         self._sizes: dict[int, int] = {}  # immutable segment id -> bytes
         self._live_bytes = 0
         self._buffer = bytearray()  # records appended, not yet written
@@ -162,6 +166,7 @@ class LogStore:
         self._fds[segment_id] = os.open(path, flags | os.O_CLOEXEC)
         self._sizes[segment_id] = valid_end
         if not newest:
+            self._map(segment_id, valid_end)
             return None
         # The hint's bytes are the rows as record.pack writes them: reused, not re-packed.
         return bytearray(packed) + b"".join(record.pack(tuple(e)) for e in entries)
@@ -240,7 +245,14 @@ class LogStore:
             self._seal_active(durable=self.fsync != "no")
             old = self._active_id
             self._sizes[old] = self._written
+            self._map(old, self._written)
             self._start_segment(old + gap)
+
+    def _map(self, segment_id: int, size: int) -> None:
+        """Map a sealed segment for reading (an empty one has nothing to map)."""
+        if size:
+            self._maps[segment_id] = mmap.mmap(self._fds[segment_id], size,
+                                               prot=mmap.PROT_READ)
 
     def _seal_active(self, durable: bool) -> None:
         """Write out the active segment, fsync it (if `durable`) and write its hint:
@@ -298,10 +310,14 @@ class LogStore:
             start = offset - self._written
             data = bytes(self._buffer[start : start + size])
         else:
-            fd = self._fds.get(segment_id)
-            if fd is None:  # the store was closed (close() drops every fd)
-                self._check_open()
-            data = os.pread(fd, size, offset)
+            mapped = self._maps.get(segment_id)
+            if mapped is not None:
+                data = mapped[offset : offset + size]
+            else:
+                fd = self._fds.get(segment_id)
+                if fd is None:  # the store was closed (close() drops every fd)
+                    self._check_open()
+                data = os.pread(fd, size, offset)
         value = record.intact_value(data)
         if value is None:
             raise CorruptionError(segment_name(segment_id), offset, record.damage(data))
@@ -547,9 +563,13 @@ class LogStore:
             path = os.path.join(self.directory, segment_name(segment_id))
             self._fds[segment_id] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             self._sizes[segment_id] = os.path.getsize(path)
+            self._map(segment_id, self._sizes[segment_id])
         yield
         yield from compaction.repoint_steps(self._keydir, self.directory, manifest, batch)
         for segment_id in plan.frozen:
+            mapped = self._maps.pop(segment_id, None)
+            if mapped is not None:
+                mapped.close()
             os.close(self._fds.pop(segment_id))
             del self._sizes[segment_id]
         if not background_delete:
@@ -629,6 +649,9 @@ class LogStore:
             raise ClosedError("the store is closed")
 
     def _close_fds(self) -> None:
+        for mapped in self._maps.values():
+            mapped.close()
+        self._maps.clear()
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()

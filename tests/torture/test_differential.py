@@ -307,6 +307,14 @@ def dumped(payload: bytes) -> object:
     return ("value", value) if len(value) > 20 else payload
 
 
+def is_payload(reply: bytes) -> bool:
+    try:
+        rdb.load(reply)
+    except rdb.PayloadError:
+        return False
+    return True
+
+
 def comparable(command: tuple, result: object, exact: bool) -> object:
     """A reply as the two servers must agree on it: errors by text (or only as errors,
     against fakeredis), KEYS in any order."""
@@ -328,11 +336,14 @@ def comparable(command: tuple, result: object, exact: bool) -> object:
 
 def loosely(replies: list, exact: bool = True) -> list:
     """EXEC's replies, whose commands are not at hand: errors by text, arrays in any
-    order (KEYS), large integers within a second (a TTL in ms, asked ms apart)."""
+    order (KEYS), large integers within a second (a TTL in ms, asked ms apart), DUMP
+    payloads as `dumped` compares them (recognised by their checksum)."""
     out: list = []
     for reply in replies:
         if isinstance(reply, Exception):
             out.append(("error", str(reply) if exact else ""))
+        elif isinstance(reply, bytes) and is_payload(reply):
+            out.append(dumped(reply))
         elif isinstance(reply, list):
             out.append(sorted(reply, key=repr))
         elif isinstance(reply, int) and not isinstance(reply, bool) and reply > 1000:
