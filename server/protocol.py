@@ -45,6 +45,18 @@ MAX_UNAUTHENTICATED_BULK = 16 * 1024
 # arrives. A chunk with anything that could be such a header (a '*' and five
 # or more digits, wherever it is) goes to the strict path, which bounds it.
 _LARGE_ARRAY_HEADER = re.compile(rb"\*-?[0-9]{5}").search
+# Fed after a chunk by the plain path: parsed back on its own only at a request boundary.
+# (No client sends it: a NUL byte named "\0\xff" plus its own NUL argument.)
+_SENTINEL_FRAME = [b"\0\xff", b"\0"]
+_SENTINEL = b"*2\r\n$2\r\n\0\xff\r\n$1\r\n\0\r\n"
+
+
+def _misread_types(data: bytes) -> bool:
+    """Whether `data` holds a RESP3 type byte whose value hiredis returns as bytes or a
+    list, as it would a bulk string or an array (status, verbatim, big number, set, push,
+    attribute). Six memchr scans: several times faster than one regular expression."""
+    return (b"+" in data or b"=" in data or b"(" in data or b"~" in data or b">" in data
+            or b"|" in data)
 
 
 class ProtocolError(Exception):
@@ -155,6 +167,10 @@ class RequestParser:
         if _LARGE_ARRAY_HEADER(data):
             self._buffer += data
             return self._parse_strict(requests)
+        if not _misread_types(data):
+            plain = self._parse_plain(data)
+            if plain is not None:
+                return plain
         reader = self._reader
         reader.feed(data)
         used = 0
@@ -183,6 +199,40 @@ class RequestParser:
         self._reader = hiredis.Reader()  # its partial state is unknown; start clean
         self._buffer += memoryview(data)[used:]
         return self._parse_strict(requests)
+
+    def _parse_plain(self, data: bytes) -> list[list[bytes]] | None:
+        """The requests of a chunk without any type byte that hiredis would hand back as
+        a bulk string or an array (`+ = ( ~ > |`, see _misread_types): each list of bytes
+        it returns is then an array of bulk strings, so the types are checked and no
+        positions. That the chunk ends where a request ends is proved by a sentinel
+        request fed after it: it comes back on its own only if nothing was left half-read.
+        None (with a fresh reader) for anything else; the caller then verifies the chunk
+        the long way."""
+        reader = self._reader
+        reader.feed(data)
+        reader.feed(_SENTINEL)
+        requests = []
+        bulk = bytes
+        try:
+            while True:
+                frame = reader.gets()
+                if type(frame) is not list or not frame:
+                    break
+                for arg in frame:
+                    if type(arg) is not bulk:
+                        break
+                else:
+                    if frame == _SENTINEL_FRAME:
+                        if reader.gets() is False:  # ours, not a client's look-alike
+                            return requests
+                        break
+                    requests.append(frame)
+                    continue
+                break
+        except hiredis.ProtocolError:
+            pass
+        self._reader = hiredis.Reader()
+        return None
 
     def _parse_strict(self, requests: list[list[bytes]]) -> list[list[bytes]]:
         buffer = self._buffer

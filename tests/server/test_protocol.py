@@ -323,3 +323,14 @@ def test_nothing_after_quit_is_read_even_if_malformed(kvd):
         while chunk := sock.recv(65536):
             received += chunk
     assert received == b"+PONG\r\n+OK\r\n"
+
+
+def test_a_request_that_looks_like_the_plain_paths_sentinel_is_parsed_as_any_other():
+    """The parser feeds hiredis a sentinel request after a chunk to prove the chunk ended
+    at a request boundary; a client sending the same bytes gets them parsed, once each,
+    in order."""
+    look_alike, ping = [b"\0\xff", b"\0"], [b"PING"]
+    for requests in ([look_alike], [look_alike, ping], [ping, look_alike], [look_alike] * 3):
+        data = b"".join(encode(*request) for request in requests)
+        assert feed_in_pieces(data, [len(data)]) == requests
+        assert feed_in_pieces(data, [1] * len(data)) == requests
