@@ -51,12 +51,18 @@ _SENTINEL_FRAME = [b"\0\xff", b"\0"]
 _SENTINEL = b"*2\r\n$2\r\n\0\xff\r\n$1\r\n\0\r\n"
 
 
+_MISREAD = b"+=(~>|"
+# The plain path's own cost (a scan, a sentinel) is fixed per chunk: it pays off from a few
+# requests on, as pipelines send them; a lone request takes the verifying path.
+_PLAIN_MIN = 256
+
+
 def _misread_types(data: bytes) -> bool:
     """Whether `data` holds a RESP3 type byte whose value hiredis returns as bytes or a
     list, as it would a bulk string or an array (status, verbatim, big number, set, push,
-    attribute). Six memchr scans: several times faster than one regular expression."""
-    return (b"+" in data or b"=" in data or b"(" in data or b"~" in data or b">" in data
-            or b"|" in data)
+    attribute). One C pass (translate drops them; the length tells): several times
+    faster than a regular expression or six `in` tests."""
+    return len(data.translate(None, _MISREAD)) != len(data)
 
 
 class ProtocolError(Exception):
@@ -167,7 +173,7 @@ class RequestParser:
         if _LARGE_ARRAY_HEADER(data):
             self._buffer += data
             return self._parse_strict(requests)
-        if not _misread_types(data):
+        if len(data) >= _PLAIN_MIN and not _misread_types(data):
             plain = self._parse_plain(data)
             if plain is not None:
                 return plain

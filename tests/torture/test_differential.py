@@ -322,8 +322,8 @@ def comparable(command: tuple, result: object, exact: bool) -> object:
         return ("error", str(result) if exact else "")
     if shape_only(command):
         return ("shape", type(result).__name__)
-    if command[0] == b"DUMP" and result is not None:
-        return dumped(result)
+    if command[0] == b"DUMP" and isinstance(result, bytes) and is_payload(result):
+        return dumped(result)  # (inside MULTI a DUMP answers QUEUED)
     if command[0] == b"KEYS":
         return sorted(result)
     if command[0] == b"EXEC" and isinstance(result, list):
