@@ -308,6 +308,8 @@ def dumped(payload: bytes) -> object:
 
 
 def is_payload(reply: bytes) -> bool:
+    """Whether a bulk reply is a DUMP payload (its checksum says so) -- from DUMP, a script
+    or EXEC alike: each is compared by `dumped`."""
     try:
         rdb.load(reply)
     except rdb.PayloadError:
@@ -322,8 +324,8 @@ def comparable(command: tuple, result: object, exact: bool) -> object:
         return ("error", str(result) if exact else "")
     if shape_only(command):
         return ("shape", type(result).__name__)
-    if command[0] == b"DUMP" and isinstance(result, bytes) and is_payload(result):
-        return dumped(result)  # (inside MULTI a DUMP answers QUEUED)
+    if isinstance(result, bytes) and is_payload(result):
+        return dumped(result)
     if command[0] == b"KEYS":
         return sorted(result)
     if command[0] == b"EXEC" and isinstance(result, list):
@@ -470,8 +472,10 @@ def comparable_bytes(command: tuple, reply: bytes) -> object:
         return sorted(reader.gets())
     if shape_only(command) and not reply.startswith(b"-"):
         return reply[:1]
-    if command[0] == b"DUMP" and reply.startswith(b"$") and reply != b"$-1\r\n":
-        return dumped(reply[reply.index(b"\n") + 1:-2])
+    if reply.startswith(b"$") and reply != b"$-1\r\n":
+        body = reply[reply.index(b"\n") + 1:-2]
+        if is_payload(body):
+            return dumped(body)
     if reply.startswith(b":"):
         return around(command, int(reply[1:]))
     if command[0] == b"EXEC" and reply.startswith(b"*"):
