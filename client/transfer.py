@@ -20,12 +20,9 @@ from typing import BinaryIO, Callable, Iterator
 import hiredis
 import redis
 
+from server.protocol import encode_request
+
 BATCH = 1000
-
-
-def encode(*args: bytes) -> bytes:
-    """One command in the Redis protocol (a multi-bulk request)."""
-    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
 
 
 @dataclass
@@ -71,10 +68,10 @@ def _export_batch(client: redis.Redis, keys: list[bytes], out: BinaryIO, done: E
         if value is None:  # deleted or expired since the SCAN saw it
             continue
         if isinstance(deadline, int) and deadline > 0:
-            lines.append(encode(b"SET", key, value, b"PXAT", b"%d" % deadline))
+            lines.append(encode_request(b"SET", key, value, b"PXAT", b"%d" % deadline))
             done.with_ttl += 1
         else:
-            lines.append(encode(b"SET", key, value))
+            lines.append(encode_request(b"SET", key, value))
         done.keys += 1
     out.write(b"".join(lines))
 

@@ -46,7 +46,7 @@ MAX_UNAUTHENTICATED_BULK = 16 * 1024
 # or more digits, wherever it is) goes to the strict path, which bounds it.
 _LARGE_ARRAY_HEADER = re.compile(rb"\*-?[0-9]{5}").search
 # Fed after a chunk by the plain path: parsed back on its own only at a request boundary.
-# (No client sends it: a NUL byte named "\0\xff" plus its own NUL argument.)
+# (A client that sends the same bytes is told apart: see _parse_plain.)
 _SENTINEL_FRAME = [b"\0\xff", b"\0"]
 _SENTINEL = b"*2\r\n$2\r\n\0\xff\r\n$1\r\n\0\r\n"
 
@@ -105,6 +105,12 @@ def _header_size(length: int) -> int:
 # Header plus trailing CRLF of a bulk of each small length, for the fast path's
 # accounting: a list index costs less than a call per argument.
 _BULK_OVERHEAD = [_header_size(n) + 2 for n in range(10_000)]
+
+
+def encode_request(*args: bytes) -> bytes:
+    """A request as clients send it (an array of bulk strings): what MIGRATE sends its
+    target, what `kvctl export` writes."""
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
 
 
 class RequestParser:

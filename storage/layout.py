@@ -56,32 +56,35 @@ def fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def engine_of(directory: str) -> str | None:
-    """The engine a data directory's META names, or None (no directory, no META yet)."""
+def _read_meta(directory: str) -> dict | None:
+    """A data directory's META, or None where there is none (nor a directory)."""
+    path = os.path.join(directory, META)
     try:
-        with open(os.path.join(directory, META), encoding="utf-8") as f:
-            return json.load(f).get("engine")
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
     except (FileNotFoundError, NotADirectoryError):
         return None
     except (ValueError, OSError) as exc:
-        raise FormatError(f"{os.path.join(directory, META)} is unreadable: {exc}") from exc
+        raise FormatError(f"{path} is unreadable: {exc}") from exc
+
+
+def engine_of(directory: str) -> str | None:
+    """The engine a data directory's META names, or None (no directory, no META yet)."""
+    meta = _read_meta(directory)
+    return None if meta is None else meta.get("engine")
 
 
 def check_meta(directory: str, engine: str) -> None:
     """Write META on first use; refuse a directory made by another engine or version."""
     path = os.path.join(directory, META)
-    try:
-        with open(path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except FileNotFoundError:
+    meta = _read_meta(directory)
+    if meta is None:
         if engine == "log" and segment_ids(directory) or os.path.exists(
             os.path.join(directory, SQLITE_FILE)
         ):
-            raise FormatError(f"{directory} holds data but no META file") from None
+            raise FormatError(f"{directory} holds data but no META file")
         _write_meta(path, engine)
         return
-    except (ValueError, OSError) as exc:
-        raise FormatError(f"{path} is unreadable: {exc}") from exc
     if meta.get("engine") != engine:
         raise FormatError(
             f"{directory} holds a {meta.get('engine')!r} store; it cannot be opened "

@@ -25,7 +25,8 @@ from __future__ import annotations
 from ..resp import error
 from . import (admin, bits, connection, dump, introspection, keys, scripting, strings,
                transactions)
-from .common import Command, subcommand_refusal, unknown_subcommand, wrong_arity  # noqa: F401
+from .common import (Command, c_string, subcommand_refusal, unknown_subcommand,  # noqa: F401
+                     wrong_arity)
 from .connection import BEFORE_AUTH  # noqa: F401 (the gate's)
 
 
@@ -39,8 +40,8 @@ def unknown_command(args: list[bytes]) -> bytes:
     for arg in args[1:]:
         if len(shown) >= 128:
             break
-        shown += b"'" + arg.split(b"\0", 1)[0][: 128 - len(shown)] + b"' "
-    name = args[0].split(b"\0", 1)[0][:128]
+        shown += b"'" + c_string(arg)[: 128 - len(shown)] + b"' "
+    name = c_string(args[0])[:128]
     return error(b"ERR unknown command '" + name + b"', with args beginning with: " + shown)
 
 

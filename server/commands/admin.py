@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 from ..glob import compile_glob
 from ..protocol import parse_strict_int
 from ..resp import OK, array, bulk, error, integer, status
-from . import info as info_
 from ..settings import parse_changes
-from .common import NOT_INTEGER, SYNTAX, help_reply, unknown_subcommand
+from . import info as info_
+from .common import NOT_INTEGER, SYNTAX, c_string, help_reply, unknown_subcommand
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -63,7 +63,7 @@ def _config_get(ctx: Context, conn: Connection, args: list) -> bytes:
     for pattern in args[2:]:
         # As Redis: a C string (cut at a NUL), looked up by name unless it has a glob
         # character, matched without regard to case.
-        pattern = pattern.split(b"\0", 1)[0]
+        pattern = c_string(pattern)
         if not any(c in pattern for c in b"[*?"):
             name = pattern.decode(errors="replace").lower()
             if name in settings:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from ..protocol import parse_strict_int
 from ..resp import ONE, ZERO, array, error, integer
 from .common import NOT_INTEGER, SYNTAX, c_string, keyword
-from .strings import _range_of
+from .strings import range_of
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -114,7 +114,7 @@ def bitcount(ctx: Context, conn: Connection, args: list) -> bytes:
     in_bits = len(args) == 5 and _unit(args[4])
     if in_bits is None:
         return SYNTAX
-    start, end = _range_of(len(value) * 8 if in_bits else len(value), start, end)
+    start, end = range_of(len(value) * 8 if in_bits else len(value), start, end)
     if start > end:
         return ZERO
     if not in_bits:
@@ -148,7 +148,7 @@ def bitpos(ctx: Context, conn: Connection, args: list) -> bytes:
             end = parse_strict_int(args[4])
             if end is None:
                 return NOT_INTEGER
-        start, end = _range_of(len(value) * 8 if in_bits else len(value), start, end)
+        start, end = range_of(len(value) * 8 if in_bits else len(value), start, end)
     if start > end:
         return integer(-1)
     first_bit, last_bit = (start, end) if in_bits else (start * 8, end * 8 + 7)

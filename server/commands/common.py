@@ -39,7 +39,7 @@ def c_string(arg: bytes) -> bytes:
 
 def keyword(arg: bytes) -> bytes:
     """An option word, compared as Redis's strcasecmp compares it: lower case, to a NUL."""
-    return arg.split(b"\0", 1)[0].lower()
+    return c_string(arg).lower()
 
 
 def wrong_arity(name: bytes) -> bytes:
@@ -59,7 +59,7 @@ def subcommand_refusal(command: Command, args: list[bytes]) -> bytes | None:
     sub = args[1].upper()
     arity = command.subcommands.get(sub)
     if arity is None:
-        return error(b"ERR unknown subcommand '" + args[1].split(b"\0", 1)[0][:128]
+        return error(b"ERR unknown subcommand '" + c_string(args[1])[:128]
                      + b"'. Try " + command.name.upper().encode() + b" HELP.")
     if (len(args) != arity) if arity > 0 else (len(args) < -arity):
         return wrong_arity(command.name.encode() + b"|" + sub.lower())
@@ -69,7 +69,7 @@ def subcommand_refusal(command: Command, args: list[bytes]) -> bytes | None:
 def unknown_subcommand(args: list[bytes]) -> bytes:
     """Redis's addReplySubcommandSyntaxError."""
     return error(b"ERR unknown subcommand or wrong number of arguments for '"
-                 + args[1].split(b"\0", 1)[0][:128] + b"'. Try "
+                 + c_string(args[1])[:128] + b"'. Try "
                  + args[0].upper() + b" HELP.")
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from ..context import REDIS_VERSION
 from ..protocol import parse_strict_int
 from ..resp import ENCODERS, OK, PONG, bulk, error, integer
-from .common import NOT_INTEGER, SYNTAX, help_reply, unknown_subcommand, wrong_arity
+from .common import NOT_INTEGER, SYNTAX, c_string, help_reply, unknown_subcommand, wrong_arity
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -82,7 +82,7 @@ def hello(ctx: Context, conn: Connection, args: list) -> bytes:
                 return refused
             i += 2
         else:
-            return error(b"ERR Syntax error in HELLO option '" + args[i].split(b"\0", 1)[0]
+            return error(b"ERR Syntax error in HELLO option '" + c_string(args[i])
                          + b"'")
     if ctx.auth.required and not conn.authenticated:
         return error("NOAUTH HELLO must be called with the client already authenticated, "

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from .. import rdb
 from ..keyspace import now_ms
-from ..protocol import parse_strict_int
+from ..protocol import encode_request, parse_strict_int
 from ..resp import OK, bulk, error, status
 from .common import NOT_INTEGER, SYNTAX, keyword
 
@@ -143,7 +143,7 @@ def migrate(ctx: Context, conn: Connection, args: list) -> bytes:
         return error("IOERR error or timeout connecting to the client")
     with target:
         try:
-            target.sendall(b"".join(_request(command) for command in commands))
+            target.sendall(b"".join(encode_request(*command) for command in commands))
         except OSError:
             return error("IOERR error or timeout writing to target instance")
         lines = _ReplyLines(target)
@@ -171,10 +171,6 @@ def migrate(ctx: Context, conn: Connection, args: list) -> bytes:
         if len(moved) < len(restores):
             return error("IOERR error or timeout reading to target instance")
     return OK
-
-
-def _request(command: list[bytes]) -> bytes:
-    return b"*%d\r\n" % len(command) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in command)
 
 
 class _ReplyLines:

@@ -10,7 +10,7 @@ from ..protocol import parse_strict_int
 from ..keyspace import now_ms
 from ..resp import ONE, OK, ZERO, array, bulk, error, integer, status
 from .common import (DB_OUT_OF_RANGE, INT64_MAX, INT64_MIN, NOT_INTEGER, SYNTAX, help_reply,
-                     invalid_expire, keyword, parse_db_index)
+                     c_string, invalid_expire, keyword, parse_db_index)
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -119,9 +119,9 @@ def expire(ctx: Context, conn: Connection, args: list) -> bytes:
     """EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT key time [NX|XX|GT|LT] (expireGenericCommand)."""
     flags = set()
     for option in args[3:]:
-        opt = option.split(b"\0", 1)[0].upper()
+        opt = c_string(option).upper()
         if opt not in _EXPIRE_FLAGS:
-            return error(b"ERR Unsupported option " + option.split(b"\0", 1)[0])
+            return error(b"ERR Unsupported option " + c_string(option))
         flags.add(opt)
     if b"NX" in flags and flags & {b"XX", b"GT", b"LT"}:
         return error("ERR NX and XX, GT or LT options at the same time are not compatible")

@@ -9,8 +9,8 @@ from ..keyspace import now_ms
 from ..protocol import parse_strict_int
 from ..resp import ONE, OK, ZERO, array, bulk, error, integer
 from ..lcs import LcsTable
-from .common import (INT64_MAX, INT64_MIN, NOT_INTEGER, SYNTAX, invalid_expire, keyword,
-                     wrong_arity)
+from .common import (INT64_MAX, INT64_MIN, NOT_INTEGER, SYNTAX, c_string, invalid_expire,
+                     keyword, wrong_arity)
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -49,7 +49,7 @@ def parse_options(args: list, first: int, for_set: bool) -> _Options | bytes:
     options = _Options()
     j = first
     while j < len(args):
-        opt = args[j].split(b"\0", 1)[0].upper()  # Redis reads each as a C string
+        opt = c_string(args[j]).upper()  # Redis reads each as a C string
         has_next = j + 1 < len(args)
         if (opt not in _EXCLUDES or _EXCLUDES[opt] & options.flags
                 or opt in (_GET_ONLY if for_set else _SET_ONLY)
@@ -254,7 +254,7 @@ def incrbyfloat(ctx: Context, conn: Connection, args: list) -> bytes:
     return bulk(text)
 
 
-def _range_of(length: int, start: int, end: int) -> tuple[int, int]:
+def range_of(length: int, start: int, end: int) -> tuple[int, int]:
     """Redis's start/end arithmetic for GETRANGE and BITCOUNT: negative counts from the
     end, both clamped into the string; start > end means empty."""
     if start < 0:
@@ -273,7 +273,7 @@ def getrange(ctx: Context, conn: Connection, args: list) -> bytes:
     value = ctx.keyspace.read(args[1])
     if value is None or (start < 0 and end < 0 and start > end):
         return EMPTY
-    start, end = _range_of(len(value), start, end)
+    start, end = range_of(len(value), start, end)
     return EMPTY if start > end else bulk(value[start:end + 1])
 
 
