@@ -206,6 +206,22 @@ class Keyspace:
         if self._watched:
             self.watches.touch(key, exists_after=True)
 
+    def put_many(self, pairs: Sequence[tuple[bytes, bytes]]) -> None:
+        """put() each `(key, value)` without a deadline, in order, in one call to the
+        store (the gate's run of plain SETs). The caller has checked each pair against
+        the size limits. On an error the exception's `items_written` says how many
+        were written (their watchers are told)."""
+        try:
+            self.store.put_many(pairs)
+        except BaseException as exc:
+            if self._watched:
+                for key, _ in pairs[:getattr(exc, "items_written", 0)]:
+                    self.watches.touch(key, exists_after=True)
+            raise
+        if self._watched:
+            for key, _ in pairs:
+                self.watches.touch(key, exists_after=True)
+
     def set_deadline(self, key: bytes, deadline: int) -> bool:
         """Give an existing key a deadline (0: none); one already passed deletes it."""
         if deadline and deadline <= now_ms():

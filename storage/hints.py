@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import os
 import struct
-import zlib
 
 import msgpack
 
-from .record import Entry
+from .record import Entry, crc32
 
 MAGIC = b"KVDH"
 VERSION = 1
@@ -34,14 +33,10 @@ HEADER = struct.Struct(">4sBQ")
 CRC = struct.Struct(">I")
 
 
-def pack_entry(entry: Entry) -> bytes:
-    return msgpack.packb(entry)
-
-
 def write(path: str, covered: int, packed_entries: bytes | bytearray, fsync: bool) -> None:
     """Write a hint file atomically (temp file, then rename over any old one)."""
     header = HEADER.pack(MAGIC, VERSION, covered)
-    crc = zlib.crc32(packed_entries, zlib.crc32(header))
+    crc = crc32(packed_entries, crc32(header))
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         f.write(header)
@@ -86,7 +81,7 @@ def read_lazily(path: str) -> tuple[int, msgpack.Unpacker, memoryview] | None:
         return None
     (crc,) = CRC.unpack_from(data, len(data) - CRC.size)
     body = memoryview(data)[: len(data) - CRC.size]
-    if zlib.crc32(body) != crc:
+    if crc32(body) != crc:
         return None
     magic, version, covered = HEADER.unpack_from(data)
     if magic != MAGIC or version != VERSION:

@@ -76,6 +76,7 @@ class LogStore:
         self._batch_depth = 0  # begin_batch() calls not yet ended (a batch inside a batch)
         self._active_hints = bytearray()  # packed hint rows of the active segment
         self._written = 0  # bytes of the active segment on disk
+        self._stamp = 0  # the records' timestamp: the clock at the first write of a flush
         # Bytes written to segments since open, and how many of them are known to be
         # on disk; the everysec thread syncs the difference. Comparing the two (not a
         # flag) keeps a write made during its fsync from being counted as synced by it.
@@ -287,13 +288,56 @@ class LogStore:
             key, value = record.checked_pair(key, value)  # bytes-like copied, others refused
         elif len(key) + len(value) > record.MAX_VALUE_SIZE:
             record.checked_pair(key, value)  # raises with the reason
-        location = self._append(key, record.encode(key, value, 0, expires_at_ms), 0,
-                                expires_at_ms)
+        if not self._buffer:  # the first write of a flush reads the clock for the rest
+            self._stamp = time.time_ns() // 1_000_000
+        location = self._append(key, record.encode(key, value, 0, expires_at_ms, self._stamp),
+                                0, expires_at_ms)
         old = self._keydir.get(key)
         self._keydir[key] = location
         self._live_bytes += (location & MASK32) - (old & MASK32 if old is not None else 0)
         if expires_at_ms or self._deadline_of:
             self._deadlines.set(key, expires_at_ms)
+
+    def put_many(self, pairs: Sequence[tuple[bytes, bytes]]) -> None:
+        """put() each `(key, value)`, without a deadline, in order: the server's path
+        for a pipeline's run of plain SETs (the same records as that many put() calls,
+        for less work per record). Not one batch: after a crash any prefix of them may
+        be on disk, as with put() calls that were not flushed; write_batch() is all or
+        nothing. On an error the exception's `items_written` says how many were
+        written (as `characters_written` does for a partial write)."""
+        if not self._buffer:
+            self._stamp = time.time_ns() // 1_000_000
+        stamp, keydir, deadlines = self._stamp, self._keydir, self._deadlines
+        any_deadline = self._deadline_of  # a dict: empty while no key has a deadline
+        buffer, hints, frame, pack = self._buffer, self._active_hints, record.frame, record.pack
+        limit, segment_size = record.MAX_VALUE_SIZE, self.segment_size
+        live = done = 0
+        try:
+            self._check_open()
+            for key, value in pairs:
+                if type(key) is not bytes or type(value) is not bytes or (
+                        len(key) + len(value) > limit):
+                    key, value = record.checked_pair(key, value)
+                raw = frame(pack([stamp, 0, 0, key, value]))
+                size = len(raw)
+                pending = self._written + len(buffer)
+                if pending and pending + size > segment_size and self._batch_start is None:
+                    self._rotate()
+                    pending, hints = 0, self._active_hints
+                buffer += raw
+                hints += pack((key, pending, size, 0, 0))
+                location = self._active_id << 64 | pending << 32 | size
+                old = keydir.get(key)
+                keydir[key] = location
+                live += size - (old & MASK32 if old is not None else 0)
+                if any_deadline:
+                    deadlines.set(key, 0)
+                done += 1
+        except BaseException as exc:
+            exc.items_written = done
+            raise
+        finally:
+            self._live_bytes += live
 
     def get(self, key: bytes) -> bytes | None:
         location = self._keydir.get(key)

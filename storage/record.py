@@ -11,8 +11,8 @@ big-endian:
     8       4     length_crc  CRC-32 of the 4 `length` bytes alone
     12      n     body        msgpack array [timestamp_ms, flags, expires_at_ms, key, value]
 
-* `timestamp_ms`: wall-clock time of the write (informational; replay order is
-  file order, never timestamps).
+* `timestamp_ms`: wall-clock time of the write, read once per group of writes flushed
+  together (informational; replay order is file order, never timestamps).
 * `flags`: bit 0 set = tombstone (the key was deleted; `value` is b"");
   bit 1 set = write-batch marker (below); bit 2 set = a deadline change (below).
 * `expires_at_ms`: the key's deadline, an absolute Unix time in milliseconds;
@@ -53,11 +53,14 @@ from __future__ import annotations
 import mmap
 import struct
 import time
-import zlib
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import msgpack
+# zlib-ng's CRC-32 is zlib's (same polynomial, same values) with SIMD: 2.4x faster on a
+# small record, 5-13x on 1 KiB and more. Every record is checked on write, on a cold read,
+# at start-up scans and in compaction.
+from zlib_ng.zlib_ng import crc32
 
 from .errors import CorruptionError
 
@@ -79,9 +82,17 @@ MAX_VALUE_SIZE = 1 << 31
 pack = msgpack.Packer().pack
 
 
-def encode(key: bytes, value: bytes, flags: int = 0, expires_at_ms: int = 0) -> bytes:
-    """Return the bytes of one record (see the module docstring)."""
-    body = pack([time.time_ns() // 1_000_000, flags, expires_at_ms, key, value])
+def encode(key: bytes, value: bytes, flags: int = 0, expires_at_ms: int = 0,
+           timestamp_ms: int | None = None) -> bytes:
+    """Return the bytes of one record (see the module docstring); `timestamp_ms`
+    defaults to now (a writer of many records reads the clock once for all)."""
+    if timestamp_ms is None:
+        timestamp_ms = time.time_ns() // 1_000_000
+    return frame(pack([timestamp_ms, flags, expires_at_ms, key, value]))
+
+
+def frame(body: bytes) -> bytes:
+    """The record of a packed body: its CRC and length fields, then the body."""
     size = len(body)
     known = _LENGTH_FIELDS.get(size)
     if known is None:
@@ -89,15 +100,15 @@ def encode(key: bytes, value: bytes, flags: int = 0, expires_at_ms: int = 0) -> 
         if size < _LENGTH_FIELDS_CACHED:
             _LENGTH_FIELDS[size] = known
     fields, fields_crc = known
-    return LENGTH.pack(zlib.crc32(body, fields_crc)) + fields + body
+    return LENGTH.pack(crc32(body, fields_crc)) + fields + body
 
 
 def _length_fields(size: int) -> tuple[bytes, int]:
     """`length` + `length_crc` of a body of `size` bytes, and the CRC of those 8 bytes
     (where the record's CRC starts from)."""
     length = LENGTH.pack(size)
-    fields = length + LENGTH.pack(zlib.crc32(length))
-    return fields, zlib.crc32(fields)
+    fields = length + LENGTH.pack(crc32(length))
+    return fields, crc32(fields)
 
 
 # The put path: the length fields of small records repeat, so they are computed once
@@ -125,7 +136,7 @@ def encode_batch_marker(batch_bytes: int) -> bytes:
     body = (b"\x95\xcf" + (time.time_ns() // 1_000_000).to_bytes(8, "big")
             + bytes((BATCH,)) + b"\xcf" + batch_bytes.to_bytes(8, "big") + b"\xc4\x00\xc4\x00")
     fields, fields_crc = _length_fields(len(body))
-    return LENGTH.pack(zlib.crc32(body, fields_crc)) + fields + body
+    return LENGTH.pack(crc32(body, fields_crc)) + fields + body
 
 
 BATCH_MARKER_SIZE = len(encode_batch_marker(0))
@@ -167,7 +178,7 @@ def damage(data: bytes | memoryview) -> str | None:
     if len(data) < HEADER_SIZE:
         return "record is shorter than its header"
     crc, length, _ = HEADER.unpack_from(data)
-    if len(data) != HEADER_SIZE + length or zlib.crc32(memoryview(data)[4:]) != crc:
+    if len(data) != HEADER_SIZE + length or crc32(memoryview(data)[4:]) != crc:
         return "record checksum mismatch"
     return None
 
@@ -244,12 +255,12 @@ def read_at(view: memoryview, offset: int, size: int) -> tuple[int, list | str]:
     if size - offset < HEADER_SIZE:
         return -1, HEADER_CUT
     crc, length, length_crc = HEADER.unpack_from(view, offset)
-    if zlib.crc32(view[offset + 4 : offset + 8]) != length_crc:
+    if crc32(view[offset + 4 : offset + 8]) != length_crc:
         return -1, LENGTH_FAILS
     end = offset + HEADER_SIZE + length
     if end > size:
         return -1, BODY_CUT
-    if zlib.crc32(view[offset + 4 : end]) != crc:
+    if crc32(view[offset + 4 : end]) != crc:
         return -1, "record checksum mismatch"
     try:
         body = msgpack.unpackb(view[offset + HEADER_SIZE : end])

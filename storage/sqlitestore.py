@@ -119,6 +119,18 @@ class SqliteStore:
         if expires_at_ms or len(self._deadlines):
             self._deadlines.set(key, expires_at_ms)
 
+    def put_many(self, pairs: Sequence[tuple[bytes, bytes]]) -> None:
+        """put() each `(key, value)` without a deadline, in order; on an error the
+        exception's `items_written` says how many were written."""
+        done = 0
+        try:
+            for key, value in pairs:
+                self.put(key, value)
+                done += 1
+        except BaseException as exc:
+            exc.items_written = done
+            raise
+
     def get(self, key: bytes) -> bytes | None:
         self._check_open()
         row = self._execute("SELECT value FROM kv WHERE key = ?", (as_bytes(key, "key"),)).fetchone()

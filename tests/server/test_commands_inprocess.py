@@ -75,6 +75,17 @@ class Harness:
         self.conn.replies.clear()
         return reply
 
+    def pipeline(self, *requests: list[bytes | str]) -> list[bytes]:
+        """Run requests as one pipelined read, through the gate and the group commit:
+        their replies, one each."""
+        encoded = [[a.encode() if isinstance(a, str) else a for a in r] for r in requests]
+        self.gate.run(self.conn, encoded)
+        self.commit.commit([self.conn])
+        self.conn.write_slots.clear()
+        replies = list(self.conn.replies)
+        self.conn.replies.clear()
+        return replies
+
     def close(self) -> None:
         self.store.close()
         for sock in self._sockets:
@@ -179,3 +190,44 @@ def test_a_failed_flush_turns_the_writes_of_the_pass_into_errors(run):
     assert run("GET", "x") == b"$-1\r\n"  # reads still work
     run.store.flush = real_flush
     assert run("SET", "k", "v") == b"+OK\r\n"
+
+
+@pytest.mark.parametrize("engine", ["log", "sqlite"])
+def test_a_pipelined_run_of_sets_is_written_before_anything_after_it(engine, tmp_path):
+    """Plain SETs are gathered into a run and written in one call to the store: a GET,
+    another command, an oversized SET, and the reply order all see them as one by one."""
+    harness = Harness(str(tmp_path / "data"), engine=engine, max_value_size=8)
+    try:
+        ok = b"+OK\r\n"
+        assert harness.pipeline(
+            ["SET", "a", "1"], ["SET", "b", "2"], ["GET", "a"], ["SET", "a", "3"],
+            ["set", "c", "4"], ["GET", "a"], ["SET", "d", "x" * 9], ["SET", "e", "5"],
+            ["APPEND", "e", "6"], ["SET", "a", "7"], ["SET", "f", "8"],
+        ) == [ok, ok, b"$1\r\n1\r\n", ok, ok, b"$1\r\n3\r\n",
+              b"-ERR value is too large (9 bytes; --max-value-size is 8)\r\n",
+              ok, b":2\r\n", ok, ok]
+        assert harness("MGET", "a", "b", "c", "d", "e", "f") == (
+            b"*6\r\n$1\r\n7\r\n$1\r\n2\r\n$1\r\n4\r\n$-1\r\n$2\r\n56\r\n$1\r\n8\r\n")
+        harness("SET", "t", "v", "EX", "100")
+        assert harness.pipeline(["SET", "t", "w"], ["TTL", "t"]) == [ok, b":-1\r\n"]  # cleared
+        assert harness.stats.writes_processed == 11  # the refused SET too, as before runs
+    finally:
+        harness.close()
+
+
+def test_a_run_of_sets_stopped_by_a_storage_error_answers_the_rest_with_it(run):
+    real_put_many = run.store.put_many
+
+    def fails_after_two(pairs):
+        real_put_many(pairs[:2])
+        exc = StorageError("write to 00000002.seg failed: No space left on device")
+        exc.items_written = 2
+        raise exc
+
+    run.store.put_many = fails_after_two
+    failed = b"-ERR storage error: write to 00000002.seg failed: No space left on device\r\n"
+    assert run.pipeline(["SET", "a", "1"], ["SET", "b", "2"], ["SET", "c", "3"],
+                        ["SET", "d", "4"], ["GET", "c"]) == [
+        b"+OK\r\n", b"+OK\r\n", failed, failed, b"$-1\r\n"]
+    run.store.put_many = real_put_many
+    assert run("MGET", "a", "b", "c") == b"*3\r\n$1\r\n1\r\n$1\r\n2\r\n$-1\r\n"

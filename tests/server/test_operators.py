@@ -106,6 +106,14 @@ def test_slowlog_keeps_slow_commands_as_configured(make_daemon):
     assert client.config_set("slowlog-log-slower-than", 0) is True
     client.set("b", "y")
     assert client.slowlog_len() == 1
+    # A pipeline's plain SETs are written as one run: each is still logged on its own.
+    client.slowlog_reset()
+    pipe = client.pipeline(transaction=False)
+    for i in range(3):
+        pipe.set(f"run{i}", i)
+    assert pipe.execute() == [True] * 3
+    assert [e["command"] for e in client.slowlog_get(-1)] == [b"SET run2 2", b"SET run1 1",
+                                                              b"SET run0 0"]
 
 
 def test_config_set_changes_the_running_server(make_daemon):

@@ -54,7 +54,8 @@ def test_watch_makes_exec_fail_after_any_modification(kvd):
     assert r.transaction(spend, "balance") == [True]
     assert r.get("balance") == b"8"  # 10 + 1 by the other client, then - 3 on the retry
     for modify in (lambda: other.delete("w"), lambda: other.expire("w", 100),
-                   lambda: other.flushall(), lambda: other.set("w", "same")):
+                   lambda: other.flushall(), lambda: other.set("w", "same"),
+                   lambda: _pipelined_sets(other, ["a", "w", "b"])):
         r.set("w", "v")
         pipe = r.pipeline()
         pipe.watch("w")
@@ -71,6 +72,14 @@ def test_watch_makes_exec_fail_after_any_modification(kvd):
     pipe.multi()
     pipe.set("w", "mine")
     assert pipe.execute() == [True]
+
+
+def _pipelined_sets(client: redis.Redis, keys: list[str]) -> None:
+    """Plain SETs in one pipeline: the gate writes them as one run."""
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.set(key, "piped")
+    assert pipe.execute() == [True] * len(keys)
 
 
 def test_a_watched_key_expiring_fails_the_exec(kvd):

@@ -321,3 +321,33 @@ def test_an_open_batch_is_read_as_it_is_written(engine, data_dir):
         db.end_batch()  # an empty batch leaves nothing behind
     with open_store(data_dir, engine=engine) as db:
         assert (db.get(b"n"), db.deadline(b"n")) == (b"2", FAR)
+
+
+def test_put_many_writes_as_put_calls_do(engine, data_dir):
+    with open_store(data_dir, engine=engine, segment_size=2048) as db:
+        db.put(b"ttl", b"old", 4_000_000_000_000)
+        pairs = [(b"k%d" % (i % 150), b"v%d" % i * 10) for i in range(300)]  # each key twice
+        db.put_many(pairs + [(b"ttl", bytearray(b"new")), (b"mv", memoryview(b"m"))])
+        assert db.get(b"k7") == b"v157" * 10 and db.get(b"ttl") == b"new"
+        assert db.deadline(b"ttl") == 0  # as SET, a put clears the deadline
+        db.flush()
+        if engine == "log":
+            assert db.stats()["segments"] > 1  # the run crossed segment rotations
+    with open_store(data_dir, engine=engine) as db:
+        assert len(db) == 152
+        assert {k: db.get(k) for k in db.keys()} == {
+            **{b"k%d" % i: b"v%d" % (i + 150) * 10 for i in range(150)},
+            b"ttl": b"new", b"mv": b"m"}
+        assert db.deadline(b"ttl") == 0
+
+
+def test_put_many_says_how_many_it_wrote_when_it_fails(engine, data_dir):
+    db = open_store(data_dir, engine=engine)
+    with pytest.raises(TypeError) as failure:
+        db.put_many([(b"a", b"1"), (b"b", b"2"), (b"c", 3), (b"d", b"4")])
+    assert failure.value.items_written == 2
+    assert (db.get(b"a"), db.get(b"b"), db.get(b"c"), db.get(b"d")) == (b"1", b"2", None, None)
+    db.close()
+    with pytest.raises(ClosedError) as failure:
+        db.put_many([(b"e", b"5")])
+    assert failure.value.items_written == 0
