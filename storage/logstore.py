@@ -65,10 +65,12 @@ class LogStore:
         self._cache_bytes = 0
         self._cache_limit = cache_size
         self._fds: dict[int, int] = {}  # segment id -> fd, for pread
-        # Sealed segments never change: mapped, a GET of one reads without a system call
-        # (still CRC-checked). The active segment, which grows, is read with pread.
+        # Segments are read through maps: a GET reads without a system call (still
+        # CRC-checked). Sealed ones never change; the active one is mapped again as it
+        # grows (_map_active), and what is not written yet is read from the buffer.
         self._maps: dict[int, mmap.mmap] = {}
         self._sizes: dict[int, int] = {}  # immutable segment id -> bytes
+        self._active_mapped = 0  # bytes of the active segment mapped (see _map_active)
         self._live_bytes = 0
         self._buffer = bytearray()  # records appended, not yet written
         self._batch_start: int | None = None  # where the open batch's marker is in _buffer
@@ -205,6 +207,7 @@ class LogStore:
         self._active_id = segment_id
         self._active_fd = fd
         self._written = 0
+        self._active_mapped = 0  # how much of it is mapped (see _map_active)
         self._active_hints = bytearray()
 
     def _write_buffer(self) -> None:
@@ -250,10 +253,22 @@ class LogStore:
             self._start_segment(old + gap)
 
     def _map(self, segment_id: int, size: int) -> None:
-        """Map a sealed segment for reading (an empty one has nothing to map)."""
+        """Map a segment's first `size` bytes for reading, in place of any earlier map
+        of it (an empty one has nothing to map)."""
+        old = self._maps.pop(segment_id, None)
+        if old is not None:
+            old.close()
         if size:
             self._maps[segment_id] = mmap.mmap(self._fds[segment_id], size,
                                                prot=mmap.PROT_READ)
+
+    def _map_active(self) -> None:
+        """Map the active segment as far as it is written. It grows, and a map cannot
+        (Python's mmap maps no further than the file's end), so a read past the map
+        maps it again: at most once per flush, however many reads follow."""
+        self._check_open()
+        self._map(self._active_id, self._written)
+        self._active_mapped = self._written
 
     def _seal_active(self, durable: bool) -> None:
         """Write out the active segment, fsync it (if `durable`) and write its hint:
@@ -350,18 +365,19 @@ class LogStore:
         segment_id = location >> 64
         offset = (location >> 32) & MASK32
         size = location & MASK32
-        if segment_id == self._active_id and offset >= self._written:
-            start = offset - self._written
-            data = bytes(self._buffer[start : start + size])
+        if segment_id == self._active_id:
+            if offset >= self._written:  # still in the buffer
+                start = offset - self._written
+                data = bytes(self._buffer[start : start + size])
+            else:
+                if offset + size > self._active_mapped:
+                    self._map_active()
+                data = self._maps[segment_id][offset : offset + size]
         else:
             mapped = self._maps.get(segment_id)
-            if mapped is not None:
-                data = mapped[offset : offset + size]
-            else:
-                fd = self._fds.get(segment_id)
-                if fd is None:  # the store was closed (close() drops every fd)
-                    self._check_open()
-                data = os.pread(fd, size, offset)
+            if mapped is None:  # the store was closed (close() drops every map)
+                self._check_open()
+            data = mapped[offset : offset + size]
         value = record.intact_value(data)
         if value is None:
             raise CorruptionError(segment_name(segment_id), offset, record.damage(data))
@@ -696,6 +712,7 @@ class LogStore:
         for mapped in self._maps.values():
             mapped.close()
         self._maps.clear()
+        self._active_mapped = 0
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()

@@ -1,5 +1,6 @@
-"""The log engine reads sealed segments through memory maps: no system call per GET, and
-every record still CRC-checked."""
+"""The log engine reads its segments through memory maps: no system call per GET, and every
+record still CRC-checked. The active segment, which grows, is mapped again when a read
+goes past its map; what is not written yet is read from the buffer."""
 
 from __future__ import annotations
 
@@ -22,16 +23,38 @@ def sealed(tmp_path):
     store.close()
 
 
-def test_gets_of_sealed_segments_make_no_system_call(sealed, monkeypatch):
+def test_gets_make_no_system_call(sealed, monkeypatch):
     assert len(segment_ids(sealed.directory)) > 3
-    sealed_keys = [b"key:%05d" % i for i in range(1000)]  # the oldest: in sealed segments
+    keys = [b"key:%05d" % i for i in range(3000)]  # sealed segments, then the active one
 
-    def no_pread(*args):
-        raise AssertionError("pread for a sealed segment")
+    def no_read(*args):
+        raise AssertionError("a system call to read a record")
 
-    monkeypatch.setattr(os, "pread", no_pread)
-    for i, key in enumerate(sealed_keys):
+    monkeypatch.setattr(os, "pread", no_read)
+    monkeypatch.setattr(os, "read", no_read)
+    for i, key in enumerate(keys):
         assert sealed.get(key) == b"%05d" % i * 20
+
+
+def test_the_active_segment_is_read_as_it_grows(sealed):
+    active = segment_ids(sealed.directory)[-1]
+    maps = 0
+    real_map = sealed._map
+
+    def counted(segment_id, size):
+        nonlocal maps
+        maps += segment_id == active
+        real_map(segment_id, size)
+
+    sealed._map = counted
+    for round_ in range(3):
+        sealed.put_many([(b"new:%d:%d" % (round_, i), b"v%d" % i * 10) for i in range(20)])
+        assert sealed.get(b"new:%d:19" % round_) == b"v19" * 10  # from the buffer
+        sealed.flush()
+        for i in range(20):  # written now: the first read maps the segment further
+            assert sealed.get(b"new:%d:%d" % (round_, i)) == b"v%d" % i * 10
+        assert sealed.get(b"key:02999") == b"02999" * 20
+    assert segment_ids(sealed.directory)[-1] == active and maps == 3  # once per flush
 
 
 def test_a_damaged_record_in_a_mapped_segment_is_reported(sealed):
@@ -50,3 +73,16 @@ def test_a_damaged_record_in_a_mapped_segment_is_reported(sealed):
             damaged += 1
             assert segment_name(first) in str(exc)
     assert damaged == 1
+
+
+def test_a_damaged_record_in_the_active_segment_is_reported(sealed):
+    active = segment_ids(sealed.directory)[-1]
+    path = os.path.join(sealed.directory, segment_name(active))
+    with open(path, "r+b") as f:
+        f.seek(-20, os.SEEK_END)  # inside the newest record's value
+        byte = f.read(1)
+        f.seek(-20, os.SEEK_END)
+        f.write(bytes([byte[0] ^ 0x01]))
+    with pytest.raises(CorruptionError, match=segment_name(active)):
+        sealed.get(b"key:02999")
+    assert sealed.get(b"key:02998") == b"02998" * 20
