@@ -48,30 +48,29 @@ def write(path: str, covered: int, packed_entries: bytes | bytearray, fsync: boo
     os.replace(tmp, path)
 
 
-def read(path: str) -> tuple[int, list[tuple], memoryview] | None:
-    """Return (covered length, rows, the rows' packed bytes), or None if the hint is
-    missing or unusable.
+def read(path: str) -> tuple[int, list[tuple]] | None:
+    """Return (covered length, rows), or None if the hint is missing or unusable.
 
     Rows are plain tuples in `Entry` field order (building 1M named tuples
-    would cost start-up time for nothing). The packed bytes are the rows exactly as
-    the store packs them, so the active segment's hint needs no packing again.
+    would cost start-up time for nothing).
     """
     opened = read_lazily(path)
     if opened is None:
         return None
-    covered, unpacker, packed = opened
+    covered, unpacker, _ = opened
     try:
         rows = list(unpacker)
     except (ValueError, msgpack.UnpackException):
         return None
     if rows and set(map(len, rows)) != {len(Entry._fields)}:  # map(len): no Python loop
         return None
-    return covered, rows, packed
+    return covered, rows
 
 
 def read_lazily(path: str) -> tuple[int, msgpack.Unpacker, memoryview] | None:
     """Like `read`, but the rows come from an iterator, unpacked as they are consumed
-    (the CRC is checked first), so a caller can spread a large hint over time."""
+    (the CRC is checked first), so a caller can spread a large hint over time; and
+    their packed bytes, as `write` takes them."""
     try:
         with open(path, "rb") as f:
             data = f.read()

@@ -76,7 +76,10 @@ class LogStore:
         self._batch_start: int | None = None  # where the open batch's marker is in _buffer
         self._batch_hints = 0  # where its hint rows begin in _active_hints
         self._batch_depth = 0  # begin_batch() calls not yet ended (a batch inside a batch)
-        self._active_hints = bytearray()  # packed hint rows of the active segment
+        self._active_hints = bytearray()  # packed hint rows of the active segment...
+        # ...from this offset on: those of the bytes before it were loaded from its hint
+        # file at open and left there (not held in memory); _seal_active joins the two.
+        self._hint_covers = 0
         self._written = 0  # bytes of the active segment on disk
         self._stamp = 0  # the records' timestamp: the clock at the first write of a flush
         # Bytes written to segments since open, and how many of them are known to be
@@ -130,17 +133,17 @@ class LogStore:
             log.info("%d keys expired while the store was closed", len(expired))
 
     def _load_segment(self, segment_id: int, newest: bool) -> bytearray | None:
-        """Replay one segment into the key directory; for the newest, return its entries
-        packed as hint rows (the active segment's hints go on from there)."""
+        """Replay one segment into the key directory; for the newest, return the hint
+        rows of the records its hint file does not cover, packed (the active segment's
+        hints go on from there; _seal_active joins them to the file's)."""
         path = os.path.join(self.directory, segment_name(segment_id))
         hint_path = os.path.join(self.directory, hint_name(segment_id))
         size = os.path.getsize(path)
         rows: list = []
-        packed = b""
         start = 0
         hint = hints.read(hint_path)
         if hint is not None and hint[0] <= size:
-            start, rows, packed = hint
+            start, rows = hint
         elif os.path.exists(hint_path):
             log.warning("ignoring unusable hint file %s; scanning the segment", hint_path)
         scanned = record.scan(path, start)
@@ -171,8 +174,8 @@ class LogStore:
         if not newest:
             self._map(segment_id, valid_end)
             return None
-        # The hint's bytes are the rows as record.pack writes them: reused, not re-packed.
-        return bytearray(packed) + b"".join(record.pack(tuple(e)) for e in entries)
+        self._hint_covers = start
+        return bytearray(b"".join(record.pack(tuple(e)) for e in entries))
 
     def _replay(self, segment_id: int, rows: list) -> None:
         keydir = self._keydir
@@ -209,6 +212,7 @@ class LogStore:
         self._written = 0
         self._active_mapped = 0  # how much of it is mapped (see _map_active)
         self._active_hints = bytearray()
+        self._hint_covers = 0
 
     def _write_buffer(self) -> None:
         """Write the buffer to the active segment, all or nothing.
@@ -277,10 +281,20 @@ class LogStore:
         if durable and self._durable_seq < self._written_seq:
             os.fsync(self._active_fd)
         self._durable_seq = self._written_seq
-        hints.write(
-            os.path.join(self.directory, hint_name(self._active_id)),
-            self._written, self._active_hints, durable,
-        )
+        path = os.path.join(self.directory, hint_name(self._active_id))
+        rows = self._active_hints
+        if self._hint_covers == self._written:
+            return  # nothing written since the open: the file already covers it all
+        if self._hint_covers:
+            earlier = hints.read_lazily(path)
+            if earlier is None or earlier[0] != self._hint_covers:
+                # Only a cache: the file keeps describing what it did (or is ignored),
+                # and the rest of the segment is scanned at the next open.
+                log.warning("hint file %s changed while the store was open; not rewritten",
+                            path)
+                return
+            rows = earlier[2].tobytes() + rows
+        hints.write(path, self._written, rows, durable)
 
     def _append(self, key: bytes, raw: bytes, flags: int, expires_at_ms: int = 0) -> int:
         """Buffer one record; return its location."""

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from storage import CorruptionError, open_store, record
+from storage import CorruptionError, hints, open_store, record
 from storage.layout import FORMAT_VERSION, hint_name, segment_ids, segment_name
 
 SEGMENT_SIZE = 4096
@@ -187,6 +187,43 @@ def test_start_up_reads_hints_not_data(tmp_path, monkeypatch):
     with open_store(data_dir, segment_size=SEGMENT_SIZE) as db:
         assert {k: db.get(k) for k in db.keys()} == expected
     assert scanned and sum(scanned) == 0, "every segment, the active one too, had a hint"
+
+
+def test_the_active_segments_hint_stays_on_disk_and_is_joined_at_close(tmp_path, monkeypatch):
+    """At open, the rows the newest segment's hint file holds are replayed and left in the
+    file, not kept in memory; at close (or rotation) the hint is rewritten whole."""
+    data_dir = str(tmp_path / "data")
+    with open_store(data_dir) as db:  # one segment, the active one
+        db.put_many([(b"old-%d" % i, b"v%d" % i) for i in range(500)])
+    with open_store(data_dir) as db:
+        assert len(db._active_hints) == 0  # 500 rows in the file, none in memory
+        db.put_many([(b"new-%d" % i, b"w%d" % i) for i in range(200)])
+        db.delete(b"old-3")
+    hint = os.path.join(data_dir, hint_name(segment_ids(data_dir)[-1]))
+    covered, rows = hints.read(hint)
+    assert covered == os.path.getsize(newest_segment(data_dir)) and len(rows) == 701
+    scanned = []
+    real_scan = record.scan
+    monkeypatch.setattr(record, "scan", lambda path, start=0: scanned.append(start) or
+                        real_scan(path, start))
+    with open_store(data_dir) as db:
+        assert len(db) == 699 and db.get(b"old-3") is None and db.get(b"new-199") == b"w199"
+    assert scanned == [covered]  # nothing left to scan
+
+
+def test_a_hint_changed_while_open_is_not_rewritten_and_the_segment_scanned(tmp_path, caplog):
+    data_dir = str(tmp_path / "data")
+    with open_store(data_dir) as db:
+        db.put_many([(b"old-%d" % i, b"v%d" % i) for i in range(500)])
+    hint = os.path.join(data_dir, hint_name(segment_ids(data_dir)[-1]))
+    with caplog.at_level(logging.WARNING, logger="kvd.storage"):
+        with open_store(data_dir) as db:
+            db.put(b"new", b"w")
+            flip_bit(hint, os.path.getsize(hint) // 2, 3)
+        assert f"hint file {hint} changed while the store was open" in caplog.text
+        with open_store(data_dir) as db:
+            assert len(db) == 501 and db.get(b"new") == b"w" and db.get(b"old-7") == b"v7"
+        assert f"ignoring unusable hint file {hint}" in caplog.text
 
 
 def test_full_disk_fails_the_flush_cleanly_and_a_retry_succeeds(tmp_path, monkeypatch):
