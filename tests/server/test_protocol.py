@@ -130,6 +130,26 @@ def test_invalid_requests_raise_redis_errors_without_waiting_for_more_data(data,
     assert caught.value.requests == [[b"PING"]]
 
 
+@pytest.mark.parametrize("data,message", INVALID, ids=[f"invalid{i}" for i in range(len(INVALID))])
+def test_invalid_requests_after_a_pipeline_get_the_same_errors(data, message):
+    """A chunk of pipelined requests (256 bytes and more) takes the parser's plain path,
+    which looks for RESP3 type bytes only where an element can start."""
+    pipeline = [[b"SET", b"k%d" % i, b"=>+(" * 10] for i in range(8)]  # values start so
+    parser = RequestParser(MAX_BULK, MAX_REQUEST)
+    with pytest.raises(ProtocolError) as caught:
+        parser.feed(b"".join(encode(*r) for r in pipeline) + data)
+    assert caught.value.reply == b"-ERR Protocol error: " + message.encode() + b"\r\n"
+    assert caught.value.requests == pipeline
+
+
+def test_values_with_resp3_type_bytes_anywhere_parse_as_values():
+    values = [bytes([first]) + b"=>+(~|\n=\r\n+" * 20 for first in b"+=(~>|x"]
+    requests = [[b"SET", b"k", value] for value in values] + [[b"GET", b"k"]]
+    data = b"".join(encode(*r) for r in requests)
+    assert feed_in_pieces(data, [len(data)]) == requests
+    assert feed_in_pieces(data, [300, 700]) == requests
+
+
 @pytest.mark.parametrize("data", [
     b"*2000000000\r\n",
     b"*1\r\n*1000000000\r\n",  # nested, which hiredis would accept
