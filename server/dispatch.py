@@ -104,52 +104,38 @@ class Dispatcher:
         started = clock() if timing else 0
         # The common case, plainly: GET key / SET key value from an authenticated client
         # outside MULTI, nobody monitoring, the store writing, no script busy. Same checks
-        # as below (those that can fail for these arguments), fewer steps. A run of such
-        # SETs is gathered and written with one call to the store before anything else
-        # runs (a GET of the same key included); each SET's reply is +OK, or the error
-        # that stopped the run.
+        # as below (those that can fail for these arguments), fewer steps. Consecutive
+        # GETs, or consecutive SETs, are gathered into a run and done with one call to the
+        # keyspace before anything else runs (_finish_run); an oversized SET takes the
+        # long way, which answers its error in place.
         fast = self._fast(conn, busy, monitors)
         keyspace = ctx.keyspace
         max_key, max_value = keyspace.max_key_size, keyspace.max_value_size
         base = len(replies)  # requests[i]'s reply is replies[base + i]
-        run: list[tuple[bytes, bytes]] = []
-        run_slot = 0
+        run: list = []  # keys (a run of GETs) or (key, value) pairs (SETs)
+        run_kind = run_slot = 0  # the run's arity (2: GETs, 3: SETs); its first reply's slot
         run_timing = slow_ns if timing else None
         for args in requests:
             quick = fast.get(args[0])
             if quick is not None and len(args) == quick:
-                if quick == 3 and len(args[1]) <= max_key and len(args[2]) <= max_value:
-                    if not run:
-                        run_slot = len(replies)
-                    write_slots.append(run_slot + len(run))
-                    run.append((args[1], args[2]))
-                    replies.append(OK)
-                    continue
-                if run:
-                    started = self._write_run(conn, run, run_slot, requests, base, started,
-                                              run_timing)
-                    run = []
-                try:
+                if quick == 2 or (len(args[1]) <= max_key and len(args[2]) <= max_value):
+                    if run_kind != quick:
+                        if run:
+                            started = self._finish_run(conn, run_kind, run, run_slot, requests,
+                                                       base, started, run_timing)
+                            run = []
+                        run_kind, run_slot = quick, len(replies)
                     if quick == 2:
-                        value = keyspace.read(args[1])
-                        replies.append(conn.resp.null if value is None else
-                                       b"$%d\r\n%s\r\n" % (len(value), value))
+                        run.append(args[1])  # its reply is added when the run is done
                     else:
-                        write_slots.append(len(replies))
-                        keyspace.put(args[1], args[2])
+                        write_slots.append(run_slot + len(run))
+                        run.append((args[1], args[2]))
                         replies.append(OK)
-                except Exception as exc:
-                    replies.append(self._failure(conn, LOOKUP[args[0]], exc))
-                if timing:
-                    now = clock()
-                    if now - started >= slow_ns:
-                        self._took(conn, LOOKUP[args[0]], args, now - started)
-                    started = now
-                continue
+                    continue
             if run:
-                started = self._write_run(conn, run, run_slot, requests, base, started,
-                                          run_timing)
-                run = []
+                started = self._finish_run(conn, run_kind, run, run_slot, requests, base,
+                                           started, run_timing)
+                run, run_kind = [], 0
             command = lookup.get(args[0])
             if command is None:
                 command = COMMANDS.get(args[0].lower())
@@ -203,7 +189,7 @@ class Dispatcher:
             if conn.closing:  # QUIT: nothing after it is executed
                 break
         if run:
-            self._write_run(conn, run, run_slot, requests, base, started, run_timing)
+            self._finish_run(conn, run_kind, run, run_slot, requests, base, started, run_timing)
         stats = ctx.stats
         stats.commands_processed += len(requests)
         stats.error_replies += errors
@@ -214,28 +200,56 @@ class Dispatcher:
             commit.dirty = True
         conn.last_command = requests[-1]  # CLIENT LIST's cmd= (its name, for containers |sub)
 
-    def _write_run(self, conn: Connection, pairs: list[tuple[bytes, bytes]], slot: int,
-                   requests: list[list[bytes]], base: int, started: int,
-                   slow_ns: int | None) -> int:
-        """Write a run of plain SETs, the requests whose replies are conn.replies[slot:]
-        (requests[i] answers at replies[base + i]); those the store did not write answer
-        with the error that stopped it. Timed as a whole (`slow_ns` None: not timed),
-        each SET given an equal share for the slow log and the latency monitor; returns
-        the clock reading, or `started` when not timed."""
+    def _finish_run(self, conn: Connection, kind: int, run: list, slot: int,
+                    requests: list[list[bytes]], base: int, started: int,
+                    slow_ns: int | None) -> int:
+        """Do a run of GETs (`kind` 2: keys) or SETs (3: pairs), the requests whose replies
+        start at conn.replies[slot] (requests[i] answers at replies[base + i]). Timed as a
+        whole (`slow_ns` None: not timed), each command given an equal share for the slow
+        log and the latency monitor; returns the clock reading, or `started` untimed."""
+        if kind == 2:
+            self._read_run(conn, run)
+        else:
+            self._write_run(conn, run, slot)
+        if slow_ns is None:
+            return started
+        now = time.perf_counter_ns()
+        share = (now - started) // len(run)
+        if share >= slow_ns:
+            command = LOOKUP[b"GET" if kind == 2 else b"SET"]
+            for args in requests[slot - base : slot - base + len(run)]:
+                self._took(conn, command, args, share)
+        return now
+
+    def _read_run(self, conn: Connection, keys: list[bytes]) -> None:
+        """GET each key; if one fails (a damaged record), each is read on its own so that
+        only its GET answers the error."""
+        keyspace, null = self.ctx.keyspace, conn.resp.null
+        try:
+            values = keyspace.read_many(keys)
+        except Exception:
+            values = None
+        if values is not None:
+            conn.replies.extend([null if value is None else
+                                 b"$%d\r\n%s\r\n" % (len(value), value) for value in values])
+            return
+        for key in keys:
+            try:
+                value = keyspace.read(key)
+                conn.replies.append(null if value is None else
+                                    b"$%d\r\n%s\r\n" % (len(value), value))
+            except Exception as exc:
+                conn.replies.append(self._failure(conn, LOOKUP[b"GET"], exc))
+
+    def _write_run(self, conn: Connection, pairs: list[tuple[bytes, bytes]], slot: int) -> None:
+        """SET each pair, their replies (+OK) at conn.replies[slot:]; those the store did
+        not write answer with the error that stopped it."""
         try:
             self.ctx.keyspace.put_many(pairs)
         except Exception as exc:
             failed = self._failure(conn, LOOKUP[b"SET"], exc)
             written = getattr(exc, "items_written", 0)
             conn.replies[slot + written : slot + len(pairs)] = [failed] * (len(pairs) - written)
-        if slow_ns is None:
-            return started
-        now = time.perf_counter_ns()
-        share = (now - started) // len(pairs)
-        if share >= slow_ns:
-            for args in requests[slot - base : slot - base + len(pairs)]:
-                self._took(conn, LOOKUP[b"SET"], args, share)
-        return now
 
     def _fast(self, conn: Connection, busy: bool, monitors) -> dict:
         """The fast path's table while nothing the gate checks for GET/SET is in the way

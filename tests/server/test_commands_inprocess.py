@@ -4,6 +4,7 @@ the differential tests) check the same commands end to end."""
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
@@ -18,6 +19,7 @@ from server.protocol import RequestParser
 from server.scripting import Scripts
 from server.stats import Stats
 from storage import StorageError, open_store
+from storage.layout import segment_ids, segment_name
 
 
 class StandInControl:
@@ -208,6 +210,11 @@ def test_a_pipelined_run_of_sets_is_written_before_anything_after_it(engine, tmp
               ok, b":2\r\n", ok, ok]
         assert harness("MGET", "a", "b", "c", "d", "e", "f") == (
             b"*6\r\n$1\r\n7\r\n$1\r\n2\r\n$1\r\n4\r\n$-1\r\n$2\r\n56\r\n$1\r\n8\r\n")
+        hits, misses = harness.stats.keyspace_hits, harness.stats.keyspace_misses
+        assert harness.pipeline(["GET", "a"], ["GET", "d"], ["GET", "f"], ["get", "nope"]) == [
+            b"$1\r\n7\r\n", b"$-1\r\n", b"$1\r\n8\r\n", b"$-1\r\n"]
+        stats = harness.stats
+        assert (stats.keyspace_hits - hits, stats.keyspace_misses - misses) == (2, 2)
         harness("SET", "t", "v", "EX", "100")
         assert harness.pipeline(["SET", "t", "w"], ["TTL", "t"]) == [ok, b":-1\r\n"]  # cleared
         assert harness.stats.writes_processed == 11  # the refused SET too, as before runs
@@ -231,3 +238,26 @@ def test_a_run_of_sets_stopped_by_a_storage_error_answers_the_rest_with_it(run):
         b"+OK\r\n", b"+OK\r\n", failed, failed, b"$-1\r\n"]
     run.store.put_many = real_put_many
     assert run("MGET", "a", "b", "c") == b"*3\r\n$1\r\n1\r\n$1\r\n2\r\n$-1\r\n"
+
+
+def test_a_damaged_record_fails_only_its_own_get_in_a_run(tmp_path):
+    harness = Harness(str(tmp_path / "data"))
+    try:
+        for key in (b"a", b"b", b"c"):
+            harness("SET", key, key * 100)
+        store = harness.store
+        store._cache.clear()
+        store._cache_limit = 0  # every GET reads its record
+        segment = os.path.join(store.directory, segment_name(segment_ids(store.directory)[-1]))
+        location = store._keydir[b"b"]
+        with open(segment, "r+b") as f:  # a bit flipped inside b's value
+            f.seek(((location >> 32) & 0xFFFFFFFF) + 40)
+            byte = f.read(1)
+            f.seek(-1, os.SEEK_CUR)
+            f.write(bytes([byte[0] ^ 0x04]))
+        replies = harness.pipeline(["GET", "a"], ["GET", "b"], ["GET", "c"])
+        assert replies[0] == b"$100\r\n" + b"a" * 100 + b"\r\n"
+        assert replies[1].startswith(b"-ERR storage error: ") and b"checksum" in replies[1]
+        assert replies[2] == b"$100\r\n" + b"c" * 100 + b"\r\n"
+    finally:
+        harness.close()

@@ -114,6 +114,10 @@ def test_slowlog_keeps_slow_commands_as_configured(make_daemon):
     assert pipe.execute() == [True] * 3
     assert [e["command"] for e in client.slowlog_get(-1)] == [b"SET run2 2", b"SET run1 1",
                                                               b"SET run0 0"]
+    pipe.get("run0").get("run1").set("run2", "x")
+    assert pipe.execute() == [b"0", b"1", True]
+    assert [e["command"] for e in client.slowlog_get(-1)] == [b"SET run2 x", b"GET run1",
+                                                              b"GET run0"]
 
 
 def test_config_set_changes_the_running_server(make_daemon):
