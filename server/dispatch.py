@@ -125,13 +125,8 @@ class Dispatcher:
                                                        base, started, run_timing)
                             run = []
                         run_kind, run_slot = quick, len(replies)
-                    if quick == 2:
-                        run.append(args[1])  # its reply is added when the run is done
-                    else:
-                        write_slots.append(run_slot + len(run))
-                        run.append((args[1], args[2]))
-                        replies.append(OK)
-                    continue
+                    run.append(args[1] if quick == 2 else (args[1], args[2]))
+                    continue  # its reply is added when the run is done
             if run:
                 started = self._finish_run(conn, run_kind, run, run_slot, requests, base,
                                            started, run_timing)
@@ -244,12 +239,16 @@ class Dispatcher:
     def _write_run(self, conn: Connection, pairs: list[tuple[bytes, bytes]], slot: int) -> None:
         """SET each pair, their replies (+OK) at conn.replies[slot:]; those the store did
         not write answer with the error that stopped it."""
+        count = len(pairs)
+        conn.write_slots.extend(range(slot, slot + count))
         try:
             self.ctx.keyspace.put_many(pairs)
         except Exception as exc:
-            failed = self._failure(conn, LOOKUP[b"SET"], exc)
             written = getattr(exc, "items_written", 0)
-            conn.replies[slot + written : slot + len(pairs)] = [failed] * (len(pairs) - written)
+            conn.replies.extend([OK] * written)
+            conn.replies.extend([self._failure(conn, LOOKUP[b"SET"], exc)] * (count - written))
+            return
+        conn.replies.extend([OK] * count)
 
     def _fast(self, conn: Connection, busy: bool, monitors) -> dict:
         """The fast path's table while nothing the gate checks for GET/SET is in the way

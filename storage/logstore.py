@@ -341,6 +341,7 @@ class LogStore:
         buffer, hints, frame, pack = self._buffer, self._active_hints, record.frame, record.pack
         limit, segment_size = record.MAX_VALUE_SIZE, self.segment_size
         live = done = 0
+        written, base = self._written, self._active_id << 64  # change only by a rotation
         try:
             self._check_open()
             for key, value in pairs:
@@ -349,13 +350,14 @@ class LogStore:
                     key, value = record.checked_pair(key, value)
                 raw = frame(pack([stamp, 0, 0, key, value]))
                 size = len(raw)
-                pending = self._written + len(buffer)
+                pending = written + len(buffer)
                 if pending and pending + size > segment_size and self._batch_start is None:
                     self._rotate()
                     pending, hints = 0, self._active_hints
+                    written, base = self._written, self._active_id << 64
                 buffer += raw
                 hints += pack((key, pending, size, 0, 0))
-                location = self._active_id << 64 | pending << 32 | size
+                location = base | pending << 32 | size
                 old = keydir.get(key)
                 keydir[key] = location
                 live += size - (old & MASK32 if old is not None else 0)
