@@ -258,10 +258,15 @@ COMMANDS = st.one_of(
 )
 
 
+REFERENCE_ARGS = ["--databases", "1", "--proto-max-bulk-len", "64mb"]
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     if shutil.which("redis-server"):
-        server = RedisServer(tmp_path_factory.mktemp("redis"), ["--databases", "1"])  # as kvd
+        # As kvd: one database, and a value limit of kvd's default --max-value-size (Redis's
+        # proto-max-bulk-len bounds the same things: SETRANGE, APPEND, LCS's table...).
+        server = RedisServer(tmp_path_factory.mktemp("redis"), REFERENCE_ARGS)
         client = server.client()
         yield client, True
         client.close()
@@ -460,7 +465,8 @@ class RawClient:
 
 @pytest.fixture(scope="module")
 def raw_servers(tmp_path_factory):
-    with kvd_beside_redis(tmp_path_factory.mktemp("raw")) as (kvd, reference):
+    with kvd_beside_redis(tmp_path_factory.mktemp("raw"),
+                          redis_args=REFERENCE_ARGS[2:]) as (kvd, reference):
         yield kvd.socket, ("127.0.0.1", reference.port)
 
 
