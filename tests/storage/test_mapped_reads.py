@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from storage import CorruptionError, open_store
+from storage import CorruptionError, LogStore, open_store
 from storage.layout import segment_ids, segment_name
 
 
@@ -86,3 +86,19 @@ def test_a_damaged_record_in_the_active_segment_is_reported(sealed):
     with pytest.raises(CorruptionError, match=segment_name(active)):
         sealed.get(b"key:02999")
     assert sealed.get(b"key:02998") == b"02998" * 20
+
+
+def test_the_value_cache_stays_within_its_bound_and_serves_the_newest(tmp_path):
+    store = LogStore(str(tmp_path / "cache"), fsync="no", cache_size=64 * 1024)
+    try:
+        values = {b"k%04d" % i: os.urandom(1000) for i in range(2000)}
+        store.put_many(list(values.items()))
+        store.flush()
+        for _ in range(2):
+            for key, value in values.items():
+                assert store.get(key) == value
+                assert store._cache_bytes <= 64 * 1024
+        assert len(store._cache) == 64 * 1024 // 1064  # the newest reads, oldest out first
+        assert list(store._cache.values())[-1] == values[b"k1999"]
+    finally:
+        store.close()
