@@ -218,12 +218,15 @@ class Dispatcher:
 
     def _read_run(self, conn: Connection, keys: list[bytes]) -> None:
         """GET each key; if one fails (a damaged record), each is read on its own so that
-        only its GET answers the error."""
+        only its GET answers the error (a lone GET is read on its own at once)."""
         keyspace, null = self.ctx.keyspace, conn.resp.null
-        try:
-            values = keyspace.read_many(keys)
-        except Exception:
+        if len(keys) == 1:  # a lone GET, as without pipelining: no lists to build
             values = None
+        else:
+            try:
+                values = keyspace.read_many(keys)
+            except Exception:
+                values = None
         if values is not None:
             conn.replies.extend([null if value is None else
                                  b"$%d\r\n%s\r\n" % (len(value), value) for value in values])

@@ -30,8 +30,13 @@ class LatencyMonitor:
         self.events: dict[str, tuple[deque, list]] = {}  # name -> (samples, [max])
 
     @property
-    def threshold_ns(self) -> int:
-        return self.threshold_ms * 1_000_000 if self.threshold_ms > 0 else OFF
+    def threshold_ms(self) -> int:
+        return self._threshold_ms
+
+    @threshold_ms.setter
+    def threshold_ms(self, ms: int) -> None:
+        self._threshold_ms = ms
+        self.threshold_ns = ms * 1_000_000 if ms > 0 else OFF  # read by the gate per batch
 
     def add_if_needed(self, event: str, duration_ns: int) -> None:
         ms = duration_ns // 1_000_000

@@ -29,9 +29,15 @@ class SlowLog:
         self.slower_than_us = slower_than_us
 
     @property
-    def threshold_ns(self) -> int:
-        """The duration from which a command is logged, in ns (one beyond any when off)."""
-        return OFF if self.slower_than_us < 0 else min(self.slower_than_us * 1000, OFF - 1)
+    def slower_than_us(self) -> int:
+        return self._slower_than_us
+
+    @slower_than_us.setter
+    def slower_than_us(self, us: int) -> None:
+        self._slower_than_us = us
+        # The duration from which a command is logged, in ns (one beyond any when off): an
+        # attribute, as the gate reads it for every batch of requests.
+        self.threshold_ns = OFF if us < 0 else min(us * 1000, OFF - 1)
 
     def add(self, conn: Connection, args: list[bytes], duration_ns: int) -> None:
         shown = redacted(args)[:MAX_ARGS]
