@@ -219,23 +219,20 @@ class Dispatcher:
     def _read_run(self, conn: Connection, keys: list[bytes]) -> None:
         """GET each key; if one fails (a damaged record), each is read on its own so that
         only its GET answers the error (a lone GET is read on its own at once)."""
-        keyspace, null = self.ctx.keyspace, conn.resp.null
-        if len(keys) == 1:  # a lone GET, as without pipelining: no lists to build
-            values = None
-        else:
+        keyspace = self.ctx.keyspace
+        if len(keys) > 1:  # a lone GET, as without pipelining, needs no lists
             try:
                 values = keyspace.read_many(keys)
             except Exception:
-                values = None
-        if values is not None:
-            conn.replies.extend([null if value is None else
-                                 b"$%d\r\n%s\r\n" % (len(value), value) for value in values])
-            return
+                pass  # each key again, below
+            else:  # conn.resp.bulk_or_null, inline: a call per value costs ~40 ns here
+                null = conn.resp.null
+                conn.replies.extend([null if value is None else
+                                     b"$%d\r\n%s\r\n" % (len(value), value) for value in values])
+                return
         for key in keys:
             try:
-                value = keyspace.read(key)
-                conn.replies.append(null if value is None else
-                                    b"$%d\r\n%s\r\n" % (len(value), value))
+                conn.replies.append(conn.resp.bulk_or_null(keyspace.read(key)))
             except Exception as exc:
                 conn.replies.append(self._failure(conn, LOOKUP[b"GET"], exc))
 

@@ -211,16 +211,16 @@ class Keyspace:
         store (the gate's run of plain SETs). The caller has checked each pair against
         the size limits. On an error the exception's `items_written` says how many
         were written (their watchers are told)."""
+        written = len(pairs)
         try:
             self.store.put_many(pairs)
         except BaseException as exc:
-            if self._watched:
-                for key, _ in pairs[:getattr(exc, "items_written", 0)]:
-                    self.watches.touch(key, exists_after=True)
+            written = getattr(exc, "items_written", 0)
             raise
-        if self._watched:
-            for key, _ in pairs:
-                self.watches.touch(key, exists_after=True)
+        finally:
+            if self._watched:
+                for key, _ in pairs[:written]:
+                    self.watches.touch(key, exists_after=True)
 
     def set_deadline(self, key: bytes, deadline: int) -> bool:
         """Give an existing key a deadline (0: none); one already passed deletes it."""

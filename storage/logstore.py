@@ -67,7 +67,7 @@ class LogStore:
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._cache_bytes = 0
         self._cache_limit = cache_size
-        self._fds: dict[int, int] = {}  # segment id -> fd, for pread
+        self._fds: dict[int, int] = {}  # segment id -> fd (mapped, appended to, compacted)
         # Segments are read through maps: a GET reads without a system call (still
         # CRC-checked). Sealed ones never change; the active one is mapped again as it
         # grows (_map_active), and what is not written yet is read from the buffer.
@@ -120,9 +120,9 @@ class LogStore:
             return
         for segment_id in ids:
             newest = segment_id == ids[-1]
-            packed = self._load_segment(segment_id, newest)
+            loaded = self._load_segment(segment_id, newest)
             if newest:
-                self._active_hints = packed
+                self._hint_covers, self._active_hints = loaded
         active = ids[-1]
         self._active_id = active
         self._written = self._sizes.pop(active)
@@ -135,10 +135,10 @@ class LogStore:
         if expired:
             log.info("%d keys expired while the store was closed", len(expired))
 
-    def _load_segment(self, segment_id: int, newest: bool) -> bytearray | None:
-        """Replay one segment into the key directory; for the newest, return the hint
-        rows of the records its hint file does not cover, packed (the active segment's
-        hints go on from there; _seal_active joins them to the file's)."""
+    def _load_segment(self, segment_id: int, newest: bool) -> tuple[int, bytearray] | None:
+        """Replay one segment into the key directory; for the newest, return how far its
+        hint file covers it and the hint rows of the records after that, packed (the
+        active segment's hints go on from there; _seal_active joins them to the file's)."""
         path = os.path.join(self.directory, segment_name(segment_id))
         hint_path = os.path.join(self.directory, hint_name(segment_id))
         size = os.path.getsize(path)
@@ -177,8 +177,7 @@ class LogStore:
         if not newest:
             self._map(segment_id, valid_end)
             return None
-        self._hint_covers = start
-        return bytearray(b"".join(record.pack(tuple(e)) for e in entries))
+        return start, bytearray(b"".join(record.pack(tuple(e)) for e in entries))
 
     def _replay(self, segment_id: int, rows: list) -> None:
         keydir = self._keydir
@@ -284,10 +283,10 @@ class LogStore:
         if durable and self._durable_seq < self._written_seq:
             os.fsync(self._active_fd)
         self._durable_seq = self._written_seq
-        path = os.path.join(self.directory, hint_name(self._active_id))
-        rows = self._active_hints
         if self._hint_covers == self._written:
             return  # nothing written since the open: the file already covers it all
+        path = os.path.join(self.directory, hint_name(self._active_id))
+        rows = self._active_hints
         if self._hint_covers:
             earlier = hints.read_lazily(path)
             if earlier is None or earlier[0] != self._hint_covers:

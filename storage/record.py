@@ -135,8 +135,7 @@ def encode_batch_marker(batch_bytes: int) -> bytes:
     """
     body = (b"\x95\xcf" + (time.time_ns() // 1_000_000).to_bytes(8, "big")
             + bytes((BATCH,)) + b"\xcf" + batch_bytes.to_bytes(8, "big") + b"\xc4\x00\xc4\x00")
-    fields, fields_crc = _length_fields(len(body))
-    return LENGTH.pack(crc32(body, fields_crc)) + fields + body
+    return frame(body)
 
 
 BATCH_MARKER_SIZE = len(encode_batch_marker(0))
