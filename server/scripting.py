@@ -32,8 +32,7 @@ from lupa import lua51
 
 from .errors import CommandError
 from .keyspace import now_ms
-from .lua_libs import LibraryError
-from .lua_sandbox import Sandbox
+from .lua_sandbox import Sandbox, ScriptError
 from .resp import ENCODERS, ONE, RESP2, array, bulk, error, integer
 from .transaction import Transaction
 
@@ -73,11 +72,6 @@ class ScriptAbandoned(BaseException):
     were dropped unwritten and the server must exit now, serving nothing more (the
     keys in memory hold half a script). A BaseException, so no command's error
     handling catches it."""
-
-
-class ReplyError(Exception):
-    """An error reply raised into the script (redis.call's, or a redis.* function's):
-    its text is the error table's `err`."""
 
 
 class Script(NamedTuple):
@@ -183,9 +177,7 @@ class Scripts:
         api = {
             "call": self._call_raising, "pcall": self._call, "sha1hex": self._sha1hex,
             "log": self._log, "setresp": self._setresp, "set_repl": self._set_repl,
-            "acl_check_cmd": self._acl_check_cmd, "error_text": self._error_text,
-            "error_reply": lambda text: error_text(b"-" + text.removeprefix(b"-")),
-            "tick": self._tick, "version": self.version.encode(),
+            "acl_check_cmd": self._acl_check_cmd, "tick": self._tick, "version": self.version.encode(),
             "version_num": major << 16 | minor << 8 | patch,
         }
         return Sandbox(api, self.config.script_memory)
@@ -201,11 +193,10 @@ class Scripts:
             return script
         skip, compat, no_writes = _shebang(body)
         # The shebang line is skipped but its line feed kept: line numbers stay the user's.
-        compiled = self._sandbox.compile(body[skip:])
-        function = compiled[0] if isinstance(compiled, tuple) else compiled
+        function, message = self._sandbox.compile(body[skip:])
         if function is None:
-            message = compiled[1] if isinstance(compiled, tuple) else b"syntax error"
-            raise CommandError(error(b"ERR Error compiling script (new function): " + message))
+            raise CommandError(error(b"ERR Error compiling script (new function): "
+                                     + (message or b"syntax error")))
         script = self.cache[sha] = Script(sha, body, function, compat, no_writes)
         return script
 
@@ -334,7 +325,7 @@ class Scripts:
         """redis.call: the reply; an error is raised into the script."""
         reply = self._command(args)
         if reply[:1] == b"-":
-            raise ReplyError(error_text(reply[:-2]))
+            raise ScriptError(error_text(reply[:-2]))
         return self._to_lua(reply)
 
     def _to_lua(self, reply: bytes) -> object:
@@ -398,22 +389,9 @@ class Scripts:
             return self._sandbox.new_table(b"map", self._sandbox.table_from(pairs)), pos
         raise ValueError(f"unexpected reply type {kind!r}")
 
-    def _error_text(self, exc: object, where: bytes | None, line: int | None) -> bytes:
-        """An error object raised from Python, as the script's {err=...} text."""
-        if isinstance(exc, ReplyError):
-            return exc.args[0]
-        if isinstance(exc, LibraryError):
-            if where is None or line is None:  # caught by the script's pcall: the message
-                return str(exc).encode()
-            return b"ERR %s:%d: %s" % (where, line, str(exc).encode())
-        if isinstance(exc, lua51.LuaMemoryError):
-            return b"ERR not enough memory"
-        log.error("a script's call failed: %r", exc)
-        return b"ERR " + str(exc).encode()
-
     def _sha1hex(self, *args) -> bytes:
         if len(args) != 1:
-            raise ReplyError(b"ERR wrong number of arguments")
+            raise ScriptError(b"ERR wrong number of arguments")
         value = args[0]
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = b"%.14g" % value
@@ -421,7 +399,7 @@ class Scripts:
 
     def _log(self, *args) -> None:
         if len(args) < 2:
-            raise ReplyError(b"ERR redis.log() requires two arguments or more.")
+            raise ScriptError(b"ERR redis.log() requires two arguments or more.")
         level = args[0]
         if isinstance(level, bytes):
             try:
@@ -429,9 +407,9 @@ class Scripts:
             except ValueError:
                 level = None
         if not isinstance(level, (int, float)) or isinstance(level, bool):
-            raise ReplyError(b"ERR First argument must be a number (log level).")
+            raise ScriptError(b"ERR First argument must be a number (log level).")
         if not 0 <= int(level) <= 3:
-            raise ReplyError(b"ERR Invalid debug level.")
+            raise ScriptError(b"ERR Invalid debug level.")
         parts = [(b"%.14g" % p) if isinstance(p, (int, float)) and not isinstance(p, bool)
                  else p for p in args[1:] if isinstance(p, (bytes, int, float))]
         log.log(_LOG_LEVELS[int(level)], "script: %s", b" ".join(parts).decode(errors="replace"))
@@ -439,31 +417,31 @@ class Scripts:
     def _setresp(self, *args) -> None:
         run = self.running
         if run is None:
-            raise ReplyError(b"ERR redis.setresp can only be called inside a script invocation")
+            raise ScriptError(b"ERR redis.setresp can only be called inside a script invocation")
         if len(args) != 1:
-            raise ReplyError(b"ERR redis.setresp() requires one argument.")
+            raise ScriptError(b"ERR redis.setresp() requires one argument.")
         try:
             resp = int(float(args[0]))
         except (TypeError, ValueError):
             resp = 0
         if resp not in (2, 3):
-            raise ReplyError(b"ERR RESP version must be 2 or 3.")
+            raise ScriptError(b"ERR RESP version must be 2 or 3.")
         run.client.resp = ENCODERS[resp]
 
     def _set_repl(self, *args) -> None:
         if len(args) != 1:
-            raise ReplyError(b"ERR redis.set_repl() requires two arguments.")
+            raise ScriptError(b"ERR redis.set_repl() requires two arguments.")
         if args[0] not in (0, 1, 2, 3):
-            raise ReplyError(b"ERR Invalid replication flags. Use REPL_AOF, REPL_REPLICA, "
+            raise ScriptError(b"ERR Invalid replication flags. Use REPL_AOF, REPL_REPLICA, "
                              b"REPL_ALL or REPL_NONE.")
 
     def _acl_check_cmd(self, *args) -> bool:
         run = self.running
         if not args:
-            raise ReplyError(b"ERR Please specify at least one argument for this redis lib call")
+            raise ScriptError(b"ERR Please specify at least one argument for this redis lib call")
         name = args[0] if isinstance(args[0], bytes) else b""
         if run is None or run.ctx.lookup(name) is None:
-            raise ReplyError(b"ERR Invalid command passed to redis.acl_check_cmd()")
+            raise ScriptError(b"ERR Invalid command passed to redis.acl_check_cmd()")
         return True
 
     # -- a script that runs too long ----------------------------------------------------

@@ -4,6 +4,8 @@ through redis-py, and byte for byte in RESP2 and in RESP3."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import shutil
 import socket
 
@@ -558,9 +560,16 @@ FIXED.append([(b"EVAL", body, b"0") for body in (  # the libraries and the sandb
 )])
 
 
+# The libraries and the sandbox, case by case (each an EVAL): errors and their texts,
+# edge values of each conversion, settings, what a script may not reach.
+_CORPUS = Path(__file__).with_name("script_corpus.txt").read_bytes()
+FIXED.append([(b"EVAL", body.strip(b"\n"), b"0") for body in _CORPUS.split(b"\n====\n")
+              if body.strip()])
+
+
 @pytest.mark.parametrize("protocol", [2, 3], ids=["resp2", "resp3"])
 @pytest.mark.parametrize("sequence", FIXED, ids=["gt-lt-equal", "past-deadlines",
                                                   "transactions-and-operators",
-                                                  "script-libraries"])
+                                                  "script-libraries", "script-corpus"])
 def test_fixed_sequences_byte_for_byte(raw_servers, protocol, sequence):
     compare_byte_for_byte(raw_servers, protocol, sequence)
