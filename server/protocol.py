@@ -125,6 +125,13 @@ class RequestParser:
     request may occupy; both raise ProtocolError as soon as a header shows the
     request would exceed them.
 
+    Parsing costs O(n) for n bytes, however they are split across reads: a
+    multibulk request that is still arriving keeps the arguments parsed so far
+    (Redis's argv, multibulklen and bulklen), so each byte is parsed once, and a
+    line still arriving (a header, an inline request) is searched only from where
+    the last search stopped. `examined` counts the bytes the strict path looked at
+    (searched, copied or parsed), which is how a test holds it to that.
+
     While `unauthenticated` (a password is set and the client has not given
     it), requests are held to Redis's small pre-AUTH limits and returned one
     at a time: the server runs each before the next is parsed, so an AUTH
@@ -133,22 +140,33 @@ class RequestParser:
     `feed(b"")` returns it.
     """
 
-    __slots__ = ("max_bulk", "max_request", "unauthenticated", "held_back", "_reader",
-                 "_buffer", "_need")
+    __slots__ = ("max_bulk", "max_request", "unauthenticated", "held_back", "examined",
+                 "_reader", "_buffer", "_need", "_searched", "_args", "_remaining",
+                 "_bulk_len", "_request_size")
 
     def __init__(self, max_bulk: int, max_request: int, unauthenticated: bool = False) -> None:
         self.max_bulk = max_bulk
         self.max_request = max_request
         self.unauthenticated = unauthenticated
         self.held_back = False
+        self.examined = 0
         self._reader = hiredis.Reader()
         self._buffer = bytearray()  # strict path: bytes not yet parsed
         self._need = 0  # strict path: don't re-parse until the buffer has this many bytes
+        self._searched = 0  # a line still arriving has no line end before this position
+        # A multibulk request still arriving: its arguments so far (None between
+        # requests), how many are still to come, the length of the one whose payload is
+        # awaited (-1: its header is), and the bytes the request has taken so far.
+        self._args: list[bytes] | None = None
+        self._remaining = 0
+        self._bulk_len = -1
+        self._request_size = 0
 
     @property
     def pending(self) -> int:
         """Bytes of an incomplete request held by the parser."""
-        return len(self._buffer)
+        partial = self._request_size if self._args is not None else 0
+        return len(self._buffer) + partial
 
     def feed(self, data: bytes) -> list[list[bytes]]:
         """Parse a received chunk; return the complete requests in it, in order.
@@ -158,10 +176,10 @@ class RequestParser:
         closed after answering them and the error.
         """
         self.held_back = False
-        if self._buffer or self.unauthenticated:
+        if self._buffer or self._args is not None or self.unauthenticated:
             self._buffer += data
             if len(self._buffer) < self._need:
-                if len(self._buffer) > self.max_request:
+                if self.pending > self.max_request:
                     raise ProtocolError("request too large (see --max-request-size)")
                 return []
             return self._parse_strict([])
@@ -256,26 +274,34 @@ class RequestParser:
         pos = 0
         try:
             while pos < len(buffer):
-                if buffer[pos] == 0x2A:  # '*'
-                    request, end = self._multibulk(buffer, pos)
-                else:
-                    request, end = self._inline(buffer, pos)
-                if end < 0:
-                    break
-                pos = end
-                if request:
-                    requests.append(request)
-                    if self.unauthenticated:
-                        self.held_back = pos < len(buffer)
-                        self._need = pos  # after the del below: 0, parse the rest next time
+                if self._args is None:  # at a request boundary
+                    if buffer[pos] != 0x2A:  # not '*': an inline request
+                        request, end = self._inline(buffer, pos)
+                        if end < 0:
+                            break
+                        pos = end
+                        if request and self._complete(request, requests, pos, buffer):
+                            break
+                        continue
+                    end = self._multibulk_header(buffer, pos)
+                    if end < 0:
                         break
+                    pos = end
+                    continue
+                pos = self._bulks(buffer, pos)
+                if self._remaining:
+                    break  # the rest has not arrived yet
+                request, self._args = self._args, None
+                if self._complete(request, requests, pos, buffer):
+                    break
         except ProtocolError as exc:
             exc.requests = requests
             raise
         finally:
             del buffer[:pos]
-            self._need -= pos  # it was measured from the old start of the buffer
-        if len(buffer) > self.max_request:
+            self._need -= pos  # they were measured from the old start of the buffer
+            self._searched = max(0, self._searched - pos)
+        if self.pending > self.max_request:
             exc = ProtocolError("request too large (see --max-request-size)")
             exc.requests = requests
             raise exc
@@ -283,40 +309,67 @@ class RequestParser:
             self._need = 0
         return requests
 
-    def _multibulk(self, buffer: bytearray, pos: int) -> tuple[list[bytes] | None, int]:
-        """One multibulk request at `pos`: (request, end), or (None, -1) if incomplete."""
+    def _complete(self, request: list[bytes], requests: list[list[bytes]], pos: int,
+                  buffer: bytearray) -> bool:
+        """A request is complete: add it; True if parsing must stop here (before AUTH,
+        requests are returned one at a time)."""
+        requests.append(request)
+        if not self.unauthenticated:
+            return False
+        self.held_back = pos < len(buffer)
+        self._need = pos  # after the del in _parse_strict: 0, parse the rest next time
+        return True
+
+    def _multibulk_header(self, buffer: bytearray, pos: int) -> int:
+        """A `*<count>` line at `pos`: starts the request's arguments; where it ends, or -1
+        while it is still arriving. A count of 0 or less is no request (as in Redis)."""
         line_end = self._header_end(buffer, pos, "too big mbulk count string")
         if line_end < 0:
-            return None, -1
+            return -1
         count = parse_strict_int(bytes(buffer[pos + 1 : line_end]))
         if count is None or count > MAX_MULTIBULK_ARGS:
             raise ProtocolError("invalid multibulk length")
         if self.unauthenticated and count > MAX_UNAUTHENTICATED_ARGS:
             raise ProtocolError("unauthenticated multibulk length")
-        cursor = line_end + 2
-        if count <= 0:
-            return None, cursor
-        args: list[bytes] = []
-        for _ in range(count):
-            line_end = self._header_end(buffer, cursor, "too big bulk count string")
-            if line_end < 0:
-                return None, -1
-            if buffer[cursor] != 0x24:  # '$', checked once the line is there, as Redis does
-                raise ProtocolError(b"expected '$', got '%c'" % buffer[cursor])
-            length = parse_strict_int(bytes(buffer[cursor + 1 : line_end]))
-            if length is None or length < 0 or length > self.max_bulk:
-                raise ProtocolError("invalid bulk length")
-            if self.unauthenticated and length > MAX_UNAUTHENTICATED_BULK:
-                raise ProtocolError("unauthenticated bulk length")
-            start = line_end + 2
-            if start + length - pos > self.max_request:
-                raise ProtocolError("request too large (see --max-request-size)")
-            cursor = start + length + 2  # like Redis, the CRLF after the payload is not checked
-            if cursor > len(buffer):
-                self._need = cursor
-                return None, -1
-            args.append(bytes(buffer[start : start + length]))
-        return args, cursor
+        if count > 0:
+            self._args, self._remaining, self._bulk_len = [], count, -1
+            self._request_size = line_end + 2 - pos
+        return line_end + 2
+
+    def _bulks(self, buffer: bytearray, pos: int) -> int:
+        """Read the arguments of the request in progress that have arrived, from `pos`;
+        return where the bytes they took end."""
+        args = self._args
+        assert args is not None
+        while self._remaining:
+            if self._bulk_len < 0:
+                line_end = self._header_end(buffer, pos, "too big bulk count string")
+                if line_end < 0:
+                    return pos
+                if buffer[pos] != 0x24:  # '$', checked once the line is there, as Redis does
+                    raise ProtocolError(b"expected '$', got '%c'" % buffer[pos])
+                length = parse_strict_int(bytes(buffer[pos + 1 : line_end]))
+                if length is None or length < 0 or length > self.max_bulk:
+                    raise ProtocolError("invalid bulk length")
+                if self.unauthenticated and length > MAX_UNAUTHENTICATED_BULK:
+                    raise ProtocolError("unauthenticated bulk length")
+                header = line_end + 2 - pos
+                if self._request_size + header + length > self.max_request:
+                    raise ProtocolError("request too large (see --max-request-size)")
+                self._request_size += header
+                self._bulk_len = length
+                pos = line_end + 2
+            end = pos + self._bulk_len + 2  # like Redis, the CRLF after it is not checked
+            if end > len(buffer):
+                self._need = end
+                return pos
+            args.append(bytes(buffer[pos : pos + self._bulk_len]))
+            self.examined += self._bulk_len
+            self._request_size += self._bulk_len + 2
+            self._bulk_len = -1
+            self._remaining -= 1
+            pos = end
+        return pos
 
     def _header_end(self, buffer: bytearray, pos: int, too_big: str) -> int:
         """Where a `*` or `$` header line starting at `pos` ends, or -1 while it is still
@@ -330,12 +383,19 @@ class RequestParser:
 
     def _line_end(self, buffer: bytearray, pos: int, end: bytes, too_big: str) -> int:
         """Where the line starting at `pos` ends, or -1 while it is still arriving (it may
-        not grow past MAX_INLINE_SIZE, Redis's bound for a header or an inline request)."""
-        found = buffer.find(end, pos)
+        not grow past MAX_INLINE_SIZE, Redis's bound for a header or an inline request).
+        What an earlier call searched in vain is not searched again."""
+        start = pos if self._searched <= pos else self._searched
+        found = buffer.find(end, start)
         if found < 0:
+            self.examined += len(buffer) - start
             if len(buffer) - pos > MAX_INLINE_SIZE:
                 raise ProtocolError(too_big)
             self._need = len(buffer) + 1
+            self._searched = len(buffer)
+            return -1
+        self.examined += found + 1 - start
+        self._searched = 0
         return found
 
     def _inline(self, buffer: bytearray, pos: int) -> tuple[list[bytes] | None, int]:

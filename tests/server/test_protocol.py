@@ -184,6 +184,59 @@ def test_a_partial_request_larger_than_the_limit_is_refused():
         parser.feed(b"x" * (2 << 20))  # but never buffers past the limit
 
 
+class _WorkBound(Exception):
+    pass
+
+
+def _parse_counting(monkeypatch, request: bytes, step: int, bound: int) -> list[list[bytes]]:
+    """Feed `request` in pieces of `step` bytes, counting the length fields parsed: past
+    `bound` the parse is not linear (a quadratic one re-parses the arguments it already
+    had on every read) and the test stops at once."""
+    import server.protocol as protocol
+
+    parsed = 0
+    real = protocol.parse_strict_int
+
+    def counting(text: bytes):
+        nonlocal parsed
+        parsed += 1
+        if parsed > bound:
+            raise _WorkBound(f"{parsed} length fields parsed for a request that has {bound}")
+        return real(text)
+
+    monkeypatch.setattr(protocol, "parse_strict_int", counting)
+    parser = RequestParser(max_bulk=1 << 20, max_request=1 << 30)
+    requests = []
+    for i in range(0, len(request), step):
+        requests += parser.feed(request[i:i + step])
+    assert parser.examined <= 2 * len(request)  # bytes searched or copied: about each once
+    return requests
+
+
+def _mset(arguments: int) -> tuple[list[bytes], bytes]:
+    args = [b"MSET"] + [b"k%d" % (i // 2) if i % 2 == 0 else b"v" for i in range(arguments)]
+    return args, encode(*args)
+
+
+def test_a_million_arguments_in_64k_reads_are_parsed_in_linear_time(monkeypatch):
+    args, request = _mset(1_000_000)
+    assert _parse_counting(monkeypatch, request, 65536, len(args) + 1) == [args]
+
+
+@pytest.mark.slow
+def test_a_million_arguments_one_byte_at_a_time_are_parsed_in_linear_time(monkeypatch):
+    args, request = _mset(1_000_000)
+    assert _parse_counting(monkeypatch, request, 1, len(args) + 1) == [args]
+
+
+def test_a_long_header_arriving_byte_by_byte_is_searched_once(monkeypatch):
+    header = b"*" + b"1" * 60_000  # (a header may be up to 64 KiB; it never ends here)
+    parser = RequestParser(max_bulk=1 << 20, max_request=1 << 20)
+    for i in range(len(header)):
+        assert parser.feed(header[i:i + 1]) == []
+    assert parser.examined <= 2 * len(header)
+
+
 def test_the_inline_splitter_follows_redis_quoting():
     assert split_inline(b'a "b c" d') == [b"a", b"b c", b"d"]
     assert split_inline(b'"\\x4g"') == [b"x4g"]  # not a hex escape: the char itself
