@@ -416,12 +416,17 @@ PROGRESS_KEYS, PROGRESS_BYTES = 10_000, 16 << 20
 
 @main.command("export", context_settings=CONTEXT)
 @click.argument("path", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--skip-corrupt", is_flag=True,
+              help="Export what can be read when some keys cannot (damaged records), "
+                   "naming them, instead of failing.")
 @click.pass_obj
-def export_(settings: Settings, path: str) -> None:
+def export_(settings: Settings, path: str, skip_corrupt: bool) -> None:
     """Write every key, with its TTL, to PATH ("-" for stdout) as Redis commands.
 
     The file is what `redis-cli --pipe` sends, so it loads into Redis as well as into
     kvd (kvctl import). Against a Redis server, keys that are not strings are skipped.
+    A key that cannot be read (a damaged record) fails the export, naming it, and no
+    file is left; with --skip-corrupt the rest is exported and the key named.
 
     \b
     Examples:
@@ -437,6 +442,13 @@ def export_(settings: Settings, path: str) -> None:
         with (open(path + ".tmp", "wb") if out is None else _NoClose(out)) as f, \
                 _progress(total if total >= PROGRESS_KEYS else 0, "exporting") as bar:
             done = transfer.export(client, f, bar.update)
+        unreadable = "; ".join(f"{key!r}: {why}" for key, why in done.unreadable[:10])
+        if len(done.unreadable) > 10:
+            unreadable += f"; and {len(done.unreadable) - 10} more"
+        if done.unreadable and not skip_corrupt:
+            raise Failure(f"export failed: {len(done.unreadable)} keys could not be read "
+                          f"({unreadable}); nothing was written. `kvctl export --skip-corrupt` "
+                          "exports the rest", EXIT_SERVER)
         if out is None:
             os.replace(path + ".tmp", path)  # a failed export never leaves a half file
     except OSError as exc:
@@ -445,6 +457,8 @@ def export_(settings: Settings, path: str) -> None:
         if out is None and os.path.exists(path + ".tmp"):
             os.unlink(path + ".tmp")
     skipped = f"; skipped {done.skipped} keys that are not strings" if done.skipped else ""
+    if done.unreadable:
+        skipped += f"; SKIPPED {len(done.unreadable)} keys that could not be read ({unreadable})"
     click.echo(f"exported {done.keys} keys ({done.with_ttl} with a TTL) to {target} in "
                f"{done.seconds:.2f} s{skipped}", err=True)
 

@@ -8,7 +8,9 @@ export` takes a Redis server's strings.
 
 Each batch of keys is read in one MULTI/EXEC (value and deadline together), so
 every key is exported as it was at one moment; keys deleted or expired meanwhile
-are left out, keys that are not strings (from Redis) are counted and skipped.
+are left out, keys that are not strings (from Redis) are counted and skipped. A key
+the server cannot read (a damaged record) is never skipped silently: it is named in
+`Exported.unreadable`, and the caller fails the export unless told otherwise.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class Exported:
     keys: int = 0
     with_ttl: int = 0
     skipped: int = 0  # not strings
+    unreadable: list[tuple[bytes, str]] = field(default_factory=list)  # (key, the error)
     seconds: float = 0.0
 
 
@@ -62,8 +65,11 @@ def _export_batch(client: redis.Redis, keys: list[bytes], out: BinaryIO, done: E
     replies = pipe.execute(raise_on_error=False)
     lines = []
     for key, value, deadline in zip(keys, replies[::2], replies[1::2]):
-        if isinstance(value, redis.ResponseError):  # WRONGTYPE: a Redis list, hash...
-            done.skipped += 1
+        if isinstance(value, redis.ResponseError):
+            if str(value).startswith("WRONGTYPE"):  # a Redis list, hash...
+                done.skipped += 1
+            else:  # damaged data, or any other failure to read it
+                done.unreadable.append((key, str(value)))
             continue
         if value is None:  # deleted or expired since the SCAN saw it
             continue

@@ -377,6 +377,7 @@ def check(dir: str | None, data_dir: str, engine: str, repair: bool) -> None:
             _fail(f"check: {exc}")
         if engine != "log":
             _fail("--repair works on the log engine; for sqlite use sqlite3's .recover", 2)
+        from storage.repair import ListRepair
         from storage.repair import repair as repair_directory
 
         try:
@@ -384,6 +385,15 @@ def check(dir: str | None, data_dir: str, engine: str, repair: bool) -> None:
         except StorageError as exc:
             _fail(f"check: {exc}")
         for r in repairs:
+            if isinstance(r, ListRepair):
+                for name in r.missing:
+                    click.echo(f"unlisted {name}: it was missing; the keys whose newest "
+                               "record it held are lost (older values may show again)",
+                               err=True)
+                for name, where in r.moved_aside:
+                    click.echo(f"moved {name} aside to {where}: it was not this "
+                               "directory's", err=True)
+                continue
             ranges = ", ".join(f"{start}-{end}" for start, end in r.damaged) or "none"
             click.echo(f"repaired {r.segment}: kept {r.records_kept} records, dropped "
                        f"{r.bytes_dropped} bytes (damaged byte ranges: {ranges}); original "

@@ -63,9 +63,11 @@ def start_detached(config: Config) -> dict:
 
 
 def _daemon_main(config: Config, ready_fd: int) -> int:
+    umask = os.umask(0o077)  # (read it: the only way; the daemon keeps the caller's)
+    os.umask(umask)
     context = daemon.DaemonContext(
         working_directory="/",
-        umask=0o022,
+        umask=umask,
         files_preserve=[ready_fd],
         detach_process=True,
         # Only job-control stops are ignored here; kvd's own handlers come after.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 FORMAT = "%(asctime)s kvd[%(process)d] %(levelname)s %(message)s"
@@ -11,7 +12,14 @@ log = logging.getLogger("kvd")
 
 
 class ReopenableFileHandler(logging.FileHandler):
-    """A FileHandler whose file can be reopened by path after logrotate moved it."""
+    """A FileHandler whose file can be reopened by path after logrotate moved it. A log
+    file kvd creates is readable by its owner only (keys and clients' addresses are in
+    it); one that exists keeps its mode (logrotate's `create` sets it)."""
+
+    def _open(self):
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                     0o600)
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
 
     def reopen(self) -> None:
         self.acquire()

@@ -11,7 +11,8 @@ Layout of the package, one job per module:
     record.py       the segment record format (documented there) and its reader
     hints.py        hint files, so start-up reads no data
     keydir.py       record locations packed into one int per key
-    layout.py       the names of the files in a data directory; META
+    layout.py       the names of the files in a data directory; META; the segment list
+    private.py      files created 0600 (the directory 0700), never opened through a symlink
     dirlock.py      one process per data directory (fcntl lock)
     logstore.py     the log engine (default): segments + in-memory key directory
     compaction.py   the log engine's crash-safe compaction (begin / run / finish)
@@ -32,6 +33,7 @@ from .errors import (
     CompactionError,
     CorruptionError,
     FormatError,
+    IntegrityError,
     LockedError,
     StorageError,
 )
@@ -48,7 +50,7 @@ Store = Union[LogStore, "SqliteStore"]
 __all__ = [
     "ENGINES", "FSYNC_POLICIES", "DEFAULT_SEGMENT_SIZE", "open_store", "engine_of", "Store",
     "LogStore", "SqliteStore", "CompactionPlan", "CompactionResult",
-    "StorageError", "CorruptionError", "LockedError", "FormatError",
+    "StorageError", "CorruptionError", "LockedError", "FormatError", "IntegrityError",
     "CompactionError", "ClosedError",
 ]
 

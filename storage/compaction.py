@@ -28,6 +28,11 @@ The steps and what a crash after each leaves:
 Discarding (a failed or cancelled compaction) removes MANIFEST first, so a
 crash mid-discard can never roll forward a half-deleted output.
 
+A damaged live record (its CRC fails) is not copied: its bytes go to
+`compaction/corrupt/` (moved to `<dir>/corrupt/` with the outputs, never
+deleted) and the MANIFEST lists it, so the owner drops the key rather than the
+compaction failing every time it runs.
+
 Tombstones are dropped, not copied: every segment older than the active one
 is frozen, so no older copy of a deleted key survives outside the rewrite.
 So are deadline changes: a live value is copied with its key's current
@@ -48,9 +53,10 @@ from dataclasses import dataclass, field
 
 import msgpack
 
-from . import hints, keydir, record
-from .errors import CompactionError, StorageError
-from .layout import COMPACTION_DIR, fsync_dir, hint_name, segment_name
+from . import hints, keydir, private, record
+from .errors import CompactionError, CorruptionError, StorageError
+from .layout import (COMPACTION_DIR, CORRUPT_DIR, change_segment_list, fsync_dir, hint_name,
+                     segment_name)
 
 log = logging.getLogger("kvd.storage")
 
@@ -89,6 +95,8 @@ class CompactionOutput:
     outputs: list[int]
     bytes_written: int
     keys: int
+    # Live records found damaged, not copied: [key, segment, offset, size, kept as]
+    damaged: list[list] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -116,7 +124,7 @@ class _OutputSegment:
         self.segment_id = segment_id
         self.path = os.path.join(workdir, segment_name(segment_id))
         self.hint_path = os.path.join(workdir, hint_name(segment_id))
-        self.file = open(self.path, "xb", buffering=1 << 20)
+        self.file = private.create(self.path, exclusive=True, buffering=1 << 20)
         self.size = 0
         self.synced = 0
         self.hint_rows = bytearray()
@@ -170,6 +178,7 @@ def run(plan: CompactionPlan, progress: Progress | None = None) -> CompactionOut
     done = 0
     reported = 0
     keys = 0
+    damaged: list[list] = []
     for segment_id in plan.frozen:
         path = os.path.join(plan.directory, segment_name(segment_id))
         base = segment_id << 64
@@ -178,7 +187,12 @@ def run(plan: CompactionPlan, progress: Progress | None = None) -> CompactionOut
                 if live.get(key) != base | offset << 32 | size:
                     continue  # superseded, deleted, or a tombstone
                 raw = mapped[offset : offset + size]  # a slice: no system call per record
-                record.check_record(raw, path, offset)
+                try:
+                    record.check_record(raw, path, offset)
+                except CorruptionError as exc:
+                    damaged.append([key, segment_id, offset, size,
+                                    _keep_damaged(plan, segment_id, offset, raw, exc)])
+                    continue
                 deadline = deadline_of(key, 0)
                 if deadline != expires:  # changed since by EXPIRE or PERSIST: carry it over
                     raw = record.encode(key, record.intact_value(raw), 0, deadline)
@@ -205,6 +219,7 @@ def run(plan: CompactionPlan, progress: Progress | None = None) -> CompactionOut
         outputs=[o.segment_id for o in outputs],
         bytes_written=sum(o.size for o in outputs),
         keys=keys,
+        damaged=damaged,
     )
     _write_manifest(workdir, plan.frozen, output, plan.fsync)
     if progress is not None:
@@ -212,11 +227,26 @@ def run(plan: CompactionPlan, progress: Progress | None = None) -> CompactionOut
     return output
 
 
+def _keep_damaged(plan: CompactionPlan, segment_id: int, offset: int, raw: bytes,
+                  exc: CorruptionError) -> str:
+    """Keep a damaged record's bytes aside (in the work directory, moved on with the
+    outputs); return where they will be."""
+    name = f"{segment_name(segment_id)}.{offset}.record"
+    aside = os.path.join(plan.workdir, CORRUPT_DIR)
+    os.makedirs(aside, mode=private.DIRECTORY_MODE, exist_ok=True)
+    with private.create(os.path.join(aside, name)) as f:
+        f.write(raw)
+        f.flush()
+        if plan.fsync:
+            os.fsync(f.fileno())
+    return os.path.join(plan.directory, CORRUPT_DIR, name)
+
+
 def _write_manifest(workdir: str, frozen: list[int], output: CompactionOutput, fsync: bool) -> None:
     manifest = {"frozen": frozen, "outputs": output.outputs, "keys": output.keys,
-                "bytes_written": output.bytes_written}
+                "bytes_written": output.bytes_written, "damaged": output.damaged}
     tmp = os.path.join(workdir, MANIFEST + ".tmp")
-    with open(tmp, "wb") as f:
+    with private.create(tmp) as f:
         f.write(msgpack.packb(manifest))
         f.flush()
         if fsync:
@@ -248,7 +278,15 @@ def move_outputs(directory: str, manifest: dict) -> None:
                 f"compaction output {segment_name(segment_id)} is missing; "
                 f"the frozen segments {manifest['frozen']} were kept"
             )
+    aside = os.path.join(workdir, CORRUPT_DIR)
+    if os.path.isdir(aside):
+        kept = os.path.join(directory, CORRUPT_DIR)
+        os.makedirs(kept, mode=private.DIRECTORY_MODE, exist_ok=True)
+        for name in os.listdir(aside):
+            os.replace(os.path.join(aside, name), os.path.join(kept, name))
+        fsync_dir(kept)
     fsync_dir(directory)
+    change_segment_list(directory, add=manifest["outputs"])
 
 
 def delete_frozen(directory: str, manifest: dict) -> None:
@@ -268,6 +306,7 @@ def delete_frozen_steps(directory: str, manifest: dict) -> Iterator[int]:
             except FileNotFoundError:
                 pass
     fsync_dir(directory)
+    change_segment_list(directory, remove=manifest["frozen"])
     remove_workdir(directory)
 
 

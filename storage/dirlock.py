@@ -16,6 +16,7 @@ import threading
 
 from .errors import LockedError
 from .layout import LOCK
+from .private import open_fd
 
 _held: set[tuple[int, int]] = set()
 _held_guard = threading.Lock()
@@ -27,7 +28,7 @@ class DirectoryLock:
     def __init__(self, directory: str) -> None:
         self.directory = directory
         path = os.path.join(directory, LOCK)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = open_fd(path, os.O_RDWR | os.O_CREAT)
         st = os.fstat(fd)
         self._identity = (st.st_dev, st.st_ino)
         with _held_guard:

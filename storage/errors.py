@@ -35,6 +35,11 @@ class LockedError(StorageError):
         self.holder_pid = holder_pid
 
 
+class IntegrityError(StorageError):
+    """The data directory's files are not the ones it recorded (a segment missing, or
+    one that is not its own): opening it would lose or resurrect keys silently."""
+
+
 class FormatError(StorageError):
     """The directory holds data of another engine or an unknown format version."""
 

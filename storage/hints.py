@@ -25,6 +25,7 @@ import struct
 
 import msgpack
 
+from .private import create
 from .record import Entry, crc32
 
 MAGIC = b"KVDH"
@@ -38,7 +39,7 @@ def write(path: str, covered: int, packed_entries: bytes | bytearray, fsync: boo
     header = HEADER.pack(MAGIC, VERSION, covered)
     crc = crc32(packed_entries, crc32(header))
     tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
+    with create(tmp) as f:
         f.write(header)
         f.write(packed_entries)
         f.write(CRC.pack(crc))

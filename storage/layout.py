@@ -2,6 +2,7 @@
 
     <dir>/META              engine and format version (JSON), written once (and on upgrade)
     <dir>/LOCK              fcntl lock held by the one process using the directory
+    <dir>/SEGMENTS          log engine: the ids of the directory's segments (JSON)
     <dir>/<id>.seg          log engine: a segment, ids ascending = replay order
     <dir>/<id>.hint         log engine: the hint file of that segment
     <dir>/compaction/       log engine: a compaction's output until it is applied
@@ -12,11 +13,15 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 
-from .errors import FormatError
+from .errors import FormatError, IntegrityError
+from .private import create
 
 META = "META"
 LOCK = "LOCK"
+SEGMENTS = "SEGMENTS"
+CORRUPT_DIR = "corrupt"  # damaged data kept aside by repair and compaction, never deleted
 COMPACTION_DIR = "compaction"
 SQLITE_FILE = "kvd.sqlite3"
 # 2: write-batch markers in segments; 3: deadline changes (see record.py). Older
@@ -102,9 +107,94 @@ def check_meta(directory: str, engine: str) -> None:
 
 def _write_meta(path: str, engine: str) -> None:
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"engine": engine, "format": FORMAT_VERSION}, f)
+    with create(tmp) as f:
+        f.write(json.dumps({"engine": engine, "format": FORMAT_VERSION}).encode())
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
     fsync_dir(os.path.dirname(path))
+
+
+# -- the segment list ------------------------------------------------------------------
+#
+# A log-engine directory records which segments it has, so that a segment that goes
+# missing (deleted, lost in a copy) or one that does not belong (from another
+# directory, a backup, a stray copy) stops the open with a clear error instead of
+# keys silently vanishing or coming back. The list changes only where the set of
+# segments does: a new active segment is listed once its file exists and before
+# anything is written to it; a compaction's outputs are listed once moved in, its
+# frozen segments unlisted once deleted (a crash between is finished by the next
+# open, under the compaction's MANIFEST). So at open the files and the list agree,
+# except for one newest segment that is empty and not yet listed (a crash right
+# after creating it), which is taken in.
+
+_list_guard = threading.Lock()  # a compaction's deleter thread updates it too
+
+
+def read_segment_list(directory: str) -> list[int] | None:
+    """The ids SEGMENTS lists, or None for a directory without the file (one written
+    before kvd kept it, or a new one)."""
+    path = os.path.join(directory, SEGMENTS)
+    try:
+        with open(path, "rb") as f:
+            listed = json.loads(f.read()).get("segments")
+    except FileNotFoundError:
+        return None
+    except (ValueError, OSError, AttributeError) as exc:
+        raise IntegrityError(f"{path} is unreadable: {exc}") from exc
+    if not isinstance(listed, list) or not all(type(i) is int for i in listed):
+        raise IntegrityError(f"{path} does not hold a list of segment ids")
+    return sorted(listed)
+
+
+def write_segment_list(directory: str, ids: list[int]) -> None:
+    path = os.path.join(directory, SEGMENTS)
+    tmp = path + ".tmp"
+    with create(tmp) as f:
+        f.write(json.dumps({"segments": sorted(ids)}).encode())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(directory)
+
+
+def change_segment_list(directory: str, add: list[int] = (), remove: list[int] = ()) -> None:
+    """List `add` and unlist `remove` (idempotent: a step of a compaction may be redone).
+    A directory without a list is left so: its first check lists what it has."""
+    with _list_guard:
+        before = read_segment_list(directory)
+        if before is None:
+            return
+        listed = set(before)
+        changed = (listed | set(add)) - set(remove)
+        if changed != listed:
+            write_segment_list(directory, sorted(changed))
+
+
+def checked_segment_ids(directory: str) -> list[int]:
+    """The segment ids of a log-engine directory, checked against its SEGMENTS list:
+    IntegrityError names a listed segment that is missing and a segment that is not
+    listed. A directory without a list gets one, of the segments it has."""
+    present = segment_ids(directory)
+    listed = read_segment_list(directory)
+    if listed is None:
+        write_segment_list(directory, present)
+        return present
+    missing = sorted(set(listed) - set(present))
+    extra = sorted(set(present) - set(listed))
+    if extra and not missing and len(extra) == 1 and extra[0] > max(listed, default=0) \
+            and os.path.getsize(os.path.join(directory, segment_name(extra[0]))) == 0:
+        write_segment_list(directory, present)  # created, then a crash before it was listed
+        return present
+    problems = []
+    if missing:
+        problems.append("missing: " + ", ".join(segment_name(i) for i in missing)
+                        + " (the keys written there are lost unless the files are restored)")
+    if extra:
+        problems.append("not this directory's: " + ", ".join(segment_name(i) for i in extra))
+    if problems:
+        raise IntegrityError(
+            f"the segments of {directory} do not match its {SEGMENTS} list; "
+            + "; ".join(problems) + "; put the files back, or run `kvd check --repair` to "
+            "accept the loss (unlisted segments are moved aside, never deleted)")
+    return present

@@ -28,7 +28,9 @@ from .deadlines import Deadlines
 from .dirlock import DirectoryLock
 from .errors import ClosedError, CompactionError, CorruptionError, StorageError
 from .keydir import MASK32, size_of
-from .layout import check_meta, fsync_dir, hint_name, segment_ids, segment_name
+from .private import DIRECTORY_MODE, open_fd, prepare_directory
+from .layout import (change_segment_list, check_meta, checked_segment_ids, fsync_dir, hint_name,
+                     segment_name)
 
 log = logging.getLogger("kvd.storage")
 
@@ -54,7 +56,7 @@ class LogStore:
         self.directory = os.path.abspath(directory)
         self.fsync = fsync
         self.segment_size = segment_size
-        os.makedirs(self.directory, exist_ok=True)
+        prepare_directory(self.directory)
         self._lock = DirectoryLock(self.directory)
         self._closed = False
         self._keydir: dict[bytes, int] = {}
@@ -75,6 +77,9 @@ class LogStore:
         self._sizes: dict[int, int] = {}  # immutable segment id -> bytes
         self._active_mapped = 0  # bytes of the active segment mapped (see _map_active)
         self._live_bytes = 0
+        # The largest record ever held (its bytes bound its value's): a reader of many
+        # keys learns from it whether their values could be large (see Keyspace.read_many).
+        self.largest_value = 0
         self._buffer = bytearray()  # records appended, not yet written
         self._batch_start: int | None = None  # where the open batch's marker is in _buffer
         self._batch_hints = 0  # where its hint rows begin in _active_hints
@@ -95,6 +100,10 @@ class LogStore:
         self._finisher: Generator | None = None  # finish_steps of self._plan, once begun
         self._compactions = 0
         self._last_compaction: dict | None = None
+        # Damaged records met while serving (and dropped by compactions): each is logged
+        # once, with its file and offset, and counted (INFO's kvd_corrupt_records).
+        self.corrupt_records = 0
+        self._corrupt_seen: set[tuple[int, int]] = set()
         try:
             check_meta(self.directory, self.engine)
             compaction.recover(self.directory)
@@ -114,7 +123,7 @@ class LogStore:
                 os.unlink(os.path.join(self.directory, name))
 
     def _load(self) -> None:
-        ids = segment_ids(self.directory)
+        ids = checked_segment_ids(self.directory)
         if not ids:
             self._start_segment(1)
             return
@@ -172,7 +181,7 @@ class LogStore:
         if entries:
             self._replay(segment_id, entries)
         flags = os.O_RDWR | os.O_APPEND if newest else os.O_RDONLY
-        self._fds[segment_id] = os.open(path, flags | os.O_CLOEXEC)
+        self._fds[segment_id] = open_fd(path, flags)
         self._sizes[segment_id] = valid_end
         if not newest:
             self._map(segment_id, valid_end)
@@ -184,7 +193,10 @@ class LogStore:
         deadlines, any_deadline = self._deadlines, self._deadline_of
         base = segment_id << 64
         live = self._live_bytes
+        largest = self.largest_value
         for key, offset, size, flags, expires in rows:
+            if size > largest:
+                largest = size
             if flags:
                 if flags & record.EXPIRY:
                     if key in keydir:
@@ -201,13 +213,15 @@ class LogStore:
             if old is not None:
                 live -= old & MASK32
         self._live_bytes = live
+        self.largest_value = largest
 
     # -- the active segment ------------------------------------------------
 
     def _start_segment(self, segment_id: int) -> None:
         path = os.path.join(self.directory, segment_name(segment_id))
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        fd = open_fd(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL)
         fsync_dir(self.directory)  # the new name must survive before writes in it are acked
+        change_segment_list(self.directory, add=[segment_id])
         self._fds[segment_id] = fd
         self._active_id = segment_id
         self._active_fd = fd
@@ -301,6 +315,8 @@ class LogStore:
     def _append(self, key: bytes, raw: bytes, flags: int, expires_at_ms: int = 0) -> int:
         """Buffer one record; return its location."""
         size = len(raw)
+        if size > self.largest_value:
+            self.largest_value = size
         pending = self._written + len(self._buffer)
         if pending and pending + size > self.segment_size and self._batch_start is None:
             self._rotate()
@@ -342,6 +358,7 @@ class LogStore:
         any_deadline = self._deadline_of  # a dict: empty while no key has a deadline
         buffer, hints, frame, pack = self._buffer, self._active_hints, record.frame, record.pack
         limit, segment_size = record.MAX_VALUE_SIZE, self.segment_size
+        largest = self.largest_value
         live = done = 0
         written, base = self._written, self._active_id << 64  # change only by a rotation
         try:
@@ -352,6 +369,8 @@ class LogStore:
                     key, value = record.checked_pair(key, value)
                 raw = frame(pack([stamp, 0, 0, key, value]))
                 size = len(raw)
+                if size > largest:
+                    largest = self.largest_value = size
                 pending = written + len(buffer)
                 if pending and pending + size > segment_size and self._batch_start is None:
                     self._rotate()
@@ -398,9 +417,20 @@ class LogStore:
             data = mapped[offset : offset + size]
         value = record.intact_value(data)
         if value is None:
-            raise CorruptionError(segment_name(segment_id), offset, record.damage(data))
+            raise self._damaged(segment_id, offset, record.damage(data) or "damaged")
         self._cache_value(location, value)
         return value
+
+    def _damaged(self, segment_id: int, offset: int, reason: str) -> CorruptionError:
+        """A record found damaged while serving: logged (once) and counted; the error to
+        raise for the read that found it."""
+        if (segment_id, offset) not in self._corrupt_seen:
+            self._corrupt_seen.add((segment_id, offset))
+            self.corrupt_records += 1
+            log.error("corrupt record in %s at offset %d: %s; reads of its key fail until "
+                      "it is written again (`kvd check --repair` salvages the rest offline)",
+                      os.path.join(self.directory, segment_name(segment_id)), offset, reason)
+        return CorruptionError(segment_name(segment_id), offset, reason)
 
     def _cache_value(self, location: int, value: bytes) -> None:
         """Remember a decoded value by its location. A location is never reused for
@@ -570,6 +600,7 @@ class LogStore:
             "total_bytes": total,
             "segments": len(self._sizes) + 1,
             "compactions": self._compactions,
+            "corrupt_records": self.corrupt_records,
             "compaction_in_progress": self._plan is not None,
             "last_compaction": self._last_compaction,
         }
@@ -594,7 +625,7 @@ class LogStore:
             bytes_total=sum(self._sizes[s] for s in frozen),
             fsync=self.fsync != "no",
         )
-        os.mkdir(plan.workdir)
+        os.mkdir(plan.workdir, DIRECTORY_MODE)
         fsync_dir(self.directory)
         self._plan = plan
         return plan
@@ -639,9 +670,10 @@ class LogStore:
             raise
         for segment_id in manifest["outputs"]:
             path = os.path.join(self.directory, segment_name(segment_id))
-            self._fds[segment_id] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            self._fds[segment_id] = open_fd(path, os.O_RDONLY)
             self._sizes[segment_id] = os.path.getsize(path)
             self._map(segment_id, self._sizes[segment_id])
+        self._drop_damaged(manifest)
         yield
         yield from compaction.repoint_steps(self._keydir, self.directory, manifest, batch)
         for segment_id in plan.frozen:
@@ -675,6 +707,23 @@ class LogStore:
             self._finisher = None
             raise CompactionError(f"deleting the compacted segments failed: {failure[0]}")
         return self._finished(plan, manifest)
+
+    def _drop_damaged(self, manifest: dict) -> None:
+        """Keys whose live record the compaction found damaged (and kept aside in
+        corrupt/, not copied): they would point into deleted segments, so they go --
+        as they will after a restart, the frozen segments deleted."""
+        for key, segment_id, offset, size, kept in manifest.get("damaged", ()):
+            location = segment_id << 64 | offset << 32 | size
+            if self._keydir.get(key) == location:
+                del self._keydir[key]
+                self._deadlines.discard(key)
+                self._live_bytes -= size
+            if (segment_id, offset) not in self._corrupt_seen:
+                self._corrupt_seen.add((segment_id, offset))
+                self.corrupt_records += 1
+            log.error("compaction: the record of key %r in %s at offset %d is damaged; the key "
+                      "is dropped, the record's bytes are kept in %s", key,
+                      segment_name(segment_id), offset, kept)
 
     def _finished(self, plan: CompactionPlan, manifest: dict) -> CompactionResult:
         self._plan = None

@@ -31,6 +31,7 @@ from .dirlock import DirectoryLock
 from .errors import ClosedError, CompactionError, StorageError
 from .layout import SQLITE_FILE, check_meta
 from .logstore import FSYNC_POLICIES
+from .private import open_fd, prepare_directory
 from .record import as_bytes, checked_ops, checked_pair
 
 _SYNCHRONOUS = {"always": "FULL", "everysec": "NORMAL", "no": "OFF"}
@@ -60,13 +61,16 @@ class SqliteStore:
     """A data directory of the sqlite engine, open for reading and writing."""
 
     engine = "sqlite"
+    # Values are not sized before they are read: a reader of many keys reads them one by
+    # one within its budget (see Keyspace.read_many).
+    largest_value = 1 << 62
 
     def __init__(self, directory: str, fsync: str = "always") -> None:
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync must be one of {FSYNC_POLICIES}, not {fsync!r}")
         self.directory = os.path.abspath(directory)
         self.fsync = fsync
-        os.makedirs(self.directory, exist_ok=True)
+        prepare_directory(self.directory)
         self._lock = DirectoryLock(self.directory)
         self._closed = False
         self._compactions = 0
@@ -75,6 +79,7 @@ class SqliteStore:
         try:
             check_meta(self.directory, self.engine)
             self.path = os.path.join(self.directory, SQLITE_FILE)
+            os.close(open_fd(self.path, os.O_RDWR | os.O_CREAT))  # 0600; its -wal and -shm too
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db = sqlite_utils.Database(conn)
             if "kv" not in self._db.table_names():
@@ -276,6 +281,7 @@ class SqliteStore:
             "total_bytes": total,
             "segments": 1,
             "compactions": self._compactions,
+            "corrupt_records": 0,  # (SQLite checks its pages itself: damage is an error)
             "compaction_in_progress": self._plan is not None,
             "last_compaction": self._last_compaction,
         }

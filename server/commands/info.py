@@ -107,6 +107,7 @@ def _persistence(ctx: Context, figures: dict) -> dict:
         "total_bytes": total,
         "garbage_ratio": f"{dead / total:.4f}" if total else "0.0000",
         "segments": stats.get("segments", 1),
+        "kvd_corrupt_records": stats.get("corrupt_records", 0),
         "write_error": figures["write_error"] or "",
         **compaction,
     }

@@ -89,3 +89,22 @@ def test_import_refusals_and_malformed_files(kvd, tmp_path):
     result = kvctl(kvd, "export", str(tmp_path / "no-such-dir" / "out.resp"))
     assert result.returncode == 2 and not (tmp_path / "no-such-dir").exists()
     assert kvctl(kvd, "export", "-").stdout == b""  # an empty keyspace, an empty file
+
+
+def test_export_fails_naming_a_key_it_cannot_read_unless_told_to_skip_it(make_daemon):
+    from tests.storage.test_damaged_records import damage_value
+
+    kvd = make_daemon("--segment-size", "4096")
+    client = kvd.client()
+    for i in range(300):
+        client.set(b"key-%03d" % i, b"value-%03d-" % i * 4)
+    damage_value(kvd.data_dir, b"value-042-" * 4)
+    target = os.path.join(kvd.dir, "backup.resp")
+    failed = kvctl(kvd, "export", target)
+    assert failed.returncode == 4 and b"key-042" in failed.stderr
+    assert b"1 keys could not be read" in failed.stderr and not os.path.exists(target)
+    skipped = kvctl(kvd, "export", "--skip-corrupt", target)
+    assert skipped.returncode == 0 and b"SKIPPED 1 keys" in skipped.stderr
+    assert b"key-042" in skipped.stderr and b"exported 299 keys" in skipped.stderr
+    assert kvd.info("persistence")["kvd_corrupt_records"] == 1  # two reads, one record
+    assert kvd.log().count("corrupt record in") == 1
