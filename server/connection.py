@@ -21,11 +21,14 @@ class Connection:
     request); `write_slots` remembers which of them answer writes, so that if
     the pass's group commit fails those -- and only those -- are replaced by
     an error before anything is sent. After the commit the pass's replies are
-    sent; what the kernel does not take yet waits in `out`.
+    sent; what the kernel does not take yet waits in `out`. Requests read but
+    not yet run because the client owes too much (the output cap) wait in
+    `deferred`; nothing more is read from it until they have run.
     """
 
     __slots__ = (
         "sock", "fd", "id", "addr", "kind", "parser", "resp", "replies", "write_slots", "out",
+        "deferred",
         "name", "lib_name", "lib_ver", "created", "last_command",
         "closing", "draining", "reading", "writing", "commands", "tx",
     )
@@ -41,6 +44,7 @@ class Connection:
         self.replies: list[bytes] = []
         self.write_slots: list[int] = []
         self.out = bytearray()
+        self.deferred: list[list[bytes]] = []
         self.name = b""
         self.lib_name = b""
         self.lib_ver = b""
@@ -58,6 +62,12 @@ class Connection:
         """Whether the client may run commands: the parser holds the same fact, since it
         applies Redis's smaller request limits until AUTH."""
         return not self.parser.unauthenticated
+
+    def unprocessed(self) -> int:
+        """Bytes of requests received and not yet run (Redis's qbuf): those the parser
+        holds, and those kept back by the output cap (counted as they arrived, about)."""
+        kept = sum(sum(len(arg) + 8 for arg in args) + 4 for args in self.deferred)
+        return self.parser.pending + kept
 
     def is_local(self) -> bool:
         """Connected through the Unix socket or from a loopback address (Redis's "local")."""
@@ -83,7 +93,7 @@ class Connection:
         return (
             f"id={self.id} addr={self.addr} laddr={self.local_address()} fd={self.fd} name={self.name.decode(errors='replace')} "
             f"age={age} idle=0 flags={'x' if self.tx.queued is not None else 'N'} db=0 sub=0 psub=0 "
-            f"multi={-1 if self.tx.queued is None else len(self.tx.queued)} qbuf={self.parser.pending} "
+            f"multi={-1 if self.tx.queued is None else len(self.tx.queued)} qbuf={self.unprocessed()} "
             f"obl={len(self.out)} oll=0 omem=0 events=r cmd={command} "
             f"user=default resp={self.resp.version} lib-name={self.lib_name.decode(errors='replace')} "
             f"lib-ver={self.lib_ver.decode(errors='replace')}"

@@ -37,6 +37,7 @@ from .scripting import BUSY, Run
 log = logging.getLogger("kvd.server")
 
 SHUTTING_DOWN = error("ERR server is shutting down")
+OUT_OF_MEMORY = error("OOM out of memory: the command's reply could not be built")
 NOAUTH = error("NOAUTH Authentication required.")
 QUEUED = status("QUEUED")
 # The gate's fast path (Dispatcher.run): name -> arity, for GET and SET as clients send them.
@@ -73,26 +74,38 @@ class Dispatcher:
         command = LOOKUP.get(name)
         return command if command is not None else COMMANDS.get(name.lower())
 
-    def run(self, conn: Connection, requests: list[list[bytes]], busy: bool = False) -> None:
-        """Execute requests in order, collecting their replies on the connection.
+    def run(self, conn: Connection, requests: list[list[bytes]], busy: bool = False,
+            admitted: bool = False) -> list[list[bytes]]:
+        """Execute requests in order, collecting their replies on the connection; return
+        those left for later.
+
+        The output cap (Redis's client output buffer limit, kept as backpressure): once
+        the replies the connection owes pass --max-output-buffer, the requests after the
+        one that passed it are not run now but returned -- the loop keeps them until the
+        client has read its replies, so one read full of GETs of a large value costs
+        one buffer, not one per GET. (A single reply may be larger than the cap.)
 
         `busy`: a script is running past the busy threshold (scripting.py); only what
         Redis allows then runs, everything else is refused with -BUSY (inside MULTI that
-        dooms the transaction, as any refusal)."""
+        dooms the transaction, as any refusal). `admitted`: the requests were read
+        before a shutdown began (kept back by the cap), so they run although the
+        connection is draining."""
         replies = conn.replies
         if not requests:
-            return
-        if conn.draining:
+            return requests
+        if conn.draining and not admitted:
             replies.extend(SHUTTING_DOWN for _ in requests)
             if conn.tx.queued is not None:  # its EXEC is refused: nothing of it runs
                 conn.tx.discard(self.ctx.keyspace.watches)
-            return
+            return []
         ctx, commit = self.ctx, self.commit
         lookup = LOOKUP
         write_slots = conn.write_slots
         writes_before = len(write_slots)
         errors = 0
         tx = conn.tx
+        # Bytes of replies this call may add before it stops (see above).
+        room = ctx.config.max_output_buffer - len(conn.out) - sum(map(len, replies))
         # Each command is timed for the slow log (one clock read, none when it is off)
         # and shown to monitors (one test while there are none).
         monitors = ctx.monitors.clients if ctx.monitors is not None else ()
@@ -111,26 +124,33 @@ class Dispatcher:
         fast = self._fast(conn, busy, monitors)
         keyspace = ctx.keyspace
         max_key, max_value = keyspace.max_key_size, keyspace.max_value_size
-        base = len(replies)  # requests[i]'s reply is replies[base + i]
         run: list = []  # keys (a run of GETs) or (key, value) pairs (SETs)
-        run_kind = run_slot = 0  # the run's arity (2: GETs, 3: SETs); its first reply's slot
+        run_kind = run_start = 0  # the run's arity (2: GETs, 3: SETs); its first request
         run_timing = slow_ns if timing else None
-        for args in requests:
+        stop = len(requests)  # requests[stop:] are left for later
+        for index, args in enumerate(requests):
             quick = fast.get(args[0])
             if quick is not None and len(args) == quick:
                 if quick == 2 or (len(args[1]) <= max_key and len(args[2]) <= max_value):
                     if run_kind != quick:
                         if run:
-                            started = self._finish_run(conn, run_kind, run, run_slot, requests,
-                                                       base, started, run_timing)
+                            done, started, room = self._finish_run(
+                                conn, run_kind, run, requests, run_start, started, run_timing,
+                                room)
                             run = []
-                        run_kind, run_slot = quick, len(replies)
+                            if room < 0:
+                                stop = run_start + done
+                                break
+                        run_kind, run_start = quick, index
                     run.append(args[1] if quick == 2 else (args[1], args[2]))
                     continue  # its reply is added when the run is done
             if run:
-                started = self._finish_run(conn, run_kind, run, run_slot, requests, base,
-                                           started, run_timing)
+                done, started, room = self._finish_run(conn, run_kind, run, requests, run_start,
+                                                       started, run_timing, room)
                 run, run_kind = [], 0
+                if room < 0:
+                    stop = run_start + done
+                    break
             command = lookup.get(args[0])
             if command is None:
                 command = COMMANDS.get(args[0].lower())
@@ -170,9 +190,11 @@ class Dispatcher:
                         continue
                 write_slots.append(len(replies))
             try:
-                replies.append(command.handler(ctx, conn, args))
+                reply = command.handler(ctx, conn, args)
             except Exception as exc:
-                replies.append(self._failure(conn, command, exc))
+                reply = self._failure(conn, command, exc)
+            replies.append(reply)
+            room -= len(reply)
             if timing:
                 now = clock()
                 if now - started >= slow_ns:
@@ -181,65 +203,87 @@ class Dispatcher:
             if monitors and shown(command.name, args):
                 ctx.monitors.feed(conn, args)
             fast = self._fast(conn, busy, monitors)  # MULTI, MONITOR, AUTH... change it
-            if conn.closing:  # QUIT: nothing after it is executed
+            if conn.closing:  # QUIT: nothing after it is executed, nor kept
+                stop = index + 1
+                requests = requests[:stop]
                 break
-        if run:
-            self._finish_run(conn, run_kind, run, run_slot, requests, base, started, run_timing)
+            if room < 0:
+                stop = index + 1
+                break
+        else:
+            if run:
+                done = self._finish_run(conn, run_kind, run, requests, run_start, started,
+                                        run_timing, room)[0]
+                stop = run_start + done
         stats = ctx.stats
-        stats.commands_processed += len(requests)
+        stats.commands_processed += stop
         stats.error_replies += errors
-        conn.commands += len(requests)
+        conn.commands += stop
         writes = len(write_slots) - writes_before
         if writes:
             stats.writes_processed += writes
             commit.dirty = True
-        conn.last_command = requests[-1]  # CLIENT LIST's cmd= (its name, for containers |sub)
+        conn.last_command = requests[stop - 1]  # CLIENT LIST's cmd= (its name, for |sub)
+        return requests[stop:]
 
-    def _finish_run(self, conn: Connection, kind: int, run: list, slot: int,
-                    requests: list[list[bytes]], base: int, started: int,
-                    slow_ns: int | None) -> int:
-        """Do a run of GETs (`kind` 2: keys) or SETs (3: pairs), the requests whose replies
-        start at conn.replies[slot] (requests[i] answers at replies[base + i]). Timed as a
-        whole (`slow_ns` None: not timed), each command given an equal share for the slow
-        log and the latency monitor; returns the clock reading, or `started` untimed."""
+    def _finish_run(self, conn: Connection, kind: int, run: list, requests: list[list[bytes]],
+                    start: int, started: int, slow_ns: int | None,
+                    room: int) -> tuple[int, int, int]:
+        """Do a run of GETs (`kind` 2: keys) or SETs (3: pairs), requests[start:] on. A run
+        of GETs may stop early once its replies take `room` bytes. Timed as a whole
+        (`slow_ns` None: not timed), each command given an equal share for the slow
+        log and the latency monitor. Returns (requests done, the clock reading or
+        `started` untimed, the room left)."""
         if kind == 2:
-            self._read_run(conn, run)
+            done, produced = self._read_run(conn, run, room)
         else:
-            self._write_run(conn, run, slot)
+            done, produced = self._write_run(conn, run), len(OK) * len(run)
         if slow_ns is None:
-            return started
+            return done, started, room - produced
         now = time.perf_counter_ns()
-        share = (now - started) // len(run)
+        share = (now - started) // done
         if share >= slow_ns:
             command = LOOKUP[b"GET" if kind == 2 else b"SET"]
-            for args in requests[slot - base : slot - base + len(run)]:
+            for args in requests[start : start + done]:
                 self._took(conn, command, args, share)
-        return now
+        return done, now, room - produced
 
-    def _read_run(self, conn: Connection, keys: list[bytes]) -> None:
-        """GET each key; if one fails (a damaged record), each is read on its own so that
-        only its GET answers the error (a lone GET is read on its own at once)."""
+    def _read_run(self, conn: Connection, keys: list[bytes], room: int) -> tuple[int, int]:
+        """GET keys in order while their replies fit in `room` bytes (at least one);
+        returns (GETs done, bytes of their replies). If a read fails (a damaged record),
+        each key is read on its own so that only its GET answers the error (a lone GET
+        is read on its own at once)."""
         keyspace = self.ctx.keyspace
         if len(keys) > 1:  # a lone GET, as without pipelining, needs no lists
             try:
-                values = keyspace.read_many(keys)
+                values = keyspace.read_many(keys, room)
             except Exception:
                 pass  # each key again, below
             else:  # conn.resp.bulk_or_null, inline: a call per value costs ~40 ns here
                 null = conn.resp.null
-                conn.replies.extend([null if value is None else
-                                     b"$%d\r\n%s\r\n" % (len(value), value) for value in values])
-                return
-        for key in keys:
+                new = [null if value is None else b"$%d\r\n%s\r\n" % (len(value), value)
+                       for value in values]
+                conn.replies.extend(new)
+                bound = len(new) * (keyspace.store.largest_value + 16)
+                return len(new), bound if bound <= room else sum(map(len, new))
+        produced = 0
+        for done, key in enumerate(keys, 1):
             try:
-                conn.replies.append(conn.resp.bulk_or_null(keyspace.read(key)))
+                reply = conn.resp.bulk_or_null(keyspace.read(key))
             except Exception as exc:
-                conn.replies.append(self._failure(conn, LOOKUP[b"GET"], exc))
+                reply = self._failure(conn, LOOKUP[b"GET"], exc)
+            conn.replies.append(reply)
+            produced += len(reply)
+            if produced > room:
+                return done, produced
+        return len(keys), produced
 
-    def _write_run(self, conn: Connection, pairs: list[tuple[bytes, bytes]], slot: int) -> None:
-        """SET each pair, their replies (+OK) at conn.replies[slot:]; those the store did
-        not write answer with the error that stopped it."""
+    def _write_run(self, conn: Connection, pairs: list[tuple[bytes, bytes]]) -> int:
+        """SET each pair, their replies (+OK) added to the connection's; those the store
+        did not write answer with the error that stopped it. Returns how many were done
+        (all of them)."""
         count = len(pairs)
+        slot = len(conn.replies)
         conn.write_slots.extend(range(slot, slot + count))
         try:
             self.ctx.keyspace.put_many(pairs)
@@ -247,8 +291,9 @@ class Dispatcher:
             written = getattr(exc, "items_written", 0)
             conn.replies.extend([OK] * written)
             conn.replies.extend([self._failure(conn, LOOKUP[b"SET"], exc)] * (count - written))
-            return
+            return count
         conn.replies.extend([OK] * count)
+        return count
 
     def _fast(self, conn: Connection, busy: bool, monitors) -> dict:
         """The fast path's table while nothing the gate checks for GET/SET is in the way
@@ -323,6 +368,9 @@ class Dispatcher:
             return exc.reply
         if isinstance(exc, StorageError):
             return error(f"ERR storage error: {exc}")
+        if isinstance(exc, MemoryError):  # (no traceback: logging one needs memory too)
+            log.error("%s: %s ran out of memory", conn.describe(), command.name)
+            return OUT_OF_MEMORY
         log.exception("%s: %s failed", conn.describe(), command.name)  # a bug costs one reply
         return error(f"ERR internal error in {command.name}: {exc}")
 

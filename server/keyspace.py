@@ -113,12 +113,26 @@ class Keyspace:
             self.stats.keyspace_hits += 1
         return value
 
-    def read_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+    def read_many(self, keys: Sequence[bytes], budget: int = 1 << 62) -> list[bytes | None]:
+        """read() each key in order (MGET), or for a run of GETs whose replies may take
+        `budget` bytes: values are read while their replies (the value and 16 bytes) fit,
+        at least one, so fewer may come back. (While no value the store holds could
+        overrun it, they are all read in one go.)"""
         get = self.store.get
         if self._deadline_of:
             for key in keys:
                 self._expired(key)
-        values = [get(key) for key in keys]
+        if (self.store.largest_value + 16) * len(keys) <= budget:
+            values = list(map(get, keys))
+        else:
+            values = []
+            for key in keys:
+                value = get(key)
+                values.append(value)
+                if value is not None:
+                    budget -= len(value) + 16
+                    if budget < 0:
+                        break
         misses = values.count(None)
         self.stats.keyspace_misses += misses
         self.stats.keyspace_hits += len(values) - misses

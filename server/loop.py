@@ -43,7 +43,7 @@ from .compactor import AutoPolicy, Compactor
 from .config import Config, is_loopback
 from .connection import Connection
 from .context import REDIS_VERSION, Auth, Context
-from .dispatch import Dispatcher
+from .dispatch import OUT_OF_MEMORY, Dispatcher
 from .errors import StartupError
 from .keyspace import Keyspace
 from .latency import LatencyMonitor
@@ -124,6 +124,9 @@ class Server:
         self._accepting = False
         self._pidfile: PidFile | None = None
         self._touched: set[Connection] = set()
+        # Connections whose deferred requests (the output cap) can run: their client has
+        # read what it was owed. The next pass runs them first.
+        self._ready: set[Connection] = set()
         self._shutdown_requests: list[str] = []
         self._last_expire = 0.0
         self._expire_hurry = False
@@ -244,8 +247,10 @@ class Server:
         watchdog.start()
         try:
             while not self.finished:
-                events = select(self._timeout())
+                events = select(0.0 if self._ready else self._timeout())
                 began = watchdog.began = clock()
+                if self._ready:
+                    self._run_deferred()
                 self._dispatch(events)
                 if self.commit.dirty and len(self.clients) > 1:
                     # Gather: requests that arrived while this pass ran join its group
@@ -407,6 +412,8 @@ class Server:
     # -- reading and running ------------------------------------------------------------
 
     def _on_readable(self, conn: Connection, busy: bool = False) -> None:
+        if conn.deferred:
+            return  # what was read already runs first (this pass or the next)
         try:
             data = conn.sock.recv(RECV_SIZE)
         except (BlockingIOError, InterruptedError):
@@ -427,13 +434,20 @@ class Server:
         if conn.closing:
             return  # said goodbye already: discard until EOF
         self._touched.add(conn)
+        self._serve_input(conn, data, busy)
+
+    def _serve_input(self, conn: Connection, data: bytes, busy: bool = False) -> None:
+        """Parse what was read and run the requests; those the output cap keeps back wait
+        in `conn.deferred` (and nothing more is read until they have run)."""
         parser = conn.parser
         run = self.dispatcher.run
         while True:
             try:
                 requests = parser.feed(data)
             except ProtocolError as exc:
-                run(conn, exc.requests, busy)
+                rest = run(conn, exc.requests, busy)
+                while rest and not conn.closing:  # the error comes after them all: no cap
+                    rest = run(conn, rest, busy)
                 if conn.closing:
                     return  # a QUIT came first: Redis reads no further, so neither do we
                 self.stats.protocol_errors += 1
@@ -442,10 +456,24 @@ class Server:
                 conn.closing = True  # closed by _send once the error reply is out
                 return
             if requests:
-                run(conn, requests, busy)
+                conn.deferred = run(conn, requests, busy)
+                if conn.deferred:
+                    return
             if not parser.held_back or conn.closing:
                 return
             data = b""  # before AUTH: one request at a time (see RequestParser)
+
+    def _run_deferred(self) -> None:
+        """Run the requests the output cap kept back, of the clients that have read."""
+        ready, self._ready = self._ready, set()
+        for conn in ready:
+            if self.clients.get(conn.fd) is not conn or not conn.deferred:
+                continue
+            self._touched.add(conn)
+            requests, conn.deferred = conn.deferred, []
+            conn.deferred = self.dispatcher.run(conn, requests, admitted=True)
+            if not conn.deferred and conn.parser.held_back and not conn.closing:
+                self._serve_input(conn, b"")
 
     # -- replying -----------------------------------------------------------------------
 
@@ -468,13 +496,30 @@ class Server:
             if not replies:
                 self._send(conn)
                 continue
-            data = replies[0] if len(replies) == 1 else b"".join(replies)
+            try:
+                data = replies[0] if len(replies) == 1 else b"".join(replies)
+            except MemoryError:
+                self._out_of_memory(conn)
+                continue
             replies.clear()
             if conn.out or conn.writing or conn.closing or conn.draining:
                 conn.out += data
                 self._send(conn)
             else:
                 self._send_replies(conn, data)
+            if conn.deferred and not conn.out and clients.get(conn.fd) is conn:
+                self._ready.add(conn)  # it took everything: what was kept back runs next
+
+    def _out_of_memory(self, conn: Connection) -> None:
+        """The replies of one client could not be put together: that client is told and
+        closed; everyone else goes on."""
+        log.error("%s: out of memory joining %d replies; closing the connection",
+                  conn.describe(), len(conn.replies))
+        conn.replies.clear()
+        conn.deferred = []
+        conn.out = bytearray(OUT_OF_MEMORY)
+        conn.closing = True
+        self._send(conn)
 
     def _send_replies(self, conn: Connection, data: bytes) -> None:
         """The common case of `_send`: nothing was queued before and the connection
@@ -524,6 +569,8 @@ class Server:
         if conn.draining and self._close_if_idle(conn):
             return
         self._set_events(conn, reading=not conn.closing, writing=False)
+        if conn.deferred:
+            self._ready.add(conn)  # the client has read all it was owed
 
     def _set_events(self, conn: Connection, reading: bool | None = None,
                     writing: bool | None = None) -> None:
@@ -545,7 +592,8 @@ class Server:
         which can destroy replies still in flight; so a connection with input
         waiting is left for the loop to read (and refuse) first.
         """
-        if conn.out or conn.replies or conn.parser.pending or conn.tx.queued is not None:
+        if (conn.out or conn.replies or conn.deferred or conn.parser.pending
+                or conn.tx.queued is not None):
             return False  # (a client inside MULTI is owed the answer to its EXEC)
         try:
             waiting = conn.sock.recv(1, socket.MSG_PEEK)
@@ -561,6 +609,7 @@ class Server:
             return
         del self.clients[conn.fd]
         self._touched.discard(conn)
+        self._ready.discard(conn)
         if self.monitors is not None:
             self.monitors.discard(conn)
         if self.keyspace is not None:
