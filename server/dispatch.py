@@ -22,14 +22,13 @@ import time
 
 from storage import StorageError
 
-from .commands import (BEFORE_AUTH, COMMANDS, LOOKUP, Command, subcommand_refusal,
-                       unknown_command, wrong_arity)
+from .commands import (COMMANDS, LOOKUP, Command, subcommand_refusal, unknown_command,
+                       wrong_arity)
 from .commands.admin import debug_refusal
 from .commit import GroupCommit
 from .connection import Connection
 from .context import Context
 from .errors import CommandError
-from .monitor import shown
 from .slowlog import OFF as NEVER_SLOW
 from .resp import OK, error, status
 from .scripting import BUSY, Run
@@ -44,17 +43,8 @@ QUEUED = status("QUEUED")
 FAST = {b"GET": 2, b"get": 2, b"SET": 3, b"set": 3}
 EMPTY: dict = {}
 NO_MULTI = error("ERR Command not allowed inside a transaction")
-# Inside MULTI these run at once; everything else is queued until EXEC.
+# Inside MULTI these run at once; everything else is queued until EXEC (processCommand).
 TRANSACTION_CONTROL = frozenset({"exec", "discard", "multi", "watch", "quit"})
-NOT_IN_MULTI = frozenset({"shutdown"})  # Redis's "no-multi" commands that kvd has
-# Redis's "noscript" commands that kvd has (and COMPACT, kvd's own).
-NOT_FROM_SCRIPTS = frozenset({"multi", "exec", "discard", "watch", "unwatch", "eval", "evalsha",
-                              "eval_ro", "evalsha_ro", "script", "auth", "hello", "quit",
-                              "shutdown", "debug", "config", "client", "compact", "wait",
-                              "monitor"})
-# Redis's "allow-busy" commands: what a client may run while a script is busy (and
-# SCRIPT KILL, SHUTDOWN NOSAVE: see _allowed_while_busy).
-ALLOWED_WHILE_BUSY = frozenset({"auth", "hello", "quit", "multi", "discard", "watch", "unwatch"})
 UNKNOWN_FROM_SCRIPT = error("ERR Unknown Redis command called from script")
 ARITY_FROM_SCRIPT = error("ERR Wrong number of args calling Redis command from script")
 NOT_FROM_SCRIPT = error("ERR This Redis command is not allowed from script")
@@ -163,7 +153,7 @@ class Dispatcher:
                 errors += 1
                 replies.append(self._reject(conn, command, wrong_arity(args[0])))
                 continue
-            if not conn.authenticated and command.name.encode() not in BEFORE_AUTH:
+            if not conn.authenticated and not command.no_auth:
                 replies.append(self._reject(conn, command, NOAUTH))
                 continue
             if command.subcommands is not None:
@@ -172,7 +162,7 @@ class Dispatcher:
                     errors += 1
                     replies.append(self._reject(conn, command, refused))
                     continue
-            if busy and not _allowed_while_busy(command, args):
+            if busy and not command.has("allow_busy", args):
                 errors += 1
                 replies.append(self._reject(conn, command, BUSY))
                 continue
@@ -200,7 +190,7 @@ class Dispatcher:
                 if now - started >= slow_ns:
                     self._took(conn, command, args, now - started)
                 started = now
-            if monitors and shown(command.name, args):
+            if monitors and command.resolve(args).shown:
                 ctx.monitors.feed(conn, args)
             fast = self._fast(conn, busy, monitors)  # MULTI, MONITOR, AUTH... change it
             if conn.closing:  # QUIT: nothing after it is executed, nor kept
@@ -314,7 +304,7 @@ class Dispatcher:
         arity = command.arity
         if (len(args) != arity) if arity > 0 else (len(args) < -arity):
             return ARITY_FROM_SCRIPT
-        if command.name in NOT_FROM_SCRIPTS:
+        if command.has("noscript", args):
             return NOT_FROM_SCRIPT
         if command.subcommands is not None:
             refused = subcommand_refusal(command, args)
@@ -331,7 +321,7 @@ class Dispatcher:
         self.ctx.stats.commands_processed += 1
         reply = self._execute(run.client, command, args)
         monitors = self.ctx.monitors
-        if monitors is not None and monitors.clients and shown(command.name, args):
+        if monitors is not None and monitors.clients and command.resolve(args).shown:
             monitors.feed(None, args)
         return reply
 
@@ -342,7 +332,7 @@ class Dispatcher:
         reply = self._execute(conn, command, args)
         self._took(conn, command, args, time.perf_counter_ns() - started)
         monitors = self.ctx.monitors
-        if monitors is not None and monitors.clients and shown(command.name, args):
+        if monitors is not None and monitors.clients and command.resolve(args).shown:
             monitors.feed(conn, args)
         return reply
 
@@ -378,7 +368,7 @@ class Dispatcher:
         """MULTI: the command waits for EXEC -- unless it may not, or cannot."""
         tx = conn.tx
         refused = ((command.name == "debug" and debug_refusal(self.ctx, conn))
-                   or (command.name in NOT_IN_MULTI and NO_MULTI)
+                   or ("no_multi" in command.flags and NO_MULTI)
                    or (command.write and self.commit.refusal()))
         if refused:
             return self._reject(conn, command, refused)
@@ -404,12 +394,3 @@ class Dispatcher:
         if tx.queued is not None:
             tx.aborted = True
         return reply
-
-
-def _allowed_while_busy(command: Command, args: list[bytes]) -> bool:
-    name = command.name
-    if name == "script":
-        return len(args) == 2 and args[1].upper() == b"KILL"
-    if name == "shutdown":
-        return any(arg.upper() == b"NOSAVE" for arg in args[1:])
-    return name in ALLOWED_WHILE_BUSY

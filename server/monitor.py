@@ -4,8 +4,9 @@ A line is `+<unix time>.<usec> [0 <client>] "arg" "arg"...` with each
 argument quoted as Redis's sdscatrepr quotes it; commands run by a script
 show `[0 lua]`. Redis's rules for what is shown: a command after it ran
 (so a transaction shows MULTI, its commands, then EXEC), EVAL before its
-script's commands, and never the administrative commands (CONFIG, DEBUG,
-SLOWLOG, SHUTDOWN, MONITOR...) nor a refused one. With nobody monitoring,
+script's commands, and never a command flagged admin or skip_monitor (CONFIG,
+DEBUG, SLOWLOG, SHUTDOWN, MONITOR, EVAL...: the gate reads Command.shown) nor a
+refused one. With nobody monitoring,
 the cost is one test per request.
 """
 
@@ -19,13 +20,6 @@ from .redact import redacted
 if TYPE_CHECKING:
     from .connection import Connection
 
-# Redis's "admin" commands kvd has, and subcommands of CLIENT/CONFIG flagged so: not shown;
-# nor the scripts, which show themselves before their commands (commands/scripting.py).
-NOT_SHOWN = frozenset({"config", "debug", "lastsave", "monitor", "shutdown", "slowlog",
-                       "compact", "eval", "evalsha", "eval_ro", "evalsha_ro"})
-NOT_SHOWN_SUBCOMMANDS = frozenset({b"LIST", b"KILL", b"PAUSE", b"UNPAUSE", b"NO-EVICT",
-                                   b"UNBLOCK"})  # of CLIENT
-
 _ESCAPES = {ord("\\"): b"\\\\", ord('"'): b'\\"', ord("\n"): b"\\n", ord("\r"): b"\\r",
             ord("\t"): b"\\t", 7: b"\\a", 8: b"\\b"}
 _REPR = [_ESCAPES.get(c, bytes([c]) if 32 <= c < 127 else b"\\x%02x" % c) for c in range(256)]
@@ -36,12 +30,6 @@ def quoted(arg: bytes) -> bytes:
     if arg.isalnum():
         return b'"' + arg + b'"'
     return b'"' + b"".join(_REPR[c] for c in arg) + b'"'
-
-
-def shown(name: str, args: list[bytes]) -> bool:
-    if name in NOT_SHOWN:
-        return False
-    return not (name == "client" and len(args) > 1 and args[1].upper() in NOT_SHOWN_SUBCOMMANDS)
 
 
 class Monitors:

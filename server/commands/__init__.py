@@ -10,7 +10,11 @@
     scripting.py   EVAL EVALSHA EVAL_RO EVALSHA_RO SCRIPT                  (eval.c)
     introspection.py COMMAND (INFO, DOCS from redis_commands.json)
     info.py        what INFO and CONFIG GET report
-    common.py      the handler signature and the errors the families share
+    common.py      the errors and argument readers the families share
+    table.py       a row of the table: Command, from Redis 7.0's description
+
+Each family lists its commands as rows of table.py: a name and a handler, with
+Redis 7.0's own arity, flags and key positions (and what kvd overrides).
 
 Every handler is `handler(ctx, conn, args) -> bytes`: `ctx` is the narrow
 Context (keyspace, stats, config, control, auth), `conn` the client (its
@@ -27,7 +31,7 @@ from . import (admin, bits, connection, dump, introspection, keys, scripting, st
                transactions)
 from .common import (Command, c_string, subcommand_refusal, unknown_subcommand,  # noqa: F401
                      wrong_arity)
-from .connection import BEFORE_AUTH  # noqa: F401 (the gate's)
+from .table import row
 
 
 def unknown_command(args: list[bytes]) -> bytes:
@@ -46,10 +50,11 @@ def unknown_command(args: list[bytes]) -> bytes:
 
 
 def _table() -> dict[bytes, Command]:
-    specs = [*strings.COMMANDS, *bits.COMMANDS, *keys.COMMANDS, *dump.COMMANDS, *connection.COMMANDS, *admin.COMMANDS,
-             *transactions.COMMANDS, *scripting.COMMANDS,
-             ("command", introspection.command, -1, False, introspection.SUBCOMMANDS)]
-    return {spec[0].encode(): Command(*spec) for spec in specs}
+    rows = [*strings.COMMANDS, *bits.COMMANDS, *keys.COMMANDS, *dump.COMMANDS,
+            *connection.COMMANDS, *admin.COMMANDS, *transactions.COMMANDS, *scripting.COMMANDS,
+            row("command", introspection.command,
+                subcommands=["count", "docs", "info", "list", "help"])]
+    return {command.name.encode(): command for command in rows}
 
 
 COMMANDS: dict[bytes, Command] = _table()

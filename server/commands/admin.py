@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING
 from ..glob import compile_glob
 from ..protocol import parse_strict_int
 from ..resp import OK, array, bulk, error, integer, status
+from ..scripting import BUSY
 from ..settings import parse_changes
 from . import info as info_
 from .common import NOT_INTEGER, SYNTAX, c_string, help_reply, unknown_subcommand
+from .table import row
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -40,7 +42,6 @@ CONFIG_HELP = [
     "REWRITE",
     "    Rewrite the configuration file.",
 ]
-CONFIG_SUBCOMMANDS = {b"GET": -3, b"SET": -4, b"RESETSTAT": 2, b"REWRITE": 2, b"HELP": 2}
 
 
 def config(ctx: Context, conn: Connection, args: list) -> bytes:
@@ -104,7 +105,9 @@ def shutdown(ctx: Context, conn: Connection, args: list) -> bytes:
             return SYNTAX
     if any(option.upper() == b"ABORT" for option in args[1:]):
         return error("ERR kvd cannot abort a shutdown")
-    if ctx.scripts is not None and ctx.scripts.busy:  # SHUTDOWN NOSAVE (only that gets here)
+    if ctx.scripts is not None and ctx.scripts.busy:  # (SHUTDOWN is allow_busy)
+        if not any(option.upper() == b"NOSAVE" for option in args[1:]):
+            return BUSY  # as Redis: only SHUTDOWN NOSAVE ends a busy script's server
         ctx.scripts.stop("SHUTDOWN NOSAVE")
     ctx.control.request_shutdown("SHUTDOWN command")
     return OK
@@ -180,7 +183,6 @@ SLOWLOG_HELP = [
     "RESET",
     "    Reset the slowlog.",
 ]
-SLOWLOG_SUBCOMMANDS = {b"GET": -2, b"LEN": 2, b"RESET": 2, b"HELP": 2}
 
 
 def slowlog(ctx: Context, conn: Connection, args: list) -> bytes:
@@ -222,8 +224,6 @@ LATENCY_HELP = [
     "specified command names.",
     "    If no commands are specified then all histograms are replied.",
 ]
-LATENCY_SUBCOMMANDS = {b"DOCTOR": 2, b"GRAPH": 3, b"HISTORY": 3, b"LATEST": 2, b"RESET": -2,
-                       b"HISTOGRAM": -2, b"HELP": 2}
 LATENCY_DISABLED = (
     "I'm sorry, Dave, I can't do that. Latency monitoring is disabled in this Redis instance. "
     "You may use \"CONFIG SET latency-monitor-threshold <milliseconds>.\" in order to enable "
@@ -275,17 +275,19 @@ def latency(ctx: Context, conn: Connection, args: list) -> bytes:
     return unknown_subcommand(args)
 
 
-# name, handler, arity, writes
 COMMANDS = [
-    ("info", info, -1, False),
-    ("config", config, -2, False, CONFIG_SUBCOMMANDS),
-    ("compact", compact, 1, False),
-    ("shutdown", shutdown, -1, False),
-    ("debug", debug, -2, False),
-    ("time", time_, 1, False),
-    ("monitor", monitor, 1, False),
-    ("slowlog", slowlog, -2, False, SLOWLOG_SUBCOMMANDS),
-    ("latency", latency, -2, False, LATENCY_SUBCOMMANDS),
-    ("lastsave", lastsave, 1, False),
-    ("wait", wait, 3, False),
+    row("info", info),
+    row("config", config,
+        subcommands=["get", "set", "resetstat", "rewrite", "help"]),
+    row("compact", compact),  # kvd's own (table.py describes it)
+    row("shutdown", shutdown),
+    row("debug", debug),
+    row("time", time_),
+    row("monitor", monitor),
+    row("slowlog", slowlog,
+        subcommands=["get", "len", "reset", "help"]),
+    row("latency", latency,
+        subcommands=["doctor", "graph", "history", "latest", "reset", "histogram", "help"]),
+    row("lastsave", lastsave),
+    row("wait", wait),
 ]

@@ -17,6 +17,7 @@ from ..protocol import parse_strict_int
 from ..resp import ONE, ZERO, array, error, integer
 from .common import NOT_INTEGER, SYNTAX, c_string, keyword
 from .strings import range_of
+from .table import row
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -320,13 +321,12 @@ def bitfield(ctx: Context, conn: Connection, args: list) -> bytes:
     return array(replies)
 
 
-# name, handler, arity, writes
 COMMANDS = [
-    ("setbit", setbit, 4, True),
-    ("getbit", getbit, 3, False),
-    ("bitcount", bitcount, -2, False),
-    ("bitpos", bitpos, -3, False),
-    ("bitop", bitop, -4, True),
-    ("bitfield", bitfield, -2, True),
-    ("bitfield_ro", bitfield, -2, False),
+    row("setbit", setbit),
+    row("getbit", getbit),
+    row("bitcount", bitcount),
+    row("bitpos", bitpos),
+    row("bitop", bitop),
+    row("bitfield", bitfield),
+    row("bitfield_ro", bitfield),
 ]

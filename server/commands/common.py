@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from typing import TYPE_CHECKING
 
 from ..protocol import parse_strict_int
 from ..resp import array, error, status
+from .table import Command, Handler  # noqa: F401 (the families' and the gate's)
 
 if TYPE_CHECKING:
     from ..connection import Connection
     from ..context import Context
 
-Handler = Callable[["Context", "Connection", list], bytes]
-
 NOT_INTEGER = error("ERR value is not an integer or out of range")
 SYNTAX = error("ERR syntax error")
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
-
-
-class Command(NamedTuple):
-    """One entry of the command table. arity: Redis's convention (n means exactly n
-    arguments including the name, -n at least n); write: its reply waits for the
-    pass's group commit, and it is refused while the store cannot write."""
-
-    name: str
-    handler: Handler
-    arity: int
-    write: bool
-    # Redis 7 looks subcommands up as commands of their own: the gate refuses an unknown
-    # one, or one with the wrong number of arguments (name -> arity), even inside MULTI.
-    subcommands: dict[bytes, int] | None = None
 
 
 def c_string(arg: bytes) -> bytes:
@@ -57,10 +42,11 @@ def subcommand_refusal(command: Command, args: list[bytes]) -> bytes | None:
     if len(args) < 2:
         return None
     sub = args[1].upper()
-    arity = command.subcommands.get(sub)
-    if arity is None:
+    found = command.subcommands.get(sub) if command.subcommands is not None else None
+    if found is None:
         return error(b"ERR unknown subcommand '" + c_string(args[1])[:128]
                      + b"'. Try " + command.name.upper().encode() + b" HELP.")
+    arity = found.arity
     if (len(args) != arity) if arity > 0 else (len(args) < -arity):
         return wrong_arity(command.name.encode() + b"|" + sub.lower())
     return None

@@ -8,6 +8,7 @@ from ..context import REDIS_VERSION
 from ..protocol import parse_strict_int
 from ..resp import ENCODERS, OK, PONG, bulk, error, integer
 from .common import NOT_INTEGER, SYNTAX, c_string, help_reply, unknown_subcommand, wrong_arity
+from .table import row
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -161,20 +162,16 @@ CLIENT_HELP = [
     "SETNAME <name>",
     "    Assign the name <name> to the current connection.",
 ]
-# CLIENT's subcommands kvd has (SETINFO is Redis 7.2's; redis-py sends it on connect).
-CLIENT_SUBCOMMANDS = {b"GETNAME": 2, b"ID": 2, b"INFO": 2, b"LIST": -2, b"SETINFO": 4,
-                      b"SETNAME": 3, b"HELP": 2}
 
 
-# name, handler, arity, writes
 COMMANDS = [
-    ("ping", ping, -1, False),
-    ("echo", echo, 2, False),
-    ("select", select, 2, False),
-    ("quit", quit_, -1, False),
-    ("auth", auth, -2, False),
-    ("hello", hello, -1, False),
-    ("client", client, -2, False, CLIENT_SUBCOMMANDS),
+    row("ping", ping),
+    row("echo", echo),
+    row("select", select),
+    row("quit", quit_),
+    row("auth", auth),
+    row("hello", hello),
+    row("client", client,
+        subcommands=["getname", "id", "info", "list", "setname", "help"],
+        extra_subcommands={"setinfo": (4, ["noscript", "loading", "stale"])}),
 ]
-# What a client may send before AUTH when a password is set.
-BEFORE_AUTH = frozenset({b"auth", b"hello", b"quit"})

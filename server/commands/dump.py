@@ -16,6 +16,7 @@ from ..keyspace import now_ms
 from ..protocol import encode_request, parse_strict_int
 from ..resp import OK, bulk, error, status
 from .common import NOT_INTEGER, SYNTAX, keyword
+from .table import row
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -190,9 +191,8 @@ class _ReplyLines:
         return line.rstrip(b"\r")
 
 
-# name, handler, arity, writes
 COMMANDS = [
-    ("dump", dump, 2, False),
-    ("restore", restore, -4, True),
-    ("migrate", migrate, -6, True),
+    row("dump", dump),
+    row("restore", restore),
+    row("migrate", migrate),
 ]

@@ -4,35 +4,26 @@ COMMAND INFO and COMMAND DOCS replies come from redis_commands.json: Redis's own
 answers for each command kvd has (tests/tools/command_table.py regenerates it
 from a redis-server), stored with their RESP3 types and encoded here in the
 client's protocol. Subcommands are shown only where kvd's command table has
-them (server/commands/common.py: Command.subcommands), so the description is of
-kvd, not of Redis; kvd's own COMPACT is described below. redis-cli 7 reads
+them (table.py: Command.subcommands), so the description is of kvd, not of Redis;
+kvd's own COMPACT is described in table.py. redis-cli 7 reads
 COMMAND DOCS for its hints.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..glob import compile_glob
 from ..resp import array, bulk, integer, status
 from .common import SYNTAX, Command, help_reply
+from .table import REDIS
 
 if TYPE_CHECKING:
     from ..connection import Connection
     from ..context import Context
     from ..resp import Resp2
 
-_TABLE = json.loads((Path(__file__).parent / "redis_commands.json").read_text())["commands"]
-_TABLE["compact"] = {  # kvd's own
-    "info": ["a", ["compact", 1, ["s", [["+", "admin"], ["+", "noscript"]]], 0, 0, 0,
-                   ["s", [["+", "@admin"], ["+", "@slow"], ["+", "@dangerous"]]], ["s", []],
-                   ["s", []], ["s", []]]],
-    "docs": ["m", ["summary", "Compacts the store in the background (as SIGUSR1 does).",
-                   "since", "0.1.0", "group", "server",
-                   "complexity", "O(N) in a background process, where N is the data's size."]],
-}
+_TABLE = REDIS  # Redis 7.0's descriptions (and kvd's COMPACT): see table.py
 
 # The command table (server/commands/__init__.py fills it in once built: it includes COMMAND).
 DESCRIBED: dict[bytes, Command] = {}
@@ -56,7 +47,6 @@ HELP = [
     "LIST [FILTERBY (MODULE <module-name>|ACLCAT <category>|PATTERN <pattern>)]",
     "    Return a list of all commands in this server.",
 ]
-SUBCOMMANDS = {b"COUNT": 2, b"DOCS": -2, b"INFO": -2, b"LIST": -2, b"HELP": 2}
 
 
 def _encode(node, resp: Resp2) -> bytes:

@@ -11,6 +11,7 @@ from ..keyspace import now_ms
 from ..resp import ONE, OK, ZERO, array, bulk, error, integer, status
 from .common import (DB_OUT_OF_RANGE, INT64_MAX, INT64_MIN, NOT_INTEGER, SYNTAX, help_reply,
                      c_string, invalid_expire, keyword, parse_db_index)
+from .table import row
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -33,7 +34,6 @@ OBJECT_HELP = [
     "    Return the number of references of the value associated with the specified",
     "    <key>.",
 ]
-OBJECT_SUBCOMMANDS = {b"ENCODING": 3, b"FREQ": 3, b"IDLETIME": 3, b"REFCOUNT": 3, b"HELP": 2}
 
 
 def del_(ctx: Context, conn: Connection, args: list) -> bytes:
@@ -264,32 +264,32 @@ def swapdb(ctx: Context, conn: Connection, args: list) -> bytes:
     return OK if first == second == 0 else DB_OUT_OF_RANGE
 
 
-# name, handler, arity, writes
 COMMANDS = [
-    ("del", del_, -2, True),
-    ("unlink", del_, -2, True),
-    ("exists", exists, -2, False),
-    ("keys", keys, 2, False),
-    ("scan", scan, -2, False),
-    ("dbsize", dbsize, 1, False),
-    ("type", type_, 2, False),
-    ("ttl", ttl, 2, False),
-    ("pttl", ttl, 2, False),
-    ("expiretime", ttl, 2, False),
-    ("pexpiretime", ttl, 2, False),
-    ("expire", expire, -3, True),
-    ("pexpire", expire, -3, True),
-    ("expireat", expire, -3, True),
-    ("pexpireat", expire, -3, True),
-    ("persist", persist, 2, True),
-    ("rename", rename, 3, True),
-    ("renamenx", rename, 3, True),
-    ("copy", copy, -3, True),
-    ("touch", touch, -2, False),
-    ("randomkey", randomkey, 1, False),
-    ("object", object_, -2, False, OBJECT_SUBCOMMANDS),
-    ("move", move, 3, True),
-    ("swapdb", swapdb, 3, True),
-    ("flushdb", flushall, -1, True),
-    ("flushall", flushall, -1, True),
+    row("del", del_),
+    row("unlink", del_),
+    row("exists", exists),
+    row("keys", keys),
+    row("scan", scan),
+    row("dbsize", dbsize),
+    row("type", type_),
+    row("ttl", ttl),
+    row("pttl", ttl),
+    row("expiretime", ttl),
+    row("pexpiretime", ttl),
+    row("expire", expire),
+    row("pexpire", expire),
+    row("expireat", expire),
+    row("pexpireat", expire),
+    row("persist", persist),
+    row("rename", rename),
+    row("renamenx", rename),
+    row("copy", copy),
+    row("touch", touch),
+    row("randomkey", randomkey),
+    row("object", object_,
+        subcommands=["encoding", "freq", "idletime", "refcount", "help"]),
+    row("move", move),
+    row("swapdb", swapdb),
+    row("flushdb", flushall),
+    row("flushall", flushall),
 ]

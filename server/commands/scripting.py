@@ -9,6 +9,7 @@ from ..resp import OK, array, bulk, error, integer
 from ..scripting import NOSCRIPT
 from ..protocol import parse_strict_int
 from .common import NOT_INTEGER, help_reply
+from .table import row
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -30,8 +31,6 @@ SCRIPT_HELP = [
     "LOAD <script>",
     "    Load a script into the scripts cache without executing it.",
 ]
-# SCRIPT's subcommands and their arity (Redis 7 checks them as commands of their own).
-SUBCOMMAND_ARITY = {b"DEBUG": 3, b"EXISTS": -3, b"FLUSH": -2, b"KILL": 2, b"LOAD": 3, b"HELP": 2}
 
 
 def _eval(ctx: Context, conn: Connection, args: list, by_sha: bool, read_only: bool) -> bytes:
@@ -72,7 +71,7 @@ def evalsha_ro(ctx: Context, conn: Connection, args: list) -> bytes:
 
 
 def script(ctx: Context, conn: Connection, args: list) -> bytes:
-    """(The gate has checked the subcommand and its arity: SUBCOMMAND_ARITY.)"""
+    """(The gate has checked the subcommand and its arity.)"""
     sub = args[1].upper()
     scripts = ctx.scripts
     if sub == b"LOAD":
@@ -97,9 +96,10 @@ def script(ctx: Context, conn: Connection, args: list) -> bytes:
 
 # name, handler, arity, writes[, subcommands] (a script's reply waits for the group commit if it wrote)
 COMMANDS = [
-    ("eval", eval_, -3, False),
-    ("evalsha", evalsha, -3, False),
-    ("eval_ro", eval_ro, -3, False),
-    ("evalsha_ro", evalsha_ro, -3, False),
-    ("script", script, -2, False, SUBCOMMAND_ARITY),
+    row("eval", eval_),
+    row("evalsha", evalsha),
+    row("eval_ro", eval_ro),
+    row("evalsha_ro", evalsha_ro),
+    row("script", script,
+        subcommands=["debug", "exists", "flush", "kill", "load", "help"]),
 ]

@@ -11,6 +11,7 @@ from ..resp import ONE, OK, ZERO, array, bulk, error, integer
 from ..lcs import LcsTable
 from .common import (INT64_MAX, INT64_MIN, NOT_INTEGER, SYNTAX, c_string, invalid_expire,
                      keyword, wrong_arity)
+from .table import row
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -342,28 +343,27 @@ def lcs(ctx: Context, conn: Connection, args: list) -> bytes:
                              bulk(b"len"), integer(table.length)])
 
 
-# name, handler, arity, writes
 COMMANDS = [
-    ("get", get, 2, False),
-    ("set", set_, -3, True),
-    ("setex", setex, 4, True),
-    ("psetex", setex, 4, True),
-    ("getex", getex, -2, True),
-    ("getset", getset, 3, True),
-    ("setnx", setnx, 3, True),
-    ("getdel", getdel, 2, True),
-    ("mget", mget, -2, False),
-    ("mset", mset, -3, True),
-    ("msetnx", msetnx, -3, True),
-    ("incrbyfloat", incrbyfloat, 3, True),
-    ("getrange", getrange, 4, False),
-    ("substr", getrange, 4, False),
-    ("setrange", setrange, 4, True),
-    ("lcs", lcs, -3, False),
-    ("append", append, 3, True),
-    ("strlen", strlen, 2, False),
-    ("incr", incr, 2, True),
-    ("decr", decr, 2, True),
-    ("incrby", incrby, 3, True),
-    ("decrby", decrby, 3, True),
+    row("get", get),
+    row("set", set_),
+    row("setex", setex),
+    row("psetex", setex),
+    row("getex", getex),
+    row("getset", getset),
+    row("setnx", setnx),
+    row("getdel", getdel),
+    row("mget", mget),
+    row("mset", mset),
+    row("msetnx", msetnx),
+    row("incrbyfloat", incrbyfloat),
+    row("getrange", getrange),
+    row("substr", getrange),
+    row("setrange", setrange),
+    row("lcs", lcs),
+    row("append", append),
+    row("strlen", strlen),
+    row("incr", incr),
+    row("decr", decr),
+    row("incrby", incrby),
+    row("decrby", decrby),
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..resp import OK, array, error
+from .table import row
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -76,9 +77,9 @@ def unwatch(ctx: Context, conn: Connection, args: list) -> bytes:
 
 # name, handler, arity, writes (EXEC writes if what it runs does: the gate decides)
 COMMANDS = [
-    ("multi", multi, 1, False),
-    ("exec", exec_, 1, False),
-    ("discard", discard, 1, False),
-    ("watch", watch, -2, False),
-    ("unwatch", unwatch, 1, False),
+    row("multi", multi),
+    row("exec", exec_),
+    row("discard", discard),
+    row("watch", watch),
+    row("unwatch", unwatch),
 ]

@@ -1,5 +1,7 @@
 """Regenerate server/commands/redis_commands.json: what Redis 7.0 answers to COMMAND INFO
-and COMMAND DOCS for each command kvd has, so that kvd's COMMAND describes them exactly.
+and COMMAND DOCS for each of its commands. kvd's command table takes each command's
+arity, flags and key positions from it (server/commands/table.py), and COMMAND
+describes the commands kvd has exactly as Redis does.
 
     ./run python -m tests.tools.command_table        (needs redis-server on PATH)
 
@@ -19,7 +21,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from server.commands import COMMANDS
 from tests.kvd_process import RedisServer
 
 OUT = Path(__file__).resolve().parents[2] / "server" / "commands" / "redis_commands.json"
@@ -66,12 +67,10 @@ def main() -> None:
             reader = Resp3(sock)
             ask(sock, reader, "HELLO", "3")
             table = {}
-            for name in sorted(COMMANDS):
-                name = name.decode()
+            names = [name for name in ask(sock, reader, "COMMAND", "LIST")[1] if "|" not in name]
+            for name in sorted(names):
                 info = ask(sock, reader, "COMMAND", "INFO", name)[1][0]
                 docs = ask(sock, reader, "COMMAND", "DOCS", name)[1]
-                if info is None:
-                    continue  # kvd's own (COMPACT)
                 table[name] = {"info": info, "docs": docs[1]}
             sock.close()
         finally:
