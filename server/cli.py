@@ -16,7 +16,8 @@ import click
 
 from storage import ENGINES, FSYNC_POLICIES, StorageError, engine_of, open_store
 
-from .config import Config, ConfigError, read_password_file
+from .config import SETTINGS, Config, ConfigError, read_password_file
+from .settings import LONG_MAX, Choice, Integer, Number, Octal, Setting, YesNo
 from .pidfile import (NotRunning, PidFileError, inspect, modified_ns, send_signal,
                       wait_for_exit)
 
@@ -37,8 +38,6 @@ def _option(name: str, help: str, **kwargs):
 
 pidfile_option = _option("pidfile", "PID file of the daemon.", default=DEFAULTS.pidfile,
                          type=click.Path(dir_okay=False))
-socket_option = _option("socket", "Unix socket to listen on ('' disables it).",
-                        default=DEFAULTS.socket)
 server_socket_option = _option("socket", "Unix socket of the server (for its figures).",
                                default=DEFAULTS.socket)
 dir_option = _option("dir", "Directory the relative paths are in (kvd.pid, kvd.sock, "
@@ -59,87 +58,40 @@ def _enter(directory: str | None, create: bool = False) -> None:
         _fail(f"cannot use --dir {directory}: {exc.strerror}", 2)
 
 
+def _setting_option(row: Setting):
+    """The `kvd start` option of a setting, from its row."""
+    default = getattr(DEFAULTS, row.field)
+    kind = row.kind
+    if isinstance(kind, YesNo):
+        env = _env(row.option)
+        return click.option(f"--{row.option}/--no-{row.option}", envvar=env, default=default,
+                            show_default=True, help=f"{row.help} [env: {env}]")
+    extra: dict = {}
+    if isinstance(kind, Integer):
+        extra["type"] = click.IntRange(kind.low, kind.high if kind.high < LONG_MAX else None)
+    elif isinstance(kind, Number):
+        extra["type"] = click.FloatRange(kind.low)
+    elif isinstance(kind, Choice):
+        extra["type"] = click.Choice(kind.values)
+    elif isinstance(kind, Octal):
+        default = f"{default:o}"  # read as octal by _build_config
+    if row.field == "log_file":
+        default = None  # stderr with --foreground, kvd.log otherwise: see _build_config
+    return _option(row.option, row.help, default=default, show_default=default is not None,
+                   **extra)
+
+
 def server_options(fn):
-    """The options of `kvd start`, which all end up in a Config."""
-    options = [
-        dir_option,
-        _option("data-dir", "Data directory.", default=DEFAULTS.data_dir,
-                type=click.Path(file_okay=False)),
-        _option("engine", "Storage engine; default: the data directory's own, log for a new one.",
-                default=None, show_default=False, type=click.Choice(ENGINES)),
-        _option("fsync", "When writes reach the disk: every acknowledged write (always), "
-                "about once a second (everysec) or when the OS decides (no).",
-                default=DEFAULTS.fsync, type=click.Choice(FSYNC_POLICIES)),
-        _option("segment-size", "Log engine: segment size in bytes before rotating.",
-                default=DEFAULTS.segment_size, type=click.IntRange(4096, 2**32 - 1)),
-        pidfile_option,
-        socket_option,
-        _option("socket-mode", "Permissions of the Unix socket (octal).", default="600"),
-        _option("bind", "TCP address to listen on.", default=DEFAULTS.bind),
-        _option("port", "TCP port (0 disables TCP).", default=DEFAULTS.port,
-                type=click.IntRange(0, 65535)),
-        _option("requirepass", "Password clients must send with AUTH (prefer --password-file: "
-                "a command line is visible to other users).", default=None),
-        _option("password-file", "File whose first line is the password (mode 600).",
-                default=None, type=click.Path(dir_okay=False)),
-        click.option("--protected-mode/--no-protected-mode", envvar="KVD_PROTECTED_MODE",
-                     default=True, show_default=True,
-                     help="Without a password, refuse to listen on a non-loopback address "
-                          "[env: KVD_PROTECTED_MODE]."),
-        _option("max-clients", "Connections served at once; more get an error.",
-                default=DEFAULTS.max_clients, type=click.IntRange(1)),
-        _option("max-key-size", "Largest key in bytes.", default=DEFAULTS.max_key_size,
-                type=click.IntRange(1)),
-        _option("max-value-size", "Largest value in bytes.", default=DEFAULTS.max_value_size,
-                type=click.IntRange(1, 2**31 - 1)),
-        _option("max-request-size", "Bytes a single request may occupy while it arrives.",
-                default=DEFAULTS.max_request_size, type=click.IntRange(1)),
-        _option("max-output-buffer", "Reply bytes queued for a client before kvd stops "
-                "reading its requests until it reads its replies.",
-                default=DEFAULTS.max_output_buffer, type=click.IntRange(1)),
-        _option("max-transaction-size", "Bytes of requests one MULTI may queue before EXEC; "
-                "past it the transaction is refused.", default=DEFAULTS.max_transaction_size,
-                type=click.IntRange(1)),
-        _option("busy-reply-threshold", "Milliseconds a Lua script may run before other clients "
-                "get -BUSY and SCRIPT KILL can stop it (0: never), as Redis's option.",
-                default=DEFAULTS.busy_reply_threshold, type=click.IntRange(0)),
-        _option("script-memory", "Bytes the Lua state of scripts may allocate; a script that "
-                "needs more fails with an error.", default=DEFAULTS.script_memory,
-                type=click.IntRange(4 * 1024 * 1024)),
-        _option("drain-timeout", "Seconds a shutdown waits for clients to finish.",
-                default=DEFAULTS.drain_timeout, type=click.FloatRange(0)),
-        click.option("--auto-compact/--no-auto-compact", envvar="KVD_AUTO_COMPACT", default=True,
-                     show_default=True,
-                     help="Compact unasked when garbage passes both thresholds below "
-                          "[env: KVD_AUTO_COMPACT]."),
-        _option("auto-compact-ratio", "Dead bytes as a multiple of live bytes that trigger "
-                "automatic compaction.", default=DEFAULTS.auto_compact_ratio,
-                type=click.FloatRange(0)),
-        _option("auto-compact-min-size", "Dead bytes below which automatic compaction never "
-                "starts.", default=DEFAULTS.auto_compact_min_size, type=click.IntRange(0)),
-        _option("compaction-rate", "MB/s of segments a compaction may read (0: no limit); "
-                "a limit leaves the disk to the server's own fsyncs.",
-                default=DEFAULTS.compaction_rate, type=click.FloatRange(0)),
-        _option("slowlog-log-slower-than", "Microseconds from which a command is kept in the "
-                "slow log (SLOWLOG GET); negative: off, 0: every command.",
-                default=DEFAULTS.slowlog_log_slower_than, type=click.IntRange(-1)),
-        _option("slowlog-max-len", "Entries the slow log keeps (the oldest go first).",
-                default=DEFAULTS.slowlog_max_len, type=click.IntRange(0)),
-        _option("latency-monitor-threshold", "Milliseconds from which an event (a command, a "
-                "flush, an expiry cycle, a fork) is kept by LATENCY; 0: off.",
-                default=DEFAULTS.latency_monitor_threshold, type=click.IntRange(0)),
-        _option("watchdog-period", "Seconds one pass of the loop may run before the watchdog "
-                "logs its stack (0: off).", default=DEFAULTS.watchdog_period,
-                type=click.FloatRange(0)),
-        _option("enable-debug-command", "Allow the DEBUG command (DEBUG SLEEP) from any client "
-                "(yes), from the Unix socket and loopback (local), or not at all (no), as Redis's "
-                "option of the same name.", default=DEFAULTS.enable_debug_command,
-                type=click.Choice(["no", "yes", "local"])),
-        _option("log-file", "Log file ('-' is stderr; default with --foreground).",
-                default=None),
-        _option("log-level", "Log level.", default=DEFAULTS.log_level,
-                type=click.Choice(["debug", "info", "warning", "error"])),
-    ]
+    """The options of `kvd start`: one per setting (config.py's rows) that has one, and
+    --dir, --password-file."""
+    options = [dir_option]
+    for row in SETTINGS:
+        if row.option is None:
+            continue
+        options.append(_setting_option(row))
+        if row.field == "requirepass":
+            options.append(_option("password-file", "File whose first line is the password "
+                                   "(mode 600).", default=None, type=click.Path(dir_okay=False)))
     for option in reversed(options):
         fn = option(fn)
     return fn

@@ -1,7 +1,12 @@
-"""The daemon's settings: one dataclass, filled by the `kvd` CLI (options and KVD_* variables).
+"""The daemon's settings: one dataclass whose fields are the table of settings (each
+declared with settings.setting: its default, kind, help, option, CONFIG names, whether
+CONFIG SET may change it and what the server redoes then). The `kvd` CLI fills it
+(options and KVD_* variables), CONFIG GET/SET read and change it.
 
 Paths are made absolute by `resolved()` before daemonizing, because the
 daemon changes its working directory to `/`.
+
+Adding a setting is adding a field here; everything else follows from its row.
 """
 
 from __future__ import annotations
@@ -9,6 +14,11 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+
+from storage import ENGINES, FSYNC_POLICIES
+
+from .settings import (Choice, Integer, Number, Octal, Path, Setting, Text, YesNo, setting,
+                       settings_of)
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -18,42 +28,127 @@ class ConfigError(ValueError):
     """A setting is invalid; the message says which and why."""
 
 
+def _port(config: Config, figures: dict) -> str:
+    return str(figures["tcp_port"])
+
+
+def _max_clients(config: Config, figures: dict) -> str:
+    return str(figures["max_clients"])  # (lowered at start-up when descriptors are short)
+
+
+def _bind(config: Config, figures: dict) -> str:
+    return config.bind if config.port else ""
+
+
+def _log_file(config: Config, figures: dict) -> str:
+    return config.log_file if config.log_file != "-" else ""
+
+
+def _milliseconds(config: Config, figures: dict) -> str:
+    return str(int(config.watchdog_period * 1000))  # Redis's watchdog-period is in ms
+
+
+# Log levels: kvd's (the option's), Redis's names for them (CONFIG SET reads either).
+LOG_LEVEL = Choice(("debug", "info", "warning", "error", "critical"),
+                   aliases=(("verbose", "debug"), ("notice", "info"), ("nothing", "critical")),
+                   shown=(("info", "notice"), ("error", "warning"), ("critical", "nothing")),
+                   listed=("debug", "verbose", "notice", "warning", "nothing"))
+
+
 @dataclasses.dataclass
 class Config:
-    """The settings. CONFIG SET changes a few at run time (server/settings.py says which),
-    through the loop, which also updates what it derived from them."""
+    """The settings: one row each (see settings.py for what reads the rows). CONFIG SET
+    changes the mutable ones at run time, through the loop, which redoes what it derived
+    from them (`apply`)."""
 
-    data_dir: str = "kvd-data"
-    engine: str | None = None  # None: the data directory's own (META), "log" for a new one
-    fsync: str = "always"
-    segment_size: int = 64 * MIB
-    pidfile: str = "kvd.pid"
-    socket: str = "kvd.sock"  # "" disables the Unix socket
-    socket_mode: int = 0o600
-    bind: str = "127.0.0.1"
-    port: int = 7379  # 0 disables TCP
-    requirepass: str | None = None
-    protected_mode: bool = True
-    max_clients: int = 10_000
-    max_key_size: int = 1 * MIB
-    max_value_size: int = 64 * MIB
-    max_request_size: int = 128 * MIB
-    max_output_buffer: int = 8 * MIB
-    max_transaction_size: int = 128 * MIB  # bytes of requests queued by one MULTI
-    busy_reply_threshold: int = 5000  # ms a script runs before others get -BUSY; 0: never
-    script_memory: int = 256 * MIB  # the Lua state's memory limit
-    drain_timeout: float = 10.0
-    auto_compact: bool = True
-    auto_compact_ratio: float = 1.0  # dead bytes >= this x live bytes...
-    auto_compact_min_size: int = 64 * MIB  # ...and at least this many dead bytes
-    compaction_rate: float = 0.0  # MB/s of segments a compaction reads; 0: unlimited
-    slowlog_log_slower_than: int = 10_000  # microseconds; negative: off, 0: every command
-    slowlog_max_len: int = 128
-    latency_monitor_threshold: int = 0  # ms; 0: the latency monitor is off
-    watchdog_period: float = 1.0  # seconds one loop pass may run before its stack is logged; 0: off
-    enable_debug_command: str = "no"  # "yes", "local" (Unix socket and loopback) or "no", as Redis
-    log_file: str = "kvd.log"  # "-" is stderr
-    log_level: str = "info"
+    data_dir: str = setting("kvd-data", Path(), "Data directory.", names=("dir",))
+    engine: str | None = setting(
+        None, Choice(ENGINES), "Storage engine; default: the data directory's own, log for "
+        "a new one.", names=("kvd-engine",))
+    fsync: str = setting(
+        "always", Choice(FSYNC_POLICIES), "When writes reach the disk: every acknowledged "
+        "write (always), about once a second (everysec) or when the OS decides (no).",
+        names=("appendfsync",))
+    segment_size: int = setting(64 * MIB, Integer(4096, 2**32 - 1),
+                                "Log engine: segment size in bytes before rotating.",
+                                names=("kvd-segment-size",))
+    pidfile: str = setting("kvd.pid", Path(), "PID file of the daemon.", names=("pidfile",))
+    socket: str = setting("kvd.sock", Path(), "Unix socket to listen on ('' disables it).",
+                          names=("unixsocket",))
+    socket_mode: int = setting(0o600, Octal(), "Permissions of the Unix socket (octal).",
+                               names=("unixsocketperm",))
+    bind: str = setting("127.0.0.1", Text(), "TCP address to listen on.", names=("bind",),
+                        show=_bind)
+    port: int = setting(7379, Integer(0, 65535), "TCP port (0 disables TCP).", names=("port",),
+                        show=_port)
+    requirepass: str | None = setting(
+        None, Text(secret=True, empty_is_none=True), "Password clients must send with AUTH "
+        "(prefer --password-file: a command line is visible to other users).",
+        names=("requirepass",), mutable=True, apply="auth")
+    protected_mode: bool = setting(
+        True, YesNo(), "Without a password, refuse to listen on a non-loopback address.",
+        names=("protected-mode",))
+    max_clients: int = setting(10_000, Integer(1, (1 << 32) - 1),
+                               "Connections served at once; more get an error.",
+                               names=("maxclients",), mutable=True, apply="clients",
+                               show=_max_clients)
+    max_key_size: int = setting(1 * MIB, Integer(1), "Largest key in bytes.",
+                                names=("kvd-max-key-size",))
+    max_value_size: int = setting(64 * MIB, Integer(1, 2**31 - 1), "Largest value in bytes.",
+                                  names=("kvd-max-value-size", "proto-max-bulk-len"))
+    max_request_size: int = setting(128 * MIB, Integer(1),
+                                    "Bytes a single request may occupy while it arrives.",
+                                    names=("client-query-buffer-limit",))
+    max_output_buffer: int = setting(
+        8 * MIB, Integer(1), "Reply bytes a client may owe before kvd stops running and "
+        "reading its requests until it has read its replies.", names=("kvd-max-output-buffer",))
+    max_transaction_size: int = setting(
+        128 * MIB, Integer(1), "Bytes of requests one MULTI may queue before EXEC; past it "
+        "the transaction is refused.", names=("kvd-max-transaction-size",))
+    busy_reply_threshold: int = setting(
+        5000, Integer(0), "Milliseconds a Lua script may run before other clients get -BUSY "
+        "and SCRIPT KILL can stop it (0: never), as Redis's option.",
+        names=("busy-reply-threshold", "lua-time-limit"), mutable=True)
+    script_memory: int = setting(256 * MIB, Integer(4 * MIB),
+                                 "Bytes the Lua state of scripts may allocate; a script that "
+                                 "needs more fails with an error.", names=("kvd-script-memory",))
+    drain_timeout: float = setting(10.0, Number(0), "Seconds a shutdown waits for clients to "
+                                   "finish.", names=("kvd-drain-timeout",), mutable=True)
+    auto_compact: bool = setting(True, YesNo(), "Compact unasked when garbage passes both "
+                                 "thresholds below.", names=("kvd-auto-compact",), mutable=True,
+                                 apply="compaction")
+    auto_compact_ratio: float = setting(
+        1.0, Number(0), "Dead bytes as a multiple of live bytes that trigger automatic "
+        "compaction.", names=("kvd-auto-compact-ratio",), mutable=True, apply="compaction")
+    auto_compact_min_size: int = setting(
+        64 * MIB, Integer(0), "Dead bytes below which automatic compaction never starts.",
+        names=("kvd-auto-compact-min-size",), mutable=True, apply="compaction")
+    compaction_rate: float = setting(
+        0.0, Number(0), "MB/s of segments a compaction may read (0: no limit); a limit leaves "
+        "the disk to the server's own fsyncs.", names=("kvd-compaction-rate",), mutable=True,
+        apply="compaction")
+    slowlog_log_slower_than: int = setting(
+        10_000, Integer(-1), "Microseconds from which a command is kept in the slow log "
+        "(SLOWLOG GET); negative: off, 0: every command.", names=("slowlog-log-slower-than",),
+        mutable=True, apply="slowlog")
+    slowlog_max_len: int = setting(128, Integer(0), "Entries the slow log keeps (the oldest "
+                                   "go first).", names=("slowlog-max-len",), mutable=True,
+                                   apply="slowlog")
+    latency_monitor_threshold: int = setting(
+        0, Integer(0), "Milliseconds from which an event (a command, a flush, an expiry "
+        "cycle, a fork) is kept by LATENCY; 0: off.", names=("latency-monitor-threshold",),
+        mutable=True, apply="latency")
+    watchdog_period: float = setting(
+        1.0, Number(0), "Seconds one pass of the loop may run before the watchdog logs its "
+        "stack (0: off).", names=("watchdog-period",), show=_milliseconds)
+    enable_debug_command: str = setting(
+        "no", Choice(("no", "yes", "local")), "Allow the DEBUG command (DEBUG SLEEP) from any "
+        "client (yes), from the Unix socket and loopback (local), or not at all (no), as "
+        "Redis's option of the same name.", names=("enable-debug-command",))
+    log_file: str = setting("kvd.log", Path(), "Log file ('-' is stderr; the default with "
+                            "--foreground).", names=("logfile",), show=_log_file)
+    log_level: str = setting("info", LOG_LEVEL, "Log level.", names=("loglevel",), mutable=True,
+                             apply="log")
 
     def resolved(self) -> Config:
         """A copy with every path absolute (relative to the current directory)."""
@@ -128,3 +223,6 @@ def read_password_file(path: str) -> str:
     if not password:
         raise ConfigError(f"password file {path} is empty")
     return password
+
+
+SETTINGS: list[Setting] = settings_of(Config)

@@ -40,7 +40,8 @@ from storage import StorageError, open_store
 from . import logs
 from .commit import GroupCommit
 from .compactor import AutoPolicy, Compactor
-from .config import Config, is_loopback
+from .config import SETTINGS, Config, is_loopback
+from .settings import Text
 from .connection import Connection
 from .context import REDIS_VERSION, Auth, Context
 from .dispatch import OUT_OF_MEMORY, Dispatcher
@@ -130,6 +131,10 @@ class Server:
         self._shutdown_requests: list[str] = []
         self._last_expire = 0.0
         self._expire_hurry = False
+        # What CONFIG SET redoes, by the `apply` of the settings it changed (settings.py).
+        self._reapply = {"clients": self._reapply_clients, "auth": self._reapply_auth,
+                         "compaction": self._reapply_compaction, "slowlog": self._reapply_slowlog,
+                         "latency": self._reapply_latency, "log": self._reapply_log}
         # Bulks up to the request limit are read, so that an oversized key or value gets
         # its own clear error from the command rather than a protocol error.
         self._max_bulk = config.max_request_size
@@ -696,34 +701,47 @@ class Server:
         return self.clients.values()
 
     def reconfigure(self, changes: dict[str, object]) -> str | None:
-        """CONFIG SET: the new values into the one Config everything reads, then into what
-        the loop derived from them at start-up."""
+        """CONFIG SET: the new values into the one Config everything reads, then what the
+        server derived from them redone, once per `apply` of the settings changed (a
+        setting without one is read from the Config where it is used)."""
         config = self.config
         if ("requirepass" in changes and changes["requirepass"] is None and config.port
                 and config.protected_mode and not is_loopback(config.bind)):
             return (f"protected mode: kvd listens on {config.bind} and would be left without "
                     "a password (restart it with --no-protected-mode to allow that)")
+        rows = {row.field: row for row in SETTINGS}
         for field, value in changes.items():
             setattr(config, field, value)
-            log.info("CONFIG SET %s = %s", field,
-                     "(redacted)" if field == "requirepass" else value)
-        if "max_clients" in changes:
-            self.max_clients = config.max_clients
-            self._fit_clients_to_descriptors()
-        if "requirepass" in changes:
-            self._auth.password = (config.requirepass.encode()
-                                   if config.requirepass is not None else None)
-        if "log_level" in changes:
-            logs.set_level(config.log_level)
-        policy = self.compaction.policy
+            secret = isinstance(rows[field].kind, Text) and rows[field].kind.secret
+            log.info("CONFIG SET %s = %s", field, "(redacted)" if secret else value)
+        for apply in {rows[field].apply for field in changes} - {None}:
+            self._reapply[apply]()
+        return None
+
+    def _reapply_clients(self) -> None:
+        self.max_clients = self.config.max_clients
+        self._fit_clients_to_descriptors()
+
+    def _reapply_auth(self) -> None:
+        password = self.config.requirepass
+        self._auth.password = password.encode() if password is not None else None
+
+    def _reapply_compaction(self) -> None:
+        config, policy = self.config, self.compaction.policy
         policy.enabled, policy.ratio = config.auto_compact, config.auto_compact_ratio
         policy.min_bytes = config.auto_compact_min_size
         self.compaction.rate_limit = config.compaction_rate * 1e6
-        self.latency.threshold_ms = config.latency_monitor_threshold
-        self.slowlog.slower_than_us = config.slowlog_log_slower_than
-        self.slowlog.max_len = config.slowlog_max_len
+
+    def _reapply_slowlog(self) -> None:
+        self.slowlog.slower_than_us = self.config.slowlog_log_slower_than
+        self.slowlog.max_len = self.config.slowlog_max_len
         self.slowlog.trim()
-        return None
+
+    def _reapply_latency(self) -> None:
+        self.latency.threshold_ms = self.config.latency_monitor_threshold
+
+    def _reapply_log(self) -> None:
+        logs.set_level(self.config.log_level)
 
     def figures(self) -> dict:
         return {

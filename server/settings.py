@@ -1,120 +1,221 @@
-"""CONFIG SET: the settings that change at run time, under their CONFIG names.
+"""How a setting is described (Redis's standardConfig): the one table of settings is the
+Config dataclass (config.py), each field declared with `setting(...)`, and everything
+that handles settings reads it from there:
 
-Each entry names the Config field it sets and how its text is read, with
-Redis's error texts (config.c). The loop applies a change to what it derived
-from the setting (the client limit, the compaction policy, the password, the
-log level, the slow log); everything else is fixed at start-up, and CONFIG SET
-of it says so ("can't set immutable config"), as Redis does for its own.
+* `kvd start`'s options and their KVD_* variables (cli.py builds them from the rows);
+* CONFIG GET (`config_values`: every setting under each of its names, and the Redis
+  settings kvd only reports) and CONFIG SET (`parse_changes`, Redis's error texts);
+* what the running server redoes when CONFIG SET changes one (`Setting.apply`, a name
+  of what to redo: the server's `reconfigure` runs each once).
+
+Values in text are read by the setting's `Kind`: bounds and Redis's messages once, for
+the option and for CONFIG SET alike.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .protocol import parse_strict_int
 
-# Log levels: Redis's names and kvd's (the --log-level choices), to the logging level.
-LOG_LEVELS = {"debug": "debug", "verbose": "debug", "notice": "info", "info": "info",
-              "warning": "warning", "error": "error", "nothing": "critical"}
-REDIS_LOG_LEVEL = {"debug": "debug", "info": "notice", "warning": "warning", "error": "warning",
-                   "critical": "nothing"}
+if TYPE_CHECKING:
+    from .config import Config
+
+LONG_MAX = (1 << 63) - 1
+# Redis settings kvd reports but has no setting for (CONFIG GET shows them; SET refuses).
+REPORTED = {"databases": "1", "appendonly": "yes", "save": "", "timeout": "0"}
 
 
 class Refused(ValueError):
     """The text after "CONFIG SET failed (possibly related to argument 'x') - "."""
 
 
+class Kind:
+    """What values a setting takes: read from text (CONFIG SET, and the option's type in
+    cli.py) and shown as text (CONFIG GET)."""
+
+    def parse(self, text: bytes) -> Any:
+        raise Refused("argument cannot be changed at run time")
+
+    def show(self, value: Any) -> str:
+        return "" if value is None else str(value)
+
+
 @dataclass(frozen=True)
-class Setting:
-    field: str
-    parse: Callable[[bytes], object]
+class Integer(Kind):
+    low: int
+    high: int = LONG_MAX
 
-
-def _integer(low: int, high: int) -> Callable[[bytes], int]:
-    def parse(text: bytes) -> int:
+    def parse(self, text: bytes) -> int:
         value = parse_strict_int(text)
         if value is None:
             raise Refused("argument couldn't be parsed into an integer")
-        if not low <= value <= high:
-            raise Refused(f"argument must be between {low} and {high} inclusive")
+        if not self.low <= value <= self.high:
+            raise Refused(f"argument must be between {self.low} and {self.high} inclusive")
         return value
-    return parse
 
 
-def _number(low: float) -> Callable[[bytes], float]:
-    def parse(text: bytes) -> float:
+@dataclass(frozen=True)
+class Number(Kind):
+    low: float
+
+    def parse(self, text: bytes) -> float:
         try:
             value = float(text)
         except ValueError:
             raise Refused("argument couldn't be parsed into a number") from None
-        if not value >= low or value == float("inf"):
-            raise Refused(f"argument must be a number of at least {low:g}")
+        if not value >= self.low or value == float("inf"):
+            raise Refused(f"argument must be a number of at least {self.low:g}")
         return value
-    return parse
+
+    def show(self, value: Any) -> str:
+        return f"{value:g}"
 
 
-def _yes_no(text: bytes) -> bool:
-    answer = text.lower()
-    if answer not in (b"yes", b"no"):
-        raise Refused("argument must be 'yes' or 'no'")
-    return answer == b"yes"
+@dataclass(frozen=True)
+class YesNo(Kind):
+    """A switch: `--name/--no-name` as an option, yes or no in CONFIG."""
+
+    def parse(self, text: bytes) -> bool:
+        answer = text.lower()
+        if answer not in (b"yes", b"no"):
+            raise Refused("argument must be 'yes' or 'no'")
+        return answer == b"yes"
+
+    def show(self, value: Any) -> str:
+        return "yes" if value else "no"
 
 
-def _log_level(text: bytes) -> str:
-    level = LOG_LEVELS.get(text.decode(errors="replace").lower())
-    if level is None:
-        raise Refused("argument(s) must be one of the following: debug, verbose, notice, "
-                      "warning, nothing (or kvd's info, error)")
-    return level
+@dataclass(frozen=True)
+class Choice(Kind):
+    """One of `values`; CONFIG names may differ (`aliases`: Redis's name -> kvd's) and
+    are shown as Redis's where `shown` says so."""
+
+    values: tuple[str, ...]
+    aliases: tuple[tuple[str, str], ...] = ()
+    shown: tuple[tuple[str, str], ...] = ()
+    listed: tuple[str, ...] = ()  # the names Redis's error lists (default: the values)
+
+    def parse(self, text: bytes) -> str:
+        name = text.decode(errors="replace").lower()
+        value = dict(self.aliases).get(name, name)
+        if value not in self.values:
+            raise Refused("argument(s) must be one of the following: "
+                          + ", ".join(self.listed or self.values))
+        return value
+
+    def show(self, value: Any) -> str:
+        return dict(self.shown).get(value, "" if value is None else str(value))
 
 
-def _password(text: bytes) -> str | None:
-    return text.decode() if text else None  # "" removes the password, as in Redis
+@dataclass(frozen=True)
+class Text(Kind):
+    """Any text; `secret`: kept out of the log; `empty_is_none`: "" unsets it (requirepass)."""
+
+    secret: bool = False
+    empty_is_none: bool = False
+
+    def parse(self, text: bytes) -> str | None:
+        if self.empty_is_none and not text:
+            return None
+        return text.decode()
 
 
-LONG_MAX = (1 << 63) - 1
-SETTINGS = {
-    "loglevel": Setting("log_level", _log_level),
-    "maxclients": Setting("max_clients", _integer(1, (1 << 32) - 1)),
-    "requirepass": Setting("requirepass", _password),
-    "slowlog-log-slower-than": Setting("slowlog_log_slower_than", _integer(-1, LONG_MAX)),
-    "slowlog-max-len": Setting("slowlog_max_len", _integer(0, LONG_MAX)),
-    "latency-monitor-threshold": Setting("latency_monitor_threshold", _integer(0, LONG_MAX)),
-    "busy-reply-threshold": Setting("busy_reply_threshold", _integer(0, LONG_MAX)),
-    "lua-time-limit": Setting("busy_reply_threshold", _integer(0, LONG_MAX)),
-    "kvd-auto-compact": Setting("auto_compact", _yes_no),
-    "kvd-auto-compact-ratio": Setting("auto_compact_ratio", _number(0)),
-    "kvd-auto-compact-min-size": Setting("auto_compact_min_size", _integer(0, LONG_MAX)),
-    "kvd-compaction-rate": Setting("compaction_rate", _number(0)),
-    "kvd-drain-timeout": Setting("drain_timeout", _number(0)),
-}
+@dataclass(frozen=True)
+class Path(Kind):
+    """A file or directory; made absolute before the daemon detaches ('' and '-' stay)."""
 
 
-def parse_changes(pairs: list[tuple[bytes, bytes]], known: set[str]
+@dataclass(frozen=True)
+class Octal(Kind):
+    """Permission bits, written in octal (600)."""
+
+    def show(self, value: Any) -> str:
+        return f"{value:o}"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the table: everything about one setting but its value."""
+
+    field: str  # the Config attribute
+    kind: Kind
+    help: str
+    option: str | None  # `kvd start --<option>` (KVD_<OPTION>); None: no option
+    names: tuple[str, ...]  # CONFIG GET/SET names (Redis's where it has the setting)
+    mutable: bool  # CONFIG SET may change it
+    apply: str | None  # what the running server redoes when it changes (see reconfigure)
+    show: Callable[[Config, dict], str] | None  # CONFIG GET's text, when not kind.show
+
+    def text(self, config: Config, figures: dict) -> str:
+        if self.show is not None:
+            return self.show(config, figures)
+        return self.kind.show(getattr(config, self.field))
+
+
+def setting(default: Any, kind: Kind, help: str, *, option: str | None = "",
+            names: tuple[str, ...] = (), mutable: bool = False, apply: str | None = None,
+            show: Callable[[Config, dict], str] | None = None) -> Any:
+    """A Config field that is a setting. `option` defaults to the field's name with
+    dashes; "" means that, None no option."""
+    return dataclasses.field(default=default, metadata={"setting": (kind, help, option, names,
+                                                                    mutable, apply, show)})
+
+
+def settings_of(config_class: type) -> list[Setting]:
+    """The rows: every field of `config_class` declared with setting(), in order."""
+    rows = []
+    for f in dataclasses.fields(config_class):
+        if "setting" not in f.metadata:
+            continue
+        kind, help, option, names, mutable, apply, show = f.metadata["setting"]
+        if option == "":
+            option = f.name.replace("_", "-")
+        rows.append(Setting(f.name, kind, help, option, names, mutable, apply, show))
+    return rows
+
+
+def by_name(rows: list[Setting]) -> dict[str, Setting]:
+    """CONFIG name -> its row."""
+    return {name: row for row in rows for name in row.names}
+
+
+def config_values(rows: list[Setting], config: Config, figures: dict) -> dict[str, str]:
+    """CONFIG GET's view: every setting under each of its names, and what kvd reports."""
+    values = {name: row.text(config, figures) for row in rows for name in row.names}
+    values.update(REPORTED)
+    return values
+
+
+def parse_changes(rows: list[Setting], pairs: list[tuple[bytes, bytes]]
                   ) -> dict[str, object] | tuple[str, str | None]:
     """Config field -> new value for CONFIG SET's name/value pairs; or (what failed, why)
     where why is None for a name that is not a setting at all."""
+    named = by_name(rows)
     changes: dict[str, object] = {}
     seen: set[str] = set()
     refusal: tuple[str, str | None] | None = None
     for raw_name, _ in pairs:  # every name before any value; the first problem is told
         name, shown = raw_name.decode(errors="replace").lower(), raw_name.decode(errors="replace")
+        row = named.get(name)
         if refusal is None:
-            if name not in SETTINGS and name not in known:
+            if row is None and name not in REPORTED:
                 refusal = (shown, None)
-            elif name not in SETTINGS:
+            elif row is None or not row.mutable:
                 refusal = (shown, "can't set immutable config")
-            elif SETTINGS[name].field in seen:
+            elif row.field in seen:
                 refusal = (shown, "duplicate parameter")
-        if name in SETTINGS:
-            seen.add(SETTINGS[name].field)
+        if row is not None:
+            seen.add(row.field)
     if refusal is not None:
         return refusal
     for raw_name, text in pairs:
-        setting = SETTINGS[raw_name.decode(errors="replace").lower()]
+        name = raw_name.decode(errors="replace").lower()
+        row = named[name]
         try:
-            changes[setting.field] = setting.parse(text)
+            changes[row.field] = row.kind.parse(text)
         except Refused as exc:
-            return raw_name.decode(errors="replace").lower(), str(exc)
+            return name, str(exc)
     return changes

@@ -11,7 +11,8 @@ from ..glob import compile_glob
 from ..protocol import parse_strict_int
 from ..resp import OK, array, bulk, error, integer, status
 from ..scripting import BUSY
-from ..settings import parse_changes
+from ..config import SETTINGS
+from ..settings import config_values, parse_changes
 from . import info as info_
 from .common import NOT_INTEGER, SYNTAX, c_string, help_reply, unknown_subcommand
 from .table import row
@@ -59,7 +60,7 @@ def config(ctx: Context, conn: Connection, args: list) -> bytes:
 
 
 def _config_get(ctx: Context, conn: Connection, args: list) -> bytes:
-    settings = info_.config_values(ctx)
+    settings = config_values(SETTINGS, ctx.config, ctx.control.figures())
     found: dict[str, str] = {}
     for pattern in args[2:]:
         # As Redis: a C string (cut at a NUL), looked up by name unless it has a glob
@@ -82,7 +83,7 @@ def _config_set(ctx: Context, args: list) -> bytes:
     if len(args) % 2:
         return SYNTAX
     pairs = list(zip(args[2::2], args[3::2]))
-    changes = parse_changes(pairs, set(info_.config_values(ctx)))
+    changes = parse_changes(SETTINGS, pairs)
     if isinstance(changes, tuple):
         name, why = changes
         if why is None:

@@ -1,4 +1,4 @@
-"""INFO and CONFIG GET: what the server reports about itself, in Redis's shapes.
+"""INFO: what the server reports about itself, in Redis's shapes.
 
 Field names follow Redis where a Redis field means the same thing (so
 monitoring that reads Redis's INFO reads kvd's); kvd's own figures carry a
@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..context import REDIS_VERSION
-from ..settings import REDIS_LOG_LEVEL
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -181,48 +180,6 @@ def render(ctx: Context, sections: list[str]) -> str:
         lines = [f"# {name.capitalize()}"] + [f"{k}:{v}" for k, v in fields.items()]
         blocks.append("\r\n".join(lines))
     return "\r\n\r\n".join(blocks) + "\r\n" if blocks else ""
-
-
-def config_values(ctx: Context) -> dict[str, str]:
-    """CONFIG GET's view of the settings, under Redis's names where they exist."""
-    c = ctx.config
-    figures = ctx.control.figures()
-    return {
-        "bind": c.bind if c.port else "",
-        "port": str(figures["tcp_port"]),
-        "unixsocket": c.socket,
-        "unixsocketperm": f"{c.socket_mode:o}",
-        "dir": c.data_dir,
-        "pidfile": c.pidfile,
-        "logfile": c.log_file if c.log_file != "-" else "",
-        "databases": "1",
-        "maxclients": str(figures["max_clients"]),
-        "appendonly": "yes",
-        "appendfsync": c.fsync,
-        "save": "",
-        "protected-mode": "yes" if c.protected_mode else "no",
-        "proto-max-bulk-len": str(c.max_value_size),
-        "client-query-buffer-limit": str(c.max_request_size),
-        "timeout": "0",
-        "kvd-engine": c.engine,
-        "kvd-max-key-size": str(c.max_key_size),
-        "kvd-max-value-size": str(c.max_value_size),
-        "kvd-drain-timeout": f"{c.drain_timeout:g}",
-        "watchdog-period": str(int(c.watchdog_period * 1000)),
-        "enable-debug-command": c.enable_debug_command,
-        "busy-reply-threshold": str(c.busy_reply_threshold),
-        "lua-time-limit": str(c.busy_reply_threshold),
-        "kvd-script-memory": str(c.script_memory),
-        "loglevel": REDIS_LOG_LEVEL.get(c.log_level, c.log_level),
-        "requirepass": c.requirepass or "",
-        "slowlog-log-slower-than": str(c.slowlog_log_slower_than),
-        "slowlog-max-len": str(c.slowlog_max_len),
-        "latency-monitor-threshold": str(c.latency_monitor_threshold),
-        "kvd-auto-compact": "yes" if c.auto_compact else "no",
-        "kvd-auto-compact-ratio": f"{c.auto_compact_ratio:g}",
-        "kvd-auto-compact-min-size": str(c.auto_compact_min_size),
-        "kvd-compaction-rate": f"{c.compaction_rate:g}",
-    }
 
 
 def _human(n: float) -> str:

@@ -25,7 +25,8 @@ from storage.layout import segment_ids, segment_name
 class StandInControl:
     """Control as a test sees it: records what commands ask of the server."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config
         self.shutdowns: list[str] = []
         self.compactions: list[str] = []
         self.conns: list[Connection] = []
@@ -42,6 +43,11 @@ class StandInControl:
     def serve_while_busy(self, caller) -> None:
         """No other clients here to serve."""
 
+    def reconfigure(self, changes: dict) -> str | None:
+        for field, value in changes.items():
+            setattr(self.config, field, value)
+        return None
+
     def figures(self) -> dict:
         return {"tcp_port": 0, "uptime_s": 1.0, "max_clients": 10, "write_error": None,
                 "compaction": {"compaction_in_progress": 0}, "compaction_running_s": None,
@@ -57,7 +63,7 @@ class Harness:
         self.config = Config(requirepass=password, **limits)
         self.keyspace = Keyspace(self.store, self.stats, self.config.max_key_size,
                                  self.config.max_value_size)
-        self.control = StandInControl()
+        self.control = StandInControl(self.config)
         self.commit = GroupCommit(self.store, self.stats)
         self.scripts = Scripts(self.config, REDIS_VERSION)
         self.gate = Dispatcher(Context(self.keyspace, self.stats, self.config, self.control,
