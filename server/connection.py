@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import socket
 import time
+from typing import Callable
 
 from .config import is_loopback
 from .protocol import RequestParser
@@ -12,6 +13,10 @@ from .resp import RESP2
 from .transaction import Transaction
 
 _ids = itertools.count(1)
+
+
+def _unwatched(ready: int) -> None:
+    """A connection's callback until the network registers it."""
 
 
 class Connection:
@@ -28,7 +33,7 @@ class Connection:
 
     __slots__ = (
         "sock", "fd", "id", "addr", "kind", "parser", "resp", "replies", "write_slots", "out",
-        "deferred",
+        "deferred", "callback",
         "name", "lib_name", "lib_ver", "created", "last_command",
         "closing", "draining", "reading", "writing", "commands", "tx",
     )
@@ -45,6 +50,7 @@ class Connection:
         self.write_slots: list[int] = []
         self.out = bytearray()
         self.deferred: list[list[bytes]] = []
+        self.callback: Callable[[int], None] = _unwatched  # what the loop calls when it is ready
         self.name = b""
         self.lib_name = b""
         self.lib_ver = b""

@@ -27,7 +27,7 @@ import daemon
 from . import logs
 from .config import Config
 from .errors import StartupError
-from .loop import Server
+from .loop import start
 
 log = logging.getLogger("kvd.server")
 
@@ -106,8 +106,7 @@ def run_server(config: Config, on_ready) -> int:
 
     log.info("kvd %s starting (PID %d, Python %s)", __version__, os.getpid(),
              sys.version.split()[0])
-    server = Server(config)
-    server.start()
+    server = start(config)
     on_ready({
         "pid": os.getpid(),
         "socket": config.socket,

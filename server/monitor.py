@@ -13,7 +13,7 @@ the cost is one test per request.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from .redact import redacted
 
@@ -33,12 +33,12 @@ def quoted(arg: bytes) -> bytes:
 
 
 class Monitors:
-    """The monitoring clients. `touch(conn)` tells the loop a connection has output."""
+    """The monitoring clients; `fed`: those given lines since the network last sent."""
 
-    def __init__(self, unix_socket: str, touch: Callable[[Connection], None]) -> None:
+    def __init__(self, unix_socket: str) -> None:
         self.clients: list[Connection] = []
         self.unix_socket = unix_socket
-        self.touch = touch
+        self.fed: set[Connection] = set()
 
     def add(self, conn: Connection) -> None:
         if conn not in self.clients:
@@ -47,6 +47,7 @@ class Monitors:
     def discard(self, conn: Connection) -> None:
         if conn in self.clients:
             self.clients.remove(conn)
+        self.fed.discard(conn)
 
     def feed(self, conn: Connection | None, args: list[bytes]) -> None:
         """Show one command of `conn` (None: run by a script) to every monitor."""
@@ -61,4 +62,4 @@ class Monitors:
                                            b" ".join(quoted(arg) for arg in redacted(args)))
         for monitor in self.clients:
             monitor.replies.append(line)
-            self.touch(monitor)
+            self.fed.add(monitor)

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from .protocol import parse_strict_int
 
-if TYPE_CHECKING:
-    from .config import Config
+Config = Any  # (config.Config: the table is declared there, with these)
 
 LONG_MAX = (1 << 63) - 1
 # Redis settings kvd reports but has no setting for (CONFIG GET shows them; SET refuses).

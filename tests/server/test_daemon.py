@@ -117,23 +117,24 @@ def test_a_failed_first_start_removes_the_data_directory_it_created(tmp_path, mo
     failure of the descriptor check) leaves no new data directory; an old one stays."""
     from server.config import Config
     from server.errors import StartupError
-    from server.loop import Server
+    from server.loop import start
+    from server.network import Network
 
-    def fail(self) -> None:
+    def fail(self, reserve: int) -> None:
         raise StartupError("no descriptors left")
 
-    monkeypatch.setattr(Server, "_fit_clients_to_descriptors", fail)
+    monkeypatch.setattr(Network, "fit_clients_to_descriptors", fail)
     data = tmp_path / "data"
     config = Config(data_dir=str(data), pidfile=str(tmp_path / "kvd.pid"),
                     socket=str(tmp_path / "kvd.sock"), port=0, log_file="-")
     with pytest.raises(StartupError):
-        Server(config).start()
+        start(config)
     assert not data.exists()
     assert not (tmp_path / "kvd.pid").exists() and not (tmp_path / "kvd.sock").exists()
     data.mkdir()
     (data / "mine").write_text("kept")
     with pytest.raises(StartupError):
-        Server(config).start()
+        start(config)
     assert (data / "mine").read_text() == "kept"
 
 

@@ -1,0 +1,421 @@
+"""The clients: accepting them, reading what they send and running it through the gate,
+the output cap, sending the replies after the pass's group commit, and closing.
+
+One pass of the loop reads each readable connection once (`on_client`), runs what was
+read through the gate (dispatch.py), and, once every readable connection was served,
+`commit_and_reply` makes the pass's writes durable (one flush) and only then sends the
+pass's replies -- one `send` per connection; what the kernel does not take waits in
+`conn.out`. A client owed more than --max-output-buffer is not read until it reads
+(backpressure), and the gate stops running its requests once a reply passes that cap
+(they wait in `conn.deferred` and run first in the pass after the client has read
+everything: `run_deferred`).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import resource
+import socket
+import time
+from typing import Callable, Collection
+
+from .commit import GroupCommit
+from .config import Config
+from .connection import Connection
+from .context import Auth
+from .dispatch import OUT_OF_MEMORY
+from .eventloop import READ, WRITE, EventLoop
+from .listeners import Listener
+from .monitor import Monitors
+from .protocol import ProtocolError, RequestParser
+from .stats import Stats
+from .transaction import Watches
+
+log = logging.getLogger("kvd.server")
+
+# Below malloc's mmap threshold: recv() allocates its whole buffer first, and
+# a larger one costs an mmap and a munmap on every call.
+RECV_SIZE = 64 * 1024
+MAX_CLIENTS = b"-ERR max number of clients reached\r\n"
+ACCEPT_PAUSE_S = 0.1
+FD_RESERVE = 64  # descriptors kept for the store, the log, pipes and a compaction
+
+Run = Callable[..., list]  # the gate: (conn, requests, busy=, admitted=) -> requests kept back
+
+
+class Network:
+    def __init__(self, config: Config, loop: EventLoop, stats: Stats, auth: Auth,
+                 listeners: list[Listener], run: Run, commit: GroupCommit,
+                 monitors: Monitors, watches: Watches) -> None:
+        self.config = config
+        self.loop = loop
+        self.stats = stats
+        self.auth = auth
+        self.listeners = listeners
+        self.run = run
+        self.commit = commit
+        self.monitors = monitors
+        self.watches = watches
+        self.clients: dict[int, Connection] = {}
+        self.max_clients = config.max_clients  # lowered when descriptors are short
+        self.accepting = False
+        # Connections read (or fed by MONITOR) this pass: their replies go out after the
+        # pass's group commit.
+        self.touched: set[Connection] = set()
+        # Connections whose deferred requests can run: their client read all it was owed.
+        self.ready: set[Connection] = set()
+        # While a script is busy (serve_while_busy): the connections left alone.
+        self.busy_skip: Collection[Connection] | None = None
+        # Bulks up to the request limit are read, so that an oversized key or value gets
+        # its own clear error from the command rather than a protocol error.
+        self._max_bulk = config.max_request_size
+
+    # -- accepting ----------------------------------------------------------------------
+
+    def resume_accepting(self) -> None:
+        if not self.accepting:
+            self.accepting = True
+            for listener in self.listeners:
+                self.loop.watch(listener.sock, READ,
+                                lambda ready, listener=listener: self._accept(listener))
+
+    def stop_accepting(self) -> None:
+        if self.accepting:
+            self.accepting = False
+            for listener in self.listeners:
+                self.loop.unwatch(listener.sock)
+
+    def close_listeners(self) -> None:
+        self.stop_accepting()
+        self.loop.timers.cancel("accept")
+        for listener in self.listeners:
+            listener.close()
+        self.listeners.clear()
+
+    def _pause_accepting(self) -> None:
+        self.stop_accepting()
+        self.loop.timers.set("accept", time.monotonic() + ACCEPT_PAUSE_S,
+                             lambda now: self.resume_accepting())
+
+    def fit_clients_to_descriptors(self, reserve: int) -> None:
+        """Like Redis: raise the descriptor limit as far as allowed, and if it is still
+        too low for --max-clients (with `reserve` for the store), serve fewer clients
+        rather than fail at accept(). A client over the limit is then refused with an
+        error instead of left hanging in the kernel's backlog."""
+        self.max_clients = self.config.max_clients
+        reserve += FD_RESERVE
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = self.config.max_clients + reserve
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                soft = target
+            except (ValueError, OSError):
+                pass
+        if soft != resource.RLIM_INFINITY and soft - reserve < self.config.max_clients:
+            self.max_clients = max(1, soft - reserve)
+            log.warning("only %d file descriptors are allowed (ulimit -n): serving at most %d "
+                        "clients instead of --max-clients %d", soft, self.max_clients,
+                        self.config.max_clients)
+
+    def _accept(self, listener: Listener) -> None:
+        for _ in range(64):
+            try:
+                sock, addr = listener.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.warning("cannot accept connections: %s; pausing accepts for %.1f s",
+                                exc.strerror, ACCEPT_PAUSE_S)
+                    self._pause_accepting()
+                    return
+                raise
+            self.stats.connections_received += 1
+            if len(self.clients) >= self.max_clients:
+                self.stats.rejected_connections += 1
+                try:
+                    sock.send(MAX_CLIENTS)
+                except OSError:
+                    pass
+                sock.close()
+                continue
+            sock.setblocking(False)
+            if listener.kind == "tcp":
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                where = f"{addr[0]}:{addr[1]}"
+            else:
+                where = f"{listener.path}:0"
+            conn = Connection(
+                sock, where, listener.kind,
+                RequestParser(self._max_bulk, self.config.max_request_size,
+                              unauthenticated=self.auth.required),
+            )
+            conn.callback = lambda ready, conn=conn: self._on_client(conn, ready)
+            self.clients[conn.fd] = conn
+            self.loop.watch(sock, READ, conn.callback)
+
+    # -- reading and running ------------------------------------------------------------
+
+    def _on_client(self, conn: Connection, ready: int) -> None:
+        if self.clients.get(conn.fd) is not conn:
+            return  # closed earlier in this pass
+        if self.busy_skip is not None and conn in self.busy_skip:
+            return
+        if ready & READ:
+            self._on_readable(conn)
+        if ready & WRITE and self.clients.get(conn.fd) is conn:
+            self.send(conn)
+
+    def _on_readable(self, conn: Connection) -> None:
+        if conn.deferred:
+            return  # what was read already runs first (this pass or the next)
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close(conn)
+            return
+        if not data:  # EOF: close once the replies already owed are sent (half-close)
+            conn.closing = True
+            if conn.replies:
+                return  # this pass's replies: sent when it commits, then send() closes
+            if conn.out:
+                self._set_events(conn, reading=False)
+            else:
+                self.close(conn)
+            return
+        self.stats.net_input_bytes += len(data)
+        if conn.closing:
+            return  # said goodbye already: discard until EOF
+        self.touched.add(conn)
+        self._serve_input(conn, data)
+
+    def _serve_input(self, conn: Connection, data: bytes) -> None:
+        """Parse what was read and run the requests; those the output cap keeps back wait
+        in `conn.deferred` (and nothing more is read until they have run)."""
+        parser = conn.parser
+        run = self.run
+        busy = self.busy_skip is not None
+        while True:
+            try:
+                requests = parser.feed(data)
+            except ProtocolError as exc:
+                rest = run(conn, exc.requests, busy)
+                while rest and not conn.closing:  # the error comes after them all: no cap
+                    rest = run(conn, rest, busy)
+                if conn.closing:
+                    return  # a QUIT came first: Redis reads no further, so neither do we
+                self.stats.protocol_errors += 1
+                log.info("%s: protocol error: %s", conn.describe(), exc)
+                conn.replies.append(exc.reply)
+                conn.closing = True  # closed by send() once the error reply is out
+                return
+            if requests:
+                conn.deferred = run(conn, requests, busy)
+                if conn.deferred:
+                    return
+            if not parser.held_back or conn.closing:
+                return
+            data = b""  # before AUTH: one request at a time (see RequestParser)
+
+    def run_deferred(self) -> None:
+        """Run the requests the output cap kept back, of the clients that have read."""
+        ready, self.ready = self.ready, set()
+        for conn in ready:
+            if self.clients.get(conn.fd) is not conn or not conn.deferred:
+                continue
+            self.touched.add(conn)
+            requests, conn.deferred = conn.deferred, []
+            conn.deferred = self.run(conn, requests, admitted=True)
+            if not conn.deferred and conn.parser.held_back and not conn.closing:
+                self._serve_input(conn, b"")
+
+    def serve_while_busy(self, caller: Connection, events: list) -> None:
+        """One pass from inside a script past the busy threshold (Redis's
+        processEventsWhileBlocked): `events` (what is ready now) are acted on in busy
+        mode -- the gate answers -BUSY to all but what may run while a script is busy --
+        and the replies go out at once. The caller, and clients whose replies of the
+        current pass still wait for its group commit, are left unread until the script
+        ends. Nothing written is answered here (no write runs while a script is busy);
+        the replies of the current pass that wait only for the script go out too: if
+        nothing was written before it in this pass, they answered reads of durable
+        data."""
+        outer, self.touched = self.touched, set()
+        if not self.commit.dirty:
+            for conn in [c for c in outer if c is not caller and not c.write_slots]:
+                outer.discard(conn)
+                self.touched.add(conn)
+        self.busy_skip = outer | {caller}
+        try:
+            for callback, ready in events:
+                callback(ready)
+            self.reply_to(self.take_touched())
+        finally:
+            self.busy_skip = None
+            self.touched = outer
+
+    # -- replying -----------------------------------------------------------------------
+
+    def take_touched(self) -> set[Connection]:
+        """The connections with replies this pass (monitors fed included), and a new set."""
+        touched, self.touched = self.touched, set()
+        if self.monitors.fed:
+            touched |= self.monitors.fed
+            self.monitors.fed.clear()
+        return touched
+
+    def commit_and_reply(self) -> None:
+        """Group commit for the pass, then send every reply of the pass."""
+        touched = self.take_touched()  # (send() may close, and discard, any of them)
+        self.commit.commit(touched)
+        self.reply_to(touched)
+
+    def reply_to(self, touched: set[Connection]) -> None:
+        """Send the pass's replies of these connections (after their commit)."""
+        clients = self.clients
+        for conn in touched:
+            if conn.write_slots:
+                conn.write_slots.clear()
+            if clients.get(conn.fd) is not conn:
+                conn.replies.clear()
+                continue
+            replies = conn.replies
+            if not replies:
+                self.send(conn)
+                continue
+            try:
+                data = replies[0] if len(replies) == 1 else b"".join(replies)
+            except MemoryError:
+                self._out_of_memory(conn)
+                continue
+            replies.clear()
+            if conn.out or conn.writing or conn.closing or conn.draining:
+                conn.out += data
+                self.send(conn)
+            else:
+                self._send_replies(conn, data)
+            if conn.deferred and not conn.out and clients.get(conn.fd) is conn:
+                self.ready.add(conn)  # it took everything: what was kept back runs next
+
+    def _out_of_memory(self, conn: Connection) -> None:
+        """The replies of one client could not be put together: that client is told and
+        closed; everyone else goes on."""
+        log.error("%s: out of memory joining %d replies; closing the connection",
+                  conn.describe(), len(conn.replies))
+        conn.replies.clear()
+        conn.deferred = []
+        conn.out = bytearray(OUT_OF_MEMORY)
+        conn.closing = True
+        self.send(conn)
+
+    def _send_replies(self, conn: Connection, data: bytes) -> None:
+        """The common case of `send`: nothing was queued before and the connection
+        stays as it is, so the replies go straight to the kernel -- no copy into
+        `conn.out` -- and only what it did not take is queued."""
+        sent = self._send_once(conn, data)
+        if sent is not None and sent < len(data):
+            conn.out += memoryview(data)[sent:]
+            self.send(conn)  # watches for writability, stops reading if too much is owed
+
+    def _send_once(self, conn: Connection, data: bytes | bytearray) -> int | None:
+        """One send(): the bytes the kernel took, or None if the connection failed
+        (it is closed then)."""
+        try:
+            sent = conn.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError:
+            self.close(conn)
+            return None
+        self.stats.net_output_bytes += sent
+        return sent
+
+    def send(self, conn: Connection) -> None:
+        out = conn.out
+        if out:
+            sent = self._send_once(conn, out)
+            if sent is None:
+                return
+            del out[:sent]
+        if out:
+            over = len(out) > self.config.max_output_buffer
+            if over and conn in self.monitors.clients:
+                # Other clients' commands keep coming: a monitor that does not keep up is
+                # dropped (as Redis's output buffer limits drop it), never a memory leak.
+                log.warning("%s: MONITOR client dropped: %d bytes unread (--max-output-buffer)",
+                            conn.describe(), len(out))
+                self.close(conn)
+                return
+            # Backpressure: stop reading from a client that does not read its replies.
+            reading = conn.reading and not over
+            self._set_events(conn, reading=reading, writing=True)
+            return
+        if conn.closing:
+            self.close(conn)
+            return
+        if conn.draining and self.close_if_idle(conn):
+            return
+        self._set_events(conn, reading=not conn.closing, writing=False)
+        if conn.deferred:
+            self.ready.add(conn)  # the client has read all it was owed
+
+    def _set_events(self, conn: Connection, reading: bool | None = None,
+                    writing: bool | None = None) -> None:
+        reading = conn.reading if reading is None else reading
+        writing = conn.writing if writing is None else writing
+        if reading == conn.reading and writing == conn.writing:
+            return
+        conn.reading, conn.writing = reading, writing
+        events = (READ if reading else 0) | (WRITE if writing else 0)
+        if events:
+            self.loop.watch(conn.sock, events, conn.callback)
+        else:
+            self.close(conn)
+
+    # -- closing ------------------------------------------------------------------------
+
+    def close_if_idle(self, conn: Connection) -> bool:
+        """Draining: close a connection that is owed nothing and has sent nothing more.
+
+        Closing a socket with unread input makes TCP reset the connection,
+        which can destroy replies still in flight; so a connection with input
+        waiting is left for the loop to read (and refuse) first.
+        """
+        if (conn.out or conn.replies or conn.deferred or conn.parser.pending
+                or conn.tx.queued is not None):
+            return False  # (a client inside MULTI is owed the answer to its EXEC)
+        try:
+            waiting = conn.sock.recv(1, socket.MSG_PEEK)
+        except OSError:  # including BlockingIOError: nothing waiting
+            waiting = b""
+        if waiting:
+            return False
+        self.close(conn)
+        return True
+
+    def close(self, conn: Connection) -> None:
+        if self.clients.get(conn.fd) is not conn:
+            return
+        del self.clients[conn.fd]
+        self.touched.discard(conn)
+        self.ready.discard(conn)
+        self.monitors.discard(conn)
+        self.watches.unwatch_all(conn.tx)
+        self.loop.unwatch(conn.sock)
+        conn.sock.close()
+
+    def begin_drain(self) -> None:
+        """A shutdown began: every connection is draining; those idle are closed."""
+        for conn in list(self.clients.values()):
+            conn.draining = True
+            self.close_if_idle(conn)
+
+    def close_all(self) -> None:
+        for conn in list(self.clients.values()):
+            self.close(conn)
