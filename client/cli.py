@@ -67,7 +67,8 @@ class Settings:
                     retry=Retry(NoBackoff(), 0),  # report failures at once; never re-send a write
                 )
             except OSError as exc:
-                raise Failure(f"cannot read the password file: {exc.strerror}", EXIT_USAGE) from None
+                raise Failure(f"cannot read the password file: {exc.strerror}",
+                              EXIT_USAGE) from None
         return self._client
 
 
@@ -191,7 +192,7 @@ def put(settings: Settings, key: str, value: str | None, path, ttl: int | None) 
     elif value == "-":
         data = sys.stdin.buffer.read()
     else:
-        data = os.fsencode(value)
+        data = os.fsencode(value or "")
     settings.client().set(_key(key), data, ex=ttl)
 
 
@@ -228,7 +229,7 @@ def get(settings: Settings, key: str) -> None:
     if value is None:
         raise Failure(f"no such key: {key}", EXIT_NOT_FOUND)
     out = sys.stdout.buffer
-    out.write(value)
+    out.write(value if isinstance(value, bytes) else value.encode())
     if sys.stdout.isatty():
         out.write(b"\n")
     out.flush()
@@ -359,7 +360,7 @@ def compact(settings: Settings, wait: bool, timeout: float) -> None:
       kvctl --host db1 --port 7379 compact --wait
     """
     client = settings.client()
-    before = client.info("persistence") if wait else None
+    before = client.info("persistence") if wait else {}
     _request_compaction(settings, client)
     if wait:
         _follow(client, before, timeout)
@@ -477,7 +478,7 @@ def import_(settings: Settings, path: str) -> None:
     """
     client = settings.client()
     try:
-        source = sys.stdin.buffer if path == "-" else open(path, "rb")
+        source = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 (with below)
     except OSError as exc:
         raise Failure(f"cannot read {path}: {exc.strerror}", EXIT_USAGE) from None
     with source:
@@ -531,18 +532,20 @@ def _follow(client: redis.Redis, before: dict, timeout: float) -> None:
     already running when we asked -- the one after it (requests coalesce into that one)."""
     target = before["compactions_started"] + (2 if before["compaction_in_progress"] else 1)
     deadline = time.monotonic() + timeout
-    with click.progressbar(length=1, label="compacting", file=sys.stderr,
+    with click.progressbar(length=1000, label="compacting", file=sys.stderr,
                            show_eta=False) as bar:
-        shown = 0.0
+        shown = 0  # thousandths
         while True:
             info = client.info("persistence")
             if info["compactions_completed"] + info["compactions_failed"] >= target:
-                bar.update(1 - shown)
+                bar.update(1000 - shown)
                 break
             if info["compactions_started"] >= target and info["compaction_bytes_total"]:
-                fraction = info["compaction_bytes_done"] / info["compaction_bytes_total"]
-                bar.update(max(0.0, min(fraction, 0.999) - shown))
-                shown = max(shown, min(fraction, 0.999))
+                done = 1000 * info["compaction_bytes_done"] // info["compaction_bytes_total"]
+                done = min(done, 999)
+                if done > shown:
+                    bar.update(done - shown)
+                    shown = done
             if time.monotonic() > deadline:
                 raise Failure(f"the compaction did not finish within {timeout:g} s", EXIT_SERVER)
             time.sleep(0.1)

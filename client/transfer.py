@@ -16,8 +16,9 @@ the server cannot read (a damaged record) is never skipped silently: it is named
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
 import hiredis
 import redis

@@ -14,12 +14,11 @@ import sys
 
 import click
 
-from storage import ENGINES, FSYNC_POLICIES, StorageError, engine_of, open_store
+from storage import ENGINES, StorageError, engine_of, open_store
 
 from .config import SETTINGS, Config, ConfigError, read_password_file
+from .pidfile import NotRunning, PidFileError, inspect, modified_ns, send_signal, wait_for_exit
 from .settings import LONG_MAX, Choice, Integer, Number, Octal, Setting, YesNo
-from .pidfile import (NotRunning, PidFileError, inspect, modified_ns, send_signal,
-                      wait_for_exit)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 DEFAULTS = Config()
@@ -60,6 +59,7 @@ def _enter(directory: str | None, create: bool = False) -> None:
 
 def _setting_option(row: Setting):
     """The `kvd start` option of a setting, from its row."""
+    assert row.option is not None
     default = getattr(DEFAULTS, row.field)
     kind = row.kind
     if isinstance(kind, YesNo):

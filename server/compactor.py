@@ -30,9 +30,10 @@ import logging
 import os
 import signal
 import time
-from typing import Callable
+from collections.abc import Callable, Generator
+from typing import Any
 
-from storage import StorageError
+from storage import CompactionResult, StorageError
 from storage import compaction as log_compaction
 
 from .signals import HANDLED, reset_in_child
@@ -94,12 +95,15 @@ class Compactor:
         self.last_duration_s = 0.0
         self.last_reclaimed = 0
         self.bytes_done = self.bytes_total = 0
-        self._plan = None
+        # The log engine's CompactionPlan or the sqlite engine's SqliteCompaction (the two
+        # engines' jobs differ: see _start).
+        self._plan: Any = None
         self._child: int | None = None
         self._progress_fd = -1
         self._progress_buffer = b""
         self._child_error: str | None = None
-        self._finisher = None  # the log engine's finish, advanced one batch per pass
+        # the log engine's finish, advanced one batch per pass
+        self._finisher: Generator[None, None, CompactionResult] | None = None
         self._started_at = 0.0
 
     @property
@@ -142,6 +146,7 @@ class Compactor:
         return self._plan is not None and self._child is None
 
     def _finish_step(self) -> None:
+        assert self._finisher is not None
         try:
             next(self._finisher)
             return

@@ -17,8 +17,18 @@ import os
 
 from storage import ENGINES, FSYNC_POLICIES
 
-from .settings import (Choice, Integer, Number, Octal, Path, Setting, Text, YesNo, setting,
-                       settings_of)
+from .settings import (
+    Choice,
+    Integer,
+    Number,
+    Octal,
+    Path,
+    Setting,
+    Text,
+    YesNo,
+    setting,
+    settings_of,
+)
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -168,15 +178,18 @@ class Config:
         if not self.socket and not self.port:
             raise ConfigError("both the Unix socket and TCP are disabled; nothing to listen on")
         if self.port and not 0 < self.port < 65536:
-            raise ConfigError(f"--port must be between 1 and 65535 (0 disables TCP), not {self.port}")
-        if self.port and self.protected_mode and not self.requirepass and not is_loopback(self.bind):
+            raise ConfigError("--port must be between 1 and 65535 (0 disables TCP), "
+                              f"not {self.port}")
+        if (self.port and self.protected_mode and not self.requirepass
+                and not is_loopback(self.bind)):
             raise ConfigError(
                 f"refusing to listen on {self.bind} without a password (protected mode): "
                 "set --requirepass or --password-file, bind a loopback address, "
                 "or pass --no-protected-mode if the network is trusted"
             )
         if self.socket and len(self.socket.encode()) > 107:
-            raise ConfigError(f"Unix socket path is too long for the kernel (max 107 bytes): {self.socket}")
+            raise ConfigError("Unix socket path is too long for the kernel (max 107 bytes): "
+                              f"{self.socket}")
         for name in ("max_clients", "max_key_size", "max_value_size", "max_request_size",
                      "max_output_buffer", "max_transaction_size"):
             if getattr(self, name) < 1:
@@ -188,7 +201,8 @@ class Config:
                 f"and value: at least {needed}"
             )
         if self.auto_compact_ratio < 0 or self.auto_compact_min_size < 0:
-            raise ConfigError("--auto-compact-ratio and --auto-compact-min-size must not be negative")
+            raise ConfigError("--auto-compact-ratio and --auto-compact-min-size must not be "
+                              "negative")
         if self.watchdog_period < 0:
             raise ConfigError("--watchdog-period must not be negative (0 turns the watchdog off)")
         if self.busy_reply_threshold < 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import socket
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from .config import is_loopback
 from .protocol import RequestParser
@@ -96,11 +96,13 @@ class Connection:
         """One line of CLIENT LIST / CLIENT INFO, Redis's format; `command` is the last
         command's full name (cmd=), NULL before the first."""
         age = int(time.monotonic() - self.created)
+        queued = self.tx.queued
         return (
-            f"id={self.id} addr={self.addr} laddr={self.local_address()} fd={self.fd} name={self.name.decode(errors='replace')} "
-            f"age={age} idle=0 flags={'x' if self.tx.queued is not None else 'N'} db=0 sub=0 psub=0 "
-            f"multi={-1 if self.tx.queued is None else len(self.tx.queued)} qbuf={self.unprocessed()} "
-            f"obl={len(self.out)} oll=0 omem=0 events=r cmd={command} "
-            f"user=default resp={self.resp.version} lib-name={self.lib_name.decode(errors='replace')} "
+            f"id={self.id} addr={self.addr} laddr={self.local_address()} fd={self.fd} "
+            f"name={self.name.decode(errors='replace')} age={age} idle=0 "
+            f"flags={'x' if queued is not None else 'N'} db=0 sub=0 psub=0 "
+            f"multi={-1 if queued is None else len(queued)} qbuf={self.unprocessed()} "
+            f"obl={len(self.out)} oll=0 omem=0 events=r cmd={command} user=default "
+            f"resp={self.resp.version} lib-name={self.lib_name.decode(errors='replace')} "
             f"lib-ver={self.lib_ver.decode(errors='replace')}"
         )

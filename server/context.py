@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
-from typing import TYPE_CHECKING, Callable, Collection, Protocol
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .config import Config
 from .keyspace import Keyspace
@@ -23,6 +24,7 @@ from .stats import Stats
 
 if TYPE_CHECKING:
     from .connection import Connection
+    from .scripting import Run
 
 REDIS_VERSION = "7.0.0"  # the Redis whose command semantics kvd follows
 
@@ -70,6 +72,10 @@ class Auth:
         return self.password is None or hmac.compare_digest(password, self.password)
 
 
+def _before_the_gate(*args: object) -> Any:
+    raise RuntimeError("the gate (dispatch.Dispatcher) sets this when it is built")
+
+
 @dataclasses.dataclass
 class Context:
     keyspace: Keyspace
@@ -77,12 +83,13 @@ class Context:
     config: Config
     control: Control
     auth: Auth
-    scripts: Scripts | None = None
-    monitors: Monitors | None = None
-    slowlog: SlowLog | None = None
-    latency: LatencyMonitor | None = None
+    scripts: Scripts
+    monitors: Monitors
+    slowlog: SlowLog
+    latency: LatencyMonitor
     # Set by the gate (dispatch.py): runs one command past it (EXEC runs its queue with
     # it), runs one command a script calls, finds a command by name.
-    call: Callable[..., bytes] | None = None  # (conn, command, args) -> reply
-    script_call: Callable[..., bytes] | None = None  # (run, args) -> reply
-    lookup: Callable[[bytes], object] | None = None  # name -> Command or None
+    # (a Command is commands.Command, which imports this module: Any here)
+    call: Callable[[Connection, Any, list], bytes] = _before_the_gate
+    script_call: Callable[[Run, list], bytes] = _before_the_gate
+    lookup: Callable[[bytes], Any] = _before_the_gate

@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from typing import Collection, Protocol
+from collections.abc import Collection
+from typing import Protocol
 
 from storage import Store
 

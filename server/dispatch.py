@@ -19,19 +19,21 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import cast
 
 from storage import StorageError
 
-from .commands import (COMMANDS, LOOKUP, Command, subcommand_refusal, unknown_command,
-                       wrong_arity)
+from . import fastpath
+from .commands import COMMANDS, LOOKUP, Command, subcommand_refusal, unknown_command, wrong_arity
 from .commands.admin import debug_refusal
 from .commit import GroupCommit
 from .connection import Connection
 from .context import Context
 from .errors import CommandError
-from .slowlog import OFF as NEVER_SLOW
-from .resp import OK, error, status
+from .fastpath import FastPath
+from .resp import error, status
 from .scripting import BUSY, Run
+from .slowlog import OFF as NEVER_SLOW
 
 log = logging.getLogger("kvd.server")
 
@@ -39,12 +41,10 @@ SHUTTING_DOWN = error("ERR server is shutting down")
 OUT_OF_MEMORY = error("OOM out of memory: the command's reply could not be built")
 NOAUTH = error("NOAUTH Authentication required.")
 QUEUED = status("QUEUED")
-# The gate's fast path (Dispatcher.run): name -> arity, for GET and SET as clients send them.
-FAST = {b"GET": 2, b"get": 2, b"SET": 3, b"set": 3}
-EMPTY: dict = {}
 NO_MULTI = error("ERR Command not allowed inside a transaction")
 # Inside MULTI these run at once; everything else is queued until EXEC (processCommand).
 TRANSACTION_CONTROL = frozenset({"exec", "discard", "multi", "watch", "quit"})
+GET, SET = LOOKUP[b"GET"], LOOKUP[b"SET"]
 UNKNOWN_FROM_SCRIPT = error("ERR Unknown Redis command called from script")
 ARITY_FROM_SCRIPT = error("ERR Wrong number of args calling Redis command from script")
 NOT_FROM_SCRIPT = error("ERR This Redis command is not allowed from script")
@@ -79,7 +79,10 @@ class Dispatcher:
         Redis allows then runs, everything else is refused with -BUSY (inside MULTI that
         dooms the transaction, as any refusal). `admitted`: the requests were read
         before a shutdown began (kept back by the cap), so they run although the
-        connection is draining."""
+        connection is draining.
+
+        While the gate's checks cannot fail for them, plain GETs and SETs take the
+        short way (fastpath.py), whose contract keeps it the same as this one."""
         replies = conn.replies
         if not requests:
             return requests
@@ -94,53 +97,33 @@ class Dispatcher:
         writes_before = len(write_slots)
         errors = 0
         tx = conn.tx
-        # Bytes of replies this call may add before it stops (see above).
-        room = ctx.config.max_output_buffer - len(conn.out) - sum(map(len, replies))
         # Each command is timed for the slow log (one clock read, none when it is off)
         # and shown to monitors (one test while there are none).
-        monitors = ctx.monitors.clients if ctx.monitors is not None else ()
-        slowlog, latency = ctx.slowlog, ctx.latency
-        slow_ns = min(slowlog.threshold_ns if slowlog is not None else NEVER_SLOW,
-                      latency.threshold_ns if latency is not None else NEVER_SLOW)
+        monitors = ctx.monitors.clients
+        slow_ns = min(ctx.slowlog.threshold_ns, ctx.latency.threshold_ns)
         timing = slow_ns < NEVER_SLOW
         clock = time.perf_counter_ns
         started = clock() if timing else 0
-        # The common case, plainly: GET key / SET key value from an authenticated client
-        # outside MULTI, nobody monitoring, the store writing, no script busy. Same checks
-        # as below (those that can fail for these arguments), fewer steps. Consecutive
-        # GETs, or consecutive SETs, are gathered into a run and done with one call to the
-        # keyspace before anything else runs (_finish_run); an oversized SET takes the
-        # long way, which answers its error in place.
-        fast = self._fast(conn, busy, monitors)
-        keyspace = ctx.keyspace
-        max_key, max_value = keyspace.max_key_size, keyspace.max_value_size
-        run: list = []  # keys (a run of GETs) or (key, value) pairs (SETs)
-        run_kind = run_start = 0  # the run's arity (2: GETs, 3: SETs); its first request
-        run_timing = slow_ns if timing else None
+        short = self._short(conn, busy, monitors)
+        runs = FastPath(ctx.keyspace, conn, requests,
+                        ctx.config.max_output_buffer - len(conn.out) - sum(map(len, replies)),
+                        self._failure, self._took, GET, SET, slow_ns if timing else None,
+                        started)
         stop = len(requests)  # requests[stop:] are left for later
         for index, args in enumerate(requests):
-            quick = fast.get(args[0])
-            if quick is not None and len(args) == quick:
-                if quick == 2 or (len(args[1]) <= max_key and len(args[2]) <= max_value):
-                    if run_kind != quick:
-                        if run:
-                            done, started, room = self._finish_run(
-                                conn, run_kind, run, requests, run_start, started, run_timing,
-                                room)
-                            run = []
-                            if room < 0:
-                                stop = run_start + done
-                                break
-                        run_kind, run_start = quick, index
-                    run.append(args[1] if quick == 2 else (args[1], args[2]))
-                    continue  # its reply is added when the run is done
-            if run:
-                done, started, room = self._finish_run(conn, run_kind, run, requests, run_start,
-                                                       started, run_timing, room)
-                run, run_kind = [], 0
-                if room < 0:
-                    stop = run_start + done
+            arity = short.get(args[0])
+            if arity is not None and len(args) == arity:
+                cut = runs.take(index, args, arity)
+                if cut is not None:
+                    stop = cut
                     break
+                continue  # its reply is added when the run is done
+            cut = runs.finish()
+            if cut is not None:
+                stop = cut
+                break
+            if timing:
+                started = runs.started
             command = lookup.get(args[0])
             if command is None:
                 command = COMMANDS.get(args[0].lower())
@@ -184,27 +167,26 @@ class Dispatcher:
             except Exception as exc:
                 reply = self._failure(conn, command, exc)
             replies.append(reply)
-            room -= len(reply)
+            runs.room -= len(reply)
             if timing:
                 now = clock()
                 if now - started >= slow_ns:
                     self._took(conn, command, args, now - started)
-                started = now
+                runs.started = now
             if monitors and command.resolve(args).shown:
                 ctx.monitors.feed(conn, args)
-            fast = self._fast(conn, busy, monitors)  # MULTI, MONITOR, AUTH... change it
+            short = self._short(conn, busy, monitors)  # MULTI, MONITOR, AUTH... change it
             if conn.closing:  # QUIT: nothing after it is executed, nor kept
                 stop = index + 1
                 requests = requests[:stop]
                 break
-            if room < 0:
+            if runs.room < 0:
                 stop = index + 1
                 break
         else:
-            if run:
-                done = self._finish_run(conn, run_kind, run, requests, run_start, started,
-                                        run_timing, room)[0]
-                stop = run_start + done
+            cut = runs.finish()
+            if cut is not None:
+                stop = cut
         stats = ctx.stats
         stats.commands_processed += stop
         stats.error_replies += errors
@@ -216,83 +198,14 @@ class Dispatcher:
         conn.last_command = requests[stop - 1]  # CLIENT LIST's cmd= (its name, for |sub)
         return requests[stop:]
 
-    def _finish_run(self, conn: Connection, kind: int, run: list, requests: list[list[bytes]],
-                    start: int, started: int, slow_ns: int | None,
-                    room: int) -> tuple[int, int, int]:
-        """Do a run of GETs (`kind` 2: keys) or SETs (3: pairs), requests[start:] on. A run
-        of GETs may stop early once its replies take `room` bytes. Timed as a whole
-        (`slow_ns` None: not timed), each command given an equal share for the slow
-        log and the latency monitor. Returns (requests done, the clock reading or
-        `started` untimed, the room left)."""
-        if kind == 2:
-            done, produced = self._read_run(conn, run, room)
-        else:
-            done, produced = self._write_run(conn, run), len(OK) * len(run)
-        if slow_ns is None:
-            return done, started, room - produced
-        now = time.perf_counter_ns()
-        share = (now - started) // done
-        if share >= slow_ns:
-            command = LOOKUP[b"GET" if kind == 2 else b"SET"]
-            for args in requests[start : start + done]:
-                self._took(conn, command, args, share)
-        return done, now, room - produced
-
-    def _read_run(self, conn: Connection, keys: list[bytes], room: int) -> tuple[int, int]:
-        """GET keys in order while their replies fit in `room` bytes (at least one);
-        returns (GETs done, bytes of their replies). If a read fails (a damaged record),
-        each key is read on its own so that only its GET answers the error (a lone GET
-        is read on its own at once)."""
-        keyspace = self.ctx.keyspace
-        if len(keys) > 1:  # a lone GET, as without pipelining, needs no lists
-            try:
-                values = keyspace.read_many(keys, room)
-            except Exception:
-                pass  # each key again, below
-            else:  # conn.resp.bulk_or_null, inline: a call per value costs ~40 ns here
-                null = conn.resp.null
-                new = [null if value is None else b"$%d\r\n%s\r\n" % (len(value), value)
-                       for value in values]
-                conn.replies.extend(new)
-                bound = len(new) * (keyspace.store.largest_value + 16)
-                return len(new), bound if bound <= room else sum(map(len, new))
-        produced = 0
-        for done, key in enumerate(keys, 1):
-            try:
-                reply = conn.resp.bulk_or_null(keyspace.read(key))
-            except Exception as exc:
-                reply = self._failure(conn, LOOKUP[b"GET"], exc)
-            conn.replies.append(reply)
-            produced += len(reply)
-            if produced > room:
-                return done, produced
-        return len(keys), produced
-
-    def _write_run(self, conn: Connection, pairs: list[tuple[bytes, bytes]]) -> int:
-        """SET each pair, their replies (+OK) added to the connection's; those the store
-        did not write answer with the error that stopped it. Returns how many were done
-        (all of them)."""
-        count = len(pairs)
-        slot = len(conn.replies)
-        conn.write_slots.extend(range(slot, slot + count))
-        try:
-            self.ctx.keyspace.put_many(pairs)
-        except Exception as exc:
-            written = getattr(exc, "items_written", 0)
-            conn.replies.extend([OK] * written)
-            conn.replies.extend([self._failure(conn, LOOKUP[b"SET"], exc)] * (count - written))
-            return count
-        conn.replies.extend([OK] * count)
-        return count
-
-    def _fast(self, conn: Connection, busy: bool, monitors) -> dict:
-        """The fast path's table while nothing the gate checks for GET/SET is in the way
-        (a transaction queueing, a monitor, auth to come, a store refusing writes, a busy
-        script), else an empty one."""
+    def _short(self, conn: Connection, busy: bool, monitors) -> dict[bytes, int]:
+        """The short way's table (fastpath.py) while nothing the gate checks for GET and
+        SET is in play (a transaction queueing, a monitor, auth to come, a store refusing
+        writes, a busy script), else an empty one."""
         if (busy or conn.tx.queued is not None or monitors or conn.parser.unauthenticated
                 or self.commit.write_error is not None):
-            return EMPTY
-        return FAST
+            return fastpath.NONE
+        return fastpath.SHORT
 
     def script_call(self, run: Run, args: list[bytes]) -> bytes:
         """The gate of a command a script calls (Redis's scriptCall): known, with its
@@ -319,9 +232,10 @@ class Dispatcher:
                     return refused
                 run.wrote = True
         self.ctx.stats.commands_processed += 1
-        reply = self._execute(run.client, command, args)
+        # (the script's stand-in client has what commands use of one: resp, tx)
+        reply = self._execute(cast(Connection, run.client), command, args)
         monitors = self.ctx.monitors
-        if monitors is not None and monitors.clients and command.resolve(args).shown:
+        if monitors.clients and command.resolve(args).shown:
             monitors.feed(None, args)
         return reply
 
@@ -332,7 +246,7 @@ class Dispatcher:
         reply = self._execute(conn, command, args)
         self._took(conn, command, args, time.perf_counter_ns() - started)
         monitors = self.ctx.monitors
-        if monitors is not None and monitors.clients and command.resolve(args).shown:
+        if monitors.clients and command.resolve(args).shown:
             monitors.feed(conn, args)
         return reply
 
@@ -342,10 +256,9 @@ class Dispatcher:
         if command.name == "exec":
             return
         slowlog, latency = self.ctx.slowlog, self.ctx.latency
-        if slowlog is not None and elapsed >= slowlog.threshold_ns:
+        if elapsed >= slowlog.threshold_ns:
             slowlog.add(conn, args, elapsed)
-        if latency is not None:
-            latency.add_if_needed("command", elapsed)
+        latency.add_if_needed("command", elapsed)
 
     def _execute(self, conn: Connection, command: Command, args: list[bytes]) -> bytes:
         try:
@@ -378,6 +291,7 @@ class Dispatcher:
             return self._reject(conn, command, error(
                 f"ERR transaction too large ({tx.queued_bytes} bytes queued; "
                 f"--max-transaction-size is {limit})"))
+        assert tx.queued is not None  # (queueing: inside MULTI)
         tx.queued.append((command, args))
         tx.writes += command.write
         return QUEUED

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import selectors
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .timers import Timers
 

@@ -33,7 +33,10 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Callable
+from collections.abc import Callable
+
+_NEVER = re.compile(rb"(?!)")  # a literal piece has no pattern (never used)
+
 
 ALL_BYTES = (1 << 256) - 1
 _UPPER = sum(1 << c for c in range(ord("A"), ord("Z") + 1))
@@ -144,7 +147,7 @@ class _Piece:
         singles = [m.bit_length() - 1 for m in masks if m and (m & (m - 1)) == 0]
         if len(singles) == len(masks):
             self.literal: bytes | None = bytes(singles)
-            self.regex = None
+            self.regex = _NEVER
         else:
             self.literal = None
             self.regex = re.compile(b"".join(_runs(masks)))

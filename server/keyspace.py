@@ -22,7 +22,7 @@ from __future__ import annotations
 import random
 import time
 from collections import OrderedDict
-from typing import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from .errors import CommandError
 from .resp import error
@@ -222,9 +222,16 @@ class Keyspace:
 
     def put_many(self, pairs: Sequence[tuple[bytes, bytes]]) -> None:
         """put() each `(key, value)` without a deadline, in order, in one call to the
-        store (the gate's run of plain SETs). The caller has checked each pair against
-        the size limits. On an error the exception's `items_written` says how many
+        store (the gate's run of plain SETs). A pair over a size limit stops it there
+        with CommandError; on an error the exception's `items_written` says how many
         were written (their watchers are told)."""
+        max_key, max_value = self.max_key_size, self.max_value_size
+        for index, (key, value) in enumerate(pairs):
+            if len(key) > max_key or len(value) > max_value:
+                self.put_many(pairs[:index])
+                refusal = CommandError(self._too_large(key, value))
+                refusal.items_written = index  # type: ignore[attr-defined]
+                raise refusal
         written = len(pairs)
         try:
             self.store.put_many(pairs)
@@ -347,9 +354,10 @@ class ScanCursors:
             position = 0
         else:
             scan_id, position = cursor >> 32, cursor & 0xFFFFFFFF
-            snapshot = self._snapshots.get(scan_id)
-            if snapshot is None:
+            held = self._snapshots.get(scan_id)
+            if held is None:
                 return None
+            snapshot = held
             self._snapshots.move_to_end(scan_id)
         budget = self.HELD_PER_KEY * len(snapshot) + self.HELD_FLOOR
         while len(self._snapshots) > self._limit or (self._held > budget and

@@ -11,7 +11,7 @@ Redis's choices exactly, so the string and the match ranges are Redis's.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 
 class LcsTable:

@@ -26,9 +26,9 @@ import os
 import shutil
 import signal
 import time
-from typing import Callable
+from collections.abc import Callable
 
-from storage import Store, StorageError, open_store
+from storage import StorageError, Store, open_store
 
 from . import logs
 from .commit import GroupCommit

@@ -19,8 +19,8 @@ refuses every attribute and item of any Python object, should one ever reach Lua
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from importlib import resources
-from typing import Callable
 
 from lupa import lua51
 
@@ -42,7 +42,7 @@ class ScriptError(Exception):
 
 
 def _lua_source(name: str) -> bytes:
-    return resources.files(__package__).joinpath("lua", f"{name}.lua").read_bytes()
+    return resources.files(__package__).joinpath(f"lua/{name}.lua").read_bytes()
 
 
 def _refuse_attribute(obj: object, name: object, value: object = None) -> object:

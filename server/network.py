@@ -18,7 +18,8 @@ import logging
 import resource
 import socket
 import time
-from typing import Callable, Collection
+from collections.abc import Callable, Collection
+from functools import partial
 
 from .commit import GroupCommit
 from .config import Config
@@ -77,8 +78,7 @@ class Network:
         if not self.accepting:
             self.accepting = True
             for listener in self.listeners:
-                self.loop.watch(listener.sock, READ,
-                                lambda ready, listener=listener: self._accept(listener))
+                self.loop.watch(listener.sock, READ, partial(self._accept, listener))
 
     def stop_accepting(self) -> None:
         if self.accepting:
@@ -120,7 +120,7 @@ class Network:
                         "clients instead of --max-clients %d", soft, self.max_clients,
                         self.config.max_clients)
 
-    def _accept(self, listener: Listener) -> None:
+    def _accept(self, listener: Listener, ready: int = READ) -> None:
         for _ in range(64):
             try:
                 sock, addr = listener.sock.accept()
@@ -155,7 +155,7 @@ class Network:
                 RequestParser(self._max_bulk, self.config.max_request_size,
                               unauthenticated=self.auth.required),
             )
-            conn.callback = lambda ready, conn=conn: self._on_client(conn, ready)
+            conn.callback = partial(self._on_client, conn)
             self.clients[conn.fd] = conn
             self.loop.watch(sock, READ, conn.callback)
 

@@ -157,7 +157,8 @@ class DaemonState:
             return f"kvd is running (PID {self.pid})"
         if self.state == "stale":
             named = f"PID {self.pid}" if self.pid else "no PID"
-            return f"kvd is not running (stale PID file {self.path} names {named}, which does not hold its lock)"
+            return (f"kvd is not running (stale PID file {self.path} names {named}, which does "
+                    "not hold its lock)")
         return f"kvd is not running (no PID file at {self.path})"
 
 

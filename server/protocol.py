@@ -246,7 +246,7 @@ class RequestParser:
         reader = self._reader
         reader.feed(data)
         reader.feed(_SENTINEL)
-        requests = []
+        requests: list[list[bytes]] = []
         bulk = bytes
         try:
             while True:
@@ -302,9 +302,9 @@ class RequestParser:
             self._need -= pos  # they were measured from the old start of the buffer
             self._searched = max(0, self._searched - pos)
         if self.pending > self.max_request:
-            exc = ProtocolError("request too large (see --max-request-size)")
-            exc.requests = requests
-            raise exc
+            too_large = ProtocolError("request too large (see --max-request-size)")
+            too_large.requests = requests
+            raise too_large
         if not buffer:
             self._need = 0
         return requests

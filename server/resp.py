@@ -13,7 +13,7 @@ switches its encoder to RESP3 (and `HELLO 2` back).
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable, Sequence
 
 OK = b"+OK\r\n"
 PONG = b"+PONG\r\n"
@@ -65,7 +65,7 @@ class Resp2:
     def bulk_or_null(self, value: bytes | None) -> bytes:
         return self.null if value is None else b"$%d\r\n%s\r\n" % (len(value), value)
 
-    def bulks(self, items: list[bytes | None]) -> bytes:
+    def bulks(self, items: Sequence[bytes | None]) -> bytes:
         """An array of bulk strings (None is a null element, as MGET has them)."""
         null = self.null
         parts = [b"*%d\r\n" % len(items)]

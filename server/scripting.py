@@ -26,7 +26,8 @@ import hashlib
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Callable, NamedTuple, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from lupa import lua51
 
@@ -58,13 +59,26 @@ INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 _LOG_LEVELS = (logging.DEBUG, logging.DEBUG, logging.INFO, logging.WARNING)
 
 
+class BusyServer(Protocol):
+    def serve_while_busy(self, caller: Connection) -> None: ...
+
+
 class Host(Protocol):
     """What running a script needs of the server: the commands' Context is one."""
 
-    keyspace: Keyspace
-    control: object  # Control: serve_while_busy(caller)
-    script_call: Callable[..., bytes] | None  # the gate of redis.call: (run, args) -> reply
-    lookup: Callable[[bytes], object] | None  # a command by name, or None
+    @property
+    def keyspace(self) -> Keyspace: ...
+
+    @property
+    def control(self) -> BusyServer: ...
+
+    @property
+    def script_call(self) -> Callable[[Run, list[bytes]], bytes]:
+        """The gate of redis.call: (run, args) -> reply."""
+
+    @property
+    def lookup(self) -> Callable[[bytes], object | None]:
+        """A command by name, or None."""
 
 
 class ScriptAbandoned(BaseException):
@@ -177,7 +191,8 @@ class Scripts:
         api = {
             "call": self._call_raising, "pcall": self._call, "sha1hex": self._sha1hex,
             "log": self._log, "setresp": self._setresp, "set_repl": self._set_repl,
-            "acl_check_cmd": self._acl_check_cmd, "tick": self._tick, "version": self.version.encode(),
+            "acl_check_cmd": self._acl_check_cmd, "tick": self._tick,
+            "version": self.version.encode(),
             "version_num": major << 16 | minor << 8 | patch,
         }
         return Sandbox(api, self.config.script_memory)
@@ -248,7 +263,7 @@ class Scripts:
             return self._reply(value, conn.resp, run.client.resp.version, 0)
         return self._failure(value, script.sha)
 
-    def _failure(self, value: object, sha: bytes) -> bytes:
+    def _failure(self, value: Any, sha: bytes) -> bytes:
         """The reply for a script that raised an error (luaCallFunction's)."""
         if lua_type(value) != "table":
             message = value if isinstance(value, bytes) else str(value).encode()
@@ -262,7 +277,7 @@ class Scripts:
 
     # -- the script's result -------------------------------------------------------------
 
-    def _reply(self, value: object, enc, script_resp: int, depth: int) -> bytes:
+    def _reply(self, value: Any, enc, script_resp: int, depth: int) -> bytes:
         kind = type(value)
         if kind is bytes:
             return bulk(value)
@@ -382,7 +397,8 @@ class Scripts:
             if kind == b"*":
                 return self._sandbox.table_from(items), pos
             if kind == b"~":
-                return self._sandbox.new_table(b"set", self._sandbox.table_from({i: True for i in items})), pos
+                members = self._sandbox.table_from(dict.fromkeys(items, True))
+                return self._sandbox.new_table(b"set", members), pos
             if kind == b"|":  # an attribute: skipped, the reply follows it
                 return self._parse(data, pos)
             pairs = dict(zip(items[0::2], items[1::2]))
@@ -410,8 +426,8 @@ class Scripts:
             raise ScriptError(b"ERR First argument must be a number (log level).")
         if not 0 <= int(level) <= 3:
             raise ScriptError(b"ERR Invalid debug level.")
-        parts = [(b"%.14g" % p) if isinstance(p, (int, float)) and not isinstance(p, bool)
-                 else p for p in args[1:] if isinstance(p, (bytes, int, float))]
+        parts = [p if isinstance(p, bytes) else b"%.14g" % p for p in args[1:]
+                 if isinstance(p, (bytes, int, float)) and not isinstance(p, bool)]
         log.log(_LOG_LEVELS[int(level)], "script: %s", b" ".join(parts).decode(errors="replace"))
 
     def _setresp(self, *args) -> None:

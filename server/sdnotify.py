@@ -53,7 +53,8 @@ class Notifier:
             self.send(f"STATUS={status}")
 
     def reloading(self) -> None:
-        self.send("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
+        now_us = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        self.send("RELOADING=1", f"MONOTONIC_USEC={now_us}")
 
     def reloaded(self) -> None:
         self.send("READY=1")

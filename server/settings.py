@@ -15,8 +15,9 @@ the option and for CONFIG SET alike.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .protocol import parse_strict_int
 

@@ -11,13 +11,11 @@ OPS_SAMPLE_INTERVAL, OPS_SAMPLES = 0.1, 16  # ops/s over the last ~1.6 s, like R
 class Stats:
     """Counters for INFO's stats section. Plain attributes: the hot path adds to them."""
 
-    FIELDS = (
-        "connections_received", "commands_processed", "writes_processed", "flushes",
-        "failed_flushes", "net_input_bytes", "net_output_bytes", "rejected_connections",
-        "keyspace_hits", "keyspace_misses", "error_replies", "protocol_errors", "signals_received",
-        "expired_keys", "expired_stale_perc", "expired_time_cap_reached_count",
-    )
-    __slots__ = FIELDS + ("_samples", "_next_sample", "last_save")
+    __slots__ = ("connections_received", "commands_processed", "writes_processed", "flushes",
+                 "failed_flushes", "net_input_bytes", "net_output_bytes", "rejected_connections",
+                 "keyspace_hits", "keyspace_misses", "error_replies", "protocol_errors",
+                 "signals_received", "expired_keys", "expired_stale_perc",
+                 "expired_time_cap_reached_count", "_samples", "_next_sample", "last_save")
 
     def __init__(self) -> None:
         self.reset()
@@ -28,8 +26,23 @@ class Stats:
         self._next_sample = 0.0
 
     def reset(self) -> None:
-        for name in self.FIELDS:
-            setattr(self, name, 0)
+        """CONFIG RESETSTAT: every counter back to 0."""
+        self.connections_received = 0
+        self.commands_processed = 0
+        self.writes_processed = 0
+        self.flushes = 0
+        self.failed_flushes = 0
+        self.net_input_bytes = 0
+        self.net_output_bytes = 0
+        self.rejected_connections = 0
+        self.keyspace_hits = 0
+        self.keyspace_misses = 0
+        self.error_replies = 0
+        self.protocol_errors = 0
+        self.signals_received = 0
+        self.expired_keys = 0
+        self.expired_stale_perc = 0.0
+        self.expired_time_cap_reached_count = 0
 
     def sample(self, now: float) -> None:
         """Once per loop pass: a sample of the command count every OPS_SAMPLE_INTERVAL."""

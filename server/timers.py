@@ -8,7 +8,7 @@ nearest one and runs those that are due after each pass.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 
 class Timers:

@@ -12,14 +12,15 @@ had already expired when it was watched: its deletion by expiry is no change.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class Transaction:
     __slots__ = ("queued", "queued_bytes", "writes", "aborted", "dirty", "watched", "executing")
 
     def __init__(self) -> None:
-        self.queued: list | None = None  # [(command, args)] between MULTI and EXEC
+        self.queued: list[tuple[Any, list[bytes]]] | None = None  # (command, args), MULTI-EXEC
         self.queued_bytes = 0
         self.writes = 0  # queued commands that write
         self.aborted = False  # an error while queueing: EXEC answers EXECABORT

@@ -55,8 +55,14 @@ import msgpack
 
 from . import hints, keydir, private, record
 from .errors import CompactionError, CorruptionError, StorageError
-from .layout import (COMPACTION_DIR, CORRUPT_DIR, change_segment_list, fsync_dir, hint_name,
-                     segment_name)
+from .layout import (
+    COMPACTION_DIR,
+    CORRUPT_DIR,
+    change_segment_list,
+    fsync_dir,
+    hint_name,
+    segment_name,
+)
 
 log = logging.getLogger("kvd.storage")
 
@@ -195,7 +201,9 @@ def run(plan: CompactionPlan, progress: Progress | None = None) -> CompactionOut
                     continue
                 deadline = deadline_of(key, 0)
                 if deadline != expires:  # changed since by EXPIRE or PERSIST: carry it over
-                    raw = record.encode(key, record.intact_value(raw), 0, deadline)
+                    value = record.intact_value(raw)
+                    assert value is not None  # (checked just above)
+                    raw = record.encode(key, value, 0, deadline)
                     expires = deadline
                 if current is None or (current.size and
                                        current.size + len(raw) > plan.segment_size):
@@ -203,7 +211,8 @@ def run(plan: CompactionPlan, progress: Progress | None = None) -> CompactionOut
                         current.close(plan.fsync)
                     next_id = plan.first_output_id + len(outputs)
                     if next_id >= plan.first_output_id + ID_GAP - 1:
-                        raise CompactionError("compaction output needs more segment ids than reserved")
+                        raise CompactionError(
+                            "compaction output needs more segment ids than reserved")
                     current = _OutputSegment(workdir, next_id)
                     outputs.append(current)
                 current.append(raw, key, flags, expires, plan.fsync)

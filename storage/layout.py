@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Iterable
 
 from .errors import FormatError, IntegrityError
 from .private import create
@@ -158,7 +159,8 @@ def write_segment_list(directory: str, ids: list[int]) -> None:
     fsync_dir(directory)
 
 
-def change_segment_list(directory: str, add: list[int] = (), remove: list[int] = ()) -> None:
+def change_segment_list(directory: str, add: Iterable[int] = (), remove: Iterable[int] = ()
+                        ) -> None:
     """List `add` and unlist `remove` (idempotent: a step of a compaction may be redone).
     A directory without a list is left so: its first check lists what it has."""
     with _list_guard:

@@ -21,16 +21,21 @@ import time
 from collections import OrderedDict
 from collections.abc import Generator, Iterator, Sequence
 
-
 from . import compaction, hints, record
 from .compaction import CompactionPlan, CompactionResult
 from .deadlines import Deadlines
 from .dirlock import DirectoryLock
 from .errors import ClosedError, CompactionError, CorruptionError, StorageError
 from .keydir import MASK32, size_of
+from .layout import (
+    change_segment_list,
+    check_meta,
+    checked_segment_ids,
+    fsync_dir,
+    hint_name,
+    segment_name,
+)
 from .private import DIRECTORY_MODE, open_fd, prepare_directory
-from .layout import (change_segment_list, check_meta, checked_segment_ids, fsync_dir, hint_name,
-                     segment_name)
 
 log = logging.getLogger("kvd.storage")
 
@@ -97,7 +102,8 @@ class LogStore:
         self._durable_seq = 0
         self._sync_guard = threading.Lock()  # the everysec thread vs. rotation and close
         self._plan: CompactionPlan | None = None
-        self._finisher: Generator | None = None  # finish_steps of self._plan, once begun
+        # finish_steps of self._plan, once begun
+        self._finisher: Generator[None, None, CompactionResult] | None = None
         self._compactions = 0
         self._last_compaction: dict | None = None
         # Damaged records met while serving (and dropped by compactions): each is logged
@@ -130,7 +136,7 @@ class LogStore:
         for segment_id in ids:
             newest = segment_id == ids[-1]
             loaded = self._load_segment(segment_id, newest)
-            if newest:
+            if loaded is not None:  # (the newest's)
                 self._hint_covers, self._active_hints = loaded
         active = ids[-1]
         self._active_id = active
@@ -300,7 +306,7 @@ class LogStore:
         if self._hint_covers == self._written:
             return  # nothing written since the open: the file already covers it all
         path = os.path.join(self.directory, hint_name(self._active_id))
-        rows = self._active_hints
+        rows: bytes | bytearray = self._active_hints
         if self._hint_covers:
             earlier = hints.read_lazily(path)
             if earlier is None or earlier[0] != self._hint_covers:
@@ -386,7 +392,7 @@ class LogStore:
                     deadlines.set(key, 0)
                 done += 1
         except BaseException as exc:
-            exc.items_written = done
+            exc.items_written = done  # type: ignore[attr-defined]
             raise
         finally:
             self._live_bytes += live
@@ -414,6 +420,7 @@ class LogStore:
             mapped = self._maps.get(segment_id)
             if mapped is None:  # the store was closed (close() drops every map)
                 self._check_open()
+                raise ClosedError("the store is closed")
             data = mapped[offset : offset + size]
         value = record.intact_value(data)
         if value is None:
@@ -527,6 +534,7 @@ class LogStore:
         if self._batch_depth:
             return
         start, self._batch_start = self._batch_start, None
+        assert start is not None  # (begun by begin_batch)
         size = len(self._buffer) - start - record.BATCH_MARKER_SIZE
         if size == 0:
             del self._buffer[start:]  # nothing was written: no marker either

@@ -57,6 +57,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import msgpack
+
 # zlib-ng's CRC-32 is zlib's (same polynomial, same values) with SIMD: 2.4x faster on a
 # small record, 5-13x on 1 KiB and more. Every record is checked on write, on a cold read,
 # at start-up scans and in compaction.
@@ -148,7 +149,7 @@ def finished_batches(entries: list[Entry], valid_end: int) -> tuple[list[Entry],
     flush before the batch itself."""
     if not any(entry.flags & BATCH for entry in entries):
         return entries, None
-    kept = []
+    kept: list[Entry] = []
     for entry in entries:
         if entry.flags & BATCH:
             if entry.offset + entry.size + entry.expires_at_ms > valid_end:
@@ -227,7 +228,7 @@ def scan(path: str, start: int = 0) -> ScanResult:
                 offset = start
                 while offset < size:
                     end, found = read_at(view, offset, size)
-                    if end < 0:
+                    if isinstance(found, str):  # (end < 0)
                         if found == LENGTH_FAILS and _all_zero(view[offset:]):
                             return ScanResult(entries, offset, size, "zero-filled tail")
                         if found in (HEADER_CUT, BODY_CUT):
@@ -287,8 +288,14 @@ def checked_ops(ops) -> list[tuple[bytes, bytes | None, int]]:
     """A write batch's `(key, value[, deadline])` puts and `(key, None)` deletes, each
     checked as put() and delete() check, as `(key, value or None, deadline or 0)`: all
     are checked before a batch writes anything."""
-    return [((as_bytes(key, "key"), None) if value is None else checked_pair(key, value))
-            + (deadline[0] if deadline else 0,) for key, value, *deadline in ops]
+    checked: list[tuple[bytes, bytes | None, int]] = []
+    for key, value, *deadline in ops:
+        at = deadline[0] if deadline else 0
+        if value is None:
+            checked.append((as_bytes(key, "key"), None, at))
+        else:
+            checked.append((*checked_pair(key, value), at))
+    return checked
 
 
 def checked_pair(key: object, value: object) -> tuple[bytes, bytes]:

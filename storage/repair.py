@@ -25,8 +25,16 @@ import os
 from . import compaction, private, record
 from .dirlock import DirectoryLock
 from .errors import CorruptionError
-from .layout import (CORRUPT_DIR, check_meta, fsync_dir, hint_name, read_segment_list,
-                     segment_ids, segment_name, write_segment_list)
+from .layout import (
+    CORRUPT_DIR,
+    check_meta,
+    fsync_dir,
+    hint_name,
+    read_segment_list,
+    segment_ids,
+    segment_name,
+    write_segment_list,
+)
 
 log = logging.getLogger("kvd.storage")
 

@@ -90,8 +90,9 @@ class SqliteStore:
                 self._db.execute(
                     "CREATE TABLE kv (key BLOB PRIMARY KEY NOT NULL, value BLOB NOT NULL)"
                 )
-            if "expires_at" not in self._db["kv"].columns_dict:  # a store from before TTLs
-                self._db["kv"].add_column("expires_at", int, not_null_default=0)
+            kv = self._db.table("kv")
+            if "expires_at" not in kv.columns_dict:  # a store from before TTLs
+                kv.add_column("expires_at", int, not_null_default=0)
                 self._db.execute("CREATE INDEX kv_expires_at ON kv (expires_at) "
                                  "WHERE expires_at > 0")
             self._db.enable_wal()
@@ -133,12 +134,13 @@ class SqliteStore:
                 self.put(key, value)
                 done += 1
         except BaseException as exc:
-            exc.items_written = done
+            exc.items_written = done  # type: ignore[attr-defined]
             raise
 
     def get(self, key: bytes) -> bytes | None:
         self._check_open()
-        row = self._execute("SELECT value FROM kv WHERE key = ?", (as_bytes(key, "key"),)).fetchone()
+        row = self._execute("SELECT value FROM kv WHERE key = ?",
+                            (as_bytes(key, "key"),)).fetchone()
         return None if row is None else bytes(row[0])
 
     def delete(self, key: bytes) -> bool:

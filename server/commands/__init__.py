@@ -27,10 +27,8 @@ lives in introspection.py.
 from __future__ import annotations
 
 from ..resp import error
-from . import (admin, bits, connection, dump, introspection, keys, scripting, strings,
-               transactions)
-from .common import (Command, c_string, subcommand_refusal, unknown_subcommand,  # noqa: F401
-                     wrong_arity)
+from . import admin, bits, connection, dump, introspection, keys, scripting, strings, transactions
+from .common import Command, c_string, subcommand_refusal, unknown_subcommand, wrong_arity  # noqa: F401
 from .table import row
 
 

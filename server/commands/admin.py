@@ -7,11 +7,11 @@ import re
 import time
 from typing import TYPE_CHECKING
 
+from ..config import SETTINGS
 from ..glob import compile_glob
 from ..protocol import parse_strict_int
 from ..resp import OK, array, bulk, error, integer, status
 from ..scripting import BUSY
-from ..config import SETTINGS
 from ..settings import config_values, parse_changes
 from . import info as info_
 from .common import NOT_INTEGER, SYNTAX, c_string, help_reply, unknown_subcommand
@@ -106,7 +106,7 @@ def shutdown(ctx: Context, conn: Connection, args: list) -> bytes:
             return SYNTAX
     if any(option.upper() == b"ABORT" for option in args[1:]):
         return error("ERR kvd cannot abort a shutdown")
-    if ctx.scripts is not None and ctx.scripts.busy:  # (SHUTDOWN is allow_busy)
+    if ctx.scripts.busy:  # (SHUTDOWN is allow_busy)
         if not any(option.upper() == b"NOSAVE" for option in args[1:]):
             return BUSY  # as Redis: only SHUTDOWN NOSAVE ends a busy script's server
         ctx.scripts.stop("SHUTDOWN NOSAVE")
@@ -196,7 +196,7 @@ def slowlog(ctx: Context, conn: Connection, args: list) -> bytes:
     if sub == b"LEN" and len(args) == 2:
         return integer(len(log.entries))
     if sub == b"GET" and len(args) <= 3:
-        count = 10
+        count: int | None = 10
         if len(args) == 3:
             count = parse_strict_int(args[2])
             if count is None or count < -1:

@@ -42,7 +42,7 @@ def _offset(ctx: Context, text: bytes, bits: int = 0) -> int | None:
     return offset
 
 
-def _read_bits(value: bytes, offset: int, width: int) -> int:
+def _read_bits(value: bytes | bytearray, offset: int, width: int) -> int:
     """The unsigned integer in bits offset .. offset+width-1 (zeros past the end)."""
     first, last = offset >> 3, (offset + width - 1) >> 3
     chunk = value[first:last + 1].ljust(last - first + 1, b"\0")
@@ -138,18 +138,20 @@ def bitpos(ctx: Context, conn: Connection, args: list) -> bytes:
     in_bits, end_given = False, len(args) >= 5
     start, end = 0, len(value) - 1
     if len(args) >= 4:
-        start = parse_strict_int(args[3])
-        if start is None:
+        given_start = parse_strict_int(args[3])
+        if given_start is None:
             return NOT_INTEGER
         if len(args) == 6:
-            in_bits = _unit(args[5])
-            if in_bits is None:
+            unit = _unit(args[5])
+            if unit is None:
                 return SYNTAX
+            in_bits = unit
         if end_given:
-            end = parse_strict_int(args[4])
-            if end is None:
+            given_end = parse_strict_int(args[4])
+            if given_end is None:
                 return NOT_INTEGER
-        start, end = range_of(len(value) * 8 if in_bits else len(value), start, end)
+            end = given_end
+        start, end = range_of(len(value) * 8 if in_bits else len(value), given_start, end)
     if start > end:
         return integer(-1)
     first_bit, last_bit = (start, end) if in_bits else (start * 8, end * 8 + 7)
@@ -200,7 +202,7 @@ def bitop(ctx: Context, conn: Connection, args: list) -> bytes:
     if name == b"not":
         result = ~numbers[0] & ((1 << (8 * size)) - 1)
     else:
-        result = reduce(_BITOPS[name], numbers)
+        result = reduce(_BITOPS[name] or and_, numbers)  # (NOT is not reduced)
     keyspace.put(args[2], result.to_bytes(size, "big"))
     return integer(size)
 
@@ -246,7 +248,7 @@ def _parse_fields(ctx: Context, args: list) -> list[_FieldOp] | bytes:
         offset = _offset(ctx, args[j + 2], width)
         if offset is None:
             return BAD_OFFSET
-        number = 0
+        number: int | None = 0
         if name != b"get":
             number = parse_strict_int(args[j + 3])
             if number is None:
@@ -290,8 +292,8 @@ def bitfield(ctx: Context, conn: Connection, args: list) -> bytes:
     keyspace, key = ctx.keyspace, args[1]
     writes = [op for op in ops if op.kind != b"get"]
     if not writes:
-        value = keyspace.read(key) or b""
-        return array([integer(_signed(op, _read_bits(value, op.offset, op.width)))
+        stored_bits = keyspace.read(key) or b""
+        return array([integer(_signed(op, _read_bits(stored_bits, op.offset, op.width)))
                       for op in ops])
     if args[0].upper() == b"BITFIELD_RO":
         return error("ERR BITFIELD_RO only supports the GET subcommand")

@@ -9,8 +9,7 @@ from ..resp import array, error, status
 from .table import Command, Handler  # noqa: F401 (the families' and the gate's)
 
 if TYPE_CHECKING:
-    from ..connection import Connection
-    from ..context import Context
+    pass
 
 NOT_INTEGER = error("ERR value is not an integer or out of range")
 SYNTAX = error("ERR syntax error")
@@ -28,7 +27,8 @@ def keyword(arg: bytes) -> bytes:
 
 
 def wrong_arity(name: bytes) -> bytes:
-    return error(f"ERR wrong number of arguments for '{name.decode(errors='replace').lower()}' command")
+    shown = name.decode(errors="replace").lower()
+    return error(f"ERR wrong number of arguments for '{shown}' command")
 
 
 def invalid_expire(command: str) -> bytes:

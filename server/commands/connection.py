@@ -62,7 +62,7 @@ def auth(ctx: Context, conn: Connection, args: list) -> bytes:
 def hello(ctx: Context, conn: Connection, args: list) -> bytes:
     """HELLO [protover [AUTH user pass] [SETNAME name]], as Redis 7.0: switches the
     connection's protocol (2 or 3) once everything else succeeded, and reports."""
-    version = 0
+    version: int | None = 0
     if len(args) > 1:
         version = parse_strict_int(args[1])
         if version is None:

@@ -69,7 +69,7 @@ def _memory(ctx: Context, figures: dict) -> dict:
         used = (int(fields[1]) - int(fields[2])) * page
     except OSError:
         pass
-    lua, scripts = ctx.scripts.memory() if ctx.scripts is not None else (0, 0)
+    lua, scripts = ctx.scripts.memory()
     return {"used_memory": used, "used_memory_rss": rss, "used_memory_human": _human(used),
             "used_memory_lua": lua, "used_memory_vm_eval": lua,
             "used_memory_lua_human": _human(lua), "used_memory_scripts_eval": scripts,

@@ -11,7 +11,7 @@ COMMAND DOCS for its hints.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..glob import compile_glob
 from ..resp import array, bulk, integer, status
@@ -120,9 +120,9 @@ def _sub_docs(command: Command, sub: bytes) -> tuple[str, object]:
     return full, pairs[pairs.index(full) + 1]
 
 
-def _names_and_infos(commands: list[Command]) -> list[tuple[str, object]]:
+def _names_and_infos(commands: list[Command]) -> list[tuple[str, Any]]:
     """Every command and shown subcommand, by full name, with its info (COMMAND LIST)."""
-    found = []
+    found: list[tuple[str, Any]] = []
     for c in commands:
         info = _info(c)
         found.append((c.name, info))
@@ -149,7 +149,7 @@ def command(ctx: Context, conn: Connection, args: list) -> bytes:
             elif found[1] is None:
                 replies.append(_encode(_info(found[0]), resp))
             else:
-                replies.append(_encode(_sub_info(*found), resp))
+                replies.append(_encode(_sub_info(found[0], found[1]), resp))
         return array(replies)
     if sub == b"DOCS":
         parts: list[bytes] = []
@@ -163,7 +163,7 @@ def command(ctx: Context, conn: Connection, args: list) -> bytes:
             if found[1] is None:
                 parts += [bulk(found[0].name.encode()), _encode(_docs(found[0]), resp)]
             else:
-                full, docs = _sub_docs(*found)
+                full, docs = _sub_docs(found[0], found[1])
                 parts += [bulk(full.encode()), _encode(docs, resp)]
         return resp.map_of(parts)
     if sub == b"LIST":

@@ -6,11 +6,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..glob import compile_glob
-from ..protocol import parse_strict_int
 from ..keyspace import now_ms
-from ..resp import ONE, OK, ZERO, array, bulk, error, integer, status
-from .common import (DB_OUT_OF_RANGE, INT64_MAX, INT64_MIN, NOT_INTEGER, SYNTAX, help_reply,
-                     c_string, invalid_expire, keyword, parse_db_index)
+from ..protocol import parse_strict_int
+from ..resp import OK, ONE, ZERO, array, bulk, error, integer, status
+from .common import (
+    DB_OUT_OF_RANGE,
+    INT64_MAX,
+    INT64_MIN,
+    NOT_INTEGER,
+    SYNTAX,
+    c_string,
+    help_reply,
+    invalid_expire,
+    keyword,
+    parse_db_index,
+)
 from .table import row
 
 if TYPE_CHECKING:
@@ -66,11 +76,12 @@ def scan(ctx: Context, conn: Connection, args: list) -> bytes:
         if i + 1 >= len(args):
             return SYNTAX
         if option == b"COUNT":
-            count = parse_strict_int(args[i + 1])
-            if count is None:
+            parsed = parse_strict_int(args[i + 1])
+            if parsed is None:
                 return NOT_INTEGER
-            if count < 1:
+            if parsed < 1:
                 return SYNTAX
+            count = parsed
         elif option == b"MATCH":
             match = None if args[i + 1] == b"*" else compile_glob(args[i + 1])
         elif option == b"TYPE":

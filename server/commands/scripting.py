@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..protocol import parse_strict_int
 from ..resp import OK, array, bulk, error, integer
 from ..scripting import NOSCRIPT
-from ..protocol import parse_strict_int
 from .common import NOT_INTEGER, help_reply
 from .table import row
 
@@ -34,7 +34,7 @@ SCRIPT_HELP = [
 
 
 def _eval(ctx: Context, conn: Connection, args: list, by_sha: bool, read_only: bool) -> bytes:
-    if ctx.monitors is not None and ctx.monitors.clients:  # before the script's commands
+    if ctx.monitors.clients:  # before the script's commands
         ctx.monitors.feed(conn, args)
     numkeys = parse_strict_int(args[2])
     if numkeys is None:
@@ -94,7 +94,7 @@ def script(ctx: Context, conn: Connection, args: list) -> bytes:
     return help_reply("SCRIPT", SCRIPT_HELP)
 
 
-# name, handler, arity, writes[, subcommands] (a script's reply waits for the group commit if it wrote)
+# (A script's reply waits for the group commit if it wrote: scripting.py says so.)
 COMMANDS = [
     row("eval", eval_),
     row("evalsha", evalsha),

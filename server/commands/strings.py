@@ -6,11 +6,19 @@ from typing import TYPE_CHECKING
 
 from .. import longdouble
 from ..keyspace import now_ms
-from ..protocol import parse_strict_int
-from ..resp import ONE, OK, ZERO, array, bulk, error, integer
 from ..lcs import LcsTable
-from .common import (INT64_MAX, INT64_MIN, NOT_INTEGER, SYNTAX, c_string, invalid_expire,
-                     keyword, wrong_arity)
+from ..protocol import parse_strict_int
+from ..resp import OK, ONE, ZERO, array, bulk, error, integer
+from .common import (
+    INT64_MAX,
+    INT64_MIN,
+    NOT_INTEGER,
+    SYNTAX,
+    c_string,
+    invalid_expire,
+    keyword,
+    wrong_arity,
+)
 from .table import row
 
 if TYPE_CHECKING:
@@ -67,7 +75,7 @@ def parse_options(args: list, first: int, for_set: bool) -> _Options | bytes:
 def deadline_of(options: _Options, command: str) -> int | bytes:
     """The absolute deadline (Unix ms) the options give, or Redis's error reply
     (getExpireMillisecondsOrReply)."""
-    amount = parse_strict_int(options.expire)
+    amount = parse_strict_int(options.expire or b"")
     if amount is None:
         return NOT_INTEGER
     per_unit, relative = _EXPIRY_UNITS[options.unit]
@@ -104,9 +112,10 @@ def _set(ctx: Context, conn: Connection, key: bytes, value: bytes, options: _Opt
     keyspace, flags = ctx.keyspace, options.flags
     deadline = 0
     if options.expire is not None:
-        deadline = deadline_of(options, command)
-        if isinstance(deadline, bytes):
-            return deadline
+        given = deadline_of(options, command)
+        if isinstance(given, bytes):
+            return given
+        deadline = given
     keyspace.check_sizes(key, value)
     get = b"GET" in flags
     old = keyspace.read(key) if get else None
@@ -312,9 +321,10 @@ def lcs(ctx: Context, conn: Connection, args: list) -> bytes:
         elif option == b"withmatchlen":
             with_len = True
         elif option == b"minmatchlen" and j + 1 < len(args):
-            min_len = parse_strict_int(args[j + 1])
-            if min_len is None:
+            parsed = parse_strict_int(args[j + 1])
+            if parsed is None:
                 return NOT_INTEGER
+            min_len = parsed
             min_len = max(min_len, 0)
             j += 1
         else:

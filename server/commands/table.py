@@ -17,9 +17,10 @@ skip_monitor and admin (not shown to MONITOR), readonly, fast, blocking, pubsub.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..connection import Connection

@@ -12,8 +12,14 @@ import json
 import os
 import platform
 
-from . import (compaction_bench, expiry_bench, scripting_bench, server_bench, storage_bench,
-               transaction_bench)
+from . import (
+    compaction_bench,
+    expiry_bench,
+    scripting_bench,
+    server_bench,
+    storage_bench,
+    transaction_bench,
+)
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 

@@ -145,7 +145,8 @@ def _report(results, load_started, started, ended, stop_at, info, total) -> dict
         "baseline": base,
         "during": during,
         "p99_ratio": during["p99_ms"] / base["p99_ms"] if base["p99_ms"] else 0.0,
-        "throughput_ratio": during["throughput"] / base["throughput"] if base["throughput"] else 0.0,
+        "throughput_ratio": (during["throughput"] / base["throughput"]
+                             if base["throughput"] else 0.0),
     }
     print(f"compaction: {result['compaction_s']:.2f} s, {total / 1e6:,.0f} MB -> "
           f"{result['bytes_after'] / 1e6:,.0f} MB, {result['live_mb_per_s']:.1f} MB/s of live data")
@@ -167,8 +168,10 @@ def markdown(r: dict) -> str:
         "",
         "| clients | req/s | p50 ms | p99 ms | max ms |",
         "|---|---:|---:|---:|---:|",
-        f"| without compaction | {b['throughput']:,.0f} | {b['p50_ms']:.2f} | {b['p99_ms']:.2f} | {b['max_ms']:.1f} |",
-        f"| during compaction | {d['throughput']:,.0f} | {d['p50_ms']:.2f} | {d['p99_ms']:.2f} | {d['max_ms']:.1f} |",
+        f"| without compaction | {b['throughput']:,.0f} | {b['p50_ms']:.2f} | "
+        f"{b['p99_ms']:.2f} | {b['max_ms']:.1f} |",
+        f"| during compaction | {d['throughput']:,.0f} | {d['p50_ms']:.2f} | "
+        f"{d['p99_ms']:.2f} | {d['max_ms']:.1f} |",
         f"| ratio during/without | {r['throughput_ratio']:.2f} | | {r['p99_ratio']:.2f} | |",
         "",
     ])

@@ -28,7 +28,6 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-
 from tests.kvd_process import Daemon, RedisServer, kvd_beside_redis
 
 # name, redis-benchmark arguments, requests (full run). The grid the performance targets

@@ -165,7 +165,8 @@ def markdown(results: dict, machine: str) -> str:
         lines.append(f"| writes/s, fsync {fsync}, {batch} put(s) per flush | {row['log']:,.0f} | "
                      f"{row['sqlite']:,.0f} | {row['log'] / row['sqlite']:.2f} |")
     r = results["read"]
-    lines.append(f"| random reads/s | {r['log']:,.0f} | {r['sqlite']:,.0f} | {r['log'] / r['sqlite']:.2f} |")
+    lines.append(f"| random reads/s | {r['log']:,.0f} | {r['sqlite']:,.0f} | "
+                 f"{r['log'] / r['sqlite']:.2f} |")
     c = results["compaction"]
     lines.append(f"| compaction, MB/s of live data | {c['log']['live_mb_per_s']:.1f} | "
                  f"{c['sqlite']['live_mb_per_s']:.1f} | "
@@ -174,10 +175,12 @@ def markdown(results: dict, machine: str) -> str:
     keys = s["log"]["keys"]
     lines.append(f"| start-up, {keys:,} keys (s) | {s['log']['startup_s']:.2f} | "
                  f"{s['sqlite']['startup_s']:.2f} (no index to load) | |")
-    lines.append(f"| memory per key beyond the key (B) | {s['log']['bytes_per_key_beyond_key']:.0f} | "
+    lines.append("| memory per key beyond the key (B) | "
+                 f"{s['log']['bytes_per_key_beyond_key']:.0f} | "
                  f"{s['sqlite']['bytes_per_key_beyond_key']:.0f} (index on disk) | |")
     lines.append(f"| start-up with a TTL on every key (s) | {s['log+ttl']['startup_s']:.2f} | "
                  f"{s['sqlite+ttl']['startup_s']:.2f} | |")
-    lines.append(f"| memory per key with a TTL (B) | {s['log+ttl']['bytes_per_key_beyond_key']:.0f} | "
+    lines.append("| memory per key with a TTL (B) | "
+                 f"{s['log+ttl']['bytes_per_key_beyond_key']:.0f} | "
                  f"{s['sqlite+ttl']['bytes_per_key_beyond_key']:.0f} (deadlines in memory) | |")
     return "\n".join(lines) + "\n"

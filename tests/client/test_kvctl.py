@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 
-
 from client import connect
 from tests.kvd_process import KVCTL, run_kvctl, wait_gone
 from tests.server.test_compaction import fill_with_garbage, persistence
@@ -202,7 +201,8 @@ def test_usage_errors_and_help(kvd):
     assert kvctl(kvd, "put", "only-a-key").returncode == 2
     assert kvctl(kvd, "frobnicate").returncode == 2
     for args in (["--help"], ["put", "--help"], ["get", "--help"], ["delete", "--help"],
-                 ["keys", "--help"], ["stats", "--help"], ["compact", "--help"], ["ping", "--help"]):
+                 ["keys", "--help"], ["stats", "--help"], ["compact", "--help"],
+                 ["ping", "--help"]):
         result = kvctl(kvd, *args)
         assert result.returncode == 0 and b"Usage:" in result.stdout
     assert b"Exit status: 0 ok, 1 not found, 2 usage" in kvctl(kvd, "--help").stdout

@@ -167,7 +167,7 @@ def test_append_strlen_getset_getdel(r):
 
 def test_keys_and_scan_with_patterns(r):
     names = [f"user:{i}" for i in range(250)] + ["other", "h?llo", "hello", "hallo", "hxllo"]
-    r.mset({n: "v" for n in names})
+    r.mset(dict.fromkeys(names, "v"))
     assert sorted(r.keys("user:1?")) == sorted(f"user:{i}".encode() for i in range(10, 20))
     assert sorted(r.keys("h[ae]llo")) == [b"hallo", b"hello"]
     assert sorted(r.keys("h[^e]llo")) == [b"h?llo", b"hallo", b"hxllo"]

@@ -15,8 +15,11 @@ from server.connection import Connection
 from server.context import REDIS_VERSION, Auth, Context
 from server.dispatch import Dispatcher
 from server.keyspace import Keyspace
+from server.latency import LatencyMonitor
+from server.monitor import Monitors
 from server.protocol import RequestParser
 from server.scripting import Scripts
+from server.slowlog import SlowLog
 from server.stats import Stats
 from storage import StorageError, open_store
 from storage.layout import segment_ids, segment_name
@@ -67,7 +70,8 @@ class Harness:
         self.commit = GroupCommit(self.store, self.stats)
         self.scripts = Scripts(self.config, REDIS_VERSION)
         self.gate = Dispatcher(Context(self.keyspace, self.stats, self.config, self.control,
-                                       Auth(password), self.scripts), self.commit)
+                                       Auth(password), self.scripts, Monitors(""),
+                                       SlowLog(-1, 128), LatencyMonitor(0)), self.commit)
         self._sockets = socket.socketpair()
         parser = RequestParser(1 << 20, 1 << 20, unauthenticated=password is not None)
         self.conn = Connection(self._sockets[0], "test:0", "unix", parser)

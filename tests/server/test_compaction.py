@@ -8,6 +8,7 @@ import random
 import signal
 import threading
 import time
+from pathlib import Path
 
 import redis
 
@@ -57,7 +58,8 @@ HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.
 
 
 def caught_signals(pid: int) -> int:
-    status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status"))
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    status = dict(line.split(":", 1) for line in lines)
     return int(status["SigCgt"], 16) & sum(1 << (s - 1) for s in HANDLED)
 
 
@@ -185,9 +187,11 @@ def test_the_child_starts_from_a_clean_state(make_daemon):
         for signum in HANDLED:
             assert not caught_signals(child) & (1 << (signum - 1)), f"child catches {signum.name}"
         targets = [os.readlink(f"/proc/{child}/fd/{fd}") for fd in os.listdir(f"/proc/{child}/fd")]
-        assert not [t for t in targets if t.startswith("socket:")], targets  # no listener, no client
+        # no listener, no client
+        assert not [t for t in targets if t.startswith("socket:")], targets
         assert not [t for t in targets if t.endswith(("kvd.pid", "LOCK", "kvd.log"))], targets
-        parent_targets = [os.readlink(f"/proc/{kvd.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{kvd.pid}/fd")]
+        parent_targets = [os.readlink(f"/proc/{kvd.pid}/fd/{fd}")
+                          for fd in os.listdir(f"/proc/{kvd.pid}/fd")]
         assert sum(t.startswith("socket:") for t in parent_targets) >= 3
     finally:
         os.kill(child, signal.SIGCONT)

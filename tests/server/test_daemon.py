@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import sys
+from pathlib import Path
 
 import pytest
 import redis
@@ -15,7 +16,7 @@ from tests.kvd_process import Daemon, pid_alive, run_kvctl, run_kvd, wait_gone
 
 
 def test_start_status_stop_and_what_they_leave_behind(kvd):
-    assert open(kvd.pidfile).read() == f"{kvd.pid}\n"
+    assert Path(kvd.pidfile).read_text() == f"{kvd.pid}\n"
     assert os.stat(kvd.socket).st_mode & 0o777 == 0o600
     status = run_kvd(["status"], cwd=kvd.dir)
     assert status.returncode == 0
@@ -55,7 +56,7 @@ def test_kvd_and_kvctl_reach_a_server_from_anywhere(make_daemon, tmp_path):
 def test_the_daemon_is_detached(kvd):
     assert os.getsid(kvd.pid) == kvd.pid or os.getsid(kvd.pid) != os.getsid(0)
     assert os.getpgid(kvd.pid) != os.getpgid(0)
-    assert open(f"/proc/{kvd.pid}/stat").read().split()[3] != str(os.getpid())  # not our child
+    assert Path(f"/proc/{kvd.pid}/stat").read_text().split()[3] != str(os.getpid())  # not our child
     assert os.readlink(f"/proc/{kvd.pid}/cwd") == "/"
 
 
@@ -84,7 +85,7 @@ def test_a_second_daemon_on_the_same_pid_file_is_refused(make_daemon):
     assert result.returncode != 0
     assert f"kvd is already running (PID {first.pid}" in result.stderr
     assert first.client().ping() is True
-    assert open(first.pidfile).read() == f"{first.pid}\n"
+    assert Path(first.pidfile).read_text() == f"{first.pid}\n"
 
 
 def test_a_second_daemon_on_the_same_data_directory_is_refused(make_daemon):
@@ -201,7 +202,7 @@ def test_a_regular_file_where_the_socket_goes_is_not_deleted(make_daemon):
         f.write("precious")
     result = kvd.start(check=False)
     assert result.returncode == 1 and "is not a socket" in result.stderr
-    assert open(kvd.socket).read() == "precious"
+    assert Path(kvd.socket).read_text() == "precious"
 
 
 def test_protected_mode_refuses_a_public_address_without_a_password(make_daemon):
@@ -293,7 +294,7 @@ def test_options_come_from_kvd_environment_variables(make_daemon):
                      env={"KVD_SOCKET": "env.sock", "KVD_PIDFILE": "env.pid", "KVD_FSYNC": "no"})
     assert result.returncode == 0, result.stderr
     kvd.socket, kvd.pidfile = str(kvd.dir / "env.sock"), str(kvd.dir / "env.pid")
-    kvd.pid = int(open(kvd.pidfile).read())
+    kvd.pid = int(Path(kvd.pidfile).read_text())
     assert kvd.client().config_get("appendfsync") == {"appendfsync": "no"}
     kvd.stop()
 
@@ -313,7 +314,8 @@ def test_sigkill_loses_no_acknowledged_write(make_daemon):
     client = kvd.client()
     values = client.mget([f"k{i}" for i in range(2000)])
     assert values[7] is None
-    assert [v for i, v in enumerate(values) if i != 7] == [f"v{i}".encode() for i in range(2000) if i != 7]
+    assert [v for i, v in enumerate(values) if i != 7] == [
+        f"v{i}".encode() for i in range(2000) if i != 7]
 
 
 def test_help_lists_every_command_and_option():

@@ -64,7 +64,9 @@ local function check(path, v)
   local kind = type(v)
   if kind == 'userdata' and v ~= cjson.null then bad[#bad + 1] = path .. ' is userdata' end
   if kind == 'function' or kind == 'table' then
-    if kind == 'function' and getmetatable(v) ~= nil then bad[#bad + 1] = path .. ' has a metatable' end
+    if kind == 'function' and getmetatable(v) ~= nil then
+      bad[#bad + 1] = path .. ' has a metatable'
+    end
     local text = tostring(v)
     if not text:match('^' .. kind .. ': 0x%x+$') then bad[#bad + 1] = path .. ' shows ' .. text end
     if kind == 'function' then
@@ -147,7 +149,8 @@ def test_bytecode_is_never_loaded(h, script):
 
 def test_loadstring_gives_redis_message_for_bytecode(h):
     reply = ev(h, "local f, e = loadstring(string.dump(function() end)) return {tostring(f), e}")
-    assert reply.startswith(b"*2\r\n$3\r\nnil\r\n") and b"unexpected symbol near 'char(27)'" in reply
+    assert reply.startswith(b"*2\r\n$3\r\nnil\r\n")
+    assert b"unexpected symbol near 'char(27)'" in reply
 
 
 def test_the_servers_functions_cannot_be_dumped(h):

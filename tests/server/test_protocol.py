@@ -33,7 +33,8 @@ VALID = [
     (b"ECHO 'it\\'s'\r\n", [[b"ECHO", b"it's"]]),
     (b"\r\n\r\nPING\r\n", [[b"PING"]]),  # empty inline lines are skipped
     (b"*0\r\n*-1\r\nPING\r\n", [[b"PING"]]),  # empty multibulks are skipped, as in Redis
-    (encode(b"PING") + b"PING\r\n" + encode(b"ECHO", b"x"), [[b"PING"], [b"PING"], [b"ECHO", b"x"]]),
+    (encode(b"PING") + b"PING\r\n" + encode(b"ECHO", b"x"),
+     [[b"PING"], [b"PING"], [b"ECHO", b"x"]]),
     (encode(b"SET", b"big", b"x" * 300_000), [[b"SET", b"big", b"x" * 300_000]]),
 ]
 

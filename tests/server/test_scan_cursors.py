@@ -11,7 +11,8 @@ def test_open_scans_hold_at_most_a_multiple_of_the_keyspace():
     cursors = ScanCursors()
     cursors.HELD_FLOOR = 0
     opened = [cursors.step(store.keys, store.__contains__, 0, 10, None)[0] for _ in range(20)]
-    live = [c for c in opened if cursors.step(store.keys, store.__contains__, c, 10, None) is not None]
+    live = [c for c in opened
+            if cursors.step(store.keys, store.__contains__, c, 10, None) is not None]
     assert live == opened[-ScanCursors.HELD_PER_KEY:]  # the most recent ones
     assert cursors._held == ScanCursors.HELD_PER_KEY * len(store)
 

@@ -24,7 +24,8 @@ def test_sigusr1_compacts_while_clients_stay_connected(kvd):
     after = kvd.info("persistence")
     assert after["dead_bytes"] < before["dead_bytes"] // 10
     assert watcher.ping() is True  # the connection survived the compaction
-    assert writer.mget([f"k{i}" for i in range(500)]) == [f"19-{i}".encode() * 20 for i in range(500)]
+    assert writer.mget([f"k{i}" for i in range(500)]) == [
+        f"19-{i}".encode() * 20 for i in range(500)]
     assert "compaction requested (SIGUSR1)" in kvd.log()
 
 

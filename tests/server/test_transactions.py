@@ -125,7 +125,8 @@ def test_nothing_of_another_client_runs_inside_an_exec(kvd):
 def test_transaction_errors_and_limits(make_daemon):
     kvd = make_daemon("--max-transaction-size", "1000")
     r = kvd.client()
-    for command, text in ((("EXEC",), "EXEC without MULTI"), (("DISCARD",), "DISCARD without MULTI")):
+    for command, text in ((("EXEC",), "EXEC without MULTI"),
+                          (("DISCARD",), "DISCARD without MULTI")):
         with pytest.raises(redis.ResponseError, match=text):
             r.execute_command(*command)
     with kvd.raw() as sock:

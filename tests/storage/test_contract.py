@@ -59,10 +59,8 @@ def test_len_and_keys_with_prefix(store):
 def test_keys_may_be_iterated_while_writing(store):
     for i in range(2500):
         store.put(b"%05d" % i, b"v")
-    seen = 0
-    for key in store.keys():
+    for seen, key in enumerate(store.keys(), 1):
         store.put(key + b"-copy", b"v")
-        seen += 1
         if seen == 2500:
             break
     assert len(store) == 5000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -41,7 +42,7 @@ def test_repair_keeps_every_intact_record_and_the_original(tmp_path):
     data_dir = str(tmp_path / "data")
     expected = build(data_dir)
     name = damage(data_dir, 1, 100, length=30)
-    damaged_bytes = open(os.path.join(data_dir, name), "rb").read()
+    damaged_bytes = Path(os.path.join(data_dir, name)).read_bytes()
     with pytest.raises(CorruptionError):
         open_store(data_dir, segment_size=SEGMENT_SIZE)
     repairs = repair(data_dir)
@@ -49,7 +50,7 @@ def test_repair_keeps_every_intact_record_and_the_original(tmp_path):
     (report,) = repairs
     assert len(report.damaged) == 1 and report.damaged[0][0] <= 100 < report.damaged[0][1]
     assert 0 < report.bytes_dropped < 200
-    assert open(report.original, "rb").read() == damaged_bytes  # kept as it was
+    assert Path(report.original).read_bytes() == damaged_bytes  # kept as it was
     with open_store(data_dir, segment_size=SEGMENT_SIZE) as db:
         lost = [k for k, v in expected.items() if db.get(k) != v]
         assert 1 <= len(lost) <= 3  # only the records the damage touched
@@ -61,7 +62,7 @@ def test_intact_records_resynchronise_after_garbage(tmp_path):
     data_dir = str(tmp_path / "data")
     build(data_dir)
     seg = sorted(n for n in os.listdir(data_dir) if n.endswith(".seg"))[0]
-    data = open(os.path.join(data_dir, seg), "rb").read()
+    data = Path(os.path.join(data_dir, seg)).read_bytes()
     good, damaged = intact_records(data)
     assert damaged == [] and sum(size for _, size in good) == len(data)
     mangled = data[:50] + os.urandom(500) + data[50:]

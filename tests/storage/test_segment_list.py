@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -30,7 +31,7 @@ def fill(data_dir: str, count: int = 1000) -> dict[bytes, bytes]:
 def test_a_new_directory_lists_each_segment_as_it_is_started(tmp_path):
     data_dir = str(tmp_path / "data")
     fill(data_dir)
-    listed = json.loads(open(os.path.join(data_dir, SEGMENTS)).read())["segments"]
+    listed = json.loads(Path(os.path.join(data_dir, SEGMENTS)).read_text())["segments"]
     assert listed == segment_ids(data_dir) and len(listed) > 10
 
 
@@ -62,7 +63,7 @@ def test_a_new_segment_a_crash_left_unlisted_is_taken_in(tmp_path):
     open(os.path.join(data_dir, segment_name(newest + 1)), "wb").close()
     with open_store(data_dir, segment_size=SEGMENT_SIZE) as db:
         assert {k: db.get(k) for k in expected} == expected
-    assert newest + 1 in json.loads(open(os.path.join(data_dir, SEGMENTS)).read())["segments"]
+    assert newest + 1 in json.loads(Path(os.path.join(data_dir, SEGMENTS)).read_text())["segments"]
 
 
 def test_a_directory_from_before_the_list_opens_and_gets_one(tmp_path):
@@ -82,7 +83,7 @@ def test_compaction_keeps_the_list_in_step(tmp_path):
             db.put(b"key-%04d" % i, b"new")
             expected[b"key-%04d" % i] = b"new"
         db.compact()
-    listed = json.loads(open(os.path.join(data_dir, SEGMENTS)).read())["segments"]
+    listed = json.loads(Path(os.path.join(data_dir, SEGMENTS)).read_text())["segments"]
     assert listed == segment_ids(data_dir)
     with open_store(data_dir, segment_size=SEGMENT_SIZE) as db:
         assert {k: db.get(k) for k in expected} == expected

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import subprocess
 
-
-
 KEYS = 100_000
 
 

@@ -103,9 +103,13 @@ def writer(server: Daemon, model: Model, seed: int, pipelined: bool, stop: threa
         batch = []
         for _ in range(rng.randrange(1, 20) if pipelined else 1):
             key = prefix + b"k%d" % rng.randrange(KEYS)
-            value = None if rng.random() < 0.2 else b"%d:%d:" % (seed, n) + b"x" * rng.randrange(300)
+            value = (None if rng.random() < 0.2
+                     else b"%d:%d:" % (seed, n) + b"x" * rng.randrange(300))
             roll = rng.random()
-            px = 0 if roll < 0.7 or value is None else 3_600_000 if roll < 0.85 else rng.randrange(50, 500)
+            if roll < 0.7 or value is None:
+                px = 0
+            else:
+                px = 3_600_000 if roll < 0.85 else rng.randrange(50, 500)
             batch.append((key, Write(value, px, time.time())))
             n += 1
         for key, write in batch:

@@ -4,10 +4,9 @@ through redis-py, and byte for byte in RESP2 and in RESP3."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import shutil
 import socket
+from pathlib import Path
 
 import hiredis
 import pytest
@@ -97,14 +96,16 @@ RETURNS = st.sampled_from([
     "return redis.call('EXISTS', KEYS[1], KEYS[2])", "return redis.call('TTL', KEYS[1])",
     "return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'XX')", "error('boom')",
     "error({err='CODE custom'})", "return undefined_name", "undefined_name = 1",
-    "return redis.call('MULTI')", "return redis.pcall('EXEC')", "return redis.call('TYPE', KEYS[2])",
+    "return redis.call('MULTI')", "return redis.pcall('EXEC')",
+    "return redis.call('TYPE', KEYS[2])",
     "return redis.call('STRLEN', KEYS[1])", "return redis.sha1hex(ARGV[1])",
     "return {redis.pcall('INCR', KEYS[1])}", "return tonumber(ARGV[2])",
     "return redis.call('KEYS', 'a')", "return #KEYS + #ARGV", "return redis.call('DBSIZE')",
     "return redis.call('SET', KEYS[1], {})", "return redis.call('PING')",
     "return cjson.encode({1, ARGV[2], {true}})", "return redis.call('ECHO', 1e20)",
-    "return redis.call('INCRBYFLOAT', KEYS[1], ARGV[2])", "return redis.call('GETRANGE', KEYS[1], 0, -2)",
-    "return redis.call('SETBIT', KEYS[2], 7, 1)", "return redis.call('BITFIELD', KEYS[1], 'GET', 'i8', 0)",
+    "return redis.call('INCRBYFLOAT', KEYS[1], ARGV[2])",
+    "return redis.call('GETRANGE', KEYS[1], 0, -2)", "return redis.call('SETBIT', KEYS[2], 7, 1)",
+    "return redis.call('BITFIELD', KEYS[1], 'GET', 'i8', 0)",
     "return redis.call('RENAME', KEYS[1], KEYS[2])", "return redis.call('COPY', KEYS[1], KEYS[2])",
     "return redis.call('LCS', KEYS[1], KEYS[2], 'IDX')", "return redis.call('WAIT', 0, 0)",
     "return redis.call('OBJECT', 'FREQ', KEYS[1])", "return redis.call('DUMP', KEYS[2])",
@@ -229,7 +230,8 @@ COMMANDS = st.one_of(
     st.tuples(st.just(b"NOSUCHCOMMAND"), KEYS),
     st.tuples(st.just(b"GET")),
     st.tuples(st.just(b"GET"), KEYS, KEYS),
-    st.tuples(st.just(b"DEBUG"), st.sampled_from([b"SLEEP", b"nope"]), st.just(b"0")),  # off in both
+    # (off in both)
+    st.tuples(st.just(b"DEBUG"), st.sampled_from([b"SLEEP", b"nope"]), st.just(b"0")),
     st.tuples(st.just(b"CLIENT"), st.just(b"GETNAME")),
     st.tuples(st.just(b"CLIENT"), st.just(b"SETNAME"), st.sampled_from([b"w1", b"a b", b""])),
     st.tuples(st.just(b"CONFIG"), st.just(b"GET"), st.sampled_from([b"nosuch*", b"nosuch"])),
@@ -256,7 +258,8 @@ COMMANDS = st.one_of(
     st.tuples(st.sampled_from([b"MULTI", b"EXEC", b"DISCARD", b"UNWATCH", b"MULTI", b"EXEC"])),
     st.tuples(st.just(b"WATCH"), KEYS, KEYS),
     st.tuples(st.sampled_from([b"EXEC", b"MULTI", b"DISCARD"]), st.just(b"extra")),
-    st.tuples(st.just(b"SHUTDOWN"), st.just(b"NOTANOPTION")),  # refused inside MULTI, a syntax error outside
+    # refused inside MULTI, a syntax error outside
+    st.tuples(st.just(b"SHUTDOWN"), st.just(b"NOTANOPTION")),
 )
 
 
@@ -382,7 +385,8 @@ def around(command: tuple, result: object) -> object:
     return result
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(commands=st.lists(COMMANDS, min_size=1, max_size=25))
 def test_kvd_answers_like_redis(kvd_client, reference, commands):
     reference, exact = reference
@@ -394,7 +398,8 @@ def test_kvd_answers_like_redis(kvd_client, reference, commands):
     for command in commands:
         expected = outcome(reference, command, exact)
         actual = outcome(kvd_client, command, exact)
-        assert actual == expected, f"{command!r:.200}: kvd {actual!r:.200} vs Redis {expected!r:.200}"
+        assert actual == expected, (
+            f"{command!r:.200}: kvd {actual!r:.200} vs Redis {expected!r:.200}")
     if exact:  # and the same reads count as keyspace hits and misses
         assert lookups(kvd_client) == lookups(reference), commands
 
@@ -423,7 +428,8 @@ def pipelined(client: redis.Redis, commands: list[tuple], exact: bool = True) ->
             for command, result in zip(commands, pipe.execute(raise_on_error=False))]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(commands=st.lists(COMMANDS, min_size=1, max_size=40))
 def test_kvd_answers_pipelines_like_redis(kvd_client, reference, commands):
     reference, exact = reference
@@ -494,7 +500,8 @@ def comparable_bytes(command: tuple, reply: bytes) -> object:
 
 
 @pytest.mark.parametrize("protocol", [2, 3], ids=["resp2", "resp3"])
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(commands=st.lists(COMMANDS, min_size=1, max_size=25))
 def test_kvd_answers_byte_for_byte_like_redis(raw_servers, protocol, commands):
     compare_byte_for_byte(raw_servers, protocol, commands)
@@ -509,7 +516,8 @@ def compare_byte_for_byte(servers: tuple, protocol: int, commands: list[tuple]) 
             client.call((b"SCRIPT", b"FLUSH"))
         for command in commands:
             actual, expected = (comparable_bytes(command, c.call(command)) for c in clients)
-            assert actual == expected, f"{command!r:.200}: kvd {actual!r:.200} vs Redis {expected!r:.200}"
+            assert actual == expected, (
+                f"{command!r:.200}: kvd {actual!r:.200} vs Redis {expected!r:.200}")
     finally:
         for client in clients:
             client.close()
@@ -529,7 +537,8 @@ FIXED = [  # boundaries random sequences rarely hit
 
 
 FIXED.append([  # what a transaction may not do, and does
-    (b"MULTI",), (b"MONITOR",), (b"EXEC",), (b"MULTI",), (b"WAIT", b"0", b"0"), (b"SLOWLOG", b"HELP"),
+    (b"MULTI",), (b"MONITOR",), (b"EXEC",), (b"MULTI",), (b"WAIT", b"0", b"0"),
+    (b"SLOWLOG", b"HELP"),
     (b"CONFIG", b"SET", b"slowlog-max-len", b"128"), (b"SET", b"k", b"10.5"),
     (b"INCRBYFLOAT", b"k", b"0.1"), (b"RENAME", b"k", b"j"), (b"DUMP", b"j"), (b"EXEC",),
     (b"RESTORE", b"j", b"0", rdb.dump(b"x")), (b"RESTORE", b"j", b"0", rdb.dump(b"x"), b"REPLACE"),

@@ -58,7 +58,7 @@ def matched(client: redis.Redis, pattern: bytes) -> tuple[list[bytes], list[byte
 def load(client: redis.Redis, keys: list[bytes]) -> None:
     client.flushall()
     if keys:
-        client.mset({key: b"1" for key in keys})
+        client.mset(dict.fromkeys(keys, b"1"))
 
 
 @settings(max_examples=400, deadline=None,

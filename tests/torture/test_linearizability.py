@@ -12,7 +12,6 @@ import time
 
 import redis
 
-
 from .linearizability import Op, linearizable
 
 KEYS = [b"reg:%d" % i for i in range(6)]

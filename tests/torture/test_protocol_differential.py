@@ -57,7 +57,8 @@ def multibulk(draw) -> bytes:
 
 INLINE = st.sampled_from([
     b"AUTH s3cret\r\n", b"AUTH default s3cret\r\n", b"AUTH wrong\r\n",
-    b"*2\r\n$4\r\nAUTH\r\n$6\r\ns3cret\r\n", b"PING\r\n", b"ping\n", b"ECHO hello\r\n", b'ECHO "a b" \'c d\'\r\n', b'ECHO "\\x41\\n"\r\n',
+    b"*2\r\n$4\r\nAUTH\r\n$6\r\ns3cret\r\n", b"PING\r\n", b"ping\n", b"ECHO hello\r\n",
+    b'ECHO "a b" \'c d\'\r\n', b'ECHO "\\x41\\n"\r\n',
     b"SET k v\r\n", b"GET k\r\n", b'ECHO "unbalanced\r\n', b'ECHO "a"b\r\n', b"\r\n", b"   \r\n",
     b"NOPE a b\r\n",
 ])
@@ -135,7 +136,8 @@ def servers(request, tmp_path_factory):
             client.close()
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(payload=PAYLOADS, cuts=st.lists(st.integers(min_value=1, max_value=400), max_size=4),
        resp3=st.booleans())
 def test_kvd_answers_raw_bytes_like_redis(servers, payload, cuts, resp3):

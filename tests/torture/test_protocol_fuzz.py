@@ -33,8 +33,8 @@ def random_frame(rng: random.Random) -> bytes:
                                           for _ in range(rng.randrange(3))]
         return b" ".join(words) + rng.choice([b"\r\n", b"\n", b""])
     if kind < 0.35:  # absurd lengths
-        return rng.choice([b"*%d\r\n", b"*1\r\n$%d\r\n", b"*2\r\n$3\r\nGET\r\n$%d\r\n"]) % rng.choice(
-            [-7, 0, 2**31, 2**63, 10**30, 1 << 20, 5_000_000])
+        header = rng.choice([b"*%d\r\n", b"*1\r\n$%d\r\n", b"*2\r\n$3\r\nGET\r\n$%d\r\n"])
+        return header % rng.choice([-7, 0, 2**31, 2**63, 10**30, 1 << 20, 5_000_000])
     args = [rng.choice(COMMANDS)] + [
         rng.choice([b"", b"k", b"fuzz:%d" % rng.randrange(50), os.urandom(rng.randrange(30)),
                     b" 1", b"9223372036854775807", b"x" * rng.randrange(200_000)])
@@ -138,7 +138,7 @@ def test_fuzzed_connections_never_hurt_the_server_or_a_bystander(make_daemon):
 def test_many_idle_and_slow_connections_are_held(make_daemon):
     server = make_daemon()
     sockets = []
-    for i in range(300):
+    for _ in range(300):
         sock = socket.socket(socket.AF_UNIX)
         sock.connect(server.socket)
         sock.sendall(b"*2\r\n$3\r\nGET\r\n$1")  # each stuck mid-request

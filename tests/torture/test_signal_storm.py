@@ -8,7 +8,6 @@ import random
 import signal
 import threading
 
-
 SIGNALS = 5000
 
 
