@@ -360,7 +360,7 @@ class Server:
         _close_store(self.store)
         self.pidfile.release()
         self.loop.unwatch(self.signal_pipe)
-        self.signal_pipe.close()
+        self.signal_pipe.close(exiting=True)
         self.loop.close()
 
 

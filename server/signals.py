@@ -17,6 +17,7 @@ import signal
 import socket
 
 HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD)
+IGNORED_WHEN_EXITING = (signal.SIGHUP, signal.SIGUSR1)
 
 
 def _ignore(signum: int, frame: object) -> None:
@@ -57,10 +58,19 @@ class SignalPipe:
                 return seen
             seen.update(data)
 
-    def close(self) -> None:
+    def close(self, exiting: bool = False) -> None:
+        """Restore the handlers found at install().
+
+        `exiting`: the process ends next. A HUP or USR1 sent in that window (logrotate's
+        postrotate, `kvctl compact`, a reload) has nothing left to act on; it is ignored
+        rather than allowed its default action, which would turn a clean exit into death
+        by signal (exit status -10 for systemd and the shell).
+        """
         if self._installed:
             signal.set_wakeup_fd(-1)
             for signum, previous in self._previous.items():
+                if exiting and signum in IGNORED_WHEN_EXITING:
+                    previous = signal.SIG_IGN
                 signal.signal(signum, previous)  # type: ignore[arg-type]
             self._installed = False
         self._reader.close()

@@ -3,7 +3,8 @@
 Writes append records (see `record`) to a buffer; `flush()` writes the buffer
 to the active segment with one `write` and, under fsync="always", one
 `fsync` -- the group commit the server performs once per loop pass. Reads are
-one `pread` at the location the key directory holds. When the active segment
+a slice of the segment's read-only memory map at the location the key directory
+holds (the active segment is mapped again as it grows). When the active segment
 reaches `segment_size` it becomes immutable (with a hint file) and a new one
 is started. `compaction` rewrites the immutable segments.
 

@@ -1,4 +1,5 @@
-"""The server commands: INFO, CONFIG, COMPACT, SHUTDOWN, DEBUG."""
+"""The server commands: INFO, CONFIG, COMPACT, SHUTDOWN, DEBUG, TIME, LASTSAVE, WAIT, MONITOR,
+SLOWLOG, LATENCY."""
 
 from __future__ import annotations
 

@@ -6,7 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 
+import pytest
+
 from tests.kvd_process import kvd_beside_redis, require_tool, run_kvctl
+
+pytestmark = pytest.mark.slow
 
 DEADLINE_MS = 4_000_000_000_000
 

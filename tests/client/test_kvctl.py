@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
+import time
+
+import pytest
 
 from client import connect
 from tests.kvd_process import KVCTL, run_kvctl, wait_gone
@@ -17,6 +21,7 @@ def kvctl(server, *args, input: bytes | None = None, env: dict | None = None):
     return run_kvctl(list(args), cwd=server.dir, input=input, env=env)
 
 
+@pytest.mark.slow
 def test_put_get_delete_and_exit_statuses(kvd):
     assert kvctl(kvd, "put", "greeting", "hello").returncode == 0
     got = kvctl(kvd, "get", "greeting")
@@ -31,6 +36,7 @@ def test_put_get_delete_and_exit_statuses(kvd):
     assert kvctl(kvd, "ping").stdout == b"PONG\n"
 
 
+@pytest.mark.slow
 def test_binary_values_through_stdin_stdout_and_files(kvd, tmp_path):
     value = bytes(range(256)) * 4096 + os.urandom(100_000)
     assert kvctl(kvd, "put", "blob", "-", input=value).returncode == 0
@@ -48,6 +54,7 @@ def test_binary_values_through_stdin_stdout_and_files(kvd, tmp_path):
     assert kvd.client().get(b"k\xff") == b"v"
 
 
+@pytest.mark.slow
 def test_keys_streams_matches_and_handles_newlines(kvd):
     client = kvd.client()
     client.mset({f"user:{i}": "v" for i in range(2500)})
@@ -59,9 +66,13 @@ def test_keys_streams_matches_and_handles_newlines(kvd):
     assert kvctl(kvd, "keys", "nomatch*").stdout == b""
 
 
+@pytest.mark.slow
 def test_put_with_a_ttl_and_ttl(kvd):
+    started = time.monotonic()
     assert kvctl(kvd, "put", "session", "token", "--ttl", "3600").returncode == 0
-    assert kvctl(kvd, "ttl", "session").stdout == b"3600\n"
+    remaining = int(kvctl(kvd, "ttl", "session").stdout)
+    # TTL rounds to the nearest second; a loaded machine may take seconds between the two runs.
+    assert 3600 - math.ceil(time.monotonic() - started) <= remaining <= 3600
     assert kvctl(kvd, "put", "session", "token").returncode == 0  # a plain put clears it
     assert kvctl(kvd, "ttl", "session").stdout == b"none\n"
     missing = kvctl(kvd, "ttl", "nope")
@@ -69,6 +80,7 @@ def test_put_with_a_ttl_and_ttl(kvd):
     assert kvctl(kvd, "put", "k", "v", "--ttl", "0").returncode == 2  # usage error
 
 
+@pytest.mark.slow
 def test_stats_table_and_json(kvd):
     kvd.client().mset({"a": "1", "b": "2"})
     kvd.client().expire("a", 100)
@@ -82,6 +94,7 @@ def test_stats_table_and_json(kvd):
     assert as_json["db0"]["keys"] == 2 and as_json["process_id"] == kvd.pid
 
 
+@pytest.mark.slow
 def test_compact_wait_reports_reclaimed_bytes_and_the_files_shrink(make_daemon):
     kvd = make_daemon("--segment-size=1000000", "--no-auto-compact")
     expected = fill_with_garbage(kvd.client())
@@ -124,6 +137,7 @@ def test_a_stale_pid_file_is_reported_and_nothing_is_signalled(kvd, sleeper):
     assert persistence(kvd)["compactions_requested"] == requested
 
 
+@pytest.mark.slow
 def test_compact_falls_back_to_the_command_without_a_pid_file(make_daemon):
     kvd = make_daemon("--no-auto-compact", tcp=True)
     result = run_kvctl(["--host", "127.0.0.1", "--port", str(kvd.port), "compact", "--wait"],
@@ -136,6 +150,7 @@ def test_compact_falls_back_to_the_command_without_a_pid_file(make_daemon):
     assert persistence(kvd)["compactions_completed"] == 2
 
 
+@pytest.mark.slow
 def test_compact_over_tcp_uses_the_pid_file_that_names_that_server(make_daemon):
     kvd = make_daemon("--no-auto-compact", tcp=True)
     result = kvctl(kvd, "--port", str(kvd.port), "compact")  # in the server's directory
@@ -150,6 +165,7 @@ def test_compact_over_tcp_uses_the_pid_file_that_names_that_server(make_daemon):
     assert persistence(other)["compactions_requested"] == 1
 
 
+@pytest.mark.slow
 def test_a_stopped_server(kvd):
     kvd.stop()
     for args in (["get", "k"], ["ping"], ["stats"]):
@@ -162,6 +178,7 @@ def test_a_stopped_server(kvd):
     assert result.stderr.startswith(b"kvctl: kvd is not running (no PID file at kvd.pid); ")
 
 
+@pytest.mark.slow
 def test_passwords(make_daemon, tmp_path):
     kvd = make_daemon("--requirepass", "s3cret")
     assert kvctl(kvd, "ping").stderr == (b"kvctl: kvd requires a password: pass --password, "
@@ -197,6 +214,7 @@ def test_permission_denied_on_the_socket(kvd):
     assert b"Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_usage_errors_and_help(kvd):
     assert kvctl(kvd, "put", "only-a-key").returncode == 2
     assert kvctl(kvd, "frobnicate").returncode == 2

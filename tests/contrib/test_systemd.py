@@ -36,6 +36,7 @@ class NotifySocket:
         return seen
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("abstract", [False, True], ids=["path", "abstract"])
 def test_ready_status_reloading_stopping_in_order(tmp_path, abstract):
     address = f"\0kvd-test-{os.getpid()}" if abstract else str(tmp_path / "notify")

@@ -8,9 +8,12 @@ import subprocess
 import threading
 from pathlib import Path
 
+import pytest
 import redis
 
 from tests.kvd_process import Daemon, free_port, require_tool, run_kvctl, wait_for
+
+pytestmark = pytest.mark.slow
 
 CONFIG = Path(__file__).resolve().parents[2] / "contrib" / "nutcracker.yml"
 

@@ -108,6 +108,7 @@ def _peak_rss_growth(pid: int, action) -> int:
     return field("VmHWM") - before
 
 
+@pytest.mark.slow
 def test_many_gets_of_a_large_value_in_one_write_take_one_buffer_of_memory(make_daemon):
     kvd = make_daemon()  # the default cap, 8 MiB
     value = bytes(range(256)) * 4096  # 1 MiB
@@ -124,6 +125,7 @@ def test_many_gets_of_a_large_value_in_one_write_take_one_buffer_of_memory(make_
     assert kvd.client().ping()
 
 
+@pytest.mark.slow
 @pytest.mark.slow
 def test_gets_of_a_value_larger_than_memory_allows_do_not_take_the_daemon_down(make_daemon):
     import resource

@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import redis
 
 from server.compactor import AutoPolicy
@@ -101,6 +102,7 @@ def stopped_child(server) -> int:
     raise AssertionError("could not catch a compaction child in the act")
 
 
+@pytest.mark.slow
 def test_sigusr1_compacts_in_a_child_while_clients_keep_getting_answers(make_daemon):
     kvd = make_daemon(SEGMENT)
     client = kvd.client()
@@ -225,6 +227,7 @@ def test_the_child_dies_with_a_sigkilled_server(make_daemon):
     assert not os.path.exists(os.path.join(kvd.data_dir, "compaction"))
 
 
+@pytest.mark.slow
 def test_sigkill_of_the_server_during_compactions_loses_nothing(make_daemon):
     """Kill the server (never the child by hand) at random moments around compactions."""
     kvd = make_daemon(SEGMENT, start=False)
@@ -277,6 +280,7 @@ def test_sigkill_of_the_server_during_compactions_loses_nothing(make_daemon):
     check(kvd.client(), expected)
 
 
+@pytest.mark.slow
 def test_automatic_compaction_when_garbage_passes_both_thresholds(make_daemon):
     kvd = make_daemon(SEGMENT, "--auto-compact-ratio", "1", "--auto-compact-min-size", "500000")
     fill_with_garbage(kvd.client(), keys=1000, rounds=6)
@@ -293,6 +297,7 @@ def test_no_automatic_compaction_when_disabled(make_daemon):
     assert persistence(kvd)["auto_compaction"] == 0
 
 
+@pytest.mark.slow
 def test_sqlite_engine_compacts_in_slices_while_serving(make_daemon):
     kvd = make_daemon("--engine", "sqlite", "--no-auto-compact")
     client = kvd.client()

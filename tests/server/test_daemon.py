@@ -15,6 +15,7 @@ from storage import open_store
 from tests.kvd_process import Daemon, pid_alive, run_kvctl, run_kvd, wait_gone
 
 
+@pytest.mark.slow
 def test_start_status_stop_and_what_they_leave_behind(kvd):
     assert Path(kvd.pidfile).read_text() == f"{kvd.pid}\n"
     assert os.stat(kvd.socket).st_mode & 0o777 == 0o600
@@ -31,6 +32,7 @@ def test_start_status_stop_and_what_they_leave_behind(kvd):
     assert stop.returncode == 0 and "not running" in stop.stderr
 
 
+@pytest.mark.slow
 def test_kvd_and_kvctl_reach_a_server_from_anywhere(make_daemon, tmp_path):
     kvd = make_daemon()
     status = run_kvd(["status"], cwd=kvd.dir)
@@ -139,6 +141,7 @@ def test_a_failed_first_start_removes_the_data_directory_it_created(tmp_path, mo
     assert (data / "mine").read_text() == "kept"
 
 
+@pytest.mark.slow
 def test_the_engine_comes_from_the_data_directory(make_daemon):
     kvd = make_daemon("--engine", "sqlite")
     kvd.client().set("k", "v")

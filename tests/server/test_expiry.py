@@ -10,6 +10,7 @@ import pytest
 from tests.kvd_process import wait_for
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["log", "sqlite"])
 def test_deadlines_survive_restart_and_compaction(make_daemon, engine):
     kvd = make_daemon("--no-auto-compact", "--engine", engine)

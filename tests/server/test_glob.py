@@ -125,6 +125,7 @@ PATTERNS = (st.binary(max_size=14)
 KEYS = st.lists(st.sampled_from(list(b"abzA-]\\*^\x00\xff\x80")), max_size=10).map(bytes)
 
 
+@pytest.mark.slow
 @settings(max_examples=3000, deadline=None)
 @given(PATTERNS, KEYS, st.booleans())
 def test_same_answer_as_redis(pattern: bytes, key: bytes, nocase: bool) -> None:

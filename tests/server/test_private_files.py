@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import stat
 
+import pytest
+
 from storage import StorageError, open_store
 from tests.kvd_process import run_kvd
 
@@ -20,6 +22,7 @@ def _modes(directory: str) -> dict[str, int]:
     return found
 
 
+@pytest.mark.slow
 def test_everything_the_daemon_writes_is_private_under_a_lax_umask(make_daemon):
     old = os.umask(0o002)  # the daemon keeps the caller's umask: the laxest usual one
     try:

@@ -219,11 +219,13 @@ def _mset(arguments: int) -> tuple[list[bytes], bytes]:
     return args, encode(*args)
 
 
+@pytest.mark.slow
 def test_a_million_arguments_in_64k_reads_are_parsed_in_linear_time(monkeypatch):
     args, request = _mset(1_000_000)
     assert _parse_counting(monkeypatch, request, 65536, len(args) + 1) == [args]
 
 
+@pytest.mark.slow
 @pytest.mark.slow
 def test_a_million_arguments_one_byte_at_a_time_are_parsed_in_linear_time(monkeypatch):
     args, request = _mset(1_000_000)

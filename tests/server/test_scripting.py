@@ -180,6 +180,7 @@ def test_a_script_that_wrote_cannot_be_killed_and_shutdown_nosave_drops_it(make_
     assert "its writes are dropped" in kvd.log()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("wrote", [False, True], ids=["read-only", "written"])
 def test_kvd_stop_ends_a_server_stuck_in_a_script(make_daemon, wrote):
     kvd = make_daemon("--busy-reply-threshold", "200")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -193,3 +195,19 @@ def test_kvd_stop_is_sigterm_through_the_pid_file(kvd):
     assert wait_gone(kvd.pid, 1)
     assert "SIGTERM: shutting down" in kvd.log()
 
+
+
+def test_a_hup_or_usr1_after_the_drain_does_not_turn_a_clean_exit_into_death_by_signal():
+    """Between closing the signal pipe and the process's end, a late HUP (logrotate) or
+    USR1 (kvctl compact) is ignored; the same signals after a plain close (a failed
+    in-process start) get the process's own handlers back, here the default: death."""
+    program = ("import os, signal; from server.signals import SignalPipe\n"
+               "pipe = SignalPipe(); pipe.install(); pipe.close(exiting={exiting})\n"
+               "os.kill(os.getpid(), signal.SIGHUP); os.kill(os.getpid(), signal.SIGUSR1)\n"
+               "print('alive')")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for exiting, status in ((True, 0), (False, -signal.SIGHUP)):
+        done = subprocess.run([sys.executable, "-c", program.format(exiting=exiting)],
+                              cwd=root, capture_output=True, timeout=30)
+        assert done.returncode == status, done.stderr
+        assert done.stdout == (b"alive\n" if exiting else b"")

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from tests.kvd_process import pid_alive, run_kvd, wait_for
+
+pytestmark = pytest.mark.slow
 
 
 def stuck(make_daemon):

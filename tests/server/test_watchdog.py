@@ -9,6 +9,7 @@ import redis
 from server.commands.admin import DEBUG_NOT_ALLOWED
 
 
+@pytest.mark.slow
 def test_a_long_pass_logs_the_loop_stack(make_daemon):
     kvd = make_daemon("--enable-debug-command", "yes", "--watchdog-period", "0.2")
     client = kvd.client()

@@ -22,6 +22,8 @@ from storage.layout import COMPACTION_DIR
 
 from .crash_child import BATCH_KEYS, KEYS, SEGMENT_SIZE, workload
 
+pytestmark = pytest.mark.slow
+
 ALL_KEYS = KEYS + BATCH_KEYS
 
 CHILD = os.path.join(os.path.dirname(__file__), "crash_child.py")

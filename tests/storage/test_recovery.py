@@ -265,6 +265,7 @@ def test_full_disk_fails_the_flush_cleanly_and_a_retry_succeeds(tmp_path, monkey
         assert all(db.get(b"pending-%d" % i) == b"x" * 100 for i in range(20))
 
 
+@pytest.mark.slow
 def test_everysec_fsyncs_in_the_background(tmp_path, monkeypatch):
     import threading
 

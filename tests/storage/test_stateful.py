@@ -6,10 +6,13 @@ import shutil
 import tempfile
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from storage import open_store
+
+pytestmark = pytest.mark.slow
 
 KEYS = st.one_of(
     st.sampled_from([b"", b"a", b"b", b"\x00", b"\xff\xfe", b"key with spaces", b"a" * 300]),

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 KEYS = 100_000
 
 

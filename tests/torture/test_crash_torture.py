@@ -14,9 +14,12 @@ import signal
 import threading
 import time
 
+import pytest
 import redis
 
 from tests.kvd_process import Daemon, wait_gone
+
+pytestmark = pytest.mark.slow
 
 KILLS_IN_TEST = 50
 KEYS = 400

@@ -387,6 +387,7 @@ def around(command: tuple, result: object) -> object:
 
 @settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.slow
 @given(commands=st.lists(COMMANDS, min_size=1, max_size=25))
 def test_kvd_answers_like_redis(kvd_client, reference, commands):
     reference, exact = reference
@@ -430,6 +431,7 @@ def pipelined(client: redis.Redis, commands: list[tuple], exact: bool = True) ->
 
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.slow
 @given(commands=st.lists(COMMANDS, min_size=1, max_size=40))
 def test_kvd_answers_pipelines_like_redis(kvd_client, reference, commands):
     reference, exact = reference
@@ -502,6 +504,7 @@ def comparable_bytes(command: tuple, reply: bytes) -> object:
 @pytest.mark.parametrize("protocol", [2, 3], ids=["resp2", "resp3"])
 @settings(max_examples=400, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.slow
 @given(commands=st.lists(COMMANDS, min_size=1, max_size=25))
 def test_kvd_answers_byte_for_byte_like_redis(raw_servers, protocol, commands):
     compare_byte_for_byte(raw_servers, protocol, commands)

@@ -65,6 +65,7 @@ def load(client: redis.Redis, keys: list[bytes]) -> None:
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(keys=st.lists(KEYS, min_size=1, max_size=8, unique=True),
        patterns=st.lists(PATTERNS, min_size=1, max_size=6))
+@pytest.mark.slow
 def test_patterns_match_the_keys_redis_matches(servers, keys, patterns):
     kvd, reference = servers
     load(kvd, keys)

@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 
 from tests.kvd_process import kvd_beside_redis
 
+pytestmark = pytest.mark.slow
+
 READ_TIMEOUT = 10
 
 

@@ -9,6 +9,8 @@ import random
 import socket
 import threading
 
+import pytest
+
 from tests.kvd_process import Daemon
 
 FRAMES_IN_TEST = 12000
@@ -92,6 +94,7 @@ def fuzz_connection(server: Daemon, seed: int, frames: int, counter: list) -> No
         sock.close()
 
 
+@pytest.mark.slow
 def test_fuzzed_connections_never_hurt_the_server_or_a_bystander(make_daemon):
     server = make_daemon("--max-key-size", "1000", "--max-value-size", "300000",
                          "--max-request-size", "1000000")

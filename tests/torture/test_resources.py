@@ -7,6 +7,8 @@ import resource
 import socket
 import subprocess
 
+import pytest
+
 from tests.kvd_process import KVD
 
 
@@ -39,6 +41,7 @@ def test_a_low_descriptor_limit_refuses_extra_clients_cleanly(make_daemon):
     assert server.client().ping() is True
 
 
+@pytest.mark.slow
 def test_a_thousand_connections_are_held_and_served(make_daemon):
     server = make_daemon(tcp=True)
     conns = []
