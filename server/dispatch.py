@@ -30,7 +30,7 @@ from .commit import GroupCommit
 from .connection import Connection
 from .context import Context
 from .errors import CommandError
-from .fastpath import FastPath
+from .fastpath import FastPath, Parts
 from .resp import error, status
 from .scripting import BUSY, Run
 from .slowlog import OFF as NEVER_SLOW
@@ -58,6 +58,7 @@ class Dispatcher:
         ctx.call = self.call  # EXEC re-enters here for each queued command
         ctx.script_call = self.script_call  # and redis.call, for each command of a script
         ctx.lookup = self.lookup
+        self._fast_parts = Parts(ctx.keyspace, self._failure, self._took, GET, SET)
 
     @staticmethod
     def lookup(name: bytes) -> Command | None:
@@ -105,18 +106,20 @@ class Dispatcher:
         clock = time.perf_counter_ns
         started = clock() if timing else 0
         short = self._short(conn, busy, monitors)
-        runs = FastPath(ctx.keyspace, conn, requests,
+        runs = FastPath(self._fast_parts, conn, requests,
                         ctx.config.max_output_buffer - len(conn.out) - sum(map(len, replies)),
-                        self._failure, self._took, GET, SET, slow_ns if timing else None,
-                        started)
+                        slow_ns if timing else None, started)
         stop = len(requests)  # requests[stop:] are left for later
         for index, args in enumerate(requests):
             arity = short.get(args[0])
             if arity is not None and len(args) == arity:
-                cut = runs.take(index, args, arity)
-                if cut is not None:
-                    stop = cut
-                    break
+                if arity != runs.kind:  # a new run begins: the pending one is done first
+                    cut = runs.finish() if runs.items else None
+                    if cut is not None:
+                        stop = cut
+                        break
+                    runs.kind, runs.start = arity, index
+                runs.items.append(args[1] if arity == 2 else (args[1], args[2]))
                 continue  # its reply is added when the run is done
             cut = runs.finish()
             if cut is not None:
