@@ -21,7 +21,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from server.pidfile import PidFileError, inspect, send_signal
+from server.pidfile import PidFileError, inspect, send_signal, unresponsive
 
 from . import DEFAULT_SOCKET, connect, transfer
 
@@ -42,12 +42,13 @@ class Settings:
 
     def __init__(self, socket: str | None, host: str | None, port: int | None, pidfile: str,
                  password: str | None, password_file: str | None,
-                 directory: str | None = None) -> None:
+                 directory: str | None = None, timeout: float = 10.0) -> None:
         # --dir: the server's directory, where its relative socket and PID file are
         self.socket = os.path.join(directory or "", socket or DEFAULT_SOCKET)
         self.host, self.port = host, port
         self.pidfile = os.path.join(directory or "", pidfile)
         self.password, self.password_file = password, password_file
+        self.timeout = timeout  # seconds for the connection and for each reply
         self._client: redis.Redis | None = None
 
     @property
@@ -63,7 +64,8 @@ class Settings:
             try:
                 self._client = connect(
                     socket=self.socket, host=self.host, port=self.port, password=self.password,
-                    password_file=self.password_file, socket_timeout=30,
+                    password_file=self.password_file, socket_timeout=self.timeout,
+                    socket_connect_timeout=self.timeout,
                     retry=Retry(NoBackoff(), 0),  # report failures at once; never re-send a write
                 )
             except OSError as exc:
@@ -94,11 +96,26 @@ def _explain(exc: Exception, settings: Settings | None) -> Failure:
             return Failure(f"cannot reach kvd at {where}: permission denied on the socket "
                            "(it is private to the user who started kvd)", EXIT_UNREACHABLE)
         if isinstance(exc, redis.TimeoutError) or "Timeout" in text:
-            return Failure(f"kvd at {where} did not answer in time", EXIT_UNREACHABLE)
+            within = f" within {settings.timeout:g} s" if settings else ""
+            return Failure(f"kvd at {where} did not answer{within}: {_why_silent(settings)}",
+                           EXIT_UNREACHABLE)
         return Failure(f"lost the connection to kvd at {where}: {text}", EXIT_UNREACHABLE)
     if isinstance(exc, redis.ResponseError):
         return Failure(f"kvd: {text}", EXIT_SERVER)
     return Failure(f"{type(exc).__name__}: {text}", EXIT_SERVER)
+
+
+def _why_silent(settings: Settings | None) -> str:
+    """What the PID file says of a server that did not answer (stopped, busy or stuck)."""
+    pid = None
+    if settings is not None and not settings.tcp:
+        try:
+            state = inspect(settings.pidfile)
+        except PidFileError:
+            state = None
+        if state is not None and state.state == "running":
+            pid = state.pid
+    return unresponsive(pid) + " (--timeout waits longer)"
 
 
 class KvctlGroup(click.Group):
@@ -139,10 +156,14 @@ def _key(text: str) -> bytes:
               help="Password, if kvd requires one [env: KVD_PASSWORD].")
 @click.option("--password-file", envvar="KVD_PASSWORD_FILE", type=click.Path(dir_okay=False),
               help="File whose first line is the password [env: KVD_PASSWORD_FILE].")
+@click.option("--timeout", envvar="KVD_TIMEOUT", default=10.0, show_default=True,
+              type=click.FloatRange(0.1), metavar="SECONDS",
+              help="Give up on a server that does not answer within SECONDS "
+                   "[env: KVD_TIMEOUT].")
 @click.version_option(package_name="kvd", message="kvctl (kvd) %(version)s")
 @click.pass_context
 def main(ctx: click.Context, directory, socket, host, port, pidfile, password,
-         password_file) -> None:
+         password_file, timeout) -> None:
     """kvctl: talk to a running kvd server.
 
     \b
@@ -163,7 +184,8 @@ def main(ctx: click.Context, directory, socket, host, port, pidfile, password,
     \b
     Exit status: 0 ok, 1 not found, 2 usage, 3 cannot reach the server, 4 server error.
     """
-    ctx.obj = Settings(socket, host, port, pidfile, password, password_file, directory)
+    ctx.obj = Settings(socket, host, port, pidfile, password, password_file, directory,
+                       timeout)
 
 
 @main.command(context_settings=CONTEXT)

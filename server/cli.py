@@ -11,13 +11,22 @@ import logging
 import os
 import signal
 import sys
+from typing import NoReturn
 
 import click
 
-from storage import ENGINES, StorageError, engine_of, open_store
+from storage import ENGINES, StorageError, engine_of, holds_data, open_store
 
 from .config import SETTINGS, Config, ConfigError, read_password_file
-from .pidfile import NotRunning, PidFileError, inspect, modified_ns, send_signal, wait_for_exit
+from .pidfile import (
+    NotRunning,
+    PidFileError,
+    inspect,
+    modified_ns,
+    send_signal,
+    unresponsive,
+    wait_for_exit,
+)
 from .settings import LONG_MAX, Choice, Integer, Number, Octal, Setting, YesNo
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -97,7 +106,7 @@ def server_options(fn):
     return fn
 
 
-def _fail(message: str, code: int = 1):
+def _fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"kvd: {message}", err=True)
     sys.exit(code)
 
@@ -183,12 +192,13 @@ def stop(dir: str | None, pidfile: str, timeout: float, force: bool) -> None:
     A daemon that did not even begin its shutdown within --timeout is reported as not
     responding (its log has the watchdog's stack of what it is stuck in).
 
-    Exit status: 0 stopped (or was not running), 1 still running after --timeout.
+    Exit status: 0 stopped (or was not running), 1 still running after --timeout, or it
+    exited but its shutdown failed (the reason is printed).
     """
     _enter(dir)
     touched = modified_ns(pidfile)
     try:
-        pid = send_signal(pidfile, signal.SIGTERM)
+        pid = send_signal(pidfile, signal.SIGTERM, resume=True)  # (a stopped one too)
     except NotRunning as exc:
         click.echo(str(exc), err=True)
         return
@@ -196,7 +206,7 @@ def stop(dir: str | None, pidfile: str, timeout: float, force: bool) -> None:
         _fail(str(exc))
     click.echo(f"kvd (PID {pid}) is shutting down...", err=True)
     if wait_for_exit(pid, timeout):
-        click.echo("kvd stopped")
+        _report_exit(pidfile, pid)
         return
     responded = modified_ns(pidfile) != touched
     if force:
@@ -209,6 +219,23 @@ def stop(dir: str | None, pidfile: str, timeout: float, force: bool) -> None:
     _fail(f"PID {pid} is not responding: it did not begin shutting down within {timeout:g} s "
           "(its log has the watchdog's stack of where it is stuck); kvd stop --force kills it "
           "(SIGKILL), losing no acknowledged write")
+
+
+def _report_exit(pidfile: str, pid: int) -> None:
+    """The daemon is gone: "kvd stopped" if it removed its PID file, as a clean shutdown
+    does; otherwise why its shutdown failed (exit 1)."""
+    try:
+        state = inspect(pidfile)
+    except PidFileError:
+        state = None
+    if state is None or state.state != "stale" or state.pid != pid:
+        click.echo("kvd stopped")
+        return
+    if state.failure:
+        _fail(f"PID {pid} exited, but its shutdown failed: {state.failure}")
+    _fail(f"PID {pid} exited without finishing its shutdown (it left its PID file "
+          "behind: it was killed or crashed); see its log. The next kvd start recovers the "
+          "data as after a crash.")
 
 
 @main.command(context_settings=CONTEXT)
@@ -248,11 +275,14 @@ def _kill(pidfile: str, pid: int, timeout: float, responded: bool) -> None:
 @dir_option
 @pidfile_option
 @server_socket_option
-def status(dir: str | None, pidfile: str, socket: str) -> None:
+@click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(0.1),
+              help="Seconds to wait for the server's figures.")
+def status(dir: str | None, pidfile: str, socket: str, timeout: float) -> None:
     """Say whether the server runs, with a few figures from INFO and the paths to reach it
     from anywhere.
 
-    Exit status (LSB): 0 running, 1 not running but a stale PID file exists, 3 not running.
+    Exit status (LSB): 0 running, 1 not running but a stale PID file exists, 3 not running,
+    4 running but not answering within --timeout (stopped by SIGSTOP, or stuck).
     """
     _enter(dir)
     try:
@@ -264,7 +294,10 @@ def status(dir: str | None, pidfile: str, socket: str) -> None:
         sys.exit(1)
     if state.state == "stopped":
         sys.exit(3)
-    figures, info = _info_figures(socket)
+    figures, info = _info_figures(socket, timeout)
+    if figures is None:
+        _fail(f"kvd (PID {state.pid}) did not answer within {timeout:g} s: "
+              f"{unresponsive(state.pid)}", 4)
     if figures:
         click.echo(figures)
     pidfile, socket = os.path.abspath(pidfile), os.path.abspath(socket) if socket else ""
@@ -277,18 +310,24 @@ def status(dir: str | None, pidfile: str, socket: str) -> None:
                    f"(or export KVD_DIR={home})")
 
 
-def _info_figures(socket_path: str) -> tuple[str, dict | None]:
-    """A line of figures from INFO, and INFO itself (None when it cannot be asked)."""
+def _info_figures(socket_path: str, timeout: float) -> tuple[str | None, dict | None]:
+    """A line of figures from INFO, and INFO itself (None when it cannot be asked); the
+    line is None when the server did not answer within `timeout` seconds."""
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     if not socket_path:
         return "", None
     try:
-        client = redis.Redis(unix_socket_path=socket_path, socket_timeout=5)
+        client = redis.Redis(unix_socket_path=socket_path, socket_timeout=timeout,
+                             socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
         info = client.info()
         client.close()
     except redis.AuthenticationError:
         return "(INFO needs the password; use kvctl stats)", None
+    except redis.TimeoutError:
+        return None, None
     except redis.RedisError as exc:
         return f"(cannot query {socket_path}: {exc})", None
     figures = (f"uptime {info['uptime_in_seconds']} s, {info.get('db0', {}).get('keys', 0)} "
@@ -322,6 +361,20 @@ def check(dir: str | None, data_dir: str, engine: str, repair: bool) -> None:
     """
     _enter(dir)
     logging.basicConfig(level=logging.INFO, format="kvd check: %(message)s", stream=sys.stderr)
+    try:
+        _check(data_dir, engine, repair)
+    except OSError as exc:  # a directory it may not read or write: no traceback
+        where = exc.filename or data_dir
+        _fail(f"check: cannot use {where}: {exc.strerror} (check recovers as start-up does, "
+              "so it needs to read and write the data directory)")
+
+
+def _check(data_dir: str, engine: str | None, repair: bool) -> None:
+    if not os.path.isdir(data_dir):
+        _fail(f"check: no data directory at {data_dir}")
+    if not holds_data(data_dir):
+        _fail(f"check: {data_dir} is not a kvd data directory (no META, segments or "
+              "database in it); nothing was created there")
     if repair:
         try:
             engine = engine or engine_of(data_dir) or "log"

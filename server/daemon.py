@@ -118,8 +118,8 @@ def run_server(config: Config, on_ready) -> int:
     })
     try:
         return server.serve()
-    except BaseException:
-        server.abort()
+    except BaseException as exc:
+        server.abort(f"{type(exc).__name__}: {exc}")
         raise
 
 

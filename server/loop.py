@@ -83,7 +83,9 @@ def start(config: Config) -> Server:
             raise StartupError(str(exc)) from None
         if pidfile.replaced_stale:
             log.warning("replaced a stale PID file %s (it named PID %d, which no longer held "
-                        "it)", config.pidfile, pidfile.replaced_stale)
+                        "it)%s", config.pidfile, pidfile.replaced_stale,
+                        f"; that daemon's shutdown failed: {pidfile.stale_failure}"
+                        if pidfile.stale_failure else "")
         if config.socket:
             listeners.append(listen_unix(config.socket, config.socket_mode))
         if config.port:
@@ -125,14 +127,15 @@ def _open_store(config: Config) -> Store:
     return store
 
 
-def _close_store(store: Store) -> bool:
-    """Flush, fsync and close the store; False (logged) if that failed."""
+def _close_store(store: Store) -> str:
+    """Flush, fsync and close the store; why that failed (logged), or ''."""
     try:
         store.close()
-    except StorageError as exc:
-        log.error("closing the store failed: %s", exc)
-        return False
-    return True
+    except (StorageError, OSError) as exc:
+        failure = f"closing the store failed: {exc}"
+        log.error("%s", failure)
+        return failure
+    return ""
 
 
 class Server:
@@ -339,26 +342,28 @@ class Server:
 
     def _finish(self) -> None:
         log.info("drain: all connections closed; flushing and closing the store")
-        if not _close_store(self.store):
+        failure = _close_store(self.store)
+        if failure:
             self.exit_code = 1
-        self._release_resources()
+        self._release_resources(failure)
         log.info("shutdown complete (exit %d)", self.exit_code)
         self.finished = True
 
-    def abort(self) -> None:
-        """After a crash of the loop: close the store (flushing it), the PID file, the sockets."""
-        self._release_resources()
+    def abort(self, why: str) -> None:
+        """After a crash of the loop: close the store (flushing it), the PID file (left
+        stale with `why`), the sockets."""
+        self._release_resources(f"crashed: {why}")
 
-    def _release_resources(self) -> None:
-        """Undo start(): everything, once."""
+    def _release_resources(self, failure: str = "") -> None:
+        """Undo start(): everything, once. A `failure` is left in the PID file."""
         if self._released:
             return
         self._released = True
         self.watchdog.stop()
         self.network.close_listeners()
         self.network.close_all()
-        _close_store(self.store)
-        self.pidfile.release()
+        closing = _close_store(self.store)
+        self.pidfile.release(failure or closing)
         self.loop.unwatch(self.signal_pipe)
         self.signal_pipe.close(exiting=True)
         self.loop.close()

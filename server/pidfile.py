@@ -1,7 +1,10 @@
 """The PID file: written by the daemon, locked for its life, and the only safe way to signal it.
 
-The file holds the daemon's PID and nothing else, so `kill -USR1 $(cat kvd.pid)`
-works. The daemon holds an `fcntl` (POSIX) lock on it for as long as it runs.
+The file holds the daemon's PID and nothing else while it runs, so
+`kill -USR1 $(cat kvd.pid)` works. A daemon whose shutdown failed (its store
+could not be flushed, its loop crashed) does not remove the file: it leaves it
+stale with the reason on a second line, for `kvd stop` and `kvd status` to tell.
+The daemon holds an `fcntl` (POSIX) lock on it for as long as it runs.
 The lock, not the file's existence, is what says "running":
 
 * a PID file whose lock is free is *stale* (the daemon died without removing
@@ -55,17 +58,25 @@ def lock_holder(fd: int) -> int | None:
 
 
 def _read_pid(fd: int) -> int | None:
-    data = os.pread(fd, 64, 0).strip()
+    data = os.pread(fd, 64, 0).split(b"\n", 1)[0].strip()
     return int(data) if data.isdigit() else None
+
+
+def _read_failure(fd: int) -> str:
+    """The second line a daemon whose shutdown failed left in its PID file ('' if none)."""
+    lines = os.pread(fd, 4096, 0).decode("utf-8", "replace").split("\n")
+    return lines[1].strip() if len(lines) > 1 else ""
 
 
 class PidFile:
     """The daemon's own PID file, locked from `acquire` until `release`."""
 
-    def __init__(self, path: str, fd: int, pid: int, replaced_stale: int | None) -> None:
+    def __init__(self, path: str, fd: int, pid: int, replaced_stale: int | None,
+                 stale_failure: str = "") -> None:
         self.path = path
         self.pid = pid
         self.replaced_stale = replaced_stale  # PID named by a stale file we replaced
+        self.stale_failure = stale_failure  # why that daemon's shutdown failed, if it said
         self._fd = fd
 
     @classmethod
@@ -101,7 +112,7 @@ class PidFile:
             if same:
                 break
             os.close(old)  # replaced while we opened it; look again
-        stale = _read_pid(old)
+        stale, stale_failure = _read_pid(old), _read_failure(old)
         temp = f"{path}.{pid}.tmp"
         fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
@@ -115,7 +126,7 @@ class PidFile:
             os.close(old)
             raise
         os.close(old)
-        return cls(path, fd, pid, stale if stale and stale != pid else None)
+        return cls(path, fd, pid, stale if stale and stale != pid else None, stale_failure)
 
     def mark_shutting_down(self) -> None:
         """Touch the file: its new mtime tells `kvd stop` that the daemon acted on its
@@ -123,15 +134,26 @@ class PidFile:
         if self._fd >= 0:
             os.utime(self._fd)
 
-    def release(self) -> None:
-        """Remove the file if it is still ours, and drop the lock."""
+    def release(self, failure: str = "") -> None:
+        """Remove the file if it is still ours, and drop the lock.
+
+        With `failure` (why the shutdown did not complete) the file stays, stale, with
+        that reason on its second line: `kvd stop` waiting for this PID must not report
+        a clean stop, and the next `kvd start` replaces the file as any stale one.
+        """
         if self._fd < 0:
             return
         try:
-            if os.getpid() == self.pid and os.fstat(self._fd).st_ino == os.stat(self.path).st_ino:
+            ours = (os.getpid() == self.pid
+                    and os.fstat(self._fd).st_ino == os.stat(self.path).st_ino)
+            if ours and failure:
+                reason = " ".join(failure.split())[:1000]
+                os.ftruncate(self._fd, 0)
+                os.pwrite(self._fd, b"%d\n%s\n" % (self.pid, reason.encode()), 0)
+            elif ours:
                 os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        except OSError:
+            pass  # (a PID file that cannot be rewritten stays as it was: stale)
         finally:
             os.close(self._fd)
             self._fd = -1
@@ -151,14 +173,16 @@ class DaemonState:
     state: str
     pid: int | None
     path: str
+    failure: str = ""  # stale: why that daemon's shutdown failed, if it could say
 
     def describe(self) -> str:
         if self.state == "running":
             return f"kvd is running (PID {self.pid})"
         if self.state == "stale":
             named = f"PID {self.pid}" if self.pid else "no PID"
+            said = f"; its shutdown failed: {self.failure}" if self.failure else ""
             return (f"kvd is not running (stale PID file {self.path} names {named}, which does "
-                    "not hold its lock)")
+                    f"not hold its lock{said})")
         return f"kvd is not running (no PID file at {self.path})"
 
 
@@ -174,10 +198,11 @@ def inspect(path: str) -> DaemonState:
     try:
         holder = lock_holder(fd)
         named = _read_pid(fd)
+        failure = _read_failure(fd) if holder is None else ""
     finally:
         os.close(fd)
     if holder is None:
-        return DaemonState("stale", named, path)
+        return DaemonState("stale", named, path, failure)
     if named is not None and named != holder:
         # Written atomically, so this means the file was replaced by hand.
         raise PidFileError(
@@ -186,9 +211,11 @@ def inspect(path: str) -> DaemonState:
     return DaemonState("running", holder, path)
 
 
-def send_signal(path: str, signum: int) -> int:
+def send_signal(path: str, signum: int, resume: bool = False) -> int:
     """Send `signum` to the daemon that holds `path`; return its PID.
 
+    `resume`: follow it with SIGCONT, as systemd follows its stop signal, so that a
+    daemon stopped by SIGSTOP (or a debugger's ^Z) acts on it instead of waiting.
     Raises NotRunning (no file, or a stale one: nothing is signalled).
     """
     state = inspect(path)
@@ -202,16 +229,37 @@ def send_signal(path: str, signum: int) -> int:
         again = inspect(path)
         if again.state != "running" or again.pid != pid:
             raise NotRunning(again.describe())
-        if pidfd is not None:
-            signal.pidfd_send_signal(pidfd, signum)
-        else:
-            os.kill(pid, signum)
+        for number in (signum, signal.SIGCONT) if resume else (signum,):
+            if pidfd is not None:
+                signal.pidfd_send_signal(pidfd, number)
+            else:
+                os.kill(pid, number)
     except ProcessLookupError:
         raise NotRunning(f"kvd is not running (PID {pid} exited)") from None
     finally:
         if pidfd is not None:
             os.close(pidfd)
     return pid
+
+
+def is_stopped(pid: int) -> bool:
+    """Whether process `pid` is stopped (SIGSTOP, ^Z, a debugger): it answers nobody and
+    acts on no signal until SIGCONT. Read from /proc (False where there is none)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    # "pid (comm) S ...": the state follows the last ')' (comm may hold anything)
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] in (b"T", b"t")
+
+
+def unresponsive(pid: int | None) -> str:
+    """Why a running daemon may not answer, for an error message."""
+    if pid is not None and is_stopped(pid):
+        return f"PID {pid} is stopped (SIGSTOP?): kill -CONT {pid} resumes it"
+    who = f"PID {pid}" if pid is not None else "it"
+    return f"{who} is busy or stuck (its log shows where: the watchdog's stack)"
 
 
 def _pidfd_open(pid: int) -> int | None:

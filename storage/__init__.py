@@ -37,7 +37,7 @@ from .errors import (
     LockedError,
     StorageError,
 )
-from .layout import engine_of
+from .layout import engine_of, holds_data
 from .logstore import DEFAULT_SEGMENT_SIZE, FSYNC_POLICIES, LogStore
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ ENGINES = ("log", "sqlite")
 Store = Union[LogStore, "SqliteStore"]
 
 __all__ = [
-    "ENGINES", "FSYNC_POLICIES", "DEFAULT_SEGMENT_SIZE", "open_store", "engine_of", "Store",
+    "ENGINES", "FSYNC_POLICIES", "DEFAULT_SEGMENT_SIZE", "open_store", "engine_of", "holds_data", "Store",
     "LogStore", "SqliteStore", "CompactionPlan", "CompactionResult",
     "StorageError", "CorruptionError", "LockedError", "FormatError", "IntegrityError",
     "CompactionError", "ClosedError",

@@ -80,6 +80,14 @@ def engine_of(directory: str) -> str | None:
     return None if meta is None else meta.get("engine")
 
 
+def holds_data(directory: str) -> bool:
+    """Whether `directory` is a data directory: a META, segments or the SQLite file (an
+    empty or unrelated directory is not; opening a store there would make it one)."""
+    if os.path.exists(os.path.join(directory, META)):
+        return True
+    return bool(segment_ids(directory)) or os.path.exists(os.path.join(directory, SQLITE_FILE))
+
+
 def check_meta(directory: str, engine: str) -> None:
     """Write META on first use; refuse a directory made by another engine or version."""
     path = os.path.join(directory, META)
