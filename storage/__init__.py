@@ -48,7 +48,8 @@ ENGINES = ("log", "sqlite")
 Store = Union[LogStore, "SqliteStore"]
 
 __all__ = [
-    "ENGINES", "FSYNC_POLICIES", "DEFAULT_SEGMENT_SIZE", "open_store", "engine_of", "holds_data", "Store",
+    "ENGINES", "FSYNC_POLICIES", "DEFAULT_SEGMENT_SIZE", "open_store", "engine_of", "holds_data",
+    "Store",
     "LogStore", "SqliteStore", "CompactionPlan", "CompactionResult",
     "StorageError", "CorruptionError", "LockedError", "FormatError", "IntegrityError",
     "CompactionError", "ClosedError",
