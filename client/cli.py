@@ -488,15 +488,24 @@ def export_(settings: Settings, path: str, skip_corrupt: bool) -> None:
 
 @main.command("import", context_settings=CONTEXT)
 @click.argument("path", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--allow-any", is_flag=True,
+              help="Run every command of the file, not only data commands.")
 @click.pass_obj
-def import_(settings: Settings, path: str) -> None:
+def import_(settings: Settings, path: str, allow_any: bool) -> None:
     """Send every command of PATH ("-" for stdin) to the server: a file from kvctl export,
-    or any file written for `redis-cli --pipe`. Existing keys are overwritten.
+    or any file written for `redis-cli --pipe`, in the protocol or as inline lines
+    (SET greeting "hello world"). Existing keys are overwritten.
+
+    Only data commands run: those that write keys (not FLUSHALL, FLUSHDB, SWAPDB or
+    another Redis calls dangerous, nor blocking ones), RESTORE, SELECT, MULTI/EXEC/DISCARD
+    and PING. Another command stops the import before it is sent (exit 2), unless
+    --allow-any.
 
     \b
     Examples:
       kvctl import backup.resp
       gunzip -c backup.resp.gz | kvctl import -
+      printf 'SET a 1\nSET b 2\n' | kvctl import -
     """
     client = settings.client()
     try:
@@ -507,8 +516,8 @@ def import_(settings: Settings, path: str) -> None:
         size = 0 if path == "-" else os.fstat(source.fileno()).st_size
         try:
             with _progress(size if size >= PROGRESS_BYTES else 0, "importing") as bar:
-                done = transfer.load(client, source, bar.update)
-        except transfer.MalformedFile as exc:
+                done = transfer.load(client, source, bar.update, allow_any)
+        except (transfer.MalformedFile, transfer.NotData) as exc:
             raise Failure(f"{path}: {exc}", EXIT_USAGE) from None
     click.echo(f"imported {done.commands - done.errors} of {done.commands} commands in "
                f"{done.seconds:.2f} s", err=True)

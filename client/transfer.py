@@ -3,8 +3,14 @@
 The file is the Redis protocol itself, one `SET key value [PXAT ms]` per key
 -- exactly what `redis-cli --pipe` sends -- so it loads into Redis as it is,
 and `kvctl import` loads any such file (from kvctl, or written for
-`redis-cli --pipe`) into kvd. It works against Redis too: `kvctl --port 6379
-export` takes a Redis server's strings.
+`redis-cli --pipe`) into kvd, in the protocol or as inline lines
+(`SET greeting "hello world"`), read by the server's own parser. It works
+against Redis too: `kvctl --port 6379 export` takes a Redis server's strings.
+
+An import runs data commands only (those that write keys, as Redis flags them,
+but no FLUSHALL/FLUSHDB/SWAPDB or other command Redis calls dangerous, and
+nothing that blocks), plus RESTORE, SELECT, MULTI/EXEC/DISCARD and PING: a file
+from elsewhere must not reconfigure or empty the server. `allow_any` lifts that.
 
 Each batch of keys is read in one MULTI/EXEC (value and deadline together), so
 every key is exported as it was at one moment; keys deleted or expired meanwhile
@@ -15,15 +21,18 @@ the server cannot read (a damaged record) is never skipped silently: it is named
 
 from __future__ import annotations
 
+import functools
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import BinaryIO
 
-import hiredis
 import redis
 
-from server.protocol import encode_request
+import server
+from server.protocol import ProtocolError, RequestParser, encode_request
 
 BATCH = 1000
 
@@ -95,40 +104,68 @@ class MalformedFile(ValueError):
     """The file is not a sequence of Redis commands."""
 
 
+class NotData(ValueError):
+    """The file holds a command an import does not run (see the module's docstring)."""
+
+
+ALSO_ALLOWED = frozenset({"restore", "select", "multi", "exec", "discard", "ping"})
+
+
+@functools.cache
+def data_commands() -> frozenset[bytes]:
+    """The upper-case names of the commands an import runs, from Redis 7.0's own table."""
+    table = json.loads((Path(server.__file__).parent / "commands" /
+                        "redis_commands.json").read_text())["commands"]
+    names = set(ALSO_ALLOWED)
+    for name, described in table.items():
+        info = described["info"][1]  # [name, arity, flags, first, last, step, categories...]
+        flags = {flag for _, flag in info[2][1]}
+        categories = {category for _, category in info[6][1]}
+        if ("write" in flags and not flags & {"admin", "blocking"}
+                and "@dangerous" not in categories):
+            names.add(name)
+    return frozenset(name.upper().encode() for name in names)
+
+
 def commands_in(source: BinaryIO, progress: Callable[[int], None] | None = None
                 ) -> Iterator[list[bytes]]:
-    """The commands a protocol file holds, read in chunks (any size of file)."""
-    reader = hiredis.Reader()
+    """The commands a file holds, in the protocol or as inline lines, read in chunks (any
+    size of file) by the parser the server reads its clients with."""
+    parser = RequestParser(1 << 31, 1 << 31)
     while True:
         chunk = source.read(1 << 20)
         if not chunk:
             break
-        reader.feed(chunk)
         if progress:
             progress(len(chunk))
-        while True:
-            try:
-                command = reader.gets()
-            except hiredis.ProtocolError as exc:
-                raise MalformedFile(f"not Redis protocol: {exc}") from None
-            if command is False:
-                break
-            if not isinstance(command, list) or not command or \
-                    not all(isinstance(arg, bytes) for arg in command):
-                raise MalformedFile("not a file of Redis commands (each must be an array of "
-                                    "bulk strings)")
-            yield command
-    if reader.has_data():
+        try:
+            requests = parser.feed(chunk)
+        except ProtocolError as exc:
+            yield from exc.requests
+            raise MalformedFile(f"not Redis commands: {exc}") from None
+        yield from requests
+    if parser.pending:
         raise MalformedFile("the file ends in the middle of a command")
 
 
-def load(client: redis.Redis, source: BinaryIO, progress: Callable[[int], None] | None = None
-         ) -> Imported:
-    """Send every command of `source` (pipelined, in batches) and count the refusals."""
+def load(client: redis.Redis, source: BinaryIO, progress: Callable[[int], None] | None = None,
+         allow_any: bool = False) -> Imported:
+    """Send every command of `source` (pipelined, in batches) and count the refusals.
+
+    Unless `allow_any`, a command that is not a data command stops the import before it
+    is sent (raising NotData; `done.commands` were sent before it)."""
     done = Imported()
     started = time.monotonic()
+    allowed = None if allow_any else data_commands()
     pipe = client.pipeline(transaction=False)
     for command in commands_in(source, progress):
+        if allowed is not None and command[0].upper() not in allowed:
+            if len(pipe):
+                _send(pipe, done)
+            name = command[0].decode(errors="replace")
+            raise NotData(f"command {done.commands + 1} is {name}, which is not a data "
+                          f"command; the {done.commands} before it were sent. `kvctl import "
+                          "--allow-any` runs any command")
         pipe.execute_command(*command, NEVER_DECODE=True)
         if len(pipe) == BATCH:
             _send(pipe, done)

@@ -95,6 +95,44 @@ def test_import_refusals_and_malformed_files(kvd, tmp_path):
     assert kvctl(kvd, "export", "-").stdout == b""  # an empty keyspace, an empty file
 
 
+def test_import_reads_inline_lines_as_the_server_does(kvd, tmp_path):
+    text = tmp_path / "by-hand.txt"
+    text.write_bytes(b'SET greeting "hello world"\n\nset n 41\r\nINCR n\n'
+                     b"SET quoted 'it\\'s' \nSET bytes \"\\x00\\xff\\n\"\n")
+    result = kvctl(kvd, "import", str(text))
+    assert result.returncode == 0, result.stderr
+    assert b"imported 5 of 5 commands" in result.stderr  # (the empty line is none)
+    client = kvd.client()
+    assert client.mget("greeting", "n", "quoted", "bytes") == [
+        b"hello world", b"42", b"it's", b"\x00\xff\n"]
+    unbalanced = tmp_path / "unbalanced.txt"
+    unbalanced.write_bytes(b'SET a "b\n')
+    result = kvctl(kvd, "import", str(unbalanced))
+    assert result.returncode == 2 and b"unbalanced quotes in request" in result.stderr
+
+
+def test_import_runs_data_commands_only_unless_allowed(kvd, tmp_path):
+    client = kvd.client()
+    client.set("precious", "data")
+    hostile = tmp_path / "hostile.resp"
+    hostile.write_bytes(b"SET a 1\nDEL precious-copy\nFLUSHALL\nSET b 2\n")
+    result = kvctl(kvd, "import", str(hostile))
+    assert result.returncode == 2
+    assert (b"command 3 is FLUSHALL, which is not a data command; the 2 before it were sent"
+            in result.stderr)
+    assert client.get("precious") == b"data" and client.get("a") == b"1"
+    assert client.get("b") is None  # nothing after it either
+    for line in (b"CONFIG SET requirepass x", b"EVAL \"return 1\" 0", b"SHUTDOWN NOSAVE",
+                 b"BLPOP q 0", b"DEBUG SLEEP 0"):
+        hostile.write_bytes(line + b"\n")
+        assert kvctl(kvd, "import", str(hostile)).returncode == 2, line
+    assert client.ping() is True and client.config_get("requirepass")["requirepass"] == ""
+    hostile.write_bytes(b"SELECT 0\nMULTI\nSET c 3\nEXEC\nFLUSHALL\n")
+    allowed = kvctl(kvd, "import", "--allow-any", str(hostile))
+    assert allowed.returncode == 0, allowed.stderr
+    assert client.dbsize() == 0
+
+
 def test_export_fails_naming_a_key_it_cannot_read_unless_told_to_skip_it(make_daemon):
     from tests.storage.test_damaged_records import damage_value
 
