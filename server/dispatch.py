@@ -31,6 +31,7 @@ from .connection import Connection
 from .context import Context
 from .errors import CommandError
 from .fastpath import FastPath, Parts
+from .protocol import Refused
 from .resp import error, status
 from .scripting import BUSY, Run
 from .slowlog import OFF as NEVER_SLOW
@@ -132,7 +133,8 @@ class Dispatcher:
                 command = COMMANDS.get(args[0].lower())
                 if command is None:
                     errors += 1
-                    replies.append(self._reject(conn, None, unknown_command(args)))
+                    unknown = args.reply if type(args) is Refused else unknown_command(args)
+                    replies.append(self._reject(conn, None, unknown))
                     continue
             arity = command.arity
             if (len(args) != arity) if arity > 0 else (len(args) < -arity):

@@ -68,9 +68,12 @@ class Network:
         self.ready: set[Connection] = set()
         # While a script is busy (serve_while_busy): the connections left alone.
         self.busy_skip: Collection[Connection] | None = None
-        # Bulks up to the request limit are read, so that an oversized key or value gets
-        # its own clear error from the command rather than a protocol error.
-        self._max_bulk = config.max_request_size
+        # No argument can be stored above the larger size limit (Redis's proto-max-bulk-len
+        # is kvd's max-value-size): a longer one refuses its request at its header, and is
+        # thrown away as it arrives rather than held (protocol.py's Refused).
+        self._max_bulk = max(config.max_value_size, config.max_key_size)
+        self._bulk_limit = ("--max-value-size" if config.max_value_size >= config.max_key_size
+                            else "--max-key-size")
 
     # -- accepting ----------------------------------------------------------------------
 
@@ -153,7 +156,7 @@ class Network:
             conn = Connection(
                 sock, where, listener.kind,
                 RequestParser(self._max_bulk, self.config.max_request_size,
-                              unauthenticated=self.auth.required),
+                              unauthenticated=self.auth.required, bulk_limit=self._bulk_limit),
             )
             conn.callback = partial(self._on_client, conn)
             self.clients[conn.fd] = conn

@@ -37,6 +37,9 @@ MAX_INLINE_SIZE = 64 * 1024
 MAX_MULTIBULK_ARGS = 2**31 - 1  # Redis 7: INT_MAX (the bytes are bounded by max_request)
 # Before AUTH, when a password is set, Redis 7 refuses larger requests outright
 # (CVE-2021-32675: an unauthenticated client could make it buffer gigabytes).
+# Redis's proto-max-bulk-len default: a longer bulk is malformed to Redis (a protocol
+# error); below it, kvd's own, smaller limits refuse the request politely (Refused).
+PROTO_MAX_BULK = 512 * 1024 * 1024
 MAX_UNAUTHENTICATED_ARGS = 10
 MAX_UNAUTHENTICATED_BULK = 16 * 1024
 
@@ -118,12 +121,28 @@ def encode_request(*args: bytes) -> bytes:
     return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
 
 
+REFUSED = b"\x00refused"  # the name of a Refused request: no command has it
+
+
+class Refused(list):
+    """A request the parser refused (over a size limit) and read no further: `[REFUSED]`,
+    with `reply`, the error to answer. The gate finds no command by that name and answers
+    the reply instead of "unknown command"."""
+
+    def __init__(self, reply: bytes) -> None:
+        super().__init__([REFUSED])
+        self.reply = reply
+
+
 class RequestParser:
     """Splits one connection's byte stream into requests (lists of bytes).
 
-    `max_bulk` bounds a single argument and `max_request` the bytes a partial
-    request may occupy; both raise ProtocolError as soon as a header shows the
-    request would exceed them.
+    `max_bulk` bounds a single argument and `max_request` the bytes a request may
+    occupy. A request that a header shows would pass one is *refused*, not a protocol
+    error: the rest of it is read and thrown away as it arrives (never held), and it
+    comes out as a `Refused` request, whose error the gate answers; the connection
+    goes on. So a client that sends a value over the limit reads an error, instead of
+    a reset connection while it is still writing, and the server never holds the value.
 
     Parsing costs O(n) for n bytes, however they are split across reads: a
     multibulk request that is still arriving keeps the arguments parsed so far
@@ -140,13 +159,16 @@ class RequestParser:
     `feed(b"")` returns it.
     """
 
-    __slots__ = ("max_bulk", "max_request", "unauthenticated", "held_back", "examined",
+    __slots__ = ("max_bulk", "max_request", "bulk_limit", "unauthenticated", "held_back",
+                 "examined",
                  "_reader", "_buffer", "_need", "_searched", "_args", "_remaining",
-                 "_bulk_len", "_request_size")
+                 "_bulk_len", "_request_size", "_refusal", "_skip")
 
-    def __init__(self, max_bulk: int, max_request: int, unauthenticated: bool = False) -> None:
+    def __init__(self, max_bulk: int, max_request: int, unauthenticated: bool = False,
+                 bulk_limit: str = "--max-value-size") -> None:
         self.max_bulk = max_bulk
         self.max_request = max_request
+        self.bulk_limit = bulk_limit  # the setting max_bulk comes from, for the refusal
         self.unauthenticated = unauthenticated
         self.held_back = False
         self.examined = 0
@@ -161,6 +183,10 @@ class RequestParser:
         self._remaining = 0
         self._bulk_len = -1
         self._request_size = 0
+        # A refused request still arriving: its error, and the bytes of the argument being
+        # thrown away that are still to come (with its CRLF).
+        self._refusal: bytes | None = None
+        self._skip = 0
 
     @property
     def pending(self) -> int:
@@ -292,6 +318,8 @@ class RequestParser:
                 if self._remaining:
                     break  # the rest has not arrived yet
                 request, self._args = self._args, None
+                if self._refusal is not None:
+                    request, self._refusal = Refused(self._refusal), None
                 if self._complete(request, requests, pos, buffer):
                     break
         except ProtocolError as exc:
@@ -342,6 +370,16 @@ class RequestParser:
         args = self._args
         assert args is not None
         while self._remaining:
+            if self._skip:  # an argument of a refused request: thrown away as it arrives
+                taken = min(self._skip, len(buffer) - pos)
+                self._skip -= taken
+                self.examined += taken
+                pos += taken
+                if self._skip:
+                    self._need = 0
+                    return pos
+                self._remaining -= 1
+                continue
             if self._bulk_len < 0:
                 line_end = self._header_end(buffer, pos, "too big bulk count string")
                 if line_end < 0:
@@ -349,13 +387,19 @@ class RequestParser:
                 if buffer[pos] != 0x24:  # '$', checked once the line is there, as Redis does
                     raise ProtocolError(b"expected '$', got '%c'" % buffer[pos])
                 length = parse_strict_int(bytes(buffer[pos + 1 : line_end]))
-                if length is None or length < 0 or length > self.max_bulk:
+                if length is None or length < 0 or length > max(PROTO_MAX_BULK,
+                                                                  self.max_bulk):
                     raise ProtocolError("invalid bulk length")
                 if self.unauthenticated and length > MAX_UNAUTHENTICATED_BULK:
                     raise ProtocolError("unauthenticated bulk length")
                 header = line_end + 2 - pos
-                if self._request_size + header + length > self.max_request:
-                    raise ProtocolError("request too large (see --max-request-size)")
+                if self._refusal is None:
+                    self._refusal = self._refuse(length, header)
+                if self._refusal is not None:  # this argument and the rest are not kept
+                    args.clear()
+                    self._skip = length + 2
+                    pos = line_end + 2
+                    continue
                 self._request_size += header
                 self._bulk_len = length
                 pos = line_end + 2
@@ -370,6 +414,18 @@ class RequestParser:
             self._remaining -= 1
             pos = end
         return pos
+
+    def _refuse(self, length: int, header: int) -> bytes | None:
+        """The error refusing the request in progress if an argument of `length` would pass
+        a limit (the request is then read no further), else None."""
+        if length > self.max_bulk:
+            what = "value" if self.bulk_limit == "--max-value-size" else "argument"
+            return error(f"ERR {what} is too large ({length} bytes; {self.bulk_limit} is "
+                         f"{self.max_bulk})")
+        if self._request_size + header + length > self.max_request:
+            return error(f"ERR request is too large (over {self._request_size + header + length}"
+                         f" bytes; --max-request-size is {self.max_request})")
+        return None
 
     def _header_end(self, buffer: bytearray, pos: int, too_big: str) -> int:
         """Where a `*` or `$` header line starting at `pos` ends, or -1 while it is still

@@ -8,10 +8,11 @@ import tracemalloc
 
 import hiredis
 import pytest
+import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.protocol import ProtocolError, RequestParser, split_inline
+from server.protocol import ProtocolError, Refused, RequestParser, split_inline
 
 MAX_BULK = 1 << 20
 MAX_REQUEST = 4 << 20
@@ -52,7 +53,6 @@ INVALID = [
     (b"*1\r\n$ 4\r\nPING\r\n", "invalid bulk length"),
     (b"*1\r\n$-1\r\n", "invalid bulk length"),
     (b"*1\r\n$3000000000\r\n", "invalid bulk length"),
-    (b"*1\r\n$%d\r\n" % (MAX_BULK + 1), "invalid bulk length"),
     (b"*1\r\n:1\r\n", "expected '$', got ':'"),
     # Elements hiredis hands back as bytes although they are not bulk strings.
     (b"*1\r\n+PING\r\n", "expected '$', got '+'"),
@@ -175,10 +175,32 @@ def test_a_value_that_looks_like_a_large_array_header_is_still_parsed():
     assert feed_in_pieces(encode(*request), [1000]) == [request]
 
 
-def test_a_partial_request_larger_than_the_limit_is_refused():
-    parser = RequestParser(max_bulk=1 << 30, max_request=1 << 20)
-    with pytest.raises(ProtocolError, match="request too large"):
-        parser.feed(b"*2\r\n$3\r\nSET\r\n$%d\r\n" % (2 << 20))
+def test_a_request_over_a_limit_is_refused_read_and_thrown_away_as_it_arrives():
+    """Over the argument or the request limit, a request is refused from the header that
+    shows it; the rest is read without being held, and the requests after it go on."""
+    for header, size, refusal in (
+            (b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n", MAX_BULK + 1,
+             b"-ERR value is too large (%d bytes; --max-value-size is %d)\r\n"
+             % (MAX_BULK + 1, MAX_BULK)),
+            (b"*4\r\n$4\r\nMSET\r\n$1\r\nk\r\n", MAX_BULK, None)):
+        parser = RequestParser(MAX_BULK, max_request=MAX_BULK + 16)
+        assert parser.feed(header) == []
+        assert parser.feed(b"$%d\r\n" % size + b"x" * 1000) == []
+        for _ in range((size - 1000) // 65536):
+            assert parser.feed(b"x" * 65536) == []
+            assert parser.pending < 70_000  # nothing of the value is held
+        tail = b"x" * ((size - 1000) % 65536) + b"\r\n"
+        if refusal is None:  # the MSET's second pair passes the request limit
+            tail += b"$1\r\nv\r\n"
+        requests = parser.feed(tail + b"*1\r\n$4\r\nPING\r\n")
+        assert len(requests) == 2 and requests[1] == [b"PING"]
+        assert isinstance(requests[0], Refused)
+        reply = requests[0].reply
+        if refusal is not None:
+            assert reply == refusal
+        else:
+            assert reply.startswith(b"-ERR request is too large (over ")
+            assert reply.endswith(b"bytes; --max-request-size is %d)\r\n" % (MAX_BULK + 16))
     parser = RequestParser(max_bulk=1 << 30, max_request=1 << 20)
     parser.feed(b"*1\r\n$100\r\n")  # small declared size: waits
     with pytest.raises(ProtocolError):
@@ -277,13 +299,6 @@ def exchange(sock: socket.socket, payload: bytes, reply: bytes) -> bytes:
     return recv_until(sock, len(reply))
 
 
-DAEMON_MAX_BULK = 128 << 20  # the daemon's default --max-request-size bounds one bulk
-INVALID_FOR_DAEMON = [
-    (data.replace(b"$%d" % (MAX_BULK + 1), b"$%d" % (DAEMON_MAX_BULK + 1)), message)
-    for data, message in INVALID
-]
-
-
 @pytest.fixture
 def kvd(shared_kvd):
     return shared_kvd
@@ -299,7 +314,7 @@ def bystander(kvd):
     assert client.get(b"bystander") == b"\x00still here\xff"
 
 
-@pytest.mark.parametrize("data,message", INVALID_FOR_DAEMON,
+@pytest.mark.parametrize("data,message", INVALID,
                          ids=[f"invalid{i}" for i in range(len(INVALID))])
 def test_malformed_requests_get_the_error_then_only_that_connection_closes(kvd, bystander, data,
                                                                           message):
@@ -370,17 +385,31 @@ def test_a_large_value_arriving_in_many_reads(kvd, bystander):
 
 
 def test_a_value_over_the_limit_is_a_clear_error(make_daemon):
-    kvd = make_daemon("--max-value-size", "1000", "--max-request-size", "2000000")
+    kvd = make_daemon("--max-value-size", "1000", "--max-key-size", "500",
+                      "--max-request-size", "2000000")
     client = kvd.client()
     with pytest.raises(Exception, match="value is too large"):
         client.set(b"k", b"x" * 1001)
     client.set(b"k", b"x" * 1000)
     assert client.get(b"k") == b"x" * 1000
-    sock = kvd.raw()
-    # A bulk larger than anything the server would accept is refused from its header alone.
-    expected = b"-ERR Protocol error: invalid bulk length\r\n"
-    assert exchange(sock, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5000000\r\n", expected) == expected
+    # A value the server would never hold is refused from its header: the client, still
+    # writing it, reads the error afterwards on a connection that goes on, and the
+    # server held none of it.
+    peak_before = _peak_rss_mb(kvd.pid)
+    with pytest.raises(redis.ResponseError, match=r"value is too large \(100000000 bytes; "
+                                                  r"--max-value-size is 1000\)"):
+        client.set(b"k", b"x" * 100_000_000)
     assert client.get(b"k") == b"x" * 1000
+    assert _peak_rss_mb(kvd.pid) < peak_before + 20  # 100 MB came in; none of it was held
+    # Over Redis's own limit (proto-max-bulk-len, 512 MiB) a bulk is malformed, as in Redis.
+    sock = kvd.raw()
+    expected = b"-ERR Protocol error: invalid bulk length\r\n"
+    assert exchange(sock, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$536870913\r\n", expected) == expected
+
+
+def _peak_rss_mb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return int(f.read().split("VmHWM:")[1].split()[0]) // 1024
 
 
 def test_half_closed_clients_still_get_their_replies(kvd, bystander):
