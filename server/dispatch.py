@@ -59,7 +59,7 @@ class Dispatcher:
         ctx.call = self.call  # EXEC re-enters here for each queued command
         ctx.script_call = self.script_call  # and redis.call, for each command of a script
         ctx.lookup = self.lookup
-        self._fast_parts = Parts(ctx.keyspace, self._failure, self._took, GET, SET)
+        self._fast_parts = Parts(ctx.keyspace, ctx.stats, self._failure, self._took, GET, SET)
 
     @staticmethod
     def lookup(name: bytes) -> Command | None:
@@ -90,6 +90,8 @@ class Dispatcher:
             return requests
         if conn.draining and not admitted:
             replies.extend(SHUTTING_DOWN for _ in requests)
+            for _ in requests:
+                self.ctx.stats.error(SHUTTING_DOWN)
             if conn.tx.queued is not None:  # its EXEC is refused: nothing of it runs
                 conn.tx.discard(self.ctx.keyspace.watches)
             return []
@@ -97,15 +99,18 @@ class Dispatcher:
         lookup = LOOKUP
         write_slots = conn.write_slots
         writes_before = len(write_slots)
-        errors = 0
         tx = conn.tx
-        # Each command is timed for the slow log (one clock read, none when it is off)
-        # and shown to monitors (one test while there are none).
+        stats = ctx.stats
+        per_command = stats.commands
+        scripts = ctx.scripts
+        # Each command is timed (one clock read: INFO commandstats; the slow log and the
+        # latency monitor when they are on) and shown to monitors (one test while there
+        # are none).
         monitors = ctx.monitors.clients
         slow_ns = min(ctx.slowlog.threshold_ns, ctx.latency.threshold_ns)
         timing = slow_ns < NEVER_SLOW
         clock = time.perf_counter_ns
-        started = clock() if timing else 0
+        started = clock()
         short = self._short(conn, busy, monitors)
         runs = FastPath(self._fast_parts, conn, requests,
                         ctx.config.max_output_buffer - len(conn.out) - sum(map(len, replies)),
@@ -126,33 +131,30 @@ class Dispatcher:
             if cut is not None:
                 stop = cut
                 break
-            if timing:
-                started = runs.started
+            started = runs.started
             command = lookup.get(args[0])
             if command is None:
                 command = COMMANDS.get(args[0].lower())
                 if command is None:
-                    errors += 1
                     unknown = args.reply if type(args) is Refused else unknown_command(args)
-                    replies.append(self._reject(conn, None, unknown))
+                    replies.append(self._reject(conn, None, unknown, args))
                     continue
             arity = command.arity
             if (len(args) != arity) if arity > 0 else (len(args) < -arity):
-                errors += 1
-                replies.append(self._reject(conn, command, wrong_arity(args[0])))
+                replies.append(self._reject(conn, command, wrong_arity(args[0]), args))
                 continue
             if not conn.authenticated and not command.no_auth:
-                replies.append(self._reject(conn, command, NOAUTH))
+                replies.append(self._reject(conn, command, NOAUTH, args))
                 continue
             if command.subcommands is not None:
                 refused = subcommand_refusal(command, args)
-                if refused is not None:
-                    errors += 1
-                    replies.append(self._reject(conn, command, refused))
+                if refused is not None:  # (an unknown one is no command: Redis counts none)
+                    known = command.resolve(args)
+                    replies.append(self._reject(conn, known if known is not command else None,
+                                                refused, args))
                     continue
             if busy and not command.has("allow_busy", args):
-                errors += 1
-                replies.append(self._reject(conn, command, BUSY))
+                replies.append(self._reject(conn, command, BUSY, args))
                 continue
             write = command.write
             if tx.queued is not None:
@@ -164,7 +166,7 @@ class Dispatcher:
                 if commit.write_error is not None:
                     refused = commit.refusal()
                     if refused is not None:
-                        replies.append(self._reject(conn, command, refused))
+                        replies.append(self._reject(conn, command, refused, args))
                         continue
                 write_slots.append(len(replies))
             try:
@@ -173,11 +175,18 @@ class Dispatcher:
                 reply = self._failure(conn, command, exc)
             replies.append(reply)
             runs.room -= len(reply)
-            if timing:
-                now = clock()
-                if now - started >= slow_ns:
-                    self._took(conn, command, args, now - started)
-                runs.started = now
+            now = clock()
+            counted = command if command.subcommands is None else command.resolve(args)
+            stat = per_command.get(counted.name) or stats.command(counted.name)
+            stat.calls += 1
+            stat.ns += now - started
+            if reply and reply[0] == 45:  # "-": an error
+                stat.failed += 1
+                if reply is not scripts.counted_reply:  # (counted when its command failed)
+                    stats.error(reply)
+            if timing and now - started >= slow_ns:
+                self._took(conn, command, args, now - started)
+            runs.started = now
             if monitors and command.resolve(args).shown:
                 ctx.monitors.feed(conn, args)
             short = self._short(conn, busy, monitors)  # MULTI, MONITOR, AUTH... change it
@@ -192,9 +201,7 @@ class Dispatcher:
             cut = runs.finish()
             if cut is not None:
                 stop = cut
-        stats = ctx.stats
         stats.commands_processed += stop
-        stats.error_replies += errors
         conn.commands += stop
         writes = len(write_slots) - writes_before
         if writes:
@@ -216,43 +223,78 @@ class Dispatcher:
         """The gate of a command a script calls (Redis's scriptCall): known, with its
         arity, allowed from scripts, no write from a read-only script, and none while the
         store cannot write -- unless the script already wrote: it cannot stop half-way."""
+        refused = self._script_refusal(run, args)
+        if refused is not None:
+            command, reply = refused
+            stats = self.ctx.stats
+            if command is not None:
+                stats.command(command.resolve(args).name).rejected += 1
+            stats.error(reply)
+            return reply
         command = self.lookup(args[0])
-        if command is None:
-            return UNKNOWN_FROM_SCRIPT
-        arity = command.arity
-        if (len(args) != arity) if arity > 0 else (len(args) < -arity):
-            return ARITY_FROM_SCRIPT
-        if command.has("noscript", args):
-            return NOT_FROM_SCRIPT
-        if command.subcommands is not None:
-            refused = subcommand_refusal(command, args)
-            if refused is not None:
-                return refused
+        assert command is not None
         if command.write:
-            if run.read_only:
-                return WRITE_FROM_READ_ONLY
-            if not run.wrote:
-                refused = self.commit.refusal()
-                if refused is not None:
-                    return refused
-                run.wrote = True
+            run.wrote = True
         self.ctx.stats.commands_processed += 1
         # (the script's stand-in client has what commands use of one: resp, tx)
-        reply = self._execute(cast(Connection, run.client), command, args)
+        reply = self._counted(cast(Connection, run.client), command, args, slow_log=False)
         monitors = self.ctx.monitors
         if monitors.clients and command.resolve(args).shown:
             monitors.feed(None, args)
         return reply
 
+    def _script_refusal(self, run: Run, args: list[bytes]
+                        ) -> tuple[Command | None, bytes] | None:
+        """Why a script may not run the command `args` (the command, if known, and the
+        error), or None."""
+        command = self.lookup(args[0])
+        if command is None:
+            return None, UNKNOWN_FROM_SCRIPT
+        arity = command.arity
+        if (len(args) != arity) if arity > 0 else (len(args) < -arity):
+            return command, ARITY_FROM_SCRIPT
+        if command.has("noscript", args):
+            return command, NOT_FROM_SCRIPT
+        if command.subcommands is not None:
+            refused = subcommand_refusal(command, args)
+            if refused is not None:
+                known = command.resolve(args)
+                return (known if known is not command else None), refused
+        if command.write:
+            if run.read_only:
+                return command, WRITE_FROM_READ_ONLY
+            if not run.wrote:
+                refused = self.commit.refusal()
+                if refused is not None:
+                    return command, refused
+        return None
+
     def call(self, conn: Connection, command: Command, args: list[bytes]) -> bytes:
         """Run one command past the gate (EXEC runs its queue through here): timed for the
-        slow log and shown to monitors, as Redis's call()."""
-        started = time.perf_counter_ns()
-        reply = self._execute(conn, command, args)
-        self._took(conn, command, args, time.perf_counter_ns() - started)
+        slow log and INFO commandstats, and shown to monitors, as Redis's call()."""
+        reply = self._counted(conn, command, args)
         monitors = self.ctx.monitors
         if monitors.clients and command.resolve(args).shown:
             monitors.feed(conn, args)
+        return reply
+
+    def _counted(self, conn: Connection, command: Command, args: list[bytes],
+                 slow_log: bool = True) -> bytes:
+        """Run a command past a gate, counted in INFO commandstats and errorstats and (not
+        from a script, as in Redis) timed for the slow log, as Redis's call()."""
+        started = time.perf_counter_ns()
+        reply = self._execute(conn, command, args)
+        elapsed = time.perf_counter_ns() - started
+        stats = self.ctx.stats
+        stat = stats.command(command.resolve(args).name)
+        stat.calls += 1
+        stat.ns += elapsed
+        if reply[:1] == b"-":
+            stat.failed += 1
+            if reply is not self.ctx.scripts.counted_reply:
+                stats.error(reply)
+        if slow_log:
+            self._took(conn, command, args, elapsed)
         return reply
 
     def _took(self, conn: Connection, command: Command, args: list[bytes], elapsed: int) -> None:
@@ -289,27 +331,33 @@ class Dispatcher:
                    or ("no_multi" in command.flags and NO_MULTI)
                    or (command.write and self.commit.refusal()))
         if refused:
-            return self._reject(conn, command, refused)
+            return self._reject(conn, command, refused, args)
         tx.queued_bytes += sum(len(arg) for arg in args)
         limit = self.ctx.config.max_transaction_size
         if tx.queued_bytes > limit:
             return self._reject(conn, command, error(
                 f"ERR transaction too large ({tx.queued_bytes} bytes queued; "
-                f"--max-transaction-size is {limit})"))
+                f"--max-transaction-size is {limit})"), args)
         assert tx.queued is not None  # (queueing: inside MULTI)
         tx.queued.append((command, args))
         tx.writes += command.write
         return QUEUED
 
-    def _reject(self, conn: Connection, command: Command | None, reply: bytes) -> bytes:
+    def _reject(self, conn: Connection, command: Command | None, reply: bytes,
+                args: list[bytes]) -> bytes:
         """A request refused by the gate. Inside MULTI it also dooms the transaction, as
-        Redis's rejectCommand does; a refused EXEC answers for the whole transaction."""
+        Redis's rejectCommand does; a refused EXEC answers for the whole transaction.
+        Counted as an error reply, and as a rejected call of its command if it has one."""
         tx = conn.tx
+        stats = self.ctx.stats
+        if command is not None:
+            stats.command(command.resolve(args).name).rejected += 1
         if command is not None and command.name == "exec":  # even outside MULTI, as Redis
             tx.discard(self.ctx.keyspace.watches)
             reason = reply[1:-2]  # Redis's reason has an error code only if not ERR
-            return error(b"EXECABORT Transaction discarded because of: "
-                         + (reason[4:] if reason.startswith(b"ERR ") else reason))
-        if tx.queued is not None:
+            reply = error(b"EXECABORT Transaction discarded because of: "
+                          + (reason[4:] if reason.startswith(b"ERR ") else reason))
+        elif tx.queued is not None:
             tx.aborted = True
+        stats.error(reply)
         return reply

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .commands import Command
     from .connection import Connection
     from .keyspace import Keyspace
+    from .stats import Stats
 
 # name -> arity, for GET and SET as clients send them
 SHORT = {b"GET": 2, b"get": 2, b"SET": 3, b"set": 3}
@@ -49,11 +50,12 @@ class Parts:
     """What every run of one gate uses: made once per gate, so that a run (made per call
     of the gate, even for one GET) sets only what is its own."""
 
-    __slots__ = ("keyspace", "failure", "took", "get", "set_")
+    __slots__ = ("keyspace", "stats", "failure", "took", "get", "set_")
 
-    def __init__(self, keyspace: Keyspace, failure: Failure, took: Took, get: Command,
-                 set_: Command) -> None:
+    def __init__(self, keyspace: Keyspace, stats: Stats, failure: Failure, took: Took,
+                 get: Command, set_: Command) -> None:
         self.keyspace = keyspace
+        self.stats = stats  # INFO commandstats and errorstats
         self.failure = failure  # the gate's error reply
         self.took = took  # the gate's slow log entry
         self.get, self.set_ = get, set_
@@ -94,16 +96,25 @@ class FastPath:
         else:
             done, produced = self._write_run(items), len(OK) * len(items)
         self.room -= produced
+        now = time.perf_counter_ns()
+        parts = self.parts
+        command = parts.get if kind == 2 else parts.set_
+        stat = parts.stats.command(command.name)
+        stat.calls += done
+        stat.ns += now - self.started
         if self.slow_ns is not None:
-            now = time.perf_counter_ns()
             share = (now - self.started) // done
             if share >= self.slow_ns:
-                parts = self.parts
-                command = parts.get if kind == 2 else parts.set_
                 for args in self.requests[self.start : self.start + done]:
                     parts.took(self.conn, command, args, share)
-            self.started = now
+        self.started = now
         return self.start + done if self.room < 0 else None
+
+    def _failed(self, command: Command, reply: bytes) -> bytes:
+        """An error one command of the run answers, counted as the gate counts it."""
+        self.parts.stats.command(command.name).failed += 1
+        self.parts.stats.error(reply)
+        return reply
 
     def _read_run(self, keys: list[bytes]) -> tuple[int, int]:
         """GET keys in order while their replies fit in the room (at least one); returns
@@ -128,7 +139,8 @@ class FastPath:
             try:
                 reply = conn.resp.bulk_or_null(keyspace.read(key))
             except Exception as exc:
-                reply = self.parts.failure(conn, self.parts.get, exc)
+                reply = self._failed(self.parts.get, self.parts.failure(conn, self.parts.get,
+                                                                       exc))
             conn.replies.append(reply)
             produced += len(reply)
             if produced > room:
@@ -148,14 +160,15 @@ class FastPath:
             except CommandError as exc:  # a key or value over its limit
                 written = getattr(exc, "items_written", 0)
                 replies.extend([OK] * written)
-                replies.append(exc.reply)
+                replies.append(self._failed(self.parts.set_, exc.reply))
                 pairs = pairs[written + 1:]
                 continue
             except Exception as exc:
                 written = getattr(exc, "items_written", 0)
                 replies.extend([OK] * written)
                 failed = self.parts.failure(conn, self.parts.set_, exc)
-                replies.extend([failed] * (len(pairs) - written))
+                for _ in range(len(pairs) - written):
+                    replies.append(self._failed(self.parts.set_, failed))
                 break
             replies.extend([OK] * len(pairs))
             break

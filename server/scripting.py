@@ -114,7 +114,7 @@ class Run:
     """The script running now."""
 
     __slots__ = ("ctx", "caller", "client", "script", "read_only", "started", "wrote", "busy",
-                 "killed", "abandoned")
+                 "killed", "abandoned", "counted")
 
     def __init__(self, ctx: Host, caller: Connection, script: Script, read_only: bool) -> None:
         self.ctx = ctx
@@ -127,6 +127,10 @@ class Run:
         self.busy = False  # past the busy threshold: others are answered -BUSY
         self.killed = False
         self.abandoned = False
+        # The error texts its commands answered: counted in INFO errorstats when they
+        # were answered, so not again if the script ends with one (Redis's
+        # ignore_error_stats_update).
+        self.counted: set[bytes] = set()
 
 
 def sha1hex(body: bytes) -> bytes:
@@ -184,6 +188,9 @@ class Scripts:
         self.version = version
         self.cache: dict[bytes, Script] = {}
         self.running: Run | None = None
+        # The last script's error reply if its text was already counted in INFO errorstats
+        # (the gate compares by identity).
+        self.counted_reply: bytes | None = None
         self._sandbox = self._new_sandbox()
 
     def _new_sandbox(self) -> Sandbox:
@@ -260,8 +267,12 @@ class Scripts:
         ok = result[0]
         value = result[1] if len(result) > 1 else None
         if ok:
-            return self._reply(value, conn.resp, run.client.resp.version, 0)
-        return self._failure(value, script.sha)
+            reply = self._reply(value, conn.resp, run.client.resp.version, 0)
+        else:
+            reply = self._failure(value, script.sha)
+        if reply[:1] == b"-" and any(reply.startswith(b"-" + text) for text in run.counted):
+            self.counted_reply = reply  # the gate counts it as EVAL's failure only
+        return reply
 
     def _failure(self, value: Any, sha: bytes) -> bytes:
         """The reply for a script that raised an error (luaCallFunction's)."""
@@ -330,7 +341,10 @@ class Scripts:
                 argv.append(b"%.17g" % arg)  # as Redis, not Lua's own %.14g
             else:
                 return error("ERR Lua redis lib command arguments must be strings or integers")
-        return run.ctx.script_call(run, argv)
+        reply = run.ctx.script_call(run, argv)
+        if reply[:1] == b"-":
+            run.counted.add(error_text(reply[:-2]))
+        return reply
 
     def _call(self, *args) -> object:
         """redis.pcall: the reply, an error as an {err=...} table."""

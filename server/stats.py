@@ -6,6 +6,22 @@ import time
 from collections import deque
 
 OPS_SAMPLE_INTERVAL, OPS_SAMPLES = 0.1, 16  # ops/s over the last ~1.6 s, like Redis
+# Distinct error codes INFO errorstats keeps; the codes are the server's, but a script's
+# redis.error_reply() may invent any, so more are counted together under one name.
+ERROR_CODES_KEPT = 128
+OTHER_ERRORS = "ERRORSTATS_OVERFLOW"
+
+
+class CommandStat:
+    """INFO commandstats of one command (a subcommand has its own: "config|get")."""
+
+    __slots__ = ("calls", "ns", "rejected", "failed")
+
+    def __init__(self) -> None:
+        self.calls = 0  # ran (an error it answered included)
+        self.ns = 0  # the time they took
+        self.rejected = 0  # refused before running (arity, auth, busy, a store that cannot write)
+        self.failed = 0  # ran and answered an error
 
 
 class Stats:
@@ -15,7 +31,8 @@ class Stats:
                  "failed_flushes", "net_input_bytes", "net_output_bytes", "rejected_connections",
                  "keyspace_hits", "keyspace_misses", "error_replies", "protocol_errors",
                  "signals_received", "expired_keys", "expired_stale_perc",
-                 "expired_time_cap_reached_count", "_samples", "_next_sample", "last_save")
+                 "expired_time_cap_reached_count", "_samples", "_next_sample", "last_save",
+                 "commands", "errors")
 
     def __init__(self) -> None:
         self.reset()
@@ -43,6 +60,26 @@ class Stats:
         self.expired_keys = 0
         self.expired_stale_perc = 0.0
         self.expired_time_cap_reached_count = 0
+        self.commands: dict[str, CommandStat] = {}  # by full name: INFO commandstats
+        self.errors: dict[str, int] = {}  # by error code: INFO errorstats
+
+    def command(self, name: str) -> CommandStat:
+        """The counters of the command `name` (made on its first use)."""
+        stat = self.commands.get(name)
+        if stat is None:
+            stat = self.commands[name] = CommandStat()
+        return stat
+
+    def error(self, reply: bytes) -> None:
+        """An error reply was sent (Redis's afterErrorReply): counted in total and by its
+        code, the first word of "-CODE message" (ERR when there is none in 32 bytes)."""
+        self.error_replies += 1
+        space = reply.find(b" ", 0, 32)
+        code = reply[1:space].decode("utf-8", "replace") if space > 1 else "ERR"
+        errors = self.errors
+        if code not in errors and len(errors) >= ERROR_CODES_KEPT:
+            code = OTHER_ERRORS
+        errors[code] = errors.get(code, 0) + 1
 
     def sample(self, now: float) -> None:
         """Once per loop pass: a sample of the command count every OPS_SAMPLE_INTERVAL."""

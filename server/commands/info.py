@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from ..context import Context
 
 DEFAULT_SECTIONS = ("server", "clients", "memory", "persistence", "stats", "replication",
-                    "cpu", "keyspace")
+                    "cpu", "errorstats", "keyspace")
+_UNSAFE = str.maketrans("#:\n\r", "____")  # in a name INFO shows (Redis's getSafeInfoString)
 
 
 def _server(ctx: Context, figures: dict) -> dict:
@@ -153,6 +154,23 @@ def _cpu(ctx: Context, figures: dict) -> dict:
     }
 
 
+def _commandstats(ctx: Context, figures: dict) -> dict:
+    fields = {}
+    for name, stat in sorted(ctx.stats.commands.items()):
+        if stat.calls or stat.rejected or stat.failed:
+            usec = stat.ns // 1000
+            per_call = usec / stat.calls if stat.calls else 0
+            fields[f"cmdstat_{name.translate(_UNSAFE)}"] = (
+                f"calls={stat.calls},usec={usec},usec_per_call={per_call:.2f},"
+                f"rejected_calls={stat.rejected},failed_calls={stat.failed}")
+    return fields
+
+
+def _errorstats(ctx: Context, figures: dict) -> dict:
+    return {f"errorstat_{code.translate(_UNSAFE)}": f"count={count}"
+            for code, count in sorted(ctx.stats.errors.items())}
+
+
 def _keyspace(ctx: Context, figures: dict) -> dict:
     keys = len(ctx.keyspace)
     expires, avg_ttl = ctx.keyspace.expiry_figures()
@@ -161,7 +179,8 @@ def _keyspace(ctx: Context, figures: dict) -> dict:
 
 _SECTIONS = {
     "server": _server, "clients": _clients, "memory": _memory, "persistence": _persistence,
-    "stats": _stats, "replication": _replication, "cpu": _cpu, "keyspace": _keyspace,
+    "stats": _stats, "replication": _replication, "cpu": _cpu,
+    "commandstats": _commandstats, "errorstats": _errorstats, "keyspace": _keyspace,
 }
 
 

@@ -200,3 +200,54 @@ def test_commands_after_monitor_in_the_same_read_are_shown(kvd):
     assert received.startswith(b"+OK\r\n")
     assert b'"SET" "a" "b"' in received and b'"GET" "a"' in received
     sock.close()
+
+
+# Each command sent alone; the counters after them are compared with redis-server's.
+COUNTED = [
+    (b"SET", b"a", b"1"), (b"GET", b"a"), (b"GET", b"nope"), (b"SET", b"a"),  # arity: rejected
+    (b"INCR", b"a"), (b"INCR", b"b"), (b"APPEND", b"b", b"x"), (b"INCR", b"b"),  # failed
+    (b"NOSUCH", b"x"), (b"CONFIG", b"GET", b"port"), (b"CONFIG", b"NOPE"),
+    (b"CONFIG", b"GET"),  # a subcommand's arity
+    (b"AUTH", b"pw"),  # failed: no password is set
+    (b"MULTI",), (b"SET", b"b", b"2"), (b"AUTH", b"pw"), (b"EXEC",),
+    (b"EXEC",),  # without MULTI: failed
+    (b"MULTI",), (b"SET", b"c"), (b"EXEC",),  # EXECABORT
+    (b"EVAL", b"return redis.pcall('INCR', KEYS[1])", b"1", b"a"),  # the INCR's error only
+    (b"EVAL", b"return redis.call('INCR', KEYS[1])", b"1", b"a"),  # once, EVAL failed
+    (b"EVAL", b"redis.pcall('SET', KEYS[1]) return 1", b"1", b"a"),  # rejected from a script
+    (b"EVAL", b"return redis.error_reply('MYCODE mine')", b"0"),  # a script's own code
+    (b"EVAL", b"return x", b"0"),  # a Lua error
+    (b"EVALSHA", b"0" * 40, b"0"),  # NOSCRIPT
+    (b"MSET", b"p", b"1", b"q"), (b"MGET", b"p", b"q"), (b"INCRBYFLOAT", b"p", b"x"),
+]
+
+
+def _counters(client: RawClient) -> tuple[dict, dict]:
+    text = client.call((b"INFO", b"commandstats")).decode() + \
+        client.call((b"INFO", b"errorstats")).decode()
+    commands, errors = {}, {}
+    for line in text.splitlines():
+        if line.startswith("cmdstat_"):
+            name, fields = line[len("cmdstat_"):].split(":", 1)
+            values = dict(field.split("=") for field in fields.split(","))
+            commands[name] = (values["calls"], values["rejected_calls"], values["failed_calls"])
+        elif line.startswith("errorstat_"):
+            code, count = line[len("errorstat_"):].split(":", 1)
+            errors[code] = count
+    commands.pop("info", None)
+    return commands, errors
+
+
+def test_commandstats_and_errorstats_count_as_redis_does(tmp_path):
+    seen = []
+    with kvd_beside_redis(tmp_path, tcp=True) as servers:
+        for server in servers:
+            client = RawClient(("127.0.0.1", server.port), 2)
+            assert client.call((b"CONFIG", b"RESETSTAT")) == b"+OK\r\n"
+            for command in COUNTED:
+                client.call(command)
+            seen.append(_counters(client))
+    kvd_counters, redis_counters = seen
+    assert kvd_counters[0] == redis_counters[0]
+    assert kvd_counters[1] == redis_counters[1]
+    assert kvd_counters[1]["MYCODE"] == "count=1" and kvd_counters[0]["exec"] == ("3", "0", "2")
