@@ -102,6 +102,10 @@ class Config:
                                "Connections served at once; more get an error.",
                                names=("maxclients",), mutable=True, apply="clients",
                                show=_max_clients)
+    client_timeout: int = setting(0, Integer(0, 2**31 - 1),
+                                  "Close a client idle for this many seconds (0: never); "
+                                  "not one that MONITORs or waits for a CLIENT PAUSE.",
+                                  names=("timeout",), mutable=True, apply="timeout")
     max_key_size: int = setting(1 * MIB, Integer(1), "Largest key in bytes.",
                                 names=("kvd-max-key-size",))
     max_value_size: int = setting(64 * MIB, Integer(1, 2**31 - 1), "Largest value in bytes.",

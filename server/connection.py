@@ -34,8 +34,8 @@ class Connection:
     __slots__ = (
         "sock", "fd", "id", "addr", "kind", "parser", "resp", "replies", "write_slots", "out",
         "deferred", "callback",
-        "name", "lib_name", "lib_ver", "created", "last_command",
-        "closing", "draining", "reading", "writing", "commands", "tx",
+        "name", "lib_name", "lib_ver", "created", "last_command", "last_active",
+        "closing", "draining", "reading", "writing", "commands", "tx", "paused", "no_evict",
     )
 
     def __init__(self, sock: socket.socket, addr: str, kind: str, parser: RequestParser) -> None:
@@ -54,7 +54,7 @@ class Connection:
         self.name = b""
         self.lib_name = b""
         self.lib_ver = b""
-        self.created = time.monotonic()
+        self.created = self.last_active = time.monotonic()  # (last_active: the last read)
         self.last_command: list[bytes] = []  # the arguments of the last request run
         self.closing = False  # close once `out` is sent (QUIT, protocol error)
         self.draining = False  # the server is shutting down
@@ -62,6 +62,8 @@ class Connection:
         self.writing = False  # registered for EVENT_WRITE
         self.commands = 0
         self.tx = Transaction()  # MULTI/EXEC and WATCH state
+        self.paused = False  # its requests wait for the end of a CLIENT PAUSE (pause.py)
+        self.no_evict = False  # CLIENT NO-EVICT (kvd evicts no client: shown, not acted on)
 
     @property
     def authenticated(self) -> bool:
@@ -95,12 +97,15 @@ class Connection:
     def client_info(self, command: str) -> str:
         """One line of CLIENT LIST / CLIENT INFO, Redis's format; `command` is the last
         command's full name (cmd=), NULL before the first."""
-        age = int(time.monotonic() - self.created)
+        now = time.monotonic()
+        age, idle = int(now - self.created), int(now - self.last_active)
         queued = self.tx.queued
+        flags = ("x" if queued is not None else "") + ("b" if self.paused else "") + \
+            ("e" if self.no_evict else "")
         return (
             f"id={self.id} addr={self.addr} laddr={self.local_address()} fd={self.fd} "
-            f"name={self.name.decode(errors='replace')} age={age} idle=0 "
-            f"flags={'x' if queued is not None else 'N'} db=0 sub=0 psub=0 "
+            f"name={self.name.decode(errors='replace')} age={age} idle={idle} "
+            f"flags={flags or 'N'} db=0 sub=0 psub=0 "
             f"multi={-1 if queued is None else len(queued)} qbuf={self.unprocessed()} "
             f"obl={len(self.out)} oll=0 omem=0 events=r cmd={command} user=default "
             f"resp={self.resp.version} lib-name={self.lib_name.decode(errors='replace')} "

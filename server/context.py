@@ -18,6 +18,7 @@ from .config import Config
 from .keyspace import Keyspace
 from .latency import LatencyMonitor
 from .monitor import Monitors
+from .pause import ClientPause
 from .scripting import Scripts
 from .slowlog import SlowLog
 from .stats import Stats
@@ -40,6 +41,9 @@ class Control(Protocol):
 
     def connections(self) -> Collection[Connection]:
         """The connected clients (CLIENT LIST)."""
+
+    def kill(self, conn: Connection) -> None:
+        """Close another client's connection now (CLIENT KILL)."""
 
     def serve_while_busy(self, caller: Connection) -> None:
         """A script runs past the busy threshold: serve the other clients (-BUSY) and
@@ -87,6 +91,7 @@ class Context:
     monitors: Monitors
     slowlog: SlowLog
     latency: LatencyMonitor
+    pause: ClientPause
     # Set by the gate (dispatch.py): runs one command past it (EXEC runs its queue with
     # it), runs one command a script calls, finds a command by name.
     # (a Command is commands.Command, which imports this module: Any here)

@@ -50,6 +50,8 @@ class Running(Protocol):
     tcp_port: int
     started_monotonic: float
 
+    def schedule_idle_check(self, now: float) -> None: ...
+
 
 class ServerControl:
     def __init__(self, server: Running) -> None:
@@ -57,7 +59,8 @@ class ServerControl:
         # What CONFIG SET redoes, by the `apply` of the settings it changed (settings.py).
         self._reapply = {"clients": self._reapply_clients, "auth": self._reapply_auth,
                          "compaction": self._reapply_compaction, "slowlog": self._reapply_slowlog,
-                         "latency": self._reapply_latency, "log": self._reapply_log}
+                         "latency": self._reapply_latency, "log": self._reapply_log,
+                         "timeout": self._reapply_timeout}
 
     def request_compaction(self, source: str) -> None:
         if self.server.draining:
@@ -71,6 +74,10 @@ class ServerControl:
 
     def connections(self) -> Collection[Connection]:
         return self.server.network.clients.values()
+
+    def kill(self, conn: Connection) -> None:
+        log.info("%s: killed (CLIENT KILL)", conn.describe())
+        self.server.network.close(conn)
 
     def serve_while_busy(self, caller: Connection) -> None:
         """One pass without waiting, from inside a script past the busy threshold: the
@@ -125,6 +132,9 @@ class ServerControl:
 
     def _reapply_latency(self) -> None:
         self.server.latency.threshold_ms = self.server.config.latency_monitor_threshold
+
+    def _reapply_timeout(self) -> None:
+        self.server.schedule_idle_check(time.monotonic())
 
     def _reapply_log(self) -> None:
         logs.set_level(self.server.config.log_level)

@@ -103,6 +103,7 @@ class Dispatcher:
         stats = ctx.stats
         per_command = stats.commands
         scripts = ctx.scripts
+        pause = ctx.pause
         # Each command is timed (one clock read: INFO commandstats; the slow log and the
         # latency monitor when they are on) and shown to monitors (one test while there
         # are none).
@@ -156,6 +157,10 @@ class Dispatcher:
             if busy and not command.has("allow_busy", args):
                 replies.append(self._reject(conn, command, BUSY, args))
                 continue
+            if pause.mode and pause.holds(command, args, tx.queued):
+                pause.hold(conn)  # this request and those after it wait (pause.py)
+                stop = index
+                break
             write = command.write
             if tx.queued is not None:
                 if command.name not in TRANSACTION_CONTROL:
@@ -207,7 +212,8 @@ class Dispatcher:
         if writes:
             stats.writes_processed += writes
             commit.dirty = True
-        conn.last_command = requests[stop - 1]  # CLIENT LIST's cmd= (its name, for |sub)
+        if stop:
+            conn.last_command = requests[stop - 1]  # CLIENT LIST's cmd= (its name, for |sub)
         return requests[stop:]
 
     def _short(self, conn: Connection, busy: bool, monitors) -> dict[bytes, int]:
@@ -215,7 +221,7 @@ class Dispatcher:
         SET is in play (a transaction queueing, a monitor, auth to come, a store refusing
         writes, a busy script), else an empty one."""
         if (busy or conn.tx.queued is not None or monitors or conn.parser.unauthenticated
-                or self.commit.write_error is not None):
+                or self.commit.write_error is not None or self.ctx.pause.mode):
             return fastpath.NONE
         return fastpath.SHORT
 

@@ -51,6 +51,8 @@ class ActiveExpiry:
 
     def _cycle(self, now: float) -> None:
         self._last = now
+        if self.keyspace.keep_expired:  # CLIENT PAUSE: nothing is written meanwhile
+            return
         before = self.stats.expired_keys
         started = time.perf_counter_ns()
         self._hurry = self.keyspace.expire_cycle(EXPIRE_BUDGET_S)

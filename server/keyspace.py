@@ -49,6 +49,9 @@ class Keyspace:
         # While a script runs, lookups expire keys by the time it began (Redis's script
         # time snapshot): a key the script saw does not vanish half-way through it.
         self.frozen_ms = 0
+        # During CLIENT PAUSE (pause.py): a key past its deadline reads as missing but
+        # stays, and active expiry waits: nothing is written.
+        self.keep_expired = False
         self._sample: list[bytes] = []  # RANDOMKEY's pool, and when it was taken
         self._sample_taken = 0.0
 
@@ -59,7 +62,8 @@ class Keyspace:
         deadline = self._deadline_of.get(key)
         if deadline is None or deadline > (self.frozen_ms or now_ms()):
             return False
-        self._drop_expired(key)
+        if not self.keep_expired:
+            self._drop_expired(key)
         return True
 
     def _drop_expired(self, key: bytes) -> None:
@@ -120,6 +124,8 @@ class Keyspace:
         overrun it, they are all read in one go.)"""
         get = self.store.get
         if self._deadline_of:
+            if self.keep_expired:  # CLIENT PAUSE: expired keys stay, read as missing
+                return self._read_each(keys, budget)
             for key in keys:
                 self._expired(key)
         if (self.store.largest_value + 16) * len(keys) <= budget:
@@ -138,6 +144,17 @@ class Keyspace:
         self.stats.keyspace_hits += len(values) - misses
         return values
 
+    def _read_each(self, keys: Sequence[bytes], budget: int) -> list[bytes | None]:
+        values = []
+        for key in keys:
+            value = self.read(key)
+            values.append(value)
+            if value is not None:
+                budget -= len(value) + 16
+                if budget < 0:
+                    break
+        return values
+
     def exists(self, key: bytes) -> bool:
         """Whether `key` exists, counted as a hit or a miss (EXISTS, TYPE, TTL)."""
         if key in self:
@@ -148,8 +165,8 @@ class Keyspace:
 
     def peek(self, key: bytes) -> bytes | None:
         """The value of `key` for a command about to write it: not counted."""
-        if self._deadline_of:
-            self._expired(key)
+        if self._deadline_of and self._expired(key):
+            return None
         return self.store.get(key)
 
     def __contains__(self, key: bytes) -> bool:

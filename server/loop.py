@@ -26,7 +26,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from storage import StorageError, Store, open_store
 
@@ -34,6 +34,7 @@ from . import logs
 from .commit import GroupCommit
 from .compactor import AutoPolicy, Compactor
 from .config import Config
+from .connection import Connection
 from .context import REDIS_VERSION, Auth, Context
 from .control import ServerControl
 from .dispatch import Dispatcher
@@ -45,6 +46,7 @@ from .latency import LatencyMonitor
 from .listeners import Listener, listen_tcp, listen_unix
 from .monitor import Monitors
 from .network import Network
+from .pause import ClientPause
 from .pidfile import PidFile, PidFileError
 from .scripting import ScriptAbandoned, Scripts
 from .sdnotify import Notifier
@@ -57,6 +59,7 @@ log = logging.getLogger("kvd.server")
 
 GATHER_ROUNDS = 4
 STATUS_PERIOD_S = 2.0  # how often systemd's STATUS= line is brought up to date
+IDLE_CHECK_PERIOD_S = 1.0  # how often clients are checked against the `timeout` setting
 
 
 def start(config: Config) -> Server:
@@ -171,9 +174,12 @@ class Server:
         self.monitors = Monitors(config.socket)
         self.slowlog = SlowLog(config.slowlog_log_slower_than, config.slowlog_max_len)
         self.control = ServerControl(self)
+        self.pause = ClientPause(loop.timers, self.keyspace, self._resume_held,
+                                 self.scripts.may_write)
         self.dispatcher = Dispatcher(Context(self.keyspace, self.stats, config, self.control,
                                              self.auth, self.scripts, self.monitors,
-                                             self.slowlog, self.latency), self.commit)
+                                             self.slowlog, self.latency, self.pause),
+                                     self.commit)
         self.network = Network(config, loop, self.stats, self.auth, listeners,
                                self.dispatcher.run, self.commit, self.monitors,
                                self.keyspace.watches)
@@ -185,6 +191,22 @@ class Server:
         loop.watch(signal_pipe, READ, self._on_signals)
         self.network.fit_clients_to_descriptors(store.stats().get("segments", 1))
         self.network.resume_accepting()
+        self.schedule_idle_check(time.monotonic())
+
+    def schedule_idle_check(self, now: float) -> None:
+        """With a client `timeout`, look for idle clients every second (Redis's clientsCron
+        does it ten times a second over a tenth of them)."""
+        if self.config.client_timeout:
+            self.loop.timers.set("idle-clients", now + IDLE_CHECK_PERIOD_S, self._idle_check)
+        else:
+            self.loop.timers.cancel("idle-clients")
+
+    def _idle_check(self, now: float) -> None:
+        self.network.close_idle(now, self.config.client_timeout)
+        self.schedule_idle_check(now)
+
+    def _resume_held(self, held: Iterable[Connection]) -> None:
+        self.network.resume(held)
 
     def _watch(self, fd: int, callback: Callable[[], None]) -> None:
         """A descriptor the compactor reads (its child's progress): not while a script is
@@ -224,7 +246,7 @@ class Server:
         try:
             while not self.finished:
                 events = wait(0.0 if network.ready else self._timeout())
-                began = watchdog.began = clock()
+                began = watchdog.began = network.now = clock()
                 if network.ready:
                     network.run_deferred()
                 for callback, ready in events:
@@ -331,6 +353,8 @@ class Server:
         self.notifier.stopping(f"shutting down ({reason}): answering {len(clients)} client(s)")
         self.network.close_listeners()
         self.compaction.stop()
+        if self.pause.mode:  # what it held was read before the drain: it runs now
+            self.pause.unpause()
         self.network.begin_drain()
 
     def _drain_timed_out(self, now: float) -> None:

@@ -18,7 +18,7 @@ import logging
 import resource
 import socket
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from functools import partial
 
 from .commit import GroupCommit
@@ -66,6 +66,7 @@ class Network:
         self.touched: set[Connection] = set()
         # Connections whose deferred requests can run: their client read all it was owed.
         self.ready: set[Connection] = set()
+        self.now = 0.0  # the monotonic time of the current pass (set by the loop)
         # While a script is busy (serve_while_busy): the connections left alone.
         self.busy_skip: Collection[Connection] | None = None
         # No argument can be stored above the larger size limit (Redis's proto-max-bulk-len
@@ -194,6 +195,7 @@ class Network:
                 self.close(conn)
             return
         self.stats.net_input_bytes += len(data)
+        conn.last_active = self.now
         if conn.closing:
             return  # said goodbye already: discard until EOF
         self.touched.add(conn)
@@ -231,7 +233,7 @@ class Network:
         """Run the requests the output cap kept back, of the clients that have read."""
         ready, self.ready = self.ready, set()
         for conn in ready:
-            if self.clients.get(conn.fd) is not conn or not conn.deferred:
+            if self.clients.get(conn.fd) is not conn or not conn.deferred or conn.paused:
                 continue
             self.touched.add(conn)
             requests, conn.deferred = conn.deferred, []
@@ -303,7 +305,8 @@ class Network:
                 self.send(conn)
             else:
                 self._send_replies(conn, data)
-            if conn.deferred and not conn.out and clients.get(conn.fd) is conn:
+            if conn.deferred and not conn.out and not conn.paused and \
+                    clients.get(conn.fd) is conn:
                 self.ready.add(conn)  # it took everything: what was kept back runs next
 
     def _out_of_memory(self, conn: Connection) -> None:
@@ -356,7 +359,7 @@ class Network:
                 self.close(conn)
                 return
             # Backpressure: stop reading from a client that does not read its replies.
-            reading = conn.reading and not over
+            reading = conn.reading and not over and not conn.paused
             self._set_events(conn, reading=reading, writing=True)
             return
         if conn.closing:
@@ -364,8 +367,8 @@ class Network:
             return
         if conn.draining and self.close_if_idle(conn):
             return
-        self._set_events(conn, reading=not conn.closing, writing=False)
-        if conn.deferred:
+        self._set_events(conn, reading=not conn.paused, writing=False)
+        if conn.deferred and not conn.paused:
             self.ready.add(conn)  # the client has read all it was owed
 
     def _set_events(self, conn: Connection, reading: bool | None = None,
@@ -378,8 +381,20 @@ class Network:
         events = (READ if reading else 0) | (WRITE if writing else 0)
         if events:
             self.loop.watch(conn.sock, events, conn.callback)
+        elif conn.paused:  # (what it sends meanwhile waits in the kernel)
+            self.loop.unwatch(conn.sock)
         else:
             self.close(conn)
+
+    def resume(self, held: Iterable[Connection]) -> None:
+        """A CLIENT PAUSE ended (pause.py): the clients it held are read again and their
+        waiting requests run next pass."""
+        for conn in held:
+            if self.clients.get(conn.fd) is not conn:
+                continue  # closed meanwhile
+            self._set_events(conn, reading=not conn.closing)
+            if conn.deferred:
+                self.ready.add(conn)
 
     # -- closing ------------------------------------------------------------------------
 
@@ -418,6 +433,19 @@ class Network:
         for conn in list(self.clients.values()):
             conn.draining = True
             self.close_if_idle(conn)
+
+    def close_idle(self, now: float, timeout: float) -> int:
+        """Close the clients that sent nothing for `timeout` seconds (Redis's `timeout`),
+        but those that wait for the server rather than the other way round: a MONITOR,
+        one held by CLIENT PAUSE, one owed replies it has not read. How many."""
+        idle = [conn for conn in self.clients.values()
+                if now - conn.last_active > timeout and not conn.paused and not conn.out
+                and not conn.deferred and conn not in self.monitors.clients]
+        for conn in idle:
+            log.info("%s: closed after %d s idle (timeout)", conn.describe(),
+                     now - conn.last_active)
+            self.close(conn)
+        return len(idle)
 
     def close_all(self) -> None:
         for conn in list(self.clients.values()):

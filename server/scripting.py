@@ -225,6 +225,18 @@ class Scripts:
     def get(self, sha: bytes) -> Script | None:
         return self.cache.get(sha.lower())
 
+    def may_write(self, args: list[bytes]) -> bool:
+        """Whether EVAL or EVALSHA `args` may write (Redis's evalGetCommandFlags): unless
+        the script's shebang says no-writes; an unknown or malformed one may."""
+        if args[0].lower() == b"evalsha":
+            script = self.get(args[1])
+            return script is None or script.compat or not script.no_writes
+        try:
+            _, compat, no_writes = _shebang(args[1])
+        except CommandError:
+            return True
+        return compat or not no_writes
+
     def flush(self) -> None:
         """SCRIPT FLUSH: forget every script and start a fresh Lua state."""
         self.cache.clear()

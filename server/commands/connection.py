@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from ..context import REDIS_VERSION
+from ..pause import ALL, WRITE
 from ..protocol import parse_strict_int
 from ..resp import ENCODERS, OK, PONG, bulk, error, integer
 from .common import NOT_INTEGER, SYNTAX, c_string, help_reply, unknown_subcommand, wrong_arity
@@ -130,9 +132,110 @@ def client(ctx: Context, conn: Connection, args: list) -> bytes:
             c.client_info(_command_name(ctx, args if c is conn else c.last_command)) + "\n"
             for c in ctx.control.connections())
         return conn.resp.verbatim(listing.encode())
+    if sub == b"KILL":
+        return _client_kill(ctx, conn, args)
+    if sub == b"PAUSE" and len(args) in (3, 4):
+        return _client_pause(ctx, args)
+    if sub == b"UNPAUSE" and len(args) == 2:
+        ctx.pause.unpause()
+        return OK
+    if sub == b"NO-EVICT" and len(args) == 3:
+        setting = args[2].upper()
+        if setting not in (b"ON", b"OFF"):
+            return SYNTAX
+        conn.no_evict = setting == b"ON"
+        return OK
     if sub == b"HELP":
         return help_reply("CLIENT", CLIENT_HELP)
     return unknown_subcommand(args)
+
+
+CLIENT_TYPES = (b"normal", b"master", b"replica", b"slave", b"pubsub")
+
+
+def _client_kill(ctx: Context, conn: Connection, args: list) -> bytes:
+    """CLIENT KILL addr, or CLIENT KILL with filters (Redis 7.0's networking.c; MAXAGE is
+    Redis 7.4's): the clients matching all of them are closed, the caller only with
+    SKIPME no (or the old form), after its reply."""
+    old_form = len(args) == 3
+    addr = laddr = None
+    client_id = max_age = 0
+    kind: bytes | None = None
+    skip_me = not old_form
+    if old_form:
+        addr = args[2]
+    else:
+        if len(args) % 2:  # an option without its value
+            return SYNTAX
+        for i in range(2, len(args), 2):
+            option, value = args[i].upper(), args[i + 1]
+            if option == b"ID":
+                number = parse_strict_int(value)
+                if number is None or number < 1:
+                    return error("ERR client-id should be greater than 0")
+                client_id = number
+            elif option == b"TYPE":
+                kind = value.lower()
+                if kind not in CLIENT_TYPES:
+                    return error(b"ERR Unknown client type '" + c_string(value) + b"'")
+            elif option == b"ADDR":
+                addr = value
+            elif option == b"LADDR":
+                laddr = value
+            elif option == b"USER":
+                if value != b"default":  # the one user there is without ACLs
+                    return error(b"ERR No such user '" + c_string(value) + b"'")
+            elif option == b"SKIPME":
+                if value.lower() not in (b"yes", b"no"):
+                    return SYNTAX
+                skip_me = value.lower() == b"yes"
+            elif option == b"MAXAGE":
+                number = parse_strict_int(value)
+                if number is None:
+                    return NOT_INTEGER
+                max_age = number
+            else:
+                return SYNTAX
+    now = time.monotonic()
+    killed = 0
+    for client in list(ctx.control.connections()):
+        if addr is not None and client.addr.encode() != addr:
+            continue
+        if laddr is not None and client.local_address().encode() != laddr:
+            continue
+        if kind is not None and kind != b"normal":  # kvd has no replicas; pub/sub: none yet
+            continue
+        if client_id and client.id != client_id:
+            continue
+        if max_age and now - client.created <= max_age:
+            continue
+        if client is conn:
+            if skip_me:
+                continue
+            conn.closing = True  # after this reply
+        else:
+            ctx.control.kill(client)
+        killed += 1
+    if old_form:
+        return OK if killed else error("ERR No such client")
+    return integer(killed)
+
+
+def _client_pause(ctx: Context, args: list) -> bytes:
+    """CLIENT PAUSE timeout [WRITE|ALL] (pause.py)."""
+    mode = ALL
+    if len(args) == 4:
+        named = args[3].upper()
+        if named not in (b"WRITE", b"ALL"):
+            return error("ERR CLIENT PAUSE mode must be WRITE or ALL")
+        mode = WRITE if named == b"WRITE" else ALL
+    timeout_ms = parse_strict_int(args[2])
+    if timeout_ms is None:
+        return error("ERR timeout is not an integer or out of range")
+    if timeout_ms < 0:
+        return error("ERR timeout is negative")
+    ctx.pause.pause(mode, time.monotonic() + timeout_ms / 1000)
+    return OK
 
 
 def _command_name(ctx: Context, args: list[bytes]) -> str:
@@ -153,14 +256,38 @@ CLIENT_HELP = [
     "    Return the ID of the current connection.",
     "INFO",
     "    Return information about the current client connection.",
+    "KILL <ip:port>",
+    "    Kill connection made from <ip:port>.",
+    "KILL <option> <value> [<option> <value> [...]]",
+    "    Kill connections. Options are:",
+    "    * ADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made from the specified address",
+    "    * LADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made to specified local address",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Kill connections by type.",
+    "    * USER <username>",
+    "      Kill connections authenticated by <username>.",
+    "    * SKIPME (YES|NO)",
+    "      Skip killing current connection (default: yes).",
+    "    * ID <client-id>",
+    "      Kill connections by client id.",
+    "    * MAXAGE <maxage>",
+    "      Kill connections older than the specified age.",
     "LIST",
     "    Return information about client connections.",
+    "UNPAUSE",
+    "    Stop the current client pause, resuming traffic.",
+    "PAUSE <timeout> [WRITE|ALL]",
+    "    Suspend all, or just write, clients for <timeout> milliseconds.",
     "SETINFO <option> <value>",
     "    Set client meta attr. Options are:",
     "    * LIB-NAME: the client lib name.",
     "    * LIB-VER: the client lib version.",
     "SETNAME <name>",
     "    Assign the name <name> to the current connection.",
+    "NO-EVICT (ON|OFF)",
+    "    Protect current client connection from eviction.",
 ]
 
 
@@ -172,6 +299,7 @@ COMMANDS = [
     row("auth", auth),
     row("hello", hello),
     row("client", client,
-        subcommands=["getname", "id", "info", "list", "setname", "help"],
+        subcommands=["getname", "id", "info", "kill", "list", "no-evict", "pause", "setname",
+                     "unpause", "help"],
         extra_subcommands={"setinfo": (4, ["noscript", "loading", "stale"])}),
 ]

@@ -54,7 +54,7 @@ def _clients(ctx: Context, figures: dict) -> dict:
     return {
         "connected_clients": len(ctx.control.connections()),
         "maxclients": figures["max_clients"],
-        "blocked_clients": 0,
+        "blocked_clients": len(ctx.pause.held),  # (held by CLIENT PAUSE)
     }
 
 

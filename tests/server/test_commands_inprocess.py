@@ -17,10 +17,12 @@ from server.dispatch import Dispatcher
 from server.keyspace import Keyspace
 from server.latency import LatencyMonitor
 from server.monitor import Monitors
+from server.pause import ClientPause
 from server.protocol import RequestParser
 from server.scripting import Scripts
 from server.slowlog import SlowLog
 from server.stats import Stats
+from server.timers import Timers
 from storage import StorageError, open_store
 from storage.layout import segment_ids, segment_name
 
@@ -33,6 +35,7 @@ class StandInControl:
         self.shutdowns: list[str] = []
         self.compactions: list[str] = []
         self.conns: list[Connection] = []
+        self.killed: list[Connection] = []
 
     def request_shutdown(self, reason: str) -> None:
         self.shutdowns.append(reason)
@@ -42,6 +45,10 @@ class StandInControl:
 
     def connections(self):
         return self.conns
+
+    def kill(self, conn) -> None:
+        self.conns.remove(conn)
+        self.killed.append(conn)
 
     def serve_while_busy(self, caller) -> None:
         """No other clients here to serve."""
@@ -69,9 +76,14 @@ class Harness:
         self.control = StandInControl(self.config)
         self.commit = GroupCommit(self.store, self.stats)
         self.scripts = Scripts(self.config, REDIS_VERSION)
+        self.timers = Timers()
+        self.resumed: list[Connection] = []  # the clients a CLIENT PAUSE held, once it ends
+        self.pause = ClientPause(self.timers, self.keyspace, self.resumed.extend,
+                                 self.scripts.may_write)
         self.gate = Dispatcher(Context(self.keyspace, self.stats, self.config, self.control,
                                        Auth(password), self.scripts, Monitors(""),
-                                       SlowLog(-1, 128), LatencyMonitor(0)), self.commit)
+                                       SlowLog(-1, 128), LatencyMonitor(0), self.pause),
+                               self.commit)
         self._sockets = socket.socketpair()
         parser = RequestParser(1 << 20, 1 << 20, unauthenticated=password is not None)
         self.conn = Connection(self._sockets[0], "test:0", "unix", parser)

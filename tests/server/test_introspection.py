@@ -66,4 +66,4 @@ def test_redis_py_reads_the_command_table(shared_kvd, protocol):
     listed = {name.decode() if isinstance(name, bytes) else name
               for name in client.command_list()}
     assert "config|get" in listed and "get" in listed and "config|rewrite" in listed
-    assert "client|kill" not in listed
+    assert "client|kill" in listed and "client|tracking" not in listed

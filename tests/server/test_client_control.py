@@ -1,0 +1,242 @@
+"""Removing and holding clients: CLIENT KILL with its filters, CLIENT PAUSE / UNPAUSE,
+CLIENT NO-EVICT and the idle `timeout` -- against real daemons (and Redis 7.0 for the
+error texts)."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+
+import pytest
+import redis
+
+from tests.kvd_process import kvd_beside_redis, wait_for
+from tests.torture.test_differential import RawClient
+
+REFUSED = [
+    (b"CLIENT", b"KILL", b"ID", b"0"), (b"CLIENT", b"KILL", b"ID", b"x"),
+    (b"CLIENT", b"KILL", b"TYPE", b"bogus"), (b"CLIENT", b"KILL", b"USER", b"nobody"),
+    (b"CLIENT", b"KILL", b"SKIPME", b"maybe"), (b"CLIENT", b"KILL", b"ID"),
+    (b"CLIENT", b"KILL", b"1.2.3.4:5"), (b"CLIENT", b"KILL", b"BOGUS", b"1"),
+    (b"CLIENT", b"KILL", b"ADDR", b"1.2.3.4:5"), (b"CLIENT", b"KILL", b"TYPE", b"pubsub"),
+    (b"CLIENT", b"KILL", b"TYPE", b"replica"), (b"CLIENT", b"KILL", b"LADDR", b"x"),
+    (b"CLIENT", b"PAUSE", b"x"), (b"CLIENT", b"PAUSE", b"-1"),
+    (b"CLIENT", b"PAUSE", b"10", b"bogus"), (b"CLIENT", b"PAUSE"),
+    (b"CLIENT", b"NO-EVICT", b"maybe"), (b"CLIENT", b"NO-EVICT", b"on"),
+    (b"CLIENT", b"UNPAUSE", b"now"), (b"CLIENT", b"UNPAUSE"),
+]
+
+
+def test_client_kill_pause_and_no_evict_answer_as_redis(tmp_path):
+    """Every refusal and every count, byte for byte as Redis 7.0 (MAXAGE, Redis 7.4's,
+    is the one filter Redis 7.0 does not have)."""
+    answers = []
+    with kvd_beside_redis(tmp_path, tcp=True) as servers:
+        for server in servers:
+            client = RawClient(("127.0.0.1", server.port), 2)
+            answers.append([client.call(command) for command in REFUSED])
+            client.close()
+    assert answers[0] == answers[1]
+    assert answers[0][0] == b"-ERR client-id should be greater than 0\r\n"
+
+
+def send(sock: socket.socket, *args: bytes) -> None:
+    sock.sendall(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a)
+                                                     for a in args))
+
+
+def read_exactly(sock: socket.socket, size: int) -> bytes:
+    received = b""
+    while len(received) < size:
+        chunk = sock.recv(size - len(received))
+        assert chunk, f"connection closed after {received!r}"
+        received += chunk
+    return received
+
+
+def named(sock: socket.socket, name: bytes) -> socket.socket:
+    """A raw connection, named (redis-py would reconnect quietly after a kill)."""
+    send(sock, b"CLIENT", b"SETNAME", name)
+    assert read_exactly(sock, 5) == b"+OK\r\n"
+    return sock
+
+
+def gone(sock: socket.socket) -> bool:
+    """Whether the server closed `sock` (its next read is the end of the stream)."""
+    try:
+        send(sock, b"PING")
+        return sock.recv(7) == b""
+    except (BrokenPipeError, ConnectionResetError):
+        return True
+
+
+def clients(admin: redis.Redis) -> dict[str, dict]:
+    return {entry["name"]: entry for entry in admin.client_list()}
+
+
+def test_client_kill_closes_the_clients_every_filter_matches(make_daemon):
+    server = make_daemon(tcp=True)
+    admin = server.client(protocol=2, client_name="admin")
+    first, second = named(server.raw(), b"first"), named(server.raw(), b"second")
+    over_tcp = named(socket.create_connection(("127.0.0.1", server.port), 10), b"tcp")
+    listed = clients(admin)
+
+    assert admin.execute_command("CLIENT", "KILL", "ID", listed["first"]["id"]) == 1
+    assert gone(first) and not gone(second)
+    assert "first" not in clients(admin)
+
+    tcp_entry = listed["tcp"]
+    assert admin.execute_command("CLIENT", "KILL", "ADDR", tcp_entry["addr"],
+                                 "LADDR", "127.0.0.1:1") == 0  # every filter must match
+    assert admin.execute_command("CLIENT", "KILL", "LADDR", tcp_entry["laddr"]) == 1
+    assert gone(over_tcp)
+
+    third = named(server.raw(), b"third")
+    assert admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "USER", "default",
+                                 "MAXAGE", "3600") == 0  # none is an hour old
+    assert admin.execute_command("CLIENT", "KILL", "TYPE", "normal") == 2  # not the caller
+    assert gone(second) and gone(third) and admin.ping()
+    # SKIPME no: the caller too, after its reply.
+    me = named(server.raw(), b"me")
+    send(me, b"CLIENT", b"KILL", b"ID", clients(admin)["me"]["id"].encode(), b"SKIPME", b"no")
+    assert read_exactly(me, 4) == b":1\r\n"
+    assert me.recv(1) == b""
+    assert "killed (CLIENT KILL)" in server.log()
+    for sock in (first, second, third, over_tcp, me):
+        sock.close()
+
+
+def test_client_kill_by_address_in_the_old_form(make_daemon):
+    server = make_daemon(tcp=True)
+    admin = server.client(protocol=2)
+    victim = named(socket.create_connection(("127.0.0.1", server.port), 10), b"v")
+    address = clients(admin)["v"]["addr"]
+    assert admin.execute_command("CLIENT", "KILL", address) == b"OK"
+    assert gone(victim)
+    with pytest.raises(redis.ResponseError, match="No such client"):
+        admin.execute_command("CLIENT", "KILL", address)
+    victim.close()
+
+
+def nothing_to_read(sock: socket.socket, seconds: float = 0.3) -> bool:
+    """Whether `sock` stays silent for `seconds` (a held request must not be answered)."""
+    sock.settimeout(seconds)
+    try:
+        return not sock.recv(1)
+    except TimeoutError:
+        return True
+    finally:
+        sock.settimeout(10)
+
+
+def test_client_pause_write_holds_writes_until_unpause(make_daemon):
+    server = make_daemon()
+    admin = server.client(protocol=2)
+    admin.set("k", "before")
+    assert admin.client_pause(60_000, all=False)
+    writer = server.raw()
+    send(writer, b"SET", b"k", b"during")
+    send(writer, b"GET", b"k")  # after a held write: waits with it
+    reader = server.client(protocol=2)
+    assert reader.get("k") == b"before"  # reads go on
+    assert reader.eval("#!lua flags=no-writes\nreturn redis.call('GET', KEYS[1])", 1,
+                       "k") == b"before"  # so do scripts that declare they do not write
+    assert nothing_to_read(writer)
+    wait_for(lambda: admin.info()["blocked_clients"] == 1, 10, "the writer to be held")
+    assert any("flags=b" in line for line in
+               admin.execute_command("CLIENT", "LIST").decode().splitlines())
+    assert admin.client_unpause()
+    assert read_exactly(writer, 17) == b"+OK\r\n$6\r\nduring\r\n"
+    writer.close()
+    assert reader.get("k") == b"during"
+    assert admin.info()["blocked_clients"] == 0
+
+
+def test_client_pause_all_holds_every_command_and_ends_by_itself(make_daemon):
+    server = make_daemon()
+    admin = server.client(protocol=2)
+    held = server.raw()
+    started = time.monotonic()
+    assert admin.client_pause(700)  # ALL, for 0.7 s
+    send(held, b"PING")
+    assert nothing_to_read(held, 0.2)
+    assert read_exactly(held, 7) == b"+PONG\r\n"  # the deadline ended it
+    assert time.monotonic() - started >= 0.7
+    held.close()
+
+
+def test_keys_do_not_expire_while_writes_are_paused(make_daemon):
+    """A paused dataset does not change: a key past its deadline reads as missing, and
+    is deleted once the pause ends (Redis 7.0: pause.tcl's expire tests)."""
+    server = make_daemon()
+    admin = server.client(protocol=2)
+    admin.set("short", "v", px=50)
+    admin.set("kept", "v")
+    admin.client_pause(60_000, all=False)
+    wait_for(lambda: admin.get("short") is None, 10, "the key to read as missing")
+    assert admin.info()["expired_keys"] == 0  # neither lazily nor actively expired
+    assert admin.dbsize() == 2
+    admin.client_unpause()
+    wait_for(lambda: admin.dbsize() == 1, 10, "active expiry to resume")
+    assert admin.info()["expired_keys"] == 1
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_pause_runs_what_was_held_then_exits(make_daemon):
+    """The held write was read before the shutdown: it is answered, and it is durable."""
+    server = make_daemon()
+    admin = server.client(protocol=2)
+    admin.client_pause(60_000, all=False)
+    writer = server.raw()
+    send(writer, b"SET", b"k", b"held")
+    wait_for(lambda: admin.info()["blocked_clients"] == 1, 10, "the writer to be held")
+    admin.close()
+    server.signal(signal.SIGTERM)
+    assert read_exactly(writer, 5) == b"+OK\r\n"
+    writer.close()
+    server.wait_exit(30)
+    server.start()
+    assert server.client(protocol=2).get("k") == b"held"
+
+
+@pytest.mark.slow
+def test_an_idle_client_is_closed_after_the_timeout(make_daemon):
+    server = make_daemon("--client-timeout", "1")
+    admin = server.client(protocol=2)
+    assert admin.config_get("timeout") == {"timeout": "1"}
+    idle = server.raw()
+    send(idle, b"PING")
+    assert read_exactly(idle, 7) == b"+PONG\r\n"
+    watcher = server.raw()
+    send(watcher, b"MONITOR")
+    assert read_exactly(watcher, 5) == b"+OK\r\n"
+    idle.settimeout(30)
+    assert idle.recv(1) == b""  # closed by the server, unprompted
+    assert "idle (timeout)" in server.log()
+    # A MONITOR waits for the server, not the other way round: it stays. (The idle admin
+    # was closed too; redis-py reconnects.)
+    admin.ping()
+    shown = b""
+    while b'"PING"' not in shown:
+        chunk = watcher.recv(1000)
+        assert chunk, "the monitor was closed"
+        shown += chunk
+    # CONFIG SET timeout 0 turns it off.
+    admin.config_set("timeout", 0)
+    quiet = server.raw()
+    send(quiet, b"PING")
+    assert read_exactly(quiet, 7) == b"+PONG\r\n"
+    time.sleep(2.5)  # longer than the old timeout: nothing to wait for but time itself
+    send(quiet, b"PING")
+    assert read_exactly(quiet, 7) == b"+PONG\r\n"
+    for sock in (watcher, quiet):
+        sock.close()
+
+
+def test_client_no_evict_is_shown_in_client_list(kvd):
+    client = kvd.client(protocol=2)
+    assert client.execute_command("CLIENT", "NO-EVICT", "on") == b"OK"
+    assert "e" in client.client_info()["flags"]
+    assert client.execute_command("CLIENT", "NO-EVICT", "off") == b"OK"
+    assert "e" not in client.client_info()["flags"]
