@@ -42,6 +42,14 @@ log = logging.getLogger("kvd.storage")
 
 DEFAULT_SEGMENT_SIZE = 64 << 20
 DEFAULT_CACHE_SIZE = 32 << 20
+# Sealed segments mapped at once (each map holds a descriptor): 256 of 64 MiB is 16 GiB
+# of data mapped; reading beyond that maps and unmaps (tens of microseconds each).
+MAX_MAPPED_SEGMENTS = 256
+# The most descriptors a store holds: the maps, the active segment (its file and its
+# map), the directory lock, and a few while a compaction or a hint write runs.
+DESCRIPTORS = MAX_MAPPED_SEGMENTS + 8
+# A record at least this large is read through a memoryview of its segment's map.
+BIG_RECORD = 1 << 16
 MAX_SEGMENT_SIZE = (1 << 32) - 1
 FSYNC_POLICIES = ("always", "everysec", "no")
 
@@ -75,11 +83,15 @@ class LogStore:
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._cache_bytes = 0
         self._cache_limit = cache_size
-        self._fds: dict[int, int] = {}  # segment id -> fd (mapped, appended to, compacted)
+        self._active_fd = -1  # the one segment file kept open (appended to)
         # Segments are read through maps: a GET reads without a system call (still
-        # CRC-checked). Sealed ones never change; the active one is mapped again as it
-        # grows (_map_active), and what is not written yet is read from the buffer.
-        self._maps: dict[int, mmap.mmap] = {}
+        # CRC-checked). Sealed ones never change and are mapped when first read, at most
+        # MAX_MAPPED_SEGMENTS at a time, the least recently read unmapped first: each
+        # map holds a descriptor (Python's mmap keeps a dup of the file's), so a store
+        # of thousands of segments must not hold them all. The active one is mapped again
+        # as it grows (_map_active), and what is not written yet is read from the buffer.
+        self._maps: OrderedDict[int, mmap.mmap] = OrderedDict()
+        self._active_map: mmap.mmap | None = None
         self._sizes: dict[int, int] = {}  # immutable segment id -> bytes
         self._active_mapped = 0  # bytes of the active segment mapped (see _map_active)
         self._live_bytes = 0
@@ -142,7 +154,6 @@ class LogStore:
         active = ids[-1]
         self._active_id = active
         self._written = self._sizes.pop(active)
-        self._active_fd = self._fds[active]
         # A key whose deadline passed while the store was closed is gone: its newest
         # record acts as a delete (record.py, deadline changes).
         expired = self._deadlines.due(time.time_ns() // 1_000_000, len(self._deadlines))
@@ -187,12 +198,10 @@ class LogStore:
         self._replay(segment_id, rows)
         if entries:
             self._replay(segment_id, entries)
-        flags = os.O_RDWR | os.O_APPEND if newest else os.O_RDONLY
-        self._fds[segment_id] = open_fd(path, flags)
         self._sizes[segment_id] = valid_end
         if not newest:
-            self._map(segment_id, valid_end)
-            return None
+            return None  # mapped when first read
+        self._active_fd = open_fd(path, os.O_RDWR | os.O_APPEND)
         return start, bytearray(b"".join(record.pack(tuple(e)) for e in entries))
 
     def _replay(self, segment_id: int, rows: list) -> None:
@@ -229,7 +238,6 @@ class LogStore:
         fd = open_fd(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL)
         fsync_dir(self.directory)  # the new name must survive before writes in it are acked
         change_segment_list(self.directory, add=[segment_id])
-        self._fds[segment_id] = fd
         self._active_id = segment_id
         self._active_fd = fd
         self._written = 0
@@ -246,22 +254,27 @@ class LogStore:
         """
         if not self._buffer:
             return
-        view = memoryview(self._buffer)
-        done = 0
+        self._write_out(self._buffer)
+        self._buffer.clear()
+
+    def _write_out(self, *pieces: bytes | bytearray) -> None:
+        """Write `pieces` at the end of the active segment, all or nothing (a failure
+        cuts the file back to where it was)."""
         try:
-            while done < len(view):
-                done += os.write(self._active_fd, view[done:])
+            for piece in pieces:
+                with memoryview(piece) as view:
+                    done = 0
+                    while done < len(view):
+                        done += os.write(self._active_fd, view[done:])
         except OSError as exc:
-            view.release()
             try:
                 os.ftruncate(self._active_fd, self._written)
             except OSError:
                 pass
             raise StorageError(f"write to {segment_name(self._active_id)} failed: {exc}") from exc
-        view.release()
-        self._written += done
-        self._written_seq += done
-        self._buffer.clear()
+        size = sum(map(len, pieces))
+        self._written += size
+        self._written_seq += size
 
     def _sync(self) -> None:
         with self._sync_guard:
@@ -276,25 +289,43 @@ class LogStore:
             self._seal_active(durable=self.fsync != "no")
             old = self._active_id
             self._sizes[old] = self._written
-            self._map(old, self._written)
+            self._unmap_active()
+            os.close(self._active_fd)
+            self._active_fd = -1
             self._start_segment(old + gap)
 
-    def _map(self, segment_id: int, size: int) -> None:
-        """Map a segment's first `size` bytes for reading, in place of any earlier map
-        of it (an empty one has nothing to map)."""
-        old = self._maps.pop(segment_id, None)
-        if old is not None:
-            old.close()
-        if size:
-            self._maps[segment_id] = mmap.mmap(self._fds[segment_id], size,
-                                               prot=mmap.PROT_READ)
+    def _mapped(self, segment_id: int) -> mmap.mmap:
+        """Map a sealed segment that has no map (unmapping the least recently read one
+        past MAX_MAPPED_SEGMENTS)."""
+        self._check_open()
+        name = segment_name(segment_id)
+        try:
+            fd = open_fd(os.path.join(self.directory, name), os.O_RDONLY)
+            try:
+                mapped = mmap.mmap(fd, self._sizes[segment_id], prot=mmap.PROT_READ)
+            finally:
+                os.close(fd)  # (the map keeps its own descriptor)
+        except (OSError, ValueError) as exc:
+            raise StorageError(f"cannot read segment {name}: {exc}") from exc
+        self._maps[segment_id] = mapped
+        if len(self._maps) > MAX_MAPPED_SEGMENTS:
+            self._maps.popitem(last=False)[1].close()
+        return mapped
+
+    def _unmap_active(self) -> None:
+        if self._active_map is not None:
+            self._active_map.close()
+            self._active_map = None
+        self._active_mapped = 0
 
     def _map_active(self) -> None:
         """Map the active segment as far as it is written. It grows, and a map cannot
         (Python's mmap maps no further than the file's end), so a read past the map
         maps it again: at most once per flush, however many reads follow."""
         self._check_open()
-        self._map(self._active_id, self._written)
+        self._unmap_active()
+        if self._written:
+            self._active_map = mmap.mmap(self._active_fd, self._written, prot=mmap.PROT_READ)
         self._active_mapped = self._written
 
     def _seal_active(self, durable: bool) -> None:
@@ -332,6 +363,23 @@ class LogStore:
         self._active_hints += record.pack((key, pending, size, flags, expires_at_ms))
         return self._active_id << 64 | pending << 32 | size
 
+    def _write_big(self, key: bytes, value: bytes, expires_at_ms: int) -> int:
+        """Write one large record straight to the active segment, after what is buffered,
+        from the value's own bytes (record.encode_parts); return its location. Not inside
+        a write batch: a batch is buffered whole (all or nothing)."""
+        head, value = record.encode_parts(key, value, 0, expires_at_ms, self._stamp)
+        size = len(head) + len(value)
+        if size > self.largest_value:
+            self.largest_value = size
+        pending = self._written + len(self._buffer)
+        if pending and pending + size > self.segment_size:
+            self._rotate()
+        self._write_buffer()
+        offset = self._written
+        self._write_out(head, value)
+        self._active_hints += record.pack((key, offset, size, 0, expires_at_ms))
+        return self._active_id << 64 | offset << 32 | size
+
     # -- the public interface ----------------------------------------------
 
     def put(self, key: bytes, value: bytes, expires_at_ms: int = 0) -> None:
@@ -344,8 +392,11 @@ class LogStore:
             record.checked_pair(key, value)  # raises with the reason
         if not self._buffer:  # the first write of a flush reads the clock for the rest
             self._stamp = time.time_ns() // 1_000_000
-        location = self._append(key, record.encode(key, value, 0, expires_at_ms, self._stamp),
-                                0, expires_at_ms)
+        if len(value) >= BIG_RECORD and self._batch_start is None:
+            location = self._write_big(key, value, expires_at_ms)
+        else:
+            location = self._append(key, record.encode(key, value, 0, expires_at_ms,
+                                                       self._stamp), 0, expires_at_ms)
         old = self._keydir.get(key)
         self._keydir[key] = location
         self._live_bytes += (location & MASK32) - (old & MASK32 if old is not None else 0)
@@ -364,7 +415,7 @@ class LogStore:
         stamp, keydir, deadlines = self._stamp, self._keydir, self._deadlines
         any_deadline = self._deadline_of  # a dict: empty while no key has a deadline
         buffer, hints, frame, pack = self._buffer, self._active_hints, record.frame, record.pack
-        limit, segment_size = record.MAX_VALUE_SIZE, self.segment_size
+        big, segment_size = BIG_RECORD, self.segment_size  # (MAX_VALUE_SIZE is above it)
         largest = self.largest_value
         live = done = 0
         written, base = self._written, self._active_id << 64  # change only by a rotation
@@ -372,20 +423,28 @@ class LogStore:
             self._check_open()
             for key, value in pairs:
                 if type(key) is not bytes or type(value) is not bytes or (
-                        len(key) + len(value) > limit):
-                    key, value = record.checked_pair(key, value)
-                raw = frame(pack([stamp, 0, 0, key, value]))
-                size = len(raw)
-                if size > largest:
-                    largest = self.largest_value = size
-                pending = written + len(buffer)
-                if pending and pending + size > segment_size and self._batch_start is None:
-                    self._rotate()
-                    pending, hints = 0, self._active_hints
+                        len(key) + len(value) >= big):
+                    key, value = record.checked_pair(key, value)  # (or raises)
+                    if len(value) >= BIG_RECORD and self._batch_start is None:
+                        location = self._write_big(key, value, 0)
+                    else:
+                        location = self._append(key, record.encode(key, value, 0, 0, stamp), 0)
+                    size = location & MASK32
+                    largest, hints = self.largest_value, self._active_hints
                     written, base = self._written, self._active_id << 64
-                buffer += raw
-                hints += pack((key, pending, size, 0, 0))
-                location = base | pending << 32 | size
+                else:
+                    raw = frame(pack([stamp, 0, 0, key, value]))
+                    size = len(raw)
+                    if size > largest:
+                        largest = self.largest_value = size
+                    pending = written + len(buffer)
+                    if pending and pending + size > segment_size and self._batch_start is None:
+                        self._rotate()
+                        pending, hints = 0, self._active_hints
+                        written, base = self._written, self._active_id << 64
+                    buffer += raw
+                    hints += pack((key, pending, size, 0, 0))
+                    location = base | pending << 32 | size
                 old = keydir.get(key)
                 keydir[key] = location
                 live += size - (old & MASK32 if old is not None else 0)
@@ -409,21 +468,30 @@ class LogStore:
         segment_id = location >> 64
         offset = (location >> 32) & MASK32
         size = location & MASK32
+        source: bytearray | mmap.mmap
+        at = offset
         if segment_id == self._active_id:
             if offset >= self._written:  # still in the buffer
-                start = offset - self._written
-                data = bytes(self._buffer[start : start + size])
+                source, at = self._buffer, offset - self._written
             else:
                 if offset + size > self._active_mapped:
                     self._map_active()
-                data = self._maps[segment_id][offset : offset + size]
+                assert self._active_map is not None
+                source = self._active_map
         else:
             mapped = self._maps.get(segment_id)
-            if mapped is None:  # the store was closed (close() drops every map)
-                self._check_open()
-                raise ClosedError("the store is closed")
-            data = mapped[offset : offset + size]
-        value = record.intact_value(data)
+            if mapped is None:
+                mapped = self._mapped(segment_id)
+            else:
+                self._maps.move_to_end(segment_id)  # (least recently read: unmapped first)
+            source = mapped
+        if size < BIG_RECORD:
+            data = bytes(source[at : at + size])
+            value = record.intact_value(data)
+        else:  # checked and unpacked in place: the value is copied once, not twice
+            with memoryview(source) as view, view[at : at + size] as part:
+                value = record.intact_value(part)
+                data = part.tobytes() if value is None else b""
         if value is None:
             raise self._damaged(segment_id, offset, record.damage(data) or "damaged")
         self._cache_value(location, value)
@@ -608,6 +676,8 @@ class LogStore:
             "dead_bytes": total - self._live_bytes,
             "total_bytes": total,
             "segments": len(self._sizes) + 1,
+            "mapped_segments": len(self._maps),
+            "descriptors": DESCRIPTORS,  # the most it holds, however many segments
             "compactions": self._compactions,
             "corrupt_records": self.corrupt_records,
             "compaction_in_progress": self._plan is not None,
@@ -679,9 +749,7 @@ class LogStore:
             raise
         for segment_id in manifest["outputs"]:
             path = os.path.join(self.directory, segment_name(segment_id))
-            self._fds[segment_id] = open_fd(path, os.O_RDONLY)
-            self._sizes[segment_id] = os.path.getsize(path)
-            self._map(segment_id, self._sizes[segment_id])
+            self._sizes[segment_id] = os.path.getsize(path)  # mapped when first read
         self._drop_damaged(manifest)
         yield
         yield from compaction.repoint_steps(self._keydir, self.directory, manifest, batch)
@@ -689,7 +757,6 @@ class LogStore:
             mapped = self._maps.pop(segment_id, None)
             if mapped is not None:
                 mapped.close()
-            os.close(self._fds.pop(segment_id))
             del self._sizes[segment_id]
         if not background_delete:
             compaction.delete_frozen(self.directory, manifest)
@@ -788,10 +855,10 @@ class LogStore:
         for mapped in self._maps.values():
             mapped.close()
         self._maps.clear()
-        self._active_mapped = 0
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
+        self._unmap_active()
+        if self._active_fd >= 0:
+            os.close(self._active_fd)
+            self._active_fd = -1
 
 
 class _EverySecond:

@@ -92,6 +92,25 @@ def encode(key: bytes, value: bytes, flags: int = 0, expires_at_ms: int = 0,
     return frame(pack([timestamp_ms, flags, expires_at_ms, key, value]))
 
 
+def encode_parts(key: bytes, value: bytes, flags: int, expires_at_ms: int,
+                 timestamp_ms: int) -> tuple[bytes, bytes]:
+    """encode() in two pieces: everything before the value, and the value itself, so a
+    large value is written from where it lies instead of being copied twice (by msgpack,
+    then by the framing) -- 60 MB cost 90 ms of copies."""
+    size = len(value)
+    if size < 0x100:
+        bin_header = b"\xc4" + bytes([size])
+    elif size < 0x10000:
+        bin_header = b"\xc5" + size.to_bytes(2, "big")
+    else:
+        bin_header = b"\xc6" + size.to_bytes(4, "big")
+    prefix = b"\x95" + pack(timestamp_ms) + pack(flags) + pack(expires_at_ms) + pack(key) + \
+        bin_header  # msgpack's own bytes for [timestamp_ms, flags, expires_at_ms, key, value]
+    fields, fields_crc = _length_fields(len(prefix) + size)
+    crc = crc32(value, crc32(prefix, fields_crc))
+    return LENGTH.pack(crc) + fields + prefix, value
+
+
 def frame(body: bytes) -> bytes:
     """The record of a packed body: its CRC and length fields, then the body."""
     size = len(body)
@@ -183,7 +202,7 @@ def damage(data: bytes | memoryview) -> str | None:
     return None
 
 
-def intact_value(data: bytes) -> bytes | None:
+def intact_value(data: bytes | memoryview) -> bytes | None:
     """The value of one whole record, or None if it is not intact (the read fast path:
     the caller looks up the file name for its error only when it must)."""
     if damage(data) is not None:

@@ -282,6 +282,7 @@ class SqliteStore:
             "dead_bytes": max(0, total - live),
             "total_bytes": total,
             "segments": 1,
+            "descriptors": 8,  # the database, its write-ahead log and shared memory, a lock
             "compactions": self._compactions,
             "corrupt_records": 0,  # (SQLite checks its pages itself: damage is an error)
             "compaction_in_progress": self._plan is not None,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from .. import rdb
 from ..keyspace import now_ms
 from ..protocol import encode_request, parse_strict_int
-from ..resp import OK, bulk, error, status
+from ..resp import OK, error, status
 from .common import NOT_INTEGER, SYNTAX, keyword
 from .table import row
 
@@ -27,7 +27,10 @@ BUSYKEY = error("BUSYKEY Target key name already exists.")
 
 def dump(ctx: Context, conn: Connection, args: list) -> bytes:
     value = ctx.keyspace.read(args[1])
-    return conn.resp.null if value is None else bulk(rdb.dump(value))
+    if value is None:
+        return conn.resp.null
+    parts = rdb.dump_parts(value)
+    return b"".join([b"$%d\r\n" % sum(map(len, parts)), *parts, b"\r\n"])  # one copy
 
 
 def restore(ctx: Context, conn: Connection, args: list) -> bytes:

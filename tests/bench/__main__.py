@@ -15,6 +15,7 @@ import platform
 from . import (
     compaction_bench,
     expiry_bench,
+    large_values_bench,
     scripting_bench,
     server_bench,
     storage_bench,
@@ -37,7 +38,8 @@ def machine() -> str:
 # The parts run as run(quick) and reported as markdown(results), in this order after
 # the server and storage parts (which take more).
 ALIKE_PARTS = {"compaction": compaction_bench, "transactions": transaction_bench,
-               "scripts": scripting_bench, "expiry": expiry_bench}
+               "scripts": scripting_bench, "expiry": expiry_bench,
+               "large-values": large_values_bench}
 PARTS = ("server", "storage", *ALIKE_PARTS)
 
 

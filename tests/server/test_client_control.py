@@ -4,6 +4,7 @@ error texts)."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 import socket
 import time
@@ -240,3 +241,29 @@ def test_client_no_evict_is_shown_in_client_list(kvd):
     assert "e" in client.client_info()["flags"]
     assert client.execute_command("CLIENT", "NO-EVICT", "off") == b"OK"
     assert "e" not in client.client_info()["flags"]
+
+
+@pytest.mark.slow
+def test_a_copy_of_the_data_directory_taken_while_writes_are_paused_serves_that_instant(
+        make_daemon, tmp_path):
+    """The README's online backup: pause writes (compaction off), copy, unpause."""
+    server = make_daemon()
+    admin = server.client(protocol=2)
+    admin.mset({f"key:{i}": f"v{i}" for i in range(2000)})
+    admin.set("expiring", "v", px=300)
+    assert admin.config_set("kvd-auto-compact", "no")
+    assert admin.info("persistence")["compaction_in_progress"] == 0
+    assert admin.client_pause(60_000, all=False)
+    writer = server.raw()
+    send(writer, b"SET", b"late", b"after the copy")
+    wait_for(lambda: admin.info()["blocked_clients"] == 1, 10, "the writer to be held")
+    time.sleep(0.4)  # let "expiring" pass its deadline during the copy
+    copy = tmp_path / "backup"
+    shutil.copytree(server.data_dir, copy)
+    assert admin.client_unpause()
+    assert read_exactly(writer, 5) == b"+OK\r\n"
+    writer.close()
+    restored = make_daemon("--data-dir", str(copy), subdir="restored")
+    client = restored.client(protocol=2)
+    assert client.dbsize() == 2000  # "expiring" expired: gone at start, as on the original
+    assert client.get("key:1999") == b"v1999" and client.get("late") is None

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from storage import CorruptionError, LogStore, open_store
+from storage import CorruptionError, LogStore, StorageError, logstore, open_store
 from storage.layout import segment_ids, segment_name
 
 
@@ -39,14 +39,14 @@ def test_gets_make_no_system_call(sealed, monkeypatch):
 def test_the_active_segment_is_read_as_it_grows(sealed):
     active = segment_ids(sealed.directory)[-1]
     maps = 0
-    real_map = sealed._map
+    real_map = sealed._map_active
 
-    def counted(segment_id, size):
+    def counted():
         nonlocal maps
-        maps += segment_id == active
-        real_map(segment_id, size)
+        maps += 1
+        real_map()
 
-    sealed._map = counted
+    sealed._map_active = counted
     for round_ in range(3):
         sealed.put_many([(b"new:%d:%d" % (round_, i), b"v%d" % i * 10) for i in range(20)])
         assert sealed.get(b"new:%d:19" % round_) == b"v19" * 10  # from the buffer
@@ -102,3 +102,40 @@ def test_the_value_cache_stays_within_its_bound_and_serves_the_newest(tmp_path):
         assert list(store._cache.values())[-1] == values[b"k1999"]
     finally:
         store.close()
+
+
+def test_descriptors_stay_bounded_however_many_segments(tmp_path, monkeypatch):
+    """One descriptor per segment ran out at the descriptor limit (EMFILE on writes,
+    accepts paused): sealed segments are mapped when read, at most a fixed number."""
+    monkeypatch.setattr(logstore, "MAX_MAPPED_SEGMENTS", 16)
+    store = open_store(str(tmp_path), fsync="no", segment_size=4096)
+    for i in range(1000):
+        store.put(b"key:%04d" % i, b"%04d" % i * 1000)
+    store.flush()
+    store.close()
+    before = len(os.listdir("/proc/self/fd"))
+    store = open_store(str(tmp_path), fsync="no")
+    store._cache_limit = 0
+    assert store.stats()["segments"] > 900
+    for _ in range(2):
+        for i in range(1000):
+            assert store.get(b"key:%04d" % i) == b"%04d" % i * 1000
+    assert store.stats()["mapped_segments"] == 16
+    assert len(os.listdir("/proc/self/fd")) - before <= 16 + 8
+    store.close()
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_segment_removed_behind_the_stores_back_fails_its_reads_by_name(tmp_path):
+    store = open_store(str(tmp_path), fsync="no", segment_size=4096)
+    for i in range(100):
+        store.put(b"key:%03d" % i, b"x" * 200)
+    store.flush()
+    store.close()
+    store = open_store(str(tmp_path), fsync="no")
+    first = segment_ids(str(tmp_path))[0]
+    os.unlink(os.path.join(str(tmp_path), segment_name(first)))
+    with pytest.raises(StorageError, match=segment_name(first)):
+        store.get(b"key:000")
+    assert store.get(b"key:099") == b"x" * 200  # the others still read
+    store.close()
