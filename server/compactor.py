@@ -4,16 +4,19 @@ Requests (SIGUSR1, COMPACT, the automatic policy) are level-triggered: a
 request while idle starts one compaction; any number of requests while one
 runs cause exactly one more afterwards.
 
-How the work runs depends on the engine:
+How the work runs is the store's compaction job's to say (storage.CompactionJob), not
+the engine's name:
 
-* log engine -- the Redis BGREWRITEAOF way. The loop runs the store's
-  *begin* step, forks a child that runs *run* (a pure function of the plan)
-  and exits with `os._exit`; the child reports progress through a pipe the
-  loop watches. SIGCHLD comes through the signal pipe; the loop reaps the
+* a job that `forks` (the log engine) -- the Redis BGREWRITEAOF way. The loop
+  begins the job, forks a child that runs `job.run` (a pure function of the
+  job) and exits with `os._exit`; the child reports progress through a pipe
+  the loop watches. SIGCHLD comes through the signal pipe; the loop reaps the
   child (`waitpid(-1, WNOHANG)` until nothing is left: SIGCHLD coalesces too)
-  and runs *finish* on exit status 0, or discards the output otherwise.
-* sqlite engine -- no fork (SQLite connections must not cross one): one
-  short `incremental_vacuum` slice per loop pass, between client events.
+  and finishes the job on exit status 0, or discards the output otherwise.
+* a job in steps (the sqlite engine: a SQLite connection must not cross a
+  fork) -- one short `job.step()` per loop pass, between client events.
+
+Either way the store applies a finished job a batch of keys per loop pass.
 
 The child starts from a clean state: default signal dispositions, no wakeup
 fd (so a signal sent to it can never reach the parent's loop), every
@@ -31,16 +34,13 @@ import os
 import signal
 import time
 from collections.abc import Callable, Generator
-from typing import Any
 
-from storage import CompactionResult, StorageError
-from storage import compaction as log_compaction
+from storage import CompactionJob, CompactionResult, StorageError, Store
 
 from .signals import HANDLED, reset_in_child
 
 log = logging.getLogger("kvd.server")
 
-SQLITE_PAGES_PER_PASS = 16
 # Keys re-pointed per loop pass when a compaction is applied: ~0.2 ms of loop time,
 # so the requests of those passes barely notice (4096 cost p99 a factor of 2.5).
 FINISH_BATCH = 512
@@ -80,7 +80,7 @@ class AutoPolicy:
 class Compactor:
     """Coalesced compaction requests and the one compaction that may be running."""
 
-    def __init__(self, store, policy: AutoPolicy, watch: Callable[[int, Callable], None],
+    def __init__(self, store: Store, policy: AutoPolicy, watch: Callable[[int, Callable], None],
                  unwatch: Callable[[int], None], rate_limit: float = 0.0,
                  on_fork: Callable[[int], None] | None = None) -> None:
         self.store = store
@@ -95,14 +95,12 @@ class Compactor:
         self.last_duration_s = 0.0
         self.last_reclaimed = 0
         self.bytes_done = self.bytes_total = 0
-        # The log engine's CompactionPlan or the sqlite engine's SqliteCompaction (the two
-        # engines' jobs differ: see _start).
-        self._plan: Any = None
+        self._plan: CompactionJob | None = None  # the running compaction
         self._child: int | None = None
         self._progress_fd = -1
         self._progress_buffer = b""
         self._child_error: str | None = None
-        # the log engine's finish, advanced one batch per pass
+        # the store's finish of a job, advanced one batch per pass
         self._finisher: Generator[None, None, CompactionResult] | None = None
         self._started_at = 0.0
 
@@ -130,7 +128,7 @@ class Compactor:
             return
         if self._plan is not None:
             if self._child is None:
-                self._sqlite_step()
+                self._step()
             return
         now = time.monotonic()
         if not self.pending and self.policy.due(self.store.stats, now):
@@ -174,13 +172,14 @@ class Compactor:
             self._failed(f"could not begin: {exc}")
             return
         self.bytes_done, self.bytes_total = 0, self._plan.bytes_total
-        if self.store.engine == "log":
+        if self._plan.forks:
             self._fork()
         else:
-            log.info("compaction started: %d bytes of free pages to give back",
-                     self.bytes_total)
+            log.info("compaction started: %s", self._plan.description)
 
     def _fork(self) -> None:
+        plan = self._plan
+        assert plan is not None
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
         parent = os.getpid()
@@ -192,7 +191,7 @@ class Compactor:
             started = time.perf_counter_ns()
             pid = os.fork()
             if pid == 0:
-                _child_main(self._plan, write_fd, parent, self.rate_limit)  # never returns
+                _child_main(plan, write_fd, parent, self.rate_limit)  # never returns
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         if self.on_fork is not None:
@@ -202,8 +201,7 @@ class Compactor:
         self._progress_fd = read_fd
         self._progress_buffer = b""
         self._watch(read_fd, self._read_progress)
-        log.info("compaction started in child PID %d: %d bytes in %d segment(s)", pid,
-                 self.bytes_total, len(self._plan.frozen))
+        log.info("compaction started in child PID %d: %s", pid, plan.description)
 
     # -- progress and the end of a compaction -------------------------------------------
 
@@ -244,6 +242,8 @@ class Compactor:
         self._close_progress()
         self._child = None
         plan, self._plan = self._plan, None
+        if plan is None:
+            return
         if os.waitstatus_to_exitcode(status) == 0:
             # Applied a batch of keys per loop pass (see LogStore.finish_steps).
             self._plan = plan
@@ -253,21 +253,19 @@ class Compactor:
         reason, self._child_error = self._child_error, None
         self._failed(f"child {_describe(status)}" + (f": {reason}" if reason else ""))
 
-    def _sqlite_step(self) -> None:
+    def _step(self) -> None:
         plan = self._plan
+        assert plan is not None
         try:
-            done = self.store.compaction_step(plan, SQLITE_PAGES_PER_PASS)
-            self.bytes_done = plan.bytes_done
+            done = plan.step()
+            self.bytes_done = getattr(plan, "bytes_done", 0)
             if not done:
                 return
-            result = self.store.finish_compaction(plan)
+            self._finisher = self.store.finish_steps(plan, batch=FINISH_BATCH)
         except StorageError as exc:
             self._plan = None
             self._abort(plan)
             self._failed(str(exc))
-            return
-        self._plan = None
-        self._succeeded(result)
 
     def _succeeded(self, result) -> None:
         self.completed += 1
@@ -289,7 +287,9 @@ class Compactor:
         log.error("compaction failed (%s); the data is unchanged%s", reason,
                   f"; automatic compaction waits {delay:.0f} s" if self.policy.enabled else "")
 
-    def _abort(self, plan) -> None:
+    def _abort(self, plan: CompactionJob | None) -> None:
+        if plan is None:
+            return
         try:
             self.store.abort_compaction(plan)
         except StorageError as exc:
@@ -352,7 +352,8 @@ def _describe(status: int) -> str:
     return f"exited with status {os.waitstatus_to_exitcode(status)}"
 
 
-def _child_main(plan, progress_fd: int, parent: int, rate_limit: float) -> None:
+def _child_main(plan: CompactionJob, progress_fd: int, parent: int, rate_limit: float
+                ) -> None:
     """The compaction child. Never returns; never runs the parent's cleanup code."""
     code = 1
     try:
@@ -382,7 +383,7 @@ def _child_main(plan, progress_fd: int, parent: int, rate_limit: float) -> None:
                     time.sleep(ahead)
 
         os.set_blocking(progress_fd, False)
-        log_compaction.run(plan, progress)
+        plan.run(progress)
         code = 0
     except BaseException as exc:  # reported to the parent, which logs it
         try:

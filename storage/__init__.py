@@ -8,6 +8,7 @@
 
 Layout of the package, one job per module:
 
+    interface.py    the Store protocol both engines implement, and the compaction job
     record.py       the segment record format (documented there) and its reader
     hints.py        hint files, so start-up reads no data
     keydir.py       record locations packed into one int per key
@@ -25,7 +26,7 @@ sockets, signals or processes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 from .compaction import CompactionPlan, CompactionResult
 from .errors import (
@@ -37,6 +38,7 @@ from .errors import (
     LockedError,
     StorageError,
 )
+from .interface import CompactionJob, Store
 from .layout import engine_of, holds_data
 from .logstore import DEFAULT_SEGMENT_SIZE, FSYNC_POLICIES, LogStore
 
@@ -45,11 +47,13 @@ if TYPE_CHECKING:
 
 ENGINES = ("log", "sqlite")
 
-Store = Union[LogStore, "SqliteStore"]
+if TYPE_CHECKING:
+    def _both_engines_are_stores(log: LogStore, sqlite: SqliteStore) -> tuple[Store, Store]:
+        return log, sqlite  # mypy checks each engine against the protocol here
 
 __all__ = [
     "ENGINES", "FSYNC_POLICIES", "DEFAULT_SEGMENT_SIZE", "open_store", "engine_of", "holds_data",
-    "Store",
+    "Store", "CompactionJob",
     "LogStore", "SqliteStore", "CompactionPlan", "CompactionResult",
     "StorageError", "CorruptionError", "LockedError", "FormatError", "IntegrityError",
     "CompactionError", "ClosedError",

@@ -88,10 +88,25 @@ class CompactionPlan:
     bytes_total: int  # size of the frozen segments
     fsync: bool
     started_at: float = field(default_factory=time.monotonic)
+    # The job's side of storage.interface.CompactionJob: the middle runs in a forked
+    # child (run), the owner finishes it (LogStore.finish_steps).
+    forks = True
+    step_pages = 0
 
     @property
     def workdir(self) -> str:
         return os.path.join(self.directory, COMPACTION_DIR)
+
+    @property
+    def description(self) -> str:
+        return f"{self.bytes_total} bytes in {len(self.frozen)} segment(s)"
+
+    def run(self, progress: Progress | None = None) -> None:
+        """The child's work: copy the live records, write the MANIFEST (see run())."""
+        run(self, progress)
+
+    def step(self) -> bool:
+        raise CompactionError("a log compaction runs in a child, not in steps")
 
 
 @dataclass

@@ -27,6 +27,7 @@ from .compaction import CompactionPlan, CompactionResult
 from .deadlines import Deadlines
 from .dirlock import DirectoryLock
 from .errors import ClosedError, CompactionError, CorruptionError, StorageError
+from .interface import CompactionJob
 from .keydir import MASK32, size_of
 from .layout import (
     change_segment_list,
@@ -709,11 +710,11 @@ class LogStore:
         self._plan = plan
         return plan
 
-    def finish_compaction(self, plan: CompactionPlan) -> CompactionResult:
+    def finish_compaction(self, plan: CompactionJob) -> CompactionResult:
         """Apply a completed `run`: re-point keys, delete the frozen segments."""
         if self._finisher is None:
-            self._check_plan(plan)
-            self._finisher = self._finish(plan, 1 << 62, background_delete=False)
+            self._finisher = self._finish(self._check_plan(plan), 1 << 62,
+                                          background_delete=False)
         steps = self._finisher
         while True:
             try:
@@ -721,7 +722,7 @@ class LogStore:
             except StopIteration as done:
                 return done.value
 
-    def finish_steps(self, plan: CompactionPlan, batch: int = 4096
+    def finish_steps(self, plan: CompactionJob, batch: int = 4096
                      ) -> Generator[None, None, CompactionResult]:
         """`finish_compaction` in steps of `batch` keys; the generator returns the result.
 
@@ -731,10 +732,10 @@ class LogStore:
         step has run the compaction can no longer be aborted, only finished:
         `abort_compaction` and `close()` finish it.
         """
-        self._check_plan(plan)
+        current = self._check_plan(plan)
         if self._finisher is not None:
             raise CompactionError("this compaction is already being finished")
-        self._finisher = self._finish(plan, batch, background_delete=True)
+        self._finisher = self._finish(current, batch, background_delete=True)
         return self._finisher
 
     def _finish(self, plan: CompactionPlan, batch: int, background_delete: bool
@@ -817,7 +818,7 @@ class LogStore:
         log.debug("compaction finished: %s", self._last_compaction)
         return result
 
-    def abort_compaction(self, plan: CompactionPlan) -> None:
+    def abort_compaction(self, plan: CompactionJob) -> None:
         """Discard a compaction's output; the frozen segments stay as they were.
 
         A compaction whose finish has begun is finished instead: its outputs
@@ -842,10 +843,12 @@ class LogStore:
 
     # -- helpers ---------------------------------------------------------
 
-    def _check_plan(self, plan: CompactionPlan) -> None:
+    def _check_plan(self, plan: CompactionJob) -> CompactionPlan:
+        """This store's current compaction, which `plan` must be."""
         self._check_open()
-        if plan is not self._plan:
+        if plan is not self._plan or self._plan is None:
             raise CompactionError("that compaction is not this store's current one")
+        return self._plan
 
     def _check_open(self) -> None:
         if self._closed:

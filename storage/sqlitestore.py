@@ -21,7 +21,7 @@ import dataclasses
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 
 import sqlite_utils
 
@@ -29,6 +29,7 @@ from .compaction import CompactionResult
 from .deadlines import Deadlines
 from .dirlock import DirectoryLock
 from .errors import ClosedError, CompactionError, StorageError
+from .interface import CompactionJob
 from .layout import SQLITE_FILE, check_meta
 from .logstore import FSYNC_POLICIES
 from .private import open_fd, prepare_directory
@@ -42,11 +43,27 @@ _PAGE = 1000  # keys fetched per query while iterating
 class SqliteCompaction:
     """A compaction of the sqlite engine in progress (free pages given back in slices)."""
 
+    store: SqliteStore
     bytes_before: int
     pages_total: int
     page_size: int
     pages_done: int = 0
     started_at: float = dataclasses.field(default_factory=time.monotonic)
+    # The job's side of storage.interface.CompactionJob: no fork (a SQLite connection
+    # must not cross one); the owner calls step() once per loop pass.
+    forks = False
+    step_pages = 16  # one short incremental_vacuum slice per loop pass
+
+    @property
+    def description(self) -> str:
+        return f"{self.bytes_total} bytes of free pages to give back"
+
+    def run(self, progress: Callable[[int, int], None] | None = None) -> None:
+        raise CompactionError("a sqlite compaction runs in steps, not in a child")
+
+    def step(self) -> bool:
+        """One slice; True once no free page is left."""
+        return self.store.compaction_step(self, self.step_pages)
 
     @property
     def bytes_total(self) -> int:
@@ -299,18 +316,18 @@ class SqliteStore:
         self.flush()
         page = self._pragma("page_size")
         free = self._pragma("freelist_count")
-        self._plan = SqliteCompaction(bytes_before=self._file_bytes(), pages_total=free,
+        self._plan = SqliteCompaction(self, bytes_before=self._file_bytes(), pages_total=free,
                                       page_size=page)
         return self._plan
 
-    def compaction_step(self, plan: SqliteCompaction, pages: int = 64) -> bool:
+    def compaction_step(self, plan: CompactionJob, pages: int = 64) -> bool:
         """Give back up to `pages` free pages to the file system; True once none are left.
 
         One `PRAGMA incremental_vacuum(pages)`, a short C call, so a server can
         run one slice per loop pass and stay responsive (a whole VACUUM would
         hold the loop, and a SIGTERM, for as long as it takes to rewrite the file).
         """
-        self._check_compaction(plan)
+        current = self._check_compaction(plan)
         self.flush()
         try:
             # executescript steps the pragma to completion; execute() frees one page.
@@ -318,25 +335,37 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StorageError(f"sqlite: {exc}") from exc
         remaining = self._pragma("freelist_count")
-        plan.pages_done = max(plan.pages_done, plan.pages_total - remaining)
+        current.pages_done = max(current.pages_done, current.pages_total - remaining)
         return remaining == 0
 
-    def finish_compaction(self, plan: SqliteCompaction) -> CompactionResult:
+    def finish_compaction(self, plan: CompactionJob) -> CompactionResult:
         """Truncate the WAL and report what the slices reclaimed."""
-        self._check_compaction(plan)
+        current = self._check_compaction(plan)
         self.flush()
         self._execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-        return self._record(plan.bytes_before, plan.started_at)
+        return self._record(current.bytes_before, current.started_at)
 
-    def abort_compaction(self, plan: SqliteCompaction) -> None:
+    def finish_steps(self, plan: CompactionJob, batch: int = 0
+                     ) -> Generator[None, None, CompactionResult]:
+        """`finish_compaction` as a generator (one step), as the log engine offers it."""
+        self._check_compaction(plan)
+        return self._finish_now(plan)
+
+    def _finish_now(self, plan: CompactionJob) -> Generator[None, None, CompactionResult]:
+        return self.finish_compaction(plan)
+        yield  # (a generator that returns at once)
+
+    def abort_compaction(self, plan: CompactionJob) -> None:
         """Stop between slices; what was reclaimed so far stays reclaimed."""
         self._check_compaction(plan)
         self._plan = None
 
-    def _check_compaction(self, plan: SqliteCompaction) -> None:
+    def _check_compaction(self, plan: CompactionJob) -> SqliteCompaction:
+        """This store's current compaction, which `plan` must be."""
         self._check_open()
-        if plan is not self._plan:
+        if plan is not self._plan or self._plan is None:
             raise CompactionError("that compaction is not this store's current one")
+        return self._plan
 
     def _record(self, before: int, started_at: float) -> CompactionResult:
         after = self._file_bytes()

@@ -97,3 +97,16 @@ def test_the_checks_see_real_imports():
     assert "storage" in edges["server.loop"]
     assert "server.commands" in edges["server.dispatch"]
     assert "server.commands.info" in edges["server.commands.admin"]
+
+
+def test_the_server_knows_stores_only_through_their_interface():
+    """storage.interface's Store and CompactionJob, not an engine's classes or its
+    compaction module: a new engine needs no change in the server."""
+    engines = {"storage.compaction", "storage.logstore", "storage.sqlitestore"}
+    wrong = [(a, b) for a, targets in graph().items() if a.startswith("server")
+             for b in targets if b in engines]
+    assert not wrong
+    branching = [str(path) for path in (ROOT / "server").rglob("*.py")
+                 if path.name != "cli.py"  # kvd check --repair: the log engine's salvage
+                 and ".engine ==" in path.read_text()]
+    assert not branching

@@ -1,0 +1,124 @@
+"""What a store is, to its users: the protocol both engines implement.
+
+The server, kvctl's tools and the tests program against `Store` and `CompactionJob`,
+never against an engine's class: a new engine is a class that satisfies these (mypy
+checks both engines against them, tests/storage/test_contract.py runs the same
+behaviour tests on both), and nothing outside `storage/` branches on the engine.
+
+Keys and values are bytes. A write is visible to reads at once and durable once
+`flush()` returns (group commit). Deadlines are absolute Unix milliseconds, 0 for
+none; a put replaces the deadline, as Redis's SET does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterator, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .compaction import CompactionResult
+    from .deadlines import Deadlines
+
+
+class CompactionJob(Protocol):
+    """A compaction begun by `Store.begin_compaction`, driven by its owner.
+
+    If `forks`, the middle runs in a forked child as `run(progress)` (the log engine:
+    it copies live records into new segments, reading only immutable files); else the
+    owner calls `step()` once per loop pass until it returns True (the sqlite engine:
+    a SQLite connection must not cross a fork). Either way the owner then advances
+    `Store.finish_steps(job)` to apply it, or calls `Store.abort_compaction(job)`.
+    """
+
+    forks: bool
+    started_at: float
+
+    @property
+    def bytes_total(self) -> int: ...
+
+    @property
+    def description(self) -> str:
+        """For the log: what the job covers."""
+
+    def run(self, progress: Callable[[int, int], None] | None = None) -> None: ...
+
+    def step(self) -> bool: ...
+
+
+class Store(Protocol):
+    engine: str
+    fsync: str
+    # The largest record ever held (bytes): a reader of many keys learns from it whether
+    # their values could be large (Keyspace.read_many).
+    largest_value: int
+
+    # -- data ------------------------------------------------------------------------
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def put(self, key: bytes, value: bytes, expires_at_ms: int = 0) -> None: ...
+
+    def put_many(self, pairs: Sequence[tuple[bytes, bytes]]) -> None:
+        """put() of each pair without a deadline, in order (not one batch); on an error
+        the exception's `items_written` says how many were written."""
+
+    def delete(self, key: bytes) -> bool: ...
+
+    def expire(self, key: bytes, expires_at_ms: int) -> bool:
+        """A new deadline for an existing key, without rewriting its value."""
+
+    def deadline(self, key: bytes) -> int: ...
+
+    def forget_expired(self, key: bytes) -> None:
+        """Drop, from memory only, a key whose deadline has passed."""
+
+    @property
+    def deadlines(self) -> Deadlines: ...
+
+    def __contains__(self, key: bytes) -> bool: ...
+
+    def __len__(self) -> int: ...
+
+    def keys(self, prefix: bytes = b"") -> Iterator[bytes]: ...
+
+    # -- batches and durability --------------------------------------------------------
+
+    def write_batch(self, ops: Sequence[tuple]) -> None:
+        """Puts `(key, value[, expires_at_ms])` and deletes `(key, None)`, all or nothing
+        on disk."""
+
+    def begin_batch(self, size_hint: int = 0) -> None:
+        """Every write until end_batch() is one atomic batch (batches nest)."""
+
+    def end_batch(self) -> None: ...
+
+    def discard_batch(self) -> None:
+        """Drop the open batch's writes; only close() may follow."""
+
+    def flush(self) -> None:
+        """The group-commit barrier: everything so far is written (and fsynced under
+        fsync="always") when this returns."""
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Store: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+    def stats(self) -> dict:
+        """keys, expiring_keys, live/dead/total bytes, segments, descriptors (the most
+        file descriptors the store holds), compactions, corrupt_records, ..."""
+
+    # -- compaction --------------------------------------------------------------------
+
+    def begin_compaction(self) -> CompactionJob: ...
+
+    def finish_steps(self, job: CompactionJob, batch: int = 4096
+                     ) -> Generator[None, None, CompactionResult]:
+        """Apply a completed job a step at a time (the owner serves between steps); the
+        generator returns the result."""
+
+    def abort_compaction(self, job: CompactionJob) -> None: ...
+
+    def compact(self) -> CompactionResult:
+        """Begin, run and finish a compaction here, blocking."""
