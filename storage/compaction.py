@@ -50,6 +50,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgpack
 
@@ -83,10 +84,13 @@ class CompactionPlan:
     frozen: list[int]  # segment ids to rewrite, ascending
     first_output_id: int
     segment_size: int
-    keydir: Mapping[bytes, int]  # read by run(); see the module docstring
-    deadlines: Mapping[bytes, int]  # likewise: the keys that have one (record.py)
+    # Read by run(); see the module docstring. By slot (slots.py): each database's key
+    # directory and its keys' deadlines (record.py), and the databases' map.
+    keydirs: Mapping[int, Mapping[bytes, int]]
+    deadlines: Mapping[int, Mapping[bytes, int]]
     bytes_total: int  # size of the frozen segments
     fsync: bool
+    slot_map: tuple[int, list[int]] = (1, [0])  # (next slot, the slot of each database)
     started_at: float = field(default_factory=time.monotonic)
     # The job's side of storage.interface.CompactionJob: the middle runs in a forked
     # child (run), the owner finishes it (LogStore.finish_steps).
@@ -150,8 +154,11 @@ class _OutputSegment:
         self.synced = 0
         self.hint_rows = bytearray()
 
-    def append(self, raw: bytes, key: bytes, flags: int, expires_at_ms: int, fsync: bool) -> None:
-        self.hint_rows += record.pack((key, self.size, len(raw), flags, expires_at_ms))
+    def append(self, raw: bytes, key: bytes, flags: int, expires_at_ms: int, fsync: bool,
+               slot: int = 0) -> None:
+        self.hint_rows += record.pack((key, self.size, len(raw), flags, expires_at_ms, slot)
+                                      if slot else (key, self.size, len(raw), flags,
+                                                    expires_at_ms))
         self.file.write(raw)
         self.size += len(raw)
         if fsync and self.size - self.synced >= _SYNC_STEP:
@@ -192,33 +199,45 @@ def _mapped(source) -> mmap.mmap | contextlib.nullcontext:
 def run(plan: CompactionPlan, progress: Progress | None = None) -> CompactionOutput:
     """Copy the live records of the frozen segments into new ones; write the MANIFEST."""
     workdir = plan.workdir
-    live = plan.keydir
-    deadline_of = plan.deadlines.get
     outputs: list[_OutputSegment] = []
     current: _OutputSegment | None = None
     done = 0
     reported = 0
     keys = 0
     damaged: list[list] = []
+    # Every segment older than the outputs is frozen, so the map records they hold go:
+    # the outputs begin with the map as it stands (docs/data-model.md).
+    next_slot, slots = plan.slot_map
+    if slots != [0] or next_slot != 1:
+        current = _OutputSegment(workdir, plan.first_output_id)
+        outputs.append(current)
+        current.append(record.encode_map(next_slot, slots), record.pack_map(next_slot, slots),
+                       record.MAP, 0, plan.fsync)
     for segment_id in plan.frozen:
         path = os.path.join(plan.directory, segment_name(segment_id))
         base = segment_id << 64
         with open(path, "rb", buffering=0) as source, _mapped(source) as mapped:
-            for key, offset, size, flags, expires in _entries_of(plan.directory, segment_id):
-                if live.get(key) != base | offset << 32 | size:
-                    continue  # superseded, deleted, or a tombstone
+            for row in _entries_of(plan.directory, segment_id):
+                if len(row) == 5:
+                    key, offset, size, flags, expires = row
+                    slot = 0
+                else:
+                    key, offset, size, flags, expires, slot = row
+                live = plan.keydirs.get(slot)
+                if live is None or live.get(key) != base | offset << 32 | size:
+                    continue  # superseded, deleted, flushed, a tombstone or a map
                 raw = mapped[offset : offset + size]  # a slice: no system call per record
                 try:
                     record.check_record(raw, path, offset)
                 except CorruptionError as exc:
                     damaged.append([key, segment_id, offset, size,
-                                    _keep_damaged(plan, segment_id, offset, raw, exc)])
+                                    _keep_damaged(plan, segment_id, offset, raw, exc), slot])
                     continue
-                deadline = deadline_of(key, 0)
+                deadline = plan.deadlines[slot].get(key, 0)
                 if deadline != expires:  # changed since by EXPIRE or PERSIST: carry it over
                     value = record.intact_value(raw)
                     assert value is not None  # (checked just above)
-                    raw = record.encode(key, value, 0, deadline)
+                    raw = record.encode(key, value, 0, deadline, slot=slot)
                     expires = deadline
                 if current is None or (current.size and
                                        current.size + len(raw) > plan.segment_size):
@@ -230,7 +249,7 @@ def run(plan: CompactionPlan, progress: Progress | None = None) -> CompactionOut
                             "compaction output needs more segment ids than reserved")
                     current = _OutputSegment(workdir, next_id)
                     outputs.append(current)
-                current.append(raw, key, flags, expires, plan.fsync)
+                current.append(raw, key, flags, expires, plan.fsync, slot)
                 keys += 1
                 done_now = done + offset + size
                 if progress is not None and done_now - reported >= _PROGRESS_STEP:
@@ -363,18 +382,18 @@ def recover(directory: str) -> None:
         remove_workdir(directory)
 
 
-def repoint(key_directory: dict[bytes, int], directory: str, manifest: dict) -> None:
+def repoint(key_directories: Mapping[int, Any], directory: str, manifest: dict) -> None:
     """In the owner: point keys that still live in frozen segments at their copies.
 
     A key written or deleted since `begin` no longer lives in a frozen segment
     (its newest record is in the active one, or it is gone), so it is left
     alone: writes made during the compaction win.
     """
-    for _ in repoint_steps(key_directory, directory, manifest, batch=1 << 62):
+    for _ in repoint_steps(key_directories, directory, manifest, batch=1 << 62):
         pass
 
 
-def repoint_steps(key_directory: dict[bytes, int], directory: str, manifest: dict,
+def repoint_steps(spaces: Mapping[int, Any], directory: str, manifest: dict,
                   batch: int) -> Iterator[None]:
     """`repoint` in batches of `batch` keys, yielding between them.
 
@@ -394,11 +413,16 @@ def repoint_steps(key_directory: dict[bytes, int], directory: str, manifest: dic
         while True:
             count = 0
             try:
-                for key, offset, size, _, _ in itertools.islice(rows, batch):
+                for row in itertools.islice(rows, batch):
                     count += 1
+                    space = spaces.get(row[5] if len(row) > 5 else 0)
+                    if space is None or row[3]:  # a flushed database's, or the map
+                        continue
+                    key_directory = space.keydir
+                    key = row[0]
                     current = key_directory.get(key)
                     if current is not None and segment_of(current) in frozen:
-                        key_directory[key] = base | offset << 32 | size
+                        key_directory[key] = base | row[1] << 32 | row[2]
             except (ValueError, msgpack.UnpackException) as exc:
                 raise CompactionError(
                     f"the hint of compaction output {segment_id} is damaged: {exc}") from exc

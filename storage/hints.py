@@ -6,9 +6,10 @@ A hint file `<segment id>.hint` sits beside its segment. Layout:
     0       4     magic b"KVDH"
     4       1     version (1)
     5       8     covered: the segment's length in bytes that this hint describes
-    13      ...   msgpack stream of [key, offset, size, flags, expires_at_ms], one per
-                  record in file order (tombstones included: they delete keys that
-                  older segments still hold)
+    13      ...   msgpack stream of [key, offset, size, flags, expires_at_ms] (and the
+                  slot, format 4, for a record of a database slot other than 0), one
+                  per record in file order (tombstones included: they delete keys
+                  that older segments still hold; the databases' map records too)
     end-4   4     CRC-32 of everything before it
 
 A hint is a cache, never the only copy of anything: one that is missing, fails
@@ -28,6 +29,8 @@ import msgpack
 from .private import create
 from .record import Entry, crc32
 
+# A row is an Entry: 5 fields, or 6 with the slot of a record of another database.
+ROW_LENGTHS = {len(Entry._fields) - 1, len(Entry._fields)}
 MAGIC = b"KVDH"
 VERSION = 1
 HEADER = struct.Struct(">4sBQ")
@@ -63,7 +66,7 @@ def read(path: str) -> tuple[int, list[tuple]] | None:
         rows = list(unpacker)
     except (ValueError, msgpack.UnpackException):
         return None
-    if rows and set(map(len, rows)) != {len(Entry._fields)}:  # map(len): no Python loop
+    if rows and not set(map(len, rows)) <= ROW_LENGTHS:  # map(len): no Python loop
         return None
     return covered, rows
 

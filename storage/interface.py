@@ -7,7 +7,9 @@ behaviour tests on both), and nothing outside `storage/` branches on the engine.
 
 Keys and values are bytes. A write is visible to reads at once and durable once
 `flush()` returns (group commit). Deadlines are absolute Unix milliseconds, 0 for
-none; a put replaces the deadline, as Redis's SET does.
+none; a put replaces the deadline, as Redis's SET does. Every key lives in a database
+(`db`, 0 by default; docs/data-model.md): the databases share the log and the batches,
+and FLUSHDB, FLUSHALL and SWAPDB cost one small write whatever they hold.
 """
 
 from __future__ import annotations
@@ -54,36 +56,57 @@ class Store(Protocol):
 
     # -- data ------------------------------------------------------------------------
 
-    def get(self, key: bytes) -> bytes | None: ...
+    def get(self, key: bytes, db: int = 0) -> bytes | None: ...
 
-    def put(self, key: bytes, value: bytes, expires_at_ms: int = 0) -> None: ...
+    def put(self, key: bytes, value: bytes, expires_at_ms: int = 0, db: int = 0) -> None: ...
 
-    def put_many(self, pairs: Sequence[tuple[bytes, bytes]]) -> None:
+    def put_many(self, pairs: Sequence[tuple[bytes, bytes]], db: int = 0) -> None:
         """put() of each pair without a deadline, in order (not one batch); on an error
         the exception's `items_written` says how many were written."""
 
-    def delete(self, key: bytes) -> bool: ...
+    def delete(self, key: bytes, db: int = 0) -> bool: ...
 
-    def expire(self, key: bytes, expires_at_ms: int) -> bool:
+    def expire(self, key: bytes, expires_at_ms: int, db: int = 0) -> bool:
         """A new deadline for an existing key, without rewriting its value."""
 
-    def deadline(self, key: bytes) -> int: ...
+    def deadline(self, key: bytes, db: int = 0) -> int: ...
 
-    def forget_expired(self, key: bytes) -> None:
+    def forget_expired(self, key: bytes, db: int = 0) -> None:
         """Drop, from memory only, a key whose deadline has passed."""
 
     @property
-    def deadlines(self) -> Deadlines: ...
+    def deadlines(self) -> Deadlines:
+        """Database 0's keys that have a deadline."""
 
-    def __contains__(self, key: bytes) -> bool: ...
+    def deadlines_of(self, db: int) -> Deadlines: ...
 
-    def __len__(self) -> int: ...
+    def contains(self, key: bytes, db: int = 0) -> bool: ...
 
-    def keys(self, prefix: bytes = b"") -> Iterator[bytes]: ...
+    def __contains__(self, key: bytes) -> bool:
+        """Whether database 0 holds `key`."""
+
+    def __len__(self) -> int:
+        """Keys in all databases."""
+
+    def count(self, db: int = 0) -> int:
+        """Keys in database `db`."""
+
+    def keys(self, prefix: bytes = b"", db: int = 0) -> Iterator[bytes]: ...
+
+    # -- databases ---------------------------------------------------------------------
+
+    def databases(self) -> int:
+        """How many databases were ever written to (the highest number + 1)."""
+
+    def flush_db(self, db: int) -> None: ...
+
+    def flush_all(self) -> None: ...
+
+    def swap_dbs(self, a: int, b: int) -> None: ...
 
     # -- batches and durability --------------------------------------------------------
 
-    def write_batch(self, ops: Sequence[tuple]) -> None:
+    def write_batch(self, ops: Sequence[tuple], db: int = 0) -> None:
         """Puts `(key, value[, expires_at_ms])` and deletes `(key, None)`, all or nothing
         on disk."""
 

@@ -25,12 +25,13 @@ SEGMENTS = "SEGMENTS"
 CORRUPT_DIR = "corrupt"  # damaged data kept aside by repair and compaction, never deleted
 COMPACTION_DIR = "compaction"
 SQLITE_FILE = "kvd.sqlite3"
-# 2: write-batch markers in segments; 3: deadline changes (see record.py). Older
-# directories hold neither and are upgraded by writing the new version at open; a kvd
-# that reads only an older version then refuses the directory instead of taking a
-# marker or a deadline change for a key.
-FORMAT_VERSION = 3
-UPGRADABLE_VERSIONS = (1, 2)
+# 2: write-batch markers in segments; 3: deadline changes; 4: databases (a record's
+# slot, the map record; the sqlite engine's table per slot). See record.py. An older
+# directory holds none of what came after it and is upgraded by writing the new version
+# at open, nothing rewritten; a kvd that reads only an older version then refuses the
+# directory instead of taking a marker, a deadline change or a map record for a key.
+FORMAT_VERSION = 4
+UPGRADABLE_VERSIONS = (1, 2, 3)
 
 _ID_WIDTH = 16
 

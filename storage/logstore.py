@@ -38,6 +38,7 @@ from .layout import (
     segment_name,
 )
 from .private import DIRECTORY_MODE, open_fd, prepare_directory
+from .slots import Slot, SlotMap
 
 log = logging.getLogger("kvd.storage")
 
@@ -74,9 +75,9 @@ class LogStore:
         prepare_directory(self.directory)
         self._lock = DirectoryLock(self.directory)
         self._closed = False
-        self._keydir: dict[bytes, int] = {}
-        self._deadlines = Deadlines()  # keys with a deadline (see deadlines.py)
-        self._deadline_of = self._deadlines.snapshot()  # its dict: a test without a call
+        # Each database's keys, in its slot (slots.py): a key directory, its deadlines.
+        self._slots = SlotMap()
+        self._keydirs = self._slots.keydirs  # database -> its key directory (reads)
         # Recently read values by location (oldest first out), so hot keys skip the
         # CRC and the unpacking; bounded by cache_size bytes. An OrderedDict: a dict's
         # next(iter()) walks every slot its earlier evictions emptied -- 12 us per
@@ -95,7 +96,6 @@ class LogStore:
         self._active_map: mmap.mmap | None = None
         self._sizes: dict[int, int] = {}  # immutable segment id -> bytes
         self._active_mapped = 0  # bytes of the active segment mapped (see _map_active)
-        self._live_bytes = 0
         # The largest record ever held (its bytes bound its value's): a reader of many
         # keys learns from it whether their values could be large (see Keyspace.read_many).
         self.largest_value = 0
@@ -157,11 +157,15 @@ class LogStore:
         self._written = self._sizes.pop(active)
         # A key whose deadline passed while the store was closed is gone: its newest
         # record acts as a delete (record.py, deadline changes).
-        expired = self._deadlines.due(time.time_ns() // 1_000_000, len(self._deadlines))
-        for key in expired:
-            self.forget_expired(key)
+        now = time.time_ns() // 1_000_000
+        expired = 0
+        for space in self._slots.spaces.values():
+            due = space.deadlines.due(now, len(space.deadlines))
+            for key in due:
+                self._forget(space, key)
+            expired += len(due)
         if expired:
-            log.info("%d keys expired while the store was closed", len(expired))
+            log.info("%d keys expired while the store was closed", expired)
 
     def _load_segment(self, segment_id: int, newest: bool) -> tuple[int, bytearray] | None:
         """Replay one segment into the key directory; for the newest, return how far its
@@ -206,14 +210,39 @@ class LogStore:
         return start, bytearray(b"".join(record.pack(tuple(e)) for e in entries))
 
     def _replay(self, segment_id: int, rows: list) -> None:
-        keydir = self._keydir
-        deadlines, any_deadline = self._deadlines, self._deadline_of
+        slots = self._slots
         base = segment_id << 64
-        live = self._live_bytes
         largest = self.largest_value
-        for key, offset, size, flags, expires in rows:
+        current = -1  # the slot whose directory is in the locals below
+        space = keydir = deadlines = any_deadline = None
+        live = 0
+        for row in rows:
+            if len(row) == 5:  # a record of slot 0 (all of them before format 4)
+                key, offset, size, flags, expires = row
+                slot = 0
+            else:
+                key, offset, size, flags, expires, slot = row
             if size > largest:
                 largest = size
+            if flags & record.MAP:
+                if space is not None:
+                    space.live += live
+                    live, current, space = 0, -1, None
+                slots.apply(*record.unpack_map(key))
+                continue
+            if slot != current:
+                if space is not None:
+                    space.live += live
+                    live = 0
+                space = slots.spaces.get(slot)
+                current = slot
+                if space is None:
+                    continue  # a slot no map holds any more: a flushed database
+                keydir, deadlines, any_deadline = (space.keydir, space.deadlines,
+                                                   space.deadline_of)
+            elif space is None:
+                continue
+            assert keydir is not None and deadlines is not None
             if flags:
                 if flags & record.EXPIRY:
                     if key in keydir:
@@ -229,7 +258,8 @@ class LogStore:
                     deadlines.set(key, expires)
             if old is not None:
                 live -= old & MASK32
-        self._live_bytes = live
+        if space is not None:
+            space.live += live
         self.largest_value = largest
 
     # -- the active segment ------------------------------------------------
@@ -351,7 +381,8 @@ class LogStore:
             rows = earlier[2].tobytes() + rows
         hints.write(path, self._written, rows, durable)
 
-    def _append(self, key: bytes, raw: bytes, flags: int, expires_at_ms: int = 0) -> int:
+    def _append(self, key: bytes, raw: bytes, flags: int, expires_at_ms: int = 0,
+                slot: int = 0) -> int:
         """Buffer one record; return its location."""
         size = len(raw)
         if size > self.largest_value:
@@ -361,15 +392,39 @@ class LogStore:
             self._rotate()
             pending = 0
         self._buffer += raw
-        self._active_hints += record.pack((key, pending, size, flags, expires_at_ms))
+        self._active_hints += record.pack((key, pending, size, flags, expires_at_ms, slot)
+                                          if slot else (key, pending, size, flags, expires_at_ms))
         return self._active_id << 64 | pending << 32 | size
 
-    def _write_big(self, key: bytes, value: bytes, expires_at_ms: int) -> int:
+    def _writable(self, db: int) -> tuple[int, Slot]:
+        """The slot and keys of database `db`, mapping it first (with a map record ahead
+        of any record of its slot) if nothing was ever written to it."""
+        slots = self._slots
+        if db >= len(slots.slots):
+            if db < 0:
+                raise ValueError(f"database must be 0 or more, not {db}")
+            slots.ensure(db)
+            self._append_map()
+        slot = slots.slots[db]
+        return slot, slots.spaces[slot]
+
+    def _append_map(self) -> None:
+        slots = self._slots
+        packed = record.pack_map(slots.next_slot, slots.slots)
+        self._append(packed, record.encode_map(slots.next_slot, slots.slots), record.MAP)
+
+    def _forget(self, space: Slot, key: bytes) -> None:
+        old = space.keydir.pop(key, None)
+        if old is not None:
+            space.live -= size_of(old)
+        space.deadlines.discard(key)
+
+    def _write_big(self, key: bytes, value: bytes, expires_at_ms: int, slot: int = 0) -> int:
         """Write one large record straight to the active segment, after what is buffered,
         from the value's own bytes (record.encode_parts); return its location. Not inside
         a write batch: a batch is buffered whole (all or nothing)."""
-        head, value = record.encode_parts(key, value, 0, expires_at_ms, self._stamp)
-        size = len(head) + len(value)
+        head, value, tail = record.encode_parts(key, value, 0, expires_at_ms, self._stamp, slot)
+        size = len(head) + len(value) + len(tail)
         if size > self.largest_value:
             self.largest_value = size
         pending = self._written + len(self._buffer)
@@ -377,13 +432,14 @@ class LogStore:
             self._rotate()
         self._write_buffer()
         offset = self._written
-        self._write_out(head, value)
-        self._active_hints += record.pack((key, offset, size, 0, expires_at_ms))
+        self._write_out(head, value, tail)
+        self._active_hints += record.pack((key, offset, size, 0, expires_at_ms, slot)
+                                          if slot else (key, offset, size, 0, expires_at_ms))
         return self._active_id << 64 | offset << 32 | size
 
     # -- the public interface ----------------------------------------------
 
-    def put(self, key: bytes, value: bytes, expires_at_ms: int = 0) -> None:
+    def put(self, key: bytes, value: bytes, expires_at_ms: int = 0, db: int = 0) -> None:
         """Write `value` under `key`, with a deadline (absolute Unix ms) or none (0): a
         put replaces the key's deadline, as Redis's SET does."""
         if self._closed or type(key) is not bytes or type(value) is not bytes:
@@ -393,18 +449,21 @@ class LogStore:
             record.checked_pair(key, value)  # raises with the reason
         if not self._buffer:  # the first write of a flush reads the clock for the rest
             self._stamp = time.time_ns() // 1_000_000
+        slot, space = self._writable(db)
         if len(value) >= BIG_RECORD and self._batch_start is None:
-            location = self._write_big(key, value, expires_at_ms)
+            location = self._write_big(key, value, expires_at_ms, slot)
         else:
             location = self._append(key, record.encode(key, value, 0, expires_at_ms,
-                                                       self._stamp), 0, expires_at_ms)
-        old = self._keydir.get(key)
-        self._keydir[key] = location
-        self._live_bytes += (location & MASK32) - (old & MASK32 if old is not None else 0)
-        if expires_at_ms or self._deadline_of:
-            self._deadlines.set(key, expires_at_ms)
+                                                       self._stamp, slot),
+                                    0, expires_at_ms, slot)
+        keydir = space.keydir
+        old = keydir.get(key)
+        keydir[key] = location
+        space.live += (location & MASK32) - (old & MASK32 if old is not None else 0)
+        if expires_at_ms or space.deadline_of:
+            space.deadlines.set(key, expires_at_ms)
 
-    def put_many(self, pairs: Sequence[tuple[bytes, bytes]]) -> None:
+    def put_many(self, pairs: Sequence[tuple[bytes, bytes]], db: int = 0) -> None:
         """put() each `(key, value)`, without a deadline, in order: the server's path
         for a pipeline's run of plain SETs (the same records as that many put() calls,
         for less work per record). Not one batch: after a crash any prefix of them may
@@ -413,8 +472,9 @@ class LogStore:
         written (as `characters_written` does for a partial write)."""
         if not self._buffer:
             self._stamp = time.time_ns() // 1_000_000
-        stamp, keydir, deadlines = self._stamp, self._keydir, self._deadlines
-        any_deadline = self._deadline_of  # a dict: empty while no key has a deadline
+        slot, space = self._writable(db)
+        stamp, keydir, deadlines = self._stamp, space.keydir, space.deadlines
+        any_deadline = space.deadline_of  # a dict: empty while no key has a deadline
         buffer, hints, frame, pack = self._buffer, self._active_hints, record.frame, record.pack
         big, segment_size = BIG_RECORD, self.segment_size  # (MAX_VALUE_SIZE is above it)
         largest = self.largest_value
@@ -427,14 +487,16 @@ class LogStore:
                         len(key) + len(value) >= big):
                     key, value = record.checked_pair(key, value)  # (or raises)
                     if len(value) >= BIG_RECORD and self._batch_start is None:
-                        location = self._write_big(key, value, 0)
+                        location = self._write_big(key, value, 0, slot)
                     else:
-                        location = self._append(key, record.encode(key, value, 0, 0, stamp), 0)
+                        location = self._append(key, record.encode(key, value, 0, 0, stamp,
+                                                                   slot), 0, 0, slot)
                     size = location & MASK32
                     largest, hints = self.largest_value, self._active_hints
                     written, base = self._written, self._active_id << 64
                 else:
-                    raw = frame(pack([stamp, 0, 0, key, value]))
+                    raw = frame(pack([stamp, 0, 0, key, value, slot] if slot
+                                     else [stamp, 0, 0, key, value]))
                     size = len(raw)
                     if size > largest:
                         largest = self.largest_value = size
@@ -444,7 +506,8 @@ class LogStore:
                         pending, hints = 0, self._active_hints
                         written, base = self._written, self._active_id << 64
                     buffer += raw
-                    hints += pack((key, pending, size, 0, 0))
+                    hints += pack((key, pending, size, 0, 0, slot) if slot
+                                  else (key, pending, size, 0, 0))
                     location = base | pending << 32 | size
                 old = keydir.get(key)
                 keydir[key] = location
@@ -456,10 +519,13 @@ class LogStore:
             exc.items_written = done  # type: ignore[attr-defined]
             raise
         finally:
-            self._live_bytes += live
+            space.live += live
 
-    def get(self, key: bytes) -> bytes | None:
-        location = self._keydir.get(key)
+    def get(self, key: bytes, db: int = 0) -> bytes | None:
+        try:
+            location = self._keydirs[db].get(key)
+        except IndexError:  # a database nothing was ever written to
+            location = None
         if location is None:
             self._check_open()
             return None
@@ -522,48 +588,90 @@ class LogStore:
         while self._cache_bytes > self._cache_limit:
             self._cache_bytes -= len(cache.popitem(last=False)[1]) + 64
 
-    def delete(self, key: bytes) -> bool:
+    def delete(self, key: bytes, db: int = 0) -> bool:
         self._check_open()
         key = record.as_bytes(key, "key")
-        old = self._keydir.get(key)
-        if old is None:
+        space = self._slots.find(db)
+        old = space.keydir.get(key) if space is not None else None
+        if space is None or old is None:
             return False  # nothing on disk is live for it, so no tombstone is needed
-        self._append(key, record.encode_tombstone(key), record.TOMBSTONE)
-        del self._keydir[key]
-        self._live_bytes -= size_of(old)
-        self._deadlines.discard(key)
+        slot = self._slots.slots[db]
+        self._append(key, record.encode_tombstone(key, slot), record.TOMBSTONE, 0, slot)
+        del space.keydir[key]
+        space.live -= size_of(old)
+        space.deadlines.discard(key)
         return True
 
-    def expire(self, key: bytes, expires_at_ms: int) -> bool:
+    def expire(self, key: bytes, expires_at_ms: int, db: int = 0) -> bool:
         """Give an existing key a new deadline (0: none) without rewriting its value;
         False if there is no such key."""
         self._check_open()
         key = record.as_bytes(key, "key")
-        if key not in self._keydir:
+        space = self._slots.find(db)
+        if space is None or key not in space.keydir:
             return False
-        if self._deadlines.get(key) != expires_at_ms:
-            self._append(key, record.encode_deadline(key, expires_at_ms), record.EXPIRY,
-                         expires_at_ms)
-            self._deadlines.set(key, expires_at_ms)
+        if space.deadlines.get(key) != expires_at_ms:
+            slot = self._slots.slots[db]
+            self._append(key, record.encode_deadline(key, expires_at_ms, slot), record.EXPIRY,
+                         expires_at_ms, slot)
+            space.deadlines.set(key, expires_at_ms)
         return True
 
-    def deadline(self, key: bytes) -> int:
+    def deadline(self, key: bytes, db: int = 0) -> int:
         """The key's deadline in Unix ms; 0 if it has none (or does not exist)."""
-        return self._deadlines.get(key)
+        space = self._slots.find(db)
+        return space.deadlines.get(key) if space is not None else 0
 
-    def forget_expired(self, key: bytes) -> None:
+    def forget_expired(self, key: bytes, db: int = 0) -> None:
         """Drop a key whose deadline has passed, from memory only: its newest record
         expires again at every replay, and compaction drops what is not live."""
-        old = self._keydir.pop(key, None)
-        if old is not None:
-            self._live_bytes -= size_of(old)
-        self._deadlines.discard(key)
+        space = self._slots.find(db)
+        if space is not None:
+            self._forget(space, key)
 
     @property
     def deadlines(self) -> Deadlines:
-        return self._deadlines
+        """Database 0's deadlines (deadlines_of(db) for the others)."""
+        return self.deadlines_of(0)
 
-    def write_batch(self, ops: Sequence[tuple]) -> None:
+    def deadlines_of(self, db: int) -> Deadlines:
+        """The keys of database `db` that have a deadline (the one to ask which are due)."""
+        space = self._slots.find(db)
+        return space.deadlines if space is not None else Deadlines()
+
+    # -- databases -----------------------------------------------------------
+
+    def databases(self) -> int:
+        """How many databases were ever written to (the highest number + 1)."""
+        return self._slots.databases()
+
+    def flush_db(self, db: int) -> None:
+        """Empty database `db`: one map record, whatever it holds (slots.py)."""
+        self._check_open()
+        self._slots.flush(db)
+        self._append_map()
+
+    def flush_all(self) -> None:
+        """Empty every database: one map record."""
+        self._check_open()
+        for db in range(self._slots.databases()):
+            self._slots.flush(db)
+        self._append_map()
+
+    def swap_dbs(self, a: int, b: int) -> None:
+        """Exchange the contents of databases `a` and `b`: one map record."""
+        self._check_open()
+        if a < 0 or b < 0:
+            raise ValueError("database must be 0 or more")
+        self._slots.swap(a, b)
+        self._append_map()
+
+    def count(self, db: int = 0) -> int:
+        """How many keys database `db` holds."""
+        space = self._slots.find(db)
+        return len(space.keydir) if space is not None else 0
+
+    def write_batch(self, ops: Sequence[tuple], db: int = 0) -> None:
         """Puts `(key, value)` or `(key, value, expires_at_ms)` and deletes `(key, None)`,
         in order, all or nothing on disk: after a crash at any byte the store holds
         every one of them or none (the batch framing is in record.py). Like put(),
@@ -574,9 +682,9 @@ class LogStore:
         try:
             for key, value, expires_at_ms in checked:
                 if value is None:
-                    self.delete(key)
+                    self.delete(key, db)
                 else:
-                    self.put(key, value, expires_at_ms)
+                    self.put(key, value, expires_at_ms, db)
         finally:
             self.end_batch()
 
@@ -624,18 +732,24 @@ class LogStore:
         del self._active_hints[self._batch_hints:]
 
     def __contains__(self, key: bytes) -> bool:
-        return key in self._keydir
+        return self.contains(key)
 
-    def keys(self, prefix: bytes = b"") -> Iterator[bytes]:
-        """Live keys (in no particular order), as of the call."""
+    def contains(self, key: bytes, db: int = 0) -> bool:
+        space = self._slots.find(db)
+        return space is not None and key in space.keydir
+
+    def keys(self, prefix: bytes = b"", db: int = 0) -> Iterator[bytes]:
+        """Live keys of database `db` (in no particular order), as of the call."""
         self._check_open()
-        snapshot = list(self._keydir)
+        space = self._slots.find(db)
+        snapshot = list(space.keydir) if space is not None else []
         if not prefix:
             return iter(snapshot)
         return (k for k in snapshot if k.startswith(prefix))
 
     def __len__(self) -> int:
-        return len(self._keydir)
+        """Keys in all databases."""
+        return len(self._slots)
 
     def flush(self) -> None:
         """The group-commit barrier: every put and delete so far is written, and
@@ -668,13 +782,14 @@ class LogStore:
 
     def stats(self) -> dict:
         total = sum(self._sizes.values()) + self._written + len(self._buffer)
+        live = self._slots.live
         return {
             "engine": self.engine,
             "fsync": self.fsync,
-            "keys": len(self._keydir),
-            "expiring_keys": len(self._deadlines),
-            "live_bytes": self._live_bytes,
-            "dead_bytes": total - self._live_bytes,
+            "keys": len(self._slots),
+            "expiring_keys": sum(len(space.deadlines) for space in self._slots.spaces.values()),
+            "live_bytes": live,
+            "dead_bytes": total - live,
             "total_bytes": total,
             "segments": len(self._sizes) + 1,
             "mapped_segments": len(self._maps),
@@ -700,8 +815,10 @@ class LogStore:
             frozen=frozen,
             first_output_id=frozen[-1] + 1,
             segment_size=self.segment_size,
-            keydir=self._keydir,
-            deadlines=self._deadlines.snapshot(),
+            keydirs={slot: space.keydir for slot, space in self._slots.spaces.items()},
+            deadlines={slot: space.deadlines.snapshot()
+                       for slot, space in self._slots.spaces.items()},
+            slot_map=(self._slots.next_slot, list(self._slots.slots)),
             bytes_total=sum(self._sizes[s] for s in frozen),
             fsync=self.fsync != "no",
         )
@@ -753,7 +870,8 @@ class LogStore:
             self._sizes[segment_id] = os.path.getsize(path)  # mapped when first read
         self._drop_damaged(manifest)
         yield
-        yield from compaction.repoint_steps(self._keydir, self.directory, manifest, batch)
+        yield from compaction.repoint_steps(self._slots.spaces, self.directory, manifest,
+                                            batch)
         for segment_id in plan.frozen:
             mapped = self._maps.pop(segment_id, None)
             if mapped is not None:
@@ -789,12 +907,11 @@ class LogStore:
         """Keys whose live record the compaction found damaged (and kept aside in
         corrupt/, not copied): they would point into deleted segments, so they go --
         as they will after a restart, the frozen segments deleted."""
-        for key, segment_id, offset, size, kept in manifest.get("damaged", ()):
+        for key, segment_id, offset, size, kept, *slot in manifest.get("damaged", ()):
             location = segment_id << 64 | offset << 32 | size
-            if self._keydir.get(key) == location:
-                del self._keydir[key]
-                self._deadlines.discard(key)
-                self._live_bytes -= size
+            space = self._slots.spaces.get(slot[0] if slot else 0)
+            if space is not None and space.keydir.get(key) == location:
+                self._forget(space, key)
             if (segment_id, offset) not in self._corrupt_seen:
                 self._corrupt_seen.add((segment_id, offset))
                 self.corrupt_records += 1

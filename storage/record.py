@@ -10,6 +10,8 @@ big-endian:
     4       4     length      n, the size of the body in bytes
     8       4     length_crc  CRC-32 of the 4 `length` bytes alone
     12      n     body        msgpack array [timestamp_ms, flags, expires_at_ms, key, value]
+                              or, format 4, [timestamp_ms, flags, expires_at_ms, key, value,
+                              slot] for a record of a database slot other than 0
 
 * `timestamp_ms`: wall-clock time of the write, read once per group of writes flushed
   together (informational; replay order is file order, never timestamps).
@@ -18,6 +20,18 @@ big-endian:
 * `expires_at_ms`: the key's deadline, an absolute Unix time in milliseconds;
   0 = never. In a batch marker: the byte length of the batch that follows it.
 * `key`, `value`: msgpack bin, any bytes including empty.
+* `slot` (format 4): the storage slot of the key's database; left out for slot 0,
+  so a format-3 record is a format-4 record of slot 0 and a format-3 data directory
+  opens with nothing rewritten.
+
+Databases (format 4; the design is in docs/data-model.md): a client's logical
+database has its keys in a slot, a number never reused. The map from logical
+database to slot is a record of flags bit 3 whose key is msgpack
+`[next_slot, slot of database 0, slot of database 1, ...]`. FLUSHDB maps the
+database to a fresh slot, FLUSHALL every database, SWAPDB exchanges two entries:
+one small record, whatever the databases hold. On replay a map record drops every
+slot it no longer maps (and with it the keys of the flushed database); compaction
+writes the map first in its output and copies only the live records of mapped slots.
 
 Write batches (format version 2): the records of one batch (MSET; later
 MULTI/EXEC and scripts) are preceded by a marker record -- flags bit 1, key
@@ -71,6 +85,7 @@ LENGTH = struct.Struct(">I")
 TOMBSTONE = 0x01
 BATCH = 0x02
 EXPIRY = 0x04
+MAP = 0x08  # the databases' map (format 4; docs/data-model.md)
 
 #: The largest value the format is asked to carry; `length` is 32 bits and the
 #: key directory packs a record's size into 32 bits as well.
@@ -84,19 +99,23 @@ pack = msgpack.Packer().pack
 
 
 def encode(key: bytes, value: bytes, flags: int = 0, expires_at_ms: int = 0,
-           timestamp_ms: int | None = None) -> bytes:
+           timestamp_ms: int | None = None, slot: int = 0) -> bytes:
     """Return the bytes of one record (see the module docstring); `timestamp_ms`
-    defaults to now (a writer of many records reads the clock once for all)."""
+    defaults to now (a writer of many records reads the clock once for all). A record
+    of slot 0 has no slot field (it reads as format 3 did)."""
     if timestamp_ms is None:
         timestamp_ms = time.time_ns() // 1_000_000
+    if slot:
+        return frame(pack([timestamp_ms, flags, expires_at_ms, key, value, slot]))
     return frame(pack([timestamp_ms, flags, expires_at_ms, key, value]))
 
 
 def encode_parts(key: bytes, value: bytes, flags: int, expires_at_ms: int,
-                 timestamp_ms: int) -> tuple[bytes, bytes]:
-    """encode() in two pieces: everything before the value, and the value itself, so a
-    large value is written from where it lies instead of being copied twice (by msgpack,
-    then by the framing) -- 60 MB cost 90 ms of copies."""
+                 timestamp_ms: int, slot: int = 0) -> tuple[bytes, bytes, bytes]:
+    """encode() in three pieces: everything before the value, the value itself, and what
+    follows it (the slot, if any), so a large value is written from where it lies
+    instead of being copied twice (by msgpack, then by the framing) -- 60 MB cost 90 ms
+    of copies."""
     size = len(value)
     if size < 0x100:
         bin_header = b"\xc4" + bytes([size])
@@ -104,11 +123,13 @@ def encode_parts(key: bytes, value: bytes, flags: int, expires_at_ms: int,
         bin_header = b"\xc5" + size.to_bytes(2, "big")
     else:
         bin_header = b"\xc6" + size.to_bytes(4, "big")
-    prefix = b"\x95" + pack(timestamp_ms) + pack(flags) + pack(expires_at_ms) + pack(key) + \
-        bin_header  # msgpack's own bytes for [timestamp_ms, flags, expires_at_ms, key, value]
-    fields, fields_crc = _length_fields(len(prefix) + size)
-    crc = crc32(value, crc32(prefix, fields_crc))
-    return LENGTH.pack(crc) + fields + prefix, value
+    tail = pack(slot) if slot else b""
+    # msgpack's own bytes for [timestamp_ms, flags, expires_at_ms, key, value(, slot)]
+    prefix = (b"\x96" if slot else b"\x95") + pack(timestamp_ms) + pack(flags) + \
+        pack(expires_at_ms) + pack(key) + bin_header
+    fields, fields_crc = _length_fields(len(prefix) + size + len(tail))
+    crc = crc32(tail, crc32(value, crc32(prefix, fields_crc)))
+    return LENGTH.pack(crc) + fields + prefix, value, tail
 
 
 def frame(body: bytes) -> bytes:
@@ -137,13 +158,29 @@ _LENGTH_FIELDS: dict[int, tuple[bytes, int]] = {}
 _LENGTH_FIELDS_CACHED = 4096
 
 
-def encode_tombstone(key: bytes) -> bytes:
-    return encode(key, b"", TOMBSTONE)
+def encode_tombstone(key: bytes, slot: int = 0) -> bytes:
+    return encode(key, b"", TOMBSTONE, slot=slot)
 
 
-def encode_deadline(key: bytes, expires_at_ms: int) -> bytes:
+def encode_deadline(key: bytes, expires_at_ms: int, slot: int = 0) -> bytes:
     """A deadline change of `key` (0: it no longer expires)."""
-    return encode(key, b"", EXPIRY, expires_at_ms)
+    return encode(key, b"", EXPIRY, expires_at_ms, slot=slot)
+
+
+def encode_map(next_slot: int, slots: list[int]) -> bytes:
+    """The databases' map: database i's keys are in slot slots[i]; the next new slot is
+    next_slot. Kept in the key field, so a hint row carries it."""
+    return encode(pack_map(next_slot, slots), b"", MAP)
+
+
+def pack_map(next_slot: int, slots: list[int]) -> bytes:
+    return msgpack.packb([next_slot, *slots])
+
+
+def unpack_map(packed: bytes) -> tuple[int, list[int]]:
+    """(next slot, the slot of each database) of a map record's key."""
+    next_slot, *slots = msgpack.unpackb(packed)
+    return next_slot, slots
 
 
 def encode_batch_marker(batch_bytes: int) -> bytes:
@@ -190,6 +227,7 @@ class Entry(NamedTuple):
     size: int
     flags: int
     expires_at_ms: int
+    slot: int = 0  # the database slot (format 4); a hint row leaves out slot 0
 
 
 def damage(data: bytes | memoryview) -> str | None:
@@ -253,8 +291,8 @@ def scan(path: str, start: int = 0) -> ScanResult:
                         if found in (HEADER_CUT, BODY_CUT):
                             return ScanResult(entries, offset, size, found)
                         raise CorruptionError(path, offset, found)
-                    _, flags, expires, key, _ = found
-                    entries.append(Entry(key, offset, end - offset, flags, expires))
+                    entries.append(Entry(found[3], offset, end - offset, found[1], found[2],
+                                         found[5] if len(found) > 5 else 0))
                     offset = end
                 return ScanResult(entries, offset, size, None)
             finally:
@@ -285,8 +323,8 @@ def read_at(view: memoryview, offset: int, size: int) -> tuple[int, list | str]:
         body = msgpack.unpackb(view[offset + HEADER_SIZE : end])
     except Exception as exc:  # a checksummed body that is not ours
         return -1, f"undecodable record: {exc}"
-    if type(body) is not list or len(body) != 5:
-        return -1, "undecodable record: not a 5-element array"
+    if type(body) is not list or len(body) not in (5, 6):
+        return -1, "undecodable record: not a 5- or 6-element array"
     return end, body
 
 

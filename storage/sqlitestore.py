@@ -18,6 +18,7 @@ was closed are deleted then.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sqlite3
 import time
@@ -34,6 +35,7 @@ from .layout import SQLITE_FILE, check_meta
 from .logstore import FSYNC_POLICIES
 from .private import open_fd, prepare_directory
 from .record import as_bytes, checked_ops, checked_pair
+from .slots import Slot, SlotMap
 
 _SYNCHRONOUS = {"always": "FULL", "everysec": "NORMAL", "no": "OFF"}
 _PAGE = 1000  # keys fetched per query while iterating
@@ -119,79 +121,185 @@ class SqliteStore:
             raise
         self._conn = conn
         self._in_transaction = False
-        self._deadlines = Deadlines()
-        rows = self._execute("SELECT key, expires_at FROM kv WHERE expires_at > 0")
-        for key, deadline in rows:
-            self._deadlines.set(bytes(key), deadline)
-        expired = self._deadlines.due(time.time_ns() // 1_000_000, len(self._deadlines))
-        for key in expired:
-            self.forget_expired(key)
+        # The databases (slots.py, docs/data-model.md): database i's rows are in the table
+        # of slot slots[i] ("kv" for slot 0, as before databases, else "kv_<slot>"); the
+        # map is one row of table "databases", written in the same transaction as the
+        # writes around it. Only the deadlines of each slot are kept in memory.
+        self._slots = SlotMap()
+        row = self._execute("SELECT next_slot, slots FROM databases").fetchone() \
+            if "databases" in self._db.table_names() else None
+        if row is not None:
+            self._slots.apply(row[0], json.loads(row[1]))
+        now = time.time_ns() // 1_000_000
+        for db, slot in enumerate(self._slots.slots):
+            space = self._slots.spaces[slot]
+            table = _table(slot)
+            if table not in self._db.table_names():
+                continue
+            rows = self._execute(f"SELECT key, expires_at FROM {table} WHERE expires_at > 0")
+            for key, deadline in rows:
+                space.deadlines.set(bytes(key), deadline)
+            for key in space.deadlines.due(now, len(space.deadlines)):
+                self.forget_expired(key, db)
         self.flush()
+
+    def _table(self, db: int) -> str | None:
+        """The table of database `db`, None while nothing was ever written to it."""
+        slots = self._slots.slots
+        return _table(slots[db]) if db < len(slots) else None
+
+    def _writable(self, db: int) -> tuple[str, Slot]:
+        """The table and slot of database `db`, created (with the map) if need be; in
+        the open transaction."""
+        slots = self._slots
+        if db >= len(slots.slots):
+            if db < 0:
+                raise ValueError(f"database must be 0 or more, not {db}")
+            self._begin()
+            slots.ensure(db)
+            self._write_map()
+        slot = slots.slots[db]
+        return _table(slot), slots.spaces[slot]
+
+    def _write_map(self) -> None:
+        """The map, and a table for every slot it holds, in the open transaction; the
+        tables of the slots it no longer holds are dropped."""
+        slots = self._slots
+        self._execute("CREATE TABLE IF NOT EXISTS databases (next_slot INTEGER NOT NULL, "
+                      "slots TEXT NOT NULL)")
+        self._execute("DELETE FROM databases")
+        self._execute("INSERT INTO databases (next_slot, slots) VALUES (?, ?)",
+                      (slots.next_slot, json.dumps(slots.slots)))
+        names = set(self._db.table_names())
+        for slot in slots.slots:
+            table = _table(slot)
+            if table not in names:
+                self._execute(f"CREATE TABLE {table} (key BLOB PRIMARY KEY NOT NULL, "
+                              "value BLOB NOT NULL, expires_at INTEGER NOT NULL DEFAULT 0)")
+                self._execute(f"CREATE INDEX {table}_expires_at ON {table} (expires_at) "
+                              "WHERE expires_at > 0")
+        retired = [name for name in names if (name == "kv" or name.startswith("kv_"))
+                   and int(name[3:] or 0) not in slots.slots]
+        for name in retired:  # a retired slot's table goes whole: no delete per row
+            self._execute(f"DROP TABLE {name}")
 
     def _begin(self) -> None:
         if not self._in_transaction:
             self._conn.execute("BEGIN")
             self._in_transaction = True
 
-    def put(self, key: bytes, value: bytes, expires_at_ms: int = 0) -> None:
+    def put(self, key: bytes, value: bytes, expires_at_ms: int = 0, db: int = 0) -> None:
         self._check_open()
         key, value = checked_pair(key, value)
         self._begin()
-        self._execute("INSERT OR REPLACE INTO kv (key, value, expires_at) VALUES (?, ?, ?)",
+        table, space = self._writable(db)
+        self._execute(f"INSERT OR REPLACE INTO {table} (key, value, expires_at) VALUES (?, ?, ?)",
                       (key, value, expires_at_ms))
-        if expires_at_ms or len(self._deadlines):
-            self._deadlines.set(key, expires_at_ms)
+        if expires_at_ms or len(space.deadlines):
+            space.deadlines.set(key, expires_at_ms)
 
-    def put_many(self, pairs: Sequence[tuple[bytes, bytes]]) -> None:
+    def put_many(self, pairs: Sequence[tuple[bytes, bytes]], db: int = 0) -> None:
         """put() each `(key, value)` without a deadline, in order; on an error the
         exception's `items_written` says how many were written."""
         done = 0
         try:
             for key, value in pairs:
-                self.put(key, value)
+                self.put(key, value, 0, db)
                 done += 1
         except BaseException as exc:
             exc.items_written = done  # type: ignore[attr-defined]
             raise
 
-    def get(self, key: bytes) -> bytes | None:
+    def get(self, key: bytes, db: int = 0) -> bytes | None:
         self._check_open()
-        row = self._execute("SELECT value FROM kv WHERE key = ?",
+        table = self._table(db)
+        if table is None:
+            return None
+        row = self._execute(f"SELECT value FROM {table} WHERE key = ?",
                             (as_bytes(key, "key"),)).fetchone()
         return None if row is None else bytes(row[0])
 
-    def delete(self, key: bytes) -> bool:
+    def delete(self, key: bytes, db: int = 0) -> bool:
         self._check_open()
         key = as_bytes(key, "key")
+        table = self._table(db)
+        if table is None:
+            return False
         self._begin()
-        self._deadlines.discard(key)
-        return self._execute("DELETE FROM kv WHERE key = ?", (key,)).rowcount > 0
+        self._slots.space(db).deadlines.discard(key)
+        return self._execute(f"DELETE FROM {table} WHERE key = ?", (key,)).rowcount > 0
 
-    def expire(self, key: bytes, expires_at_ms: int) -> bool:
+    def expire(self, key: bytes, expires_at_ms: int, db: int = 0) -> bool:
         """Give an existing key a new deadline (0: none); False if there is no such key."""
         self._check_open()
         key = as_bytes(key, "key")
+        table = self._table(db)
+        if table is None:
+            return False
         self._begin()
-        found = self._execute("UPDATE kv SET expires_at = ? WHERE key = ?",
+        found = self._execute(f"UPDATE {table} SET expires_at = ? WHERE key = ?",
                               (expires_at_ms, key)).rowcount > 0
         if found:
-            self._deadlines.set(key, expires_at_ms)
+            self._slots.space(db).deadlines.set(key, expires_at_ms)
         return found
 
-    def deadline(self, key: bytes) -> int:
-        return self._deadlines.get(key)
+    def deadline(self, key: bytes, db: int = 0) -> int:
+        space = self._slots.find(db)
+        return space.deadlines.get(key) if space is not None else 0
 
-    def forget_expired(self, key: bytes) -> None:
+    def forget_expired(self, key: bytes, db: int = 0) -> None:
         """Delete a key whose deadline has passed (committed with the next flush)."""
+        table = self._table(db)
+        if table is None:
+            return
         self._begin()
-        self._execute("DELETE FROM kv WHERE key = ?", (key,))
-        self._deadlines.discard(key)
+        self._execute(f"DELETE FROM {table} WHERE key = ?", (key,))
+        self._slots.space(db).deadlines.discard(key)
 
     @property
     def deadlines(self) -> Deadlines:
-        return self._deadlines
+        """Database 0's deadlines (deadlines_of(db) for the others)."""
+        return self.deadlines_of(0)
 
-    def write_batch(self, ops: Sequence[tuple]) -> None:
+    def deadlines_of(self, db: int) -> Deadlines:
+        space = self._slots.find(db)
+        return space.deadlines if space is not None else Deadlines()
+
+    # -- databases -----------------------------------------------------------
+
+    def databases(self) -> int:
+        return self._slots.databases()
+
+    def flush_db(self, db: int) -> None:
+        """Empty database `db`: it gets a fresh table, the old one is dropped."""
+        self._check_open()
+        self._begin()
+        self._slots.flush(db)
+        self._write_map()
+
+    def flush_all(self) -> None:
+        self._check_open()
+        self._begin()
+        for db in range(self._slots.databases()):
+            self._slots.flush(db)
+        self._write_map()
+
+    def swap_dbs(self, a: int, b: int) -> None:
+        self._check_open()
+        if a < 0 or b < 0:
+            raise ValueError("database must be 0 or more")
+        self._begin()
+        self._slots.swap(a, b)
+        self._write_map()
+
+    def count(self, db: int = 0) -> int:
+        self._check_open()
+        table = self._table(db)
+        if table is None:
+            return 0
+        return self._execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+    def write_batch(self, ops: Sequence[tuple], db: int = 0) -> None:
         """Puts `(key, value)` or `(key, value, expires_at_ms)` and deletes `(key, None)`,
         all or nothing: every write until flush() is one SQL transaction already, so the
         batch commits with it, whole."""
@@ -199,9 +307,9 @@ class SqliteStore:
         checked = checked_ops(ops)
         for key, value, expires_at_ms in checked:
             if value is None:
-                self.delete(key)
+                self.delete(key, db)
             else:
-                self.put(key, value, expires_at_ms)
+                self.put(key, value, expires_at_ms, db)
 
     def begin_batch(self, size_hint: int = 0) -> None:
         """Nothing to do: every write until flush() is one SQL transaction already."""
@@ -221,20 +329,26 @@ class SqliteStore:
     def __contains__(self, key: bytes) -> bool:
         return self.get(key) is not None
 
-    def keys(self, prefix: bytes = b"") -> Iterator[bytes]:
+    def contains(self, key: bytes, db: int = 0) -> bool:
+        return self.get(key, db) is not None
+
+    def keys(self, prefix: bytes = b"", db: int = 0) -> Iterator[bytes]:
         """Live keys in key order, fetched a page at a time so writes may interleave."""
         self._check_open()
         prefix = as_bytes(prefix, "prefix")
         last = None
         while True:
+            table = self._table(db)  # (again each page: a FLUSHDB may have replaced it)
+            if table is None:
+                return
             if last is None:
                 rows = self._execute(
-                    "SELECT key FROM kv WHERE key >= ? ORDER BY key LIMIT ?", (prefix, _PAGE)
-                ).fetchall()
+                    f"SELECT key FROM {table} WHERE key >= ? ORDER BY key LIMIT ?",
+                    (prefix, _PAGE)).fetchall()
             else:
                 rows = self._execute(
-                    "SELECT key FROM kv WHERE key > ? ORDER BY key LIMIT ?", (last, _PAGE)
-                ).fetchall()
+                    f"SELECT key FROM {table} WHERE key > ? ORDER BY key LIMIT ?",
+                    (last, _PAGE)).fetchall()
             for (key,) in rows:
                 key = bytes(key)
                 if not key.startswith(prefix):
@@ -245,8 +359,9 @@ class SqliteStore:
             last = rows[-1][0]
 
     def __len__(self) -> int:
+        """Keys in all databases."""
         self._check_open()
-        return self._execute("SELECT count(*) FROM kv").fetchone()[0]
+        return sum(self.count(db) for db in range(self._slots.databases()))
 
     def flush(self) -> None:
         """The group-commit barrier: commit the open transaction."""
@@ -292,7 +407,8 @@ class SqliteStore:
             "engine": self.engine,
             "fsync": self.fsync,
             "keys": len(self),
-            "expiring_keys": len(self._deadlines),
+            "expiring_keys": sum(len(space.deadlines)
+                                 for space in self._slots.spaces.values()),
             # live + dead = total: dead is what a compaction gives back, free pages and the
             # write-ahead log alike (the WAL is most of it right after heavy writes)
             "live_bytes": live,
@@ -401,3 +517,7 @@ class SqliteStore:
         if self._closed:
             raise ClosedError("the store is closed")
 
+
+def _table(slot: int) -> str:
+    """The table of a slot's rows: "kv" for slot 0 (the one table before databases)."""
+    return f"kv_{slot}" if slot else "kv"

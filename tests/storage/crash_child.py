@@ -25,10 +25,13 @@ import signal
 import sys
 
 SEGMENT_SIZE = 2048
-KEYS = [b"key-%02d" % i for i in range(24)]
+# Keys are (database, key): three databases, so that FLUSHDB and SWAPDB (map records)
+# are killed at every step too.
+DATABASES = 3
+KEYS = [(db, b"key-%02d" % i) for db in range(DATABASES) for i in range(12)]
 # Written only by write batches, the first and the last record of each: a batch
 # applied in part would leave them different.
-BATCH_KEYS = [b"batch-first", b"batch-last"]
+BATCH_KEYS = [(0, b"batch-first"), (0, b"batch-last")]
 
 
 def deadline(rng: random.Random, now_ms: int) -> int:
@@ -55,8 +58,12 @@ def workload(seed: int, count: int, now_ms: int) -> list[tuple]:
             ops.append(("put", key, value, deadline(rng, now_ms)))
         elif roll < 0.62:
             ops.append(("expire", key, deadline(rng, now_ms)))
-        elif roll < 0.85:
+        elif roll < 0.82:
             ops.append(("delete", key))
+        elif roll < 0.835:
+            ops.append(("flushdb", rng.randrange(DATABASES)))
+        elif roll < 0.85:
+            ops.append(("swapdb", *rng.sample(range(DATABASES), 2)))
         elif roll < 0.91:
             tag = b"batch %d" % i
             middle = [(rng.choice(KEYS), None if rng.random() < 0.3 else tag * rng.randrange(1, 40))
@@ -105,15 +112,19 @@ def main() -> None:
     now_ms = int(os.environ["KVD_CRASH_NOW_MS"])
     for n, op in enumerate(workload(seed, count, now_ms), start=1):
         if op[0] == "put":
-            db.put(op[1], op[2], op[3])
+            db.put(op[1][1], op[2], op[3], db=op[1][0])
         elif op[0] == "expire":
-            db.expire(op[1], op[2])
+            db.expire(op[1][1], op[2], db=op[1][0])
         elif op[0] == "delete":
-            db.delete(op[1])
+            db.delete(op[1][1], db=op[1][0])
+        elif op[0] == "flushdb":
+            db.flush_db(op[1])
+        elif op[0] == "swapdb":
+            db.swap_dbs(op[1], op[2])
         elif op[0] == "batch":  # as EXEC writes: the batch's size known only at its end
             db.begin_batch()
-            for key, value in op[1]:
-                db.delete(key) if value is None else db.put(key, value)
+            for (number, key), value in op[1]:
+                db.delete(key, db=number) if value is None else db.put(key, value, db=number)
             db.end_batch()
         elif op[0] == "flush":
             db.flush()

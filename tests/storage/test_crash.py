@@ -20,11 +20,12 @@ import pytest
 from storage import open_store
 from storage.layout import COMPACTION_DIR
 
-from .crash_child import BATCH_KEYS, KEYS, SEGMENT_SIZE, workload
+from .crash_child import BATCH_KEYS, DATABASES, KEYS, SEGMENT_SIZE, workload
 
 pytestmark = pytest.mark.slow
 
-ALL_KEYS = KEYS + BATCH_KEYS
+# The batch keys are written in database 0 only, but SWAPDB takes them anywhere.
+ALL_KEYS = KEYS + [(db, key) for db in range(DATABASES) for _, key in BATCH_KEYS]
 
 CHILD = os.path.join(os.path.dirname(__file__), "crash_child.py")
 _MISSING = object()
@@ -51,15 +52,31 @@ def allowed_states(ops: list[tuple], acked: int, initial: dict) -> dict[bytes, s
     had passed when the child opened the store was dropped then, which the model cannot
     time exactly: a deadline change of such a key may have found it or not.
     """
-    possible: dict[bytes, set] = {key: {initial.get(key)} for key in ALL_KEYS}
+    possible: dict[tuple, set] = {key: {initial.get(key)} for key in ALL_KEYS}
     for n, op in enumerate(ops):
+        if op[0] in ("flushdb", "swapdb"):
+            _whole_database(op, possible, acked=n < acked)
+            continue
         for key in {key for key, _ in _writes(op, None)}:
             after = {state for before in possible[key] for state in _after(op, key, before)}
             possible[key] = after if n < acked else possible[key] | after
     return possible
 
 
-def _writes(op: tuple, before: State) -> list[tuple[bytes, State]]:
+def _whole_database(op: tuple, possible: dict[tuple, set], acked: bool) -> None:
+    """FLUSHDB or SWAPDB, on the per-key model: every key of the database(s) at once
+    (every database has the same key names, so a key's namesake is always there)."""
+    if op[0] == "flushdb":
+        after = {key: {None} for key in ALL_KEYS if key[0] == op[1]}
+    else:
+        a, b = op[1], op[2]
+        after = {key: set(possible[(b if key[0] == a else a, key[1])])
+                 for key in ALL_KEYS if key[0] in (a, b)}
+    for key, states in after.items():
+        possible[key] = states if acked else possible[key] | states
+
+
+def _writes(op: tuple, before: State) -> list[tuple[tuple, State]]:
     """(key, state after) of each write an operation makes."""
     if op[0] == "put":
         return [(op[1], (op[2], op[3]))]
@@ -105,23 +122,26 @@ def check_store(
     allowed = allowed_states(ops, acked, initial or {})
     opened_ms = time.time_ns() // 1_000_000
     with open_store(data_dir, engine=engine, segment_size=SEGMENT_SIZE) as db:
-        held = {key: db.get(key) for key in ALL_KEYS}
+        held = {key: db.get(key[1], db=key[0]) for key in ALL_KEYS}
         read_ms = time.time_ns() // 1_000_000
         for key, value in held.items():
             may = set().union(*(visible(s, opened_ms, read_ms) for s in allowed[key]))
             assert value in may, (
                 f"{key!r} holds {value!r:.40}, allowed {[v if v is None else v[:12] for v in may]}"
             )
-        first, last = (held[key] for key in BATCH_KEYS)
-        assert first == last, f"a write batch was applied in part: {first!r} vs {last!r}"
-        assert sorted(db.keys()) == sorted(k for k, v in held.items() if v is not None)
-        states = {k: (v, db.deadline(k)) for k, v in held.items() if v is not None}
+        for number in range(DATABASES):
+            first, last = (held[(number, key)] for _, key in BATCH_KEYS)
+            assert first == last, f"a write batch was applied in part: {first!r} vs {last!r}"
+        assert sorted((d, k) for d in range(DATABASES) for k in db.keys(db=d)) \
+            == sorted(k for k, v in held.items() if v is not None)
+        states = {k: (v, db.deadline(k[1], db=k[0])) for k, v in held.items() if v is not None}
         db.put(b"after-crash", b"x" * 100)
         db.flush()
     with open_store(data_dir, engine=engine, segment_size=SEGMENT_SIZE) as db:
         assert db.get(b"after-crash") == b"x" * 100
         now = time.time_ns() // 1_000_000
-        assert {k: db.get(k) for k in ALL_KEYS if k in states and not 0 < states[k][1] <= now} \
+        assert {k: db.get(k[1], db=k[0])
+                for k in ALL_KEYS if k in states and not 0 < states[k][1] <= now} \
             == {k: v for k, (v, d) in states.items() if not 0 < d <= now}
         db.delete(b"after-crash")
     names = os.listdir(data_dir)

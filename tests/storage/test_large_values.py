@@ -20,10 +20,13 @@ SIZES = [0, 1, 255, 256, 65_535, 65_536, 1 << 20]
 def test_a_record_in_pieces_is_the_record_whole(size):
     value = os.urandom(size)
     for key in (b"", b"k", b"k" * 300):
-        for flags, deadline in ((0, 0), (record.EXPIRY, 2**40)):
-            head, tail = record.encode_parts(key, value, flags, deadline, 1_700_000_000_000)
-            assert tail is value
-            assert head + tail == record.encode(key, value, flags, deadline, 1_700_000_000_000)
+        for flags, deadline, slot in ((0, 0, 0), (record.EXPIRY, 2**40, 0), (0, 0, 7),
+                                      (0, 5, 2**20)):
+            head, middle, tail = record.encode_parts(key, value, flags, deadline,
+                                                     1_700_000_000_000, slot)
+            assert middle is value
+            assert head + middle + tail == record.encode(key, value, flags, deadline,
+                                                         1_700_000_000_000, slot)
 
 
 def big(i: int) -> bytes:

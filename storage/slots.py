@@ -1,0 +1,98 @@
+"""Databases in the store: each logical database's keys live in a slot (format 4).
+
+A slot is a number never reused; the map says which slot holds each logical
+database (docs/data-model.md). FLUSHDB gives a database a fresh slot, FLUSHALL
+gives every database one, SWAPDB exchanges two entries: the store writes the new
+map as one record, whatever the databases hold, and drops the slots no longer
+mapped (one dict deallocation each, no loop over their keys in Python).
+"""
+
+from __future__ import annotations
+
+from .deadlines import Deadlines
+
+
+class Slot:
+    """One slot's keys in memory: the key directory, the deadlines, the live bytes."""
+
+    __slots__ = ("keydir", "deadlines", "deadline_of", "live")
+
+    def __init__(self) -> None:
+        self.keydir: dict[bytes, int] = {}  # key -> packed location (keydir.py)
+        self.deadlines = Deadlines()  # the keys with a deadline (deadlines.py)
+        self.deadline_of = self.deadlines.snapshot()  # its dict: a test without a call
+        self.live = 0  # bytes of the records the key directory points at
+
+
+class SlotMap:
+    """Which slot holds each logical database, and the slots' keys."""
+
+    def __init__(self) -> None:
+        self.slots: list[int] = [0]  # database i's keys are in slot slots[i]
+        self.next_slot = 1
+        self.spaces: dict[int, Slot] = {0: Slot()}
+        # Database i's key directory, for the read path (one list index, no lookups);
+        # the same list object throughout, brought up to date on every change.
+        self.keydirs: list[dict[bytes, int]] = [self.spaces[0].keydir]
+
+    def _changed(self) -> None:
+        self.keydirs[:] = [self.spaces[slot].keydir for slot in self.slots]
+
+    def space(self, db: int) -> Slot:
+        """The keys of database `db`, which must be mapped (see ensure())."""
+        return self.spaces[self.slots[db]]
+
+    def find(self, db: int) -> Slot | None:
+        """The keys of database `db`, or None while nothing was ever written to it."""
+        if db < len(self.slots):
+            return self.spaces[self.slots[db]]
+        return None
+
+    def ensure(self, db: int) -> bool:
+        """Map database `db` (and those before it) if it is not yet; True if the map
+        changed (the caller writes the new map before any record of the new slots)."""
+        if db < len(self.slots):
+            return False
+        while len(self.slots) <= db:
+            self.slots.append(self._fresh())
+        self._changed()
+        return True
+
+    def flush(self, db: int) -> None:
+        """Database `db` gets a fresh slot, empty; its old one is dropped."""
+        self.ensure(db)
+        old = self.slots[db]
+        self.slots[db] = self._fresh()
+        del self.spaces[old]
+        self._changed()
+
+    def swap(self, a: int, b: int) -> None:
+        self.ensure(max(a, b))
+        self.slots[a], self.slots[b] = self.slots[b], self.slots[a]
+        self._changed()
+
+    def apply(self, next_slot: int, slots: list[int]) -> None:
+        """A map record read back: the slots it no longer maps are dropped."""
+        self.slots = list(slots)
+        self.next_slot = max(self.next_slot, next_slot)
+        for slot in slots:
+            if slot not in self.spaces:
+                self.spaces[slot] = Slot()
+        for slot in [s for s in self.spaces if s not in slots]:
+            del self.spaces[slot]
+        self._changed()
+
+    def _fresh(self) -> int:
+        slot, self.next_slot = self.next_slot, self.next_slot + 1
+        self.spaces[slot] = Slot()
+        return slot
+
+    def databases(self) -> int:
+        return len(self.slots)
+
+    @property
+    def live(self) -> int:
+        return sum(space.live for space in self.spaces.values())
+
+    def __len__(self) -> int:
+        return sum(len(space.keydir) for space in self.spaces.values())
