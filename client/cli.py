@@ -42,13 +42,14 @@ class Settings:
 
     def __init__(self, socket: str | None, host: str | None, port: int | None, pidfile: str,
                  password: str | None, password_file: str | None,
-                 directory: str | None = None, timeout: float = 10.0) -> None:
+                 directory: str | None = None, timeout: float = 10.0, db: int = 0) -> None:
         # --dir: the server's directory, where its relative socket and PID file are
         self.socket = os.path.join(directory or "", socket or DEFAULT_SOCKET)
         self.host, self.port = host, port
         self.pidfile = os.path.join(directory or "", pidfile)
         self.password, self.password_file = password, password_file
         self.timeout = timeout  # seconds for the connection and for each reply
+        self.db = db  # the database to SELECT
         self._client: redis.Redis | None = None
 
     @property
@@ -65,7 +66,7 @@ class Settings:
                 self._client = connect(
                     socket=self.socket, host=self.host, port=self.port, password=self.password,
                     password_file=self.password_file, socket_timeout=self.timeout,
-                    socket_connect_timeout=self.timeout,
+                    socket_connect_timeout=self.timeout, db=self.db,
                     retry=Retry(NoBackoff(), 0),  # report failures at once; never re-send a write
                 )
             except OSError as exc:
@@ -160,10 +161,13 @@ def _key(text: str) -> bytes:
               type=click.FloatRange(0.1), metavar="SECONDS",
               help="Give up on a server that does not answer within SECONDS "
                    "[env: KVD_TIMEOUT].")
+@click.option("-n", "--db", envvar="KVD_DB", default=0, show_default=True,
+              type=click.IntRange(0), metavar="N",
+              help="The database to work in, as redis-cli -n [env: KVD_DB].")
 @click.version_option(package_name="kvd", message="kvctl (kvd) %(version)s")
 @click.pass_context
 def main(ctx: click.Context, directory, socket, host, port, pidfile, password,
-         password_file, timeout) -> None:
+         password_file, timeout, db) -> None:
     """kvctl: talk to a running kvd server.
 
     \b
@@ -180,12 +184,13 @@ def main(ctx: click.Context, directory, socket, host, port, pidfile, password,
       kvctl import backup.resp                (redis-cli --pipe loads the same file)
       kvctl --host 10.0.0.5 --password-file pw ping
       kvctl --dir /srv/kvd get greeting       a server started in /srv/kvd (or KVD_DIR)
+      kvctl --db 1 keys                       the keys of database 1 (or KVD_DB)
 
     \b
     Exit status: 0 ok, 1 not found, 2 usage, 3 cannot reach the server, 4 server error.
     """
     ctx.obj = Settings(socket, host, port, pidfile, password, password_file, directory,
-                       timeout)
+                       timeout, db)
 
 
 @main.command(context_settings=CONTEXT)

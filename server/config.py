@@ -106,6 +106,8 @@ class Config:
                                   "Close a client idle for this many seconds (0: never); "
                                   "not one that MONITORs or waits for a CLIENT PAUSE.",
                                   names=("timeout",), mutable=True, apply="timeout")
+    databases: int = setting(16, Integer(1, 1 << 20), "Databases clients may SELECT "
+                             "(numbered from 0), as Redis's option.", names=("databases",))
     max_key_size: int = setting(1 * MIB, Integer(1), "Largest key in bytes.",
                                 names=("kvd-max-key-size",))
     max_value_size: int = setting(64 * MIB, Integer(1, 2**31 - 1), "Largest value in bytes.",

@@ -36,6 +36,7 @@ class Connection:
         "deferred", "callback",
         "name", "lib_name", "lib_ver", "created", "last_command", "last_active",
         "closing", "draining", "reading", "writing", "commands", "tx", "paused", "no_evict",
+        "db",
     )
 
     def __init__(self, sock: socket.socket, addr: str, kind: str, parser: RequestParser) -> None:
@@ -64,6 +65,7 @@ class Connection:
         self.tx = Transaction()  # MULTI/EXEC and WATCH state
         self.paused = False  # its requests wait for the end of a CLIENT PAUSE (pause.py)
         self.no_evict = False  # CLIENT NO-EVICT (kvd evicts no client: shown, not acted on)
+        self.db = 0  # the database it works in (SELECT)
 
     @property
     def authenticated(self) -> bool:
@@ -105,7 +107,7 @@ class Connection:
         return (
             f"id={self.id} addr={self.addr} laddr={self.local_address()} fd={self.fd} "
             f"name={self.name.decode(errors='replace')} age={age} idle={idle} "
-            f"flags={flags or 'N'} db=0 sub=0 psub=0 "
+            f"flags={flags or 'N'} db={self.db} sub=0 psub=0 "
             f"multi={-1 if queued is None else len(queued)} qbuf={self.unprocessed()} "
             f"obl={len(self.out)} oll=0 omem=0 events=r cmd={command} user=default "
             f"resp={self.resp.version} lib-name={self.lib_name.decode(errors='replace')} "

@@ -59,7 +59,9 @@ class Dispatcher:
         ctx.call = self.call  # EXEC re-enters here for each queued command
         ctx.script_call = self.script_call  # and redis.call, for each command of a script
         ctx.lookup = self.lookup
-        self._fast_parts = Parts(ctx.keyspace, ctx.stats, self._failure, self._took, GET, SET)
+        # One per database: a run of GETs or SETs works in the client's.
+        self._fast_parts = [Parts(keyspace, ctx.stats, self._failure, self._took, GET, SET)
+                            for keyspace in ctx.databases]
 
     @staticmethod
     def lookup(name: bytes) -> Command | None:
@@ -96,6 +98,7 @@ class Dispatcher:
                 conn.tx.discard(self.ctx.keyspace.watches)
             return []
         ctx, commit = self.ctx, self.commit
+        ctx.keyspace = ctx.databases.keyspaces[conn.db]
         lookup = LOOKUP
         write_slots = conn.write_slots
         writes_before = len(write_slots)
@@ -113,7 +116,7 @@ class Dispatcher:
         clock = time.perf_counter_ns
         started = clock()
         short = self._short(conn, busy, monitors)
-        runs = FastPath(self._fast_parts, conn, requests,
+        runs = FastPath(self._fast_parts[conn.db], conn, requests,
                         ctx.config.max_output_buffer - len(conn.out) - sum(map(len, replies)),
                         slow_ns if timing else None, started)
         stop = len(requests)  # requests[stop:] are left for later
@@ -193,7 +196,9 @@ class Dispatcher:
                 self._took(conn, command, args, now - started)
             runs.started = now
             if monitors and command.resolve(args).shown:
-                ctx.monitors.feed(conn, args)
+                ctx.monitors.feed(conn, args, conn.db)  # (after it ran, as Redis)
+            if conn.db != runs.parts.keyspace.db:  # SELECT (or an EXEC with one in it)
+                runs.parts = self._fast_parts[conn.db]
             short = self._short(conn, busy, monitors)  # MULTI, MONITOR, AUTH... change it
             if conn.closing:  # QUIT: nothing after it is executed, nor kept
                 stop = index + 1
@@ -246,7 +251,7 @@ class Dispatcher:
         reply = self._counted(cast(Connection, run.client), command, args, slow_log=False)
         monitors = self.ctx.monitors
         if monitors.clients and command.resolve(args).shown:
-            monitors.feed(None, args)
+            monitors.feed(None, args, self.ctx.keyspace.db)
         return reply
 
     def _script_refusal(self, run: Run, args: list[bytes]
@@ -281,7 +286,7 @@ class Dispatcher:
         reply = self._counted(conn, command, args)
         monitors = self.ctx.monitors
         if monitors.clients and command.resolve(args).shown:
-            monitors.feed(conn, args)
+            monitors.feed(conn, args, conn.db)
         return reply
 
     def _counted(self, conn: Connection, command: Command, args: list[bytes],

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 
 from .commit import GroupCommit
-from .keyspace import Keyspace
+from .databases import Databases
 from .latency import LatencyMonitor
 from .stats import Stats
 from .timers import Timers
@@ -23,7 +23,7 @@ EXPIRE_PERIOD_S, EXPIRE_BUDGET_S = 0.1, 0.002
 
 
 class ActiveExpiry:
-    def __init__(self, keyspace: Keyspace, stats: Stats, latency: LatencyMonitor,
+    def __init__(self, keyspace: Databases, stats: Stats, latency: LatencyMonitor,
                  commit: GroupCommit, timers: Timers) -> None:
         self.keyspace = keyspace
         self.stats = stats

@@ -19,15 +19,20 @@ disk (MSET, MULTI/EXEC, scripts).
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from .errors import CommandError
 from .resp import error
 from .stats import Stats
 from .transaction import Watches
+
+if TYPE_CHECKING:
+    from storage import Store
 
 
 def now_ms() -> int:
@@ -36,16 +41,24 @@ def now_ms() -> int:
 
 
 class Keyspace:
-    def __init__(self, store, stats: Stats, max_key_size: int, max_value_size: int) -> None:
+    """One database (SELECT's number `db`) of the store, as commands see it."""
+
+    def __init__(self, store: Store, stats: Stats, max_key_size: int, max_value_size: int,
+                 db: int = 0, watches: Watches | None = None) -> None:
         self.store = store
+        self.db = db
         self.stats = stats
         self.max_key_size = max_key_size
         self.max_value_size = max_value_size
         self.scans = ScanCursors()
-        self.deadlines = store.deadlines
-        self._deadline_of = store.deadlines.snapshot()  # the dict itself: a cheap test
-        self.watches = Watches()  # told of every modification (MULTI/EXEC's WATCH)
+        # Told of every modification (MULTI/EXEC's WATCH), by (database, key): one registry
+        # for all databases, as a transaction may watch keys of several.
+        self.watches = watches if watches is not None else Watches()
         self._watched = self.watches.by_key  # its dict: a test without a call
+        self._get: Callable[[bytes], bytes | None] = (
+            store.get if not db else functools.partial(store.get, db=db))
+        self.deadlines = store.deadlines_of(db)
+        self._deadline_of = self.deadlines.snapshot()  # the dict itself: a cheap test
         # While a script runs, lookups expire keys by the time it began (Redis's script
         # time snapshot): a key the script saw does not vanish half-way through it.
         self.frozen_ms = 0
@@ -54,6 +67,16 @@ class Keyspace:
         self.keep_expired = False
         self._sample: list[bytes] = []  # RANDOMKEY's pool, and when it was taken
         self._sample_taken = 0.0
+
+    def reattach(self) -> None:
+        """The database was flushed or swapped: its keys (and deadlines) are others now."""
+        self.deadlines = self.store.deadlines_of(self.db)
+        self._deadline_of = self.deadlines.snapshot()
+        self.scans.clear()
+        self._sample = []
+
+    def _touch(self, key: bytes, exists_after: bool) -> None:
+        self.watches.touch((self.db, key), exists_after)
 
     # -- expiry -------------------------------------------------------------------
 
@@ -68,10 +91,10 @@ class Keyspace:
 
     def _drop_expired(self, key: bytes) -> None:
         """Lazy and active expiry alike: the key goes, counted, and its watchers learn."""
-        self.store.forget_expired(key)
+        self.store.forget_expired(key, self.db)
         self.stats.expired_keys += 1
         if self._watched:
-            self.watches.touch(key, exists_after=False)
+            self._touch(key, exists_after=False)
 
     def is_expired(self, key: bytes) -> bool:
         """Whether `key` exists but its deadline has passed (nothing is dropped)."""
@@ -97,7 +120,7 @@ class Keyspace:
             if time.perf_counter() > stop:
                 self.stats.expired_time_cap_reached_count += 1
                 share = self.deadlines.overdue_fraction(now) * len(self.deadlines)
-                self.stats.expired_stale_perc = 100.0 * share / max(len(self.store), 1)
+                self.stats.expired_stale_perc = 100.0 * share / max(len(self), 1)
                 return True
 
     def next_deadline(self) -> int:
@@ -108,7 +131,7 @@ class Keyspace:
 
     def read(self, key: bytes) -> bytes | None:
         """The value of `key` for a read command, counted as a hit or a miss."""
-        value = self.store.get(key)
+        value = self._get(key)
         if value is not None and self._deadline_of and self._expired(key):
             value = None
         if value is None:
@@ -122,7 +145,7 @@ class Keyspace:
         `budget` bytes: values are read while their replies (the value and 16 bytes) fit,
         at least one, so fewer may come back. (While no value the store holds could
         overrun it, they are all read in one go.)"""
-        get = self.store.get
+        get = self._get
         if self._deadline_of:
             if self.keep_expired:  # CLIENT PAUSE: expired keys stay, read as missing
                 return self._read_each(keys, budget)
@@ -167,20 +190,23 @@ class Keyspace:
         """The value of `key` for a command about to write it: not counted."""
         if self._deadline_of and self._expired(key):
             return None
-        return self.store.get(key)
+        return self._get(key)
 
     def __contains__(self, key: bytes) -> bool:
-        if key not in self.store:
+        if not self.store.contains(key, self.db):
             return False
         return not (self._deadline_of and self._expired(key))
 
     def __len__(self) -> int:
         """Keys held, including expired ones not yet dropped (as Redis's DBSIZE)."""
-        return len(self.store)
+        return self.store.count(self.db)
+
+    def _all_keys(self) -> Iterator[bytes]:
+        return self.store.keys(db=self.db)
 
     def keys(self) -> Iterator[bytes]:
         """Live keys; expired ones are skipped (not dropped, as Redis's KEYS)."""
-        keys = self.store.keys()
+        keys = self._all_keys()
         if not self._deadline_of:
             return keys
         now, deadline_of = now_ms(), self._deadline_of
@@ -195,7 +221,7 @@ class Keyspace:
         since the list was taken wait for the next one; deleted or expired ones are
         skipped.
         """
-        if not len(self.store):
+        if not len(self):
             return None
         # Retaken at most once a second, and less often for large keyspaces (a second per
         # million keys): the copy costs ~30 ms per million keys, so at most ~3% of the loop.
@@ -213,13 +239,13 @@ class Keyspace:
         return next(iter(self.keys()), None)
 
     def _take_sample(self) -> None:
-        self._sample = list(self.store.keys())
+        self._sample = list(self._all_keys())
         self._sample_taken = time.monotonic()
 
     def scan(self, cursor: int, count: int,
              match: Callable[[bytes], bool] | None) -> tuple[int, list[bytes]] | None:
         """One SCAN step: (next cursor, keys), or None for a cursor that is not known."""
-        return self.scans.step(self.store.keys, self.__contains__, cursor, count, match)
+        return self.scans.step(self._all_keys, self.__contains__, cursor, count, match)
 
     # -- writes -----------------------------------------------------------------
 
@@ -233,9 +259,9 @@ class Keyspace:
         key's deadline (a write that keeps it passes `deadline(key)`)."""
         if len(key) > self.max_key_size or len(value) > self.max_value_size:
             raise CommandError(self._too_large(key, value))
-        self.store.put(key, value, deadline)
+        self.store.put(key, value, deadline, self.db)
         if self._watched:
-            self.watches.touch(key, exists_after=True)
+            self._touch(key, exists_after=True)
 
     def put_many(self, pairs: Sequence[tuple[bytes, bytes]]) -> None:
         """put() each `(key, value)` without a deadline, in order, in one call to the
@@ -251,30 +277,30 @@ class Keyspace:
                 raise refusal
         written = len(pairs)
         try:
-            self.store.put_many(pairs)
+            self.store.put_many(pairs, self.db)
         except BaseException as exc:
             written = getattr(exc, "items_written", 0)
             raise
         finally:
             if self._watched:
                 for key, _ in pairs[:written]:
-                    self.watches.touch(key, exists_after=True)
+                    self._touch(key, exists_after=True)
 
     def set_deadline(self, key: bytes, deadline: int) -> bool:
         """Give an existing key a deadline (0: none); one already passed deletes it."""
         if deadline and deadline <= now_ms():
             return self.delete(key)
-        changed = self.store.expire(key, deadline)
+        changed = self.store.expire(key, deadline, self.db)
         if changed and self._watched:
-            self.watches.touch(key, exists_after=True)
+            self._touch(key, exists_after=True)
         return changed
 
     def delete(self, key: bytes) -> bool:
         if self._deadline_of and self._expired(key):
             return False
-        deleted = self.store.delete(key)
+        deleted = self.store.delete(key, self.db)
         if deleted and self._watched:
-            self.watches.touch(key, exists_after=False)
+            self._touch(key, exists_after=False)
         return deleted
 
     def begin_batch(self) -> None:
@@ -295,24 +321,26 @@ class Keyspace:
         is checked before anything is written, and on disk the batch is all or nothing."""
         for key, value, *_ in ops:
             self.check_sizes(key, value or b"")
-        self.store.write_batch(ops)
+        self.store.write_batch(ops, self.db)
         if self._watched:
             for key, value, *_ in ops:
-                self.watches.touch(key, exists_after=value is not None)
+                self._touch(key, exists_after=value is not None)
 
     def rename(self, source: bytes, target: bytes) -> None:
         """Move an existing key's value and deadline to `target` (replacing it), as one
         batch: after a crash either both names are as before or both as after."""
-        value = self.store.get(source)
+        value = self._get(source)
         self.write_batch([(target, value, self.deadline(source)), (source, None)])
 
-    def flush_all(self) -> None:
-        if self._watched:
-            self.watches.touch_all(self.store.__contains__)
-        delete = self.store.delete
-        for key in list(self.store.keys()):
-            delete(key)
-        self.scans.clear()
+    def flush(self) -> None:
+        """FLUSHDB: one small write whatever the database holds (docs/data-model.md)."""
+        if self._watched:  # a watched key that existed is modified (touchAllWatchedKeysInDb)
+            self.watches.touch_all(self._existed)
+        self.store.flush_db(self.db)
+        self.reattach()
+
+    def _existed(self, watched: tuple[int, bytes]) -> bool:
+        return watched[0] == self.db and self.store.contains(watched[1], self.db)
 
     def expiry_figures(self) -> tuple[int, int]:
         """(keys with a deadline, their average remaining TTL in ms) for INFO keyspace."""
@@ -323,6 +351,20 @@ class Keyspace:
 
     def stats_of_store(self) -> dict:
         return self.store.stats()
+
+    def move_to(self, other: Keyspace, key: bytes) -> None:
+        """MOVE: the key's value and deadline go to database `other` (where it must not
+        exist), as one batch."""
+        value = self._get(key)
+        if value is None:
+            return
+        deadline = self.deadline(key)
+        self.begin_batch()
+        try:
+            other.put(key, value, deadline)
+            self.delete(key)
+        finally:
+            self.end_batch()
 
     def _too_large(self, key: bytes, value: bytes) -> bytes:
         if len(key) > self.max_key_size:

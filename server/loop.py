@@ -37,11 +37,11 @@ from .config import Config
 from .connection import Connection
 from .context import REDIS_VERSION, Auth, Context
 from .control import ServerControl
+from .databases import Databases
 from .dispatch import Dispatcher
 from .errors import StartupError
 from .eventloop import READ, EventLoop
 from .expiry import ActiveExpiry
-from .keyspace import Keyspace
 from .latency import LatencyMonitor
 from .listeners import Listener, listen_tcp, listen_unix
 from .monitor import Monitors
@@ -167,22 +167,30 @@ class Server:
         self.notifier = Notifier.from_environment()  # systemd's, when it started kvd
         self.latency = LatencyMonitor(config.latency_monitor_threshold)
         self.commit = GroupCommit(store, self.stats, self.latency)
-        self.keyspace = Keyspace(store, self.stats, config.max_key_size, config.max_value_size)
-        self.expiry = ActiveExpiry(self.keyspace, self.stats, self.latency, self.commit,
+        self.databases = Databases(store, self.stats, config.max_key_size,
+                                   config.max_value_size, config.databases)
+        self.keyspace = self.databases[0]
+        hidden = [db for db in range(config.databases, store.databases()) if store.count(db)]
+        if hidden:
+            log.warning("databases %s hold keys that --databases %d hides from clients (they "
+                        "are kept; start with --databases %d to reach them)",
+                        ", ".join(map(str, hidden)), config.databases, hidden[-1] + 1)
+        self.expiry = ActiveExpiry(self.databases, self.stats, self.latency, self.commit,
                                    loop.timers)
         self.scripts = Scripts(config, REDIS_VERSION)
         self.monitors = Monitors(config.socket)
         self.slowlog = SlowLog(config.slowlog_log_slower_than, config.slowlog_max_len)
         self.control = ServerControl(self)
-        self.pause = ClientPause(loop.timers, self.keyspace, self._resume_held,
+        self.pause = ClientPause(loop.timers, self.databases, self._resume_held,
                                  self.scripts.may_write)
         self.dispatcher = Dispatcher(Context(self.keyspace, self.stats, config, self.control,
                                              self.auth, self.scripts, self.monitors,
-                                             self.slowlog, self.latency, self.pause),
+                                             self.slowlog, self.latency, self.pause,
+                                             self.databases),
                                      self.commit)
         self.network = Network(config, loop, self.stats, self.auth, listeners,
                                self.dispatcher.run, self.commit, self.monitors,
-                               self.keyspace.watches)
+                               self.databases.watches)
         policy = AutoPolicy(config.auto_compact, config.auto_compact_ratio,
                             config.auto_compact_min_size)
         self.compaction = Compactor(store, policy, self._watch, loop.unwatch,

@@ -49,8 +49,9 @@ class Monitors:
             self.clients.remove(conn)
         self.fed.discard(conn)
 
-    def feed(self, conn: Connection | None, args: list[bytes]) -> None:
-        """Show one command of `conn` (None: run by a script) to every monitor."""
+    def feed(self, conn: Connection | None, args: list[bytes], db: int = 0) -> None:
+        """Show one command of `conn` (None: run by a script) to every monitor; `db`: the
+        database it ran in."""
         seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
         if conn is None:
             source = b"lua"
@@ -58,8 +59,8 @@ class Monitors:
             source = b"unix:" + self.unix_socket.encode()
         else:
             source = conn.addr.encode()
-        line = b"+%d.%06d [0 %s] %s\r\n" % (seconds, micros, source,
-                                           b" ".join(quoted(arg) for arg in redacted(args)))
+        line = b"+%d.%06d [%d %s] %s\r\n" % (seconds, micros, db, source,
+                                            b" ".join(quoted(arg) for arg in redacted(args)))
         for monitor in self.clients:
             monitor.replies.append(line)
             self.fed.add(monitor)

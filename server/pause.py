@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from .connection import Connection
-    from .keyspace import Keyspace
+    from .databases import Databases
     from .timers import Timers
 
 OFF, WRITE, ALL = 0, 1, 2
@@ -44,7 +44,7 @@ _SCRIPTS = frozenset({"eval", "evalsha"})  # (the _ro forms never write)
 
 
 class ClientPause:
-    def __init__(self, timers: Timers, keyspace: Keyspace,
+    def __init__(self, timers: Timers, keyspace: Databases,
                  resume: Callable[[Iterable[Connection]], None],
                  may_write: Callable[[list[bytes]], bool]) -> None:
         self.keyspace = keyspace

@@ -40,6 +40,7 @@ from .transaction import Transaction
 if TYPE_CHECKING:
     from .config import Config
     from .connection import Connection
+    from .databases import Databases
     from .keyspace import Keyspace
 
 log = logging.getLogger("kvd.scripts")
@@ -66,8 +67,10 @@ class BusyServer(Protocol):
 class Host(Protocol):
     """What running a script needs of the server: the commands' Context is one."""
 
+    keyspace: Keyspace  # the current database's (SELECT changes it)
+
     @property
-    def keyspace(self) -> Keyspace: ...
+    def databases(self) -> Databases: ...
 
     @property
     def control(self) -> BusyServer: ...
@@ -100,11 +103,12 @@ class ScriptClient:
     """The client a script's commands run as (Redis's lua_client): the protocol the
     script chose with redis.setresp, and no transaction of its own."""
 
-    __slots__ = ("resp", "tx")
+    __slots__ = ("resp", "tx", "db")
 
-    def __init__(self) -> None:
+    def __init__(self, db: int = 0) -> None:
         self.resp = RESP2
         self.tx = Transaction()
+        self.db = db  # SELECT in a script changes the script's database, not the caller's
 
     def describe(self) -> str:
         return "a script"
@@ -119,7 +123,7 @@ class Run:
     def __init__(self, ctx: Host, caller: Connection, script: Script, read_only: bool) -> None:
         self.ctx = ctx
         self.caller = caller
-        self.client = ScriptClient()
+        self.client = ScriptClient(caller.db)
         self.script = script
         self.read_only = read_only
         self.started = time.monotonic()
@@ -254,9 +258,9 @@ class Scripts:
         if not script.compat and not script.no_writes and read_only:
             return error("ERR Can not execute a script with write flag using *_ro command.")
         run = Run(ctx, conn, script, read_only or script.no_writes)
-        keyspace = ctx.keyspace
+        keyspace, databases = ctx.keyspace, ctx.databases
         self.running = run
-        keyspace.frozen_ms = now_ms()
+        databases.freeze(now_ms())
         keyspace.begin_batch()
         try:
             result = self._sandbox.run(script.function, keys, args)
@@ -264,7 +268,8 @@ class Scripts:
             result = (False, b"not enough memory")
         finally:
             self.running = None
-            keyspace.frozen_ms = 0
+            databases.freeze(0)
+            ctx.keyspace = keyspace  # a SELECT in the script was the script's only
             if run.abandoned:
                 keyspace.discard_batch()
             else:

@@ -25,7 +25,7 @@ Config = Any  # (config.Config: the table is declared there, with these)
 
 LONG_MAX = (1 << 63) - 1
 # Redis settings kvd reports but has no setting for (CONFIG GET shows them; SET refuses).
-REPORTED = {"databases": "1", "appendonly": "yes", "save": ""}
+REPORTED = {"appendonly": "yes", "save": ""}
 
 
 class Refused(ValueError):

@@ -25,7 +25,8 @@ class Transaction:
         self.writes = 0  # queued commands that write
         self.aborted = False  # an error while queueing: EXEC answers EXECABORT
         self.dirty = False  # a watched key was modified: EXEC answers a null array
-        self.watched: dict[bytes, bool] = {}  # key -> it had already expired at WATCH
+        # (database, key) -> it had already expired at WATCH
+        self.watched: dict[tuple[int, bytes], bool] = {}
         self.executing = False  # EXEC is running the queue (MONITOR refuses then, as Redis)
 
     def discard(self, watches: Watches) -> None:
@@ -37,13 +38,13 @@ class Transaction:
 
 
 class Watches:
-    """key -> the transactions watching it (`by_key`, which the keyspace tests before
-    every write: empty, nothing is watched)."""
+    """(database, key) -> the transactions watching it (`by_key`, which the keyspace
+    tests before every write: empty, nothing is watched)."""
 
     def __init__(self) -> None:
-        self.by_key: dict[bytes, set[Transaction]] = {}
+        self.by_key: dict[tuple[int, bytes], set[Transaction]] = {}
 
-    def watch(self, tx: Transaction, key: bytes, expired: bool) -> None:
+    def watch(self, tx: Transaction, key: tuple[int, bytes], expired: bool) -> None:
         if key in tx.watched:
             return
         tx.watched[key] = expired
@@ -58,7 +59,7 @@ class Watches:
                     del self.by_key[key]
         tx.watched.clear()
 
-    def touch(self, key: bytes, exists_after: bool) -> None:
+    def touch(self, key: tuple[int, bytes], exists_after: bool) -> None:
         """`key` was modified (and exists afterwards, or not)."""
         for tx in list(self.by_key.get(key, ())):
             if tx.watched.get(key):  # it had expired when watched
@@ -68,8 +69,8 @@ class Watches:
             tx.dirty = True
             self.unwatch_all(tx)  # nothing more to learn before its EXEC
 
-    def touch_all(self, existed: Callable[[bytes], bool]) -> None:
-        """FLUSHALL: every watched key that existed is modified."""
+    def touch_all(self, existed: Callable[[tuple[int, bytes]], bool]) -> None:
+        """FLUSHALL, FLUSHDB, SWAPDB: every watched key `existed` says yes to is modified."""
         for key in list(self.by_key):
             if existed(key):
                 self.touch(key, exists_after=False)

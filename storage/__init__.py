@@ -12,6 +12,7 @@ Layout of the package, one job per module:
     record.py       the segment record format (documented there) and its reader
     hints.py        hint files, so start-up reads no data
     keydir.py       record locations packed into one int per key
+    slots.py        databases: each one's keys in a slot, the map from database to slot
     layout.py       the names of the files in a data directory; META; the segment list
     private.py      files created 0600 (the directory 0700), never opened through a symlink
     dirlock.py      one process per data directory (fcntl lock)

@@ -98,6 +98,10 @@ class Store(Protocol):
     def databases(self) -> int:
         """How many databases were ever written to (the highest number + 1)."""
 
+    def open_databases(self, count: int) -> None:
+        """Map databases 0 to count - 1 now: their deadlines objects then stay the same
+        until a flush or swap of them."""
+
     def flush_db(self, db: int) -> None: ...
 
     def flush_all(self) -> None: ...

@@ -645,6 +645,13 @@ class LogStore:
         """How many databases were ever written to (the highest number + 1)."""
         return self._slots.databases()
 
+    def open_databases(self, count: int) -> None:
+        """Map databases 0 to count - 1 now (one map record if any is new), so that each
+        one's deadlines object stays the same until it is flushed or swapped."""
+        self._check_open()
+        if count > self._slots.databases():
+            self._writable(count - 1)
+
     def flush_db(self, db: int) -> None:
         """Empty database `db`: one map record, whatever it holds (slots.py)."""
         self._check_open()

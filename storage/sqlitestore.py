@@ -270,6 +270,12 @@ class SqliteStore:
     def databases(self) -> int:
         return self._slots.databases()
 
+    def open_databases(self, count: int) -> None:
+        self._check_open()
+        if count > self._slots.databases():
+            self._writable(count - 1)
+            self.flush()
+
     def flush_db(self, db: int) -> None:
         """Empty database `db`: it gets a fresh table, the old one is dropped."""
         self._check_open()

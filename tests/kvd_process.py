@@ -285,9 +285,8 @@ def kvd_beside_redis(directory: Path, kvd_args: list[str] = (), redis_args: list
     reference = None
     try:
         kvd.start()
-        # One database, as kvd: MOVE, COPY ... DB, SWAPDB and SELECT answer alike.
-        reference = RedisServer(directory / "redis", ["--databases", "1", *redis_args],
-                                password=password)
+        # Sixteen databases in both, Redis's default and kvd's.
+        reference = RedisServer(directory / "redis", list(redis_args), password=password)
         yield kvd, reference
     finally:
         kvd.cleanup()

@@ -9,7 +9,16 @@ from ..context import REDIS_VERSION
 from ..pause import ALL, WRITE
 from ..protocol import parse_strict_int
 from ..resp import ENCODERS, OK, PONG, bulk, error, integer
-from .common import NOT_INTEGER, SYNTAX, c_string, help_reply, unknown_subcommand, wrong_arity
+from .common import (
+    DB_OUT_OF_RANGE,
+    NOT_INTEGER,
+    SYNTAX,
+    c_string,
+    help_reply,
+    parse_db_index,
+    unknown_subcommand,
+    wrong_arity,
+)
 from .table import row
 
 if TYPE_CHECKING:
@@ -32,10 +41,14 @@ def echo(ctx: Context, conn: Connection, args: list) -> bytes:
 
 
 def select(ctx: Context, conn: Connection, args: list) -> bytes:
-    index = parse_strict_int(args[1])
+    index = parse_db_index(args[1])
     if index is None:
         return NOT_INTEGER
-    return OK if index == 0 else error("ERR DB index is out of range")
+    if not 0 <= index < len(ctx.databases):
+        return DB_OUT_OF_RANGE
+    conn.db = index
+    ctx.keyspace = ctx.databases[index]
+    return OK
 
 
 def quit_(ctx: Context, conn: Connection, args: list) -> bytes:

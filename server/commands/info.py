@@ -172,9 +172,7 @@ def _errorstats(ctx: Context, figures: dict) -> dict:
 
 
 def _keyspace(ctx: Context, figures: dict) -> dict:
-    keys = len(ctx.keyspace)
-    expires, avg_ttl = ctx.keyspace.expiry_figures()
-    return {"db0": f"keys={keys},expires={expires},avg_ttl={avg_ttl}"} if keys else {}
+    return ctx.databases.info()
 
 
 _SECTIONS = {

@@ -177,9 +177,14 @@ def persist(ctx: Context, conn: Connection, args: list) -> bytes:
 
 
 def flushall(ctx: Context, conn: Connection, args: list) -> bytes:
+    """FLUSHDB and FLUSHALL [ASYNC|SYNC]: one small write whatever the databases hold, so
+    both are synchronous (and durable with the pass's group commit)."""
     if len(args) > 2 or (len(args) == 2 and args[1].upper() not in (b"ASYNC", b"SYNC")):
         return SYNTAX
-    ctx.keyspace.flush_all()
+    if args[0].upper() == b"FLUSHDB":
+        ctx.keyspace.flush()
+    else:
+        ctx.databases.flush_all()
     return OK
 
 
@@ -199,8 +204,9 @@ def rename(ctx: Context, conn: Connection, args: list) -> bytes:
 
 
 def copy(ctx: Context, conn: Connection, args: list) -> bytes:
-    """COPY source destination [DB 0] [REPLACE]: kvd has database 0 only."""
+    """COPY source destination [DB db] [REPLACE]."""
     replace = False
+    destination = ctx.keyspace
     j = 3
     while j < len(args):
         option = keyword(args[j])
@@ -210,21 +216,22 @@ def copy(ctx: Context, conn: Connection, args: list) -> bytes:
             index = parse_db_index(args[j + 1])
             if index is None:
                 return NOT_INTEGER
-            if index != 0:
+            if not 0 <= index < len(ctx.databases):
                 return DB_OUT_OF_RANGE
+            destination = ctx.databases[index]
             j += 1
         else:
             return SYNTAX
         j += 1
     keyspace, source, target = ctx.keyspace, args[1], args[2]
-    if source == target:
+    if source == target and destination is keyspace:
         return SAME_OBJECT
     value = keyspace.read(source)
     if value is None:
         return ZERO
-    if target in keyspace and not replace:
+    if target in destination and not replace:
         return ZERO
-    keyspace.put(target, value, keyspace.deadline(source))
+    destination.put(target, value, keyspace.deadline(source))
     return ONE
 
 
@@ -258,21 +265,36 @@ def object_(ctx: Context, conn: Connection, args: list) -> bytes:
 
 
 def move(ctx: Context, conn: Connection, args: list) -> bytes:
-    """MOVE key db: with one database there is nowhere to move to."""
+    """MOVE key db: the value and its TTL go to database `db` unless the key is there
+    already; one batch."""
     index = parse_db_index(args[2])
     if index is None:
         return NOT_INTEGER
-    return SAME_OBJECT if index == 0 else DB_OUT_OF_RANGE
+    if not 0 <= index < len(ctx.databases):
+        return DB_OUT_OF_RANGE
+    keyspace, key = ctx.keyspace, args[1]
+    target = ctx.databases[index]
+    if target is keyspace:
+        return SAME_OBJECT
+    if key not in keyspace or key in target:  # lookups to write: not counted, as Redis
+        return ZERO
+    keyspace.move_to(target, key)
+    return ONE
 
 
 def swapdb(ctx: Context, conn: Connection, args: list) -> bytes:
-    """SWAPDB 0 0 is the only swap one database allows (and changes nothing)."""
+    """SWAPDB a b: O(1), one small write (storage/slots.py)."""
     first, second = parse_db_index(args[1]), parse_db_index(args[2])
     if first is None:
         return error("ERR invalid first DB index")
     if second is None:
         return error("ERR invalid second DB index")
-    return OK if first == second == 0 else DB_OUT_OF_RANGE
+    count = len(ctx.databases)
+    if not (0 <= first < count and 0 <= second < count):
+        return DB_OUT_OF_RANGE
+    if first != second:
+        ctx.databases.swap(first, second)
+    return OK
 
 
 COMMANDS = [

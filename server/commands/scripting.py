@@ -35,7 +35,7 @@ SCRIPT_HELP = [
 
 def _eval(ctx: Context, conn: Connection, args: list, by_sha: bool, read_only: bool) -> bytes:
     if ctx.monitors.clients:  # before the script's commands
-        ctx.monitors.feed(conn, args)
+        ctx.monitors.feed(conn, args, conn.db)
     numkeys = parse_strict_int(args[2])
     if numkeys is None:
         return NOT_INTEGER

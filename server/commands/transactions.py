@@ -39,7 +39,9 @@ def exec_(ctx: Context, conn: Connection, args: list) -> bytes:
     tx, keyspace = conn.tx, ctx.keyspace
     if tx.queued is None:
         return error("ERR EXEC without MULTI")
-    if any(not expired and keyspace.is_expired(key) for key, expired in tx.watched.items()):
+    databases = ctx.databases
+    if any(not expired and databases[db].is_expired(key)
+           for (db, key), expired in tx.watched.items()):
         tx.dirty = True  # a watched key expired since WATCH
     queued, aborted, dirty = tx.queued, tx.aborted, tx.dirty
     tx.discard(keyspace.watches)
@@ -65,7 +67,7 @@ def watch(ctx: Context, conn: Connection, args: list) -> bytes:
         return error("ERR WATCH inside MULTI is not allowed")
     if not tx.dirty:  # no point in watching more once dirty
         for key in args[1:]:
-            keyspace.watches.watch(tx, key, keyspace.is_expired(key))
+            keyspace.watches.watch(tx, (keyspace.db, key), keyspace.is_expired(key))
     return OK
 
 

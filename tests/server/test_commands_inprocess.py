@@ -13,8 +13,8 @@ from server.commit import GroupCommit
 from server.config import Config
 from server.connection import Connection
 from server.context import REDIS_VERSION, Auth, Context
+from server.databases import Databases
 from server.dispatch import Dispatcher
-from server.keyspace import Keyspace
 from server.latency import LatencyMonitor
 from server.monitor import Monitors
 from server.pause import ClientPause
@@ -71,18 +71,20 @@ class Harness:
         self.store = open_store(data_dir, engine=engine)
         self.stats = Stats()
         self.config = Config(requirepass=password, **limits)
-        self.keyspace = Keyspace(self.store, self.stats, self.config.max_key_size,
-                                 self.config.max_value_size)
+        self.databases = Databases(self.store, self.stats, self.config.max_key_size,
+                                   self.config.max_value_size, self.config.databases)
+        self.keyspace = self.databases[0]
         self.control = StandInControl(self.config)
         self.commit = GroupCommit(self.store, self.stats)
         self.scripts = Scripts(self.config, REDIS_VERSION)
         self.timers = Timers()
         self.resumed: list[Connection] = []  # the clients a CLIENT PAUSE held, once it ends
-        self.pause = ClientPause(self.timers, self.keyspace, self.resumed.extend,
+        self.pause = ClientPause(self.timers, self.databases, self.resumed.extend,
                                  self.scripts.may_write)
         self.gate = Dispatcher(Context(self.keyspace, self.stats, self.config, self.control,
                                        Auth(password), self.scripts, Monitors(""),
-                                       SlowLog(-1, 128), LatencyMonitor(0), self.pause),
+                                       SlowLog(-1, 128), LatencyMonitor(0), self.pause,
+                                       self.databases),
                                self.commit)
         self._sockets = socket.socketpair()
         parser = RequestParser(1 << 20, 1 << 20, unauthenticated=password is not None)
@@ -150,8 +152,8 @@ def test_mset_is_one_write_batch_checked_whole(tmp_path):
         assert harness("MSET", "a", "1", "b", "x" * 11).startswith(b"-ERR value is too large")
         assert harness("EXISTS", "a", "b") == b":0\r\n"  # nothing of it was written
         batches = []
-        harness.store.write_batch = lambda ops, real=harness.store.write_batch: (
-            batches.append(list(ops)), real(ops))
+        harness.store.write_batch = lambda ops, db=0, real=harness.store.write_batch: (
+            batches.append(list(ops)), real(ops, db))
         assert harness("MSET", "a", "1", "b", "2") == b"+OK\r\n"
         assert batches == [[(b"a", b"1"), (b"b", b"2")]]
         assert harness("MGET", "a", "b") == b"*2\r\n$1\r\n1\r\n$1\r\n2\r\n"
@@ -247,8 +249,8 @@ def test_a_pipelined_run_of_sets_is_written_before_anything_after_it(engine, tmp
 def test_a_run_of_sets_stopped_by_a_storage_error_answers_the_rest_with_it(run):
     real_put_many = run.store.put_many
 
-    def fails_after_two(pairs):
-        real_put_many(pairs[:2])
+    def fails_after_two(pairs, db=0):
+        real_put_many(pairs[:2], db)
         exc = StorageError("write to 00000002.seg failed: No space left on device")
         exc.items_written = 2
         raise exc

@@ -159,8 +159,8 @@ COMMANDS = st.one_of(
     st.tuples(st.just(b"OBJECT"), st.sampled_from([b"ENCODING", b"REFCOUNT", b"FREQ", b"HELP",
                                                    b"help", b"NOPE"]), KEYS),
     st.tuples(st.just(b"OBJECT"), st.sampled_from([b"HELP", b"ENCODING", b"x"])),
-    st.tuples(st.just(b"MOVE"), KEYS, st.sampled_from([b"0", b"1", b"x", b"-1"])),
-    st.tuples(st.just(b"SWAPDB"), st.sampled_from([b"0", b"1", b"x"]),
+    st.tuples(st.just(b"MOVE"), KEYS, st.sampled_from([b"0", b"1", b"3", b"16", b"x", b"-1"])),
+    st.tuples(st.just(b"SWAPDB"), st.sampled_from([b"0", b"1", b"3", b"16", b"x"]),
               st.sampled_from([b"0", b"1", b"x"])),
     st.tuples(st.just(b"WAIT"), st.sampled_from([b"0", b"1", b"x"]),  # Redis waits out the
               st.sampled_from([b"10", b"-1", b"x"])),  # timeout for its 0 replicas; kvd does not
@@ -226,7 +226,8 @@ COMMANDS = st.one_of(
     st.tuples(st.just(b"SET"), KEYS, VALUES, st.just(b"GET"), st.sampled_from([b"NX", b"XX"])),
     st.tuples(st.just(b"ECHO")),
     st.tuples(st.just(b"EXISTS"), KEYS, KEYS, KEYS),
-    st.tuples(st.just(b"SELECT"), st.sampled_from([b"0", b"-1", b"x"])),  # kvd has db 0 only
+    st.tuples(st.just(b"SELECT"), st.sampled_from([b"0", b"0", b"1", b"3", b"15", b"16", b"-1",
+                                                   b"x"])),
     st.tuples(st.just(b"NOSUCHCOMMAND"), KEYS),
     st.tuples(st.just(b"GET")),
     st.tuples(st.just(b"GET"), KEYS, KEYS),
@@ -263,13 +264,13 @@ COMMANDS = st.one_of(
 )
 
 
-REFERENCE_ARGS = ["--databases", "1", "--proto-max-bulk-len", "64mb"]
+REFERENCE_ARGS = ["--proto-max-bulk-len", "64mb"]
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     if shutil.which("redis-server"):
-        # As kvd: one database, and a value limit of kvd's default --max-value-size (Redis's
+        # As kvd: 16 databases, and a value limit of kvd's default --max-value-size (Redis's
         # proto-max-bulk-len bounds the same things: SETRANGE, APPEND, LCS's table...).
         server = RedisServer(tmp_path_factory.mktemp("redis"), REFERENCE_ARGS)
         client = server.client()
