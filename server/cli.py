@@ -15,7 +15,15 @@ from typing import NoReturn
 
 import click
 
-from storage import ENGINES, StorageError, engine_of, holds_data, open_store
+from storage import (
+    ENGINES,
+    FORMAT_VERSION,
+    StorageError,
+    engine_of,
+    format_of,
+    holds_data,
+    open_store,
+)
 
 from .config import SETTINGS, Config, ConfigError, read_password_file
 from .pidfile import (
@@ -405,8 +413,16 @@ def _check(data_dir: str, engine: str | None, repair: bool) -> None:
                        f"kept as {r.original}", err=True)
         if not repairs:
             click.echo("nothing to repair", err=True)
+    found = format_of(data_dir)
     try:
         with open_store(data_dir, engine=engine) as store:
-            click.echo(json.dumps(store.stats(), indent=2))
+            figures = store.stats()
+            figures["format"] = FORMAT_VERSION
+            figures["keys_by_database"] = {db: store.count(db)
+                                           for db in range(store.databases()) if store.count(db)}
+            click.echo(json.dumps(figures, indent=2))
     except StorageError as exc:
         _fail(f"check: {exc}")
+    if found is not None and found != FORMAT_VERSION:
+        click.echo(f"format {found} upgraded to {FORMAT_VERSION} in place (nothing rewritten); "
+                   "an older kvd no longer opens this directory", err=True)

@@ -20,6 +20,7 @@ from storage import ENGINES, FSYNC_POLICIES
 from .settings import (
     Choice,
     Integer,
+    MemoryAmount,
     Number,
     Octal,
     Path,
@@ -108,6 +109,30 @@ class Config:
                                   names=("timeout",), mutable=True, apply="timeout")
     databases: int = setting(16, Integer(1, 1 << 20), "Databases clients may SELECT "
                              "(numbered from 0), as Redis's option.", names=("databases",))
+    # Redis's encoding knobs: accepted and shown (CONFIG SET / GET; Redis's own test suite
+    # sets them), read by kvd's small-collection policy as the collections arrive
+    # (docs/data-model.md); no `kvd start` option.
+    hash_max_listpack_entries: int = setting(
+        128, Integer(0), "Fields of a hash kept packed.", option=None, mutable=True,
+        names=("hash-max-listpack-entries", "hash-max-ziplist-entries"))
+    hash_max_listpack_value: int = setting(
+        64, MemoryAmount(), "Bytes of a field of a hash kept packed.", option=None, mutable=True,
+        names=("hash-max-listpack-value", "hash-max-ziplist-value"))
+    list_max_listpack_size: int = setting(
+        -2, Integer(-(1 << 31), (1 << 31) - 1), "Redis's list node size (accepted).",
+        option=None, mutable=True, names=("list-max-listpack-size", "list-max-ziplist-size"))
+    list_compress_depth: int = setting(
+        0, Integer(0, (1 << 31) - 1), "Redis's list compression depth (accepted).",
+        option=None, mutable=True, names=("list-compress-depth",))
+    set_max_intset_entries: int = setting(
+        512, Integer(0), "Members of an integer set kept packed.", option=None, mutable=True,
+        names=("set-max-intset-entries",))
+    zset_max_listpack_entries: int = setting(
+        128, Integer(0), "Members of a sorted set kept packed.", option=None, mutable=True,
+        names=("zset-max-listpack-entries", "zset-max-ziplist-entries"))
+    zset_max_listpack_value: int = setting(
+        64, MemoryAmount(), "Bytes of a member of a sorted set kept packed.", option=None,
+        mutable=True, names=("zset-max-listpack-value", "zset-max-ziplist-value"))
     max_key_size: int = setting(1 * MIB, Integer(1), "Largest key in bytes.",
                                 names=("kvd-max-key-size",))
     max_value_size: int = setting(64 * MIB, Integer(1, 2**31 - 1), "Largest value in bytes.",

@@ -15,6 +15,7 @@ the option and for CONFIG SET alike.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,28 @@ class Integer(Kind):
         if not self.low <= value <= self.high:
             raise Refused(f"argument must be between {self.low} and {self.high} inclusive")
         return value
+
+
+@dataclass(frozen=True)
+class MemoryAmount(Kind):
+    """A byte count as Redis's memtoull reads it: digits and an optional unit (k, kb, m,
+    mb, g, gb: 1000 or 1024 based, any case)."""
+
+    low: int = 0
+    high: int = LONG_MAX
+
+    def parse(self, text: bytes) -> int:
+        match = re.fullmatch(rb"(\d+)(k|kb|m|mb|g|gb)?", text.lower())
+        if match is None:
+            raise Refused("argument must be a memory value")
+        value = int(match.group(1)) * _UNITS[match.group(2) or b""]
+        if not self.low <= value <= self.high:
+            raise Refused(f"argument must be between {self.low} and {self.high} inclusive")
+        return value
+
+
+_UNITS = {b"": 1, b"k": 1000, b"kb": 1024, b"m": 1000**2, b"mb": 1024**2, b"g": 1000**3,
+          b"gb": 1024**3}
 
 
 @dataclass(frozen=True)

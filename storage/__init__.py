@@ -40,7 +40,7 @@ from .errors import (
     StorageError,
 )
 from .interface import CompactionJob, Store
-from .layout import engine_of, holds_data
+from .layout import FORMAT_VERSION, engine_of, format_of, holds_data
 from .logstore import DEFAULT_SEGMENT_SIZE, FSYNC_POLICIES, LogStore
 
 if TYPE_CHECKING:
@@ -53,7 +53,8 @@ if TYPE_CHECKING:
         return log, sqlite  # mypy checks each engine against the protocol here
 
 __all__ = [
-    "ENGINES", "FSYNC_POLICIES", "DEFAULT_SEGMENT_SIZE", "open_store", "engine_of", "holds_data",
+    "ENGINES", "FSYNC_POLICIES", "DEFAULT_SEGMENT_SIZE", "FORMAT_VERSION", "open_store",
+    "engine_of", "format_of", "holds_data",
     "Store", "CompactionJob",
     "LogStore", "SqliteStore", "CompactionPlan", "CompactionResult",
     "StorageError", "CorruptionError", "LockedError", "FormatError", "IntegrityError",

@@ -81,6 +81,12 @@ def engine_of(directory: str) -> str | None:
     return None if meta is None else meta.get("engine")
 
 
+def format_of(directory: str) -> int | None:
+    """The format version a data directory's META names, or None."""
+    meta = _read_meta(directory)
+    return None if meta is None else meta.get("format")
+
+
 def holds_data(directory: str) -> bool:
     """Whether `directory` is a data directory: a META, segments or the SQLite file (an
     empty or unrelated directory is not; opening a store there would make it one)."""

@@ -246,15 +246,15 @@ def randomkey(ctx: Context, conn: Connection, args: list) -> bytes:
 
 
 def object_(ctx: Context, conn: Connection, args: list) -> bytes:
-    """OBJECT: kvd keeps every value one way, as its bytes ("raw", one reference), and
-    tracks neither access times nor frequencies."""
+    """OBJECT: the encoding Redis would report for the value (string_encoding), one
+    reference; kvd tracks neither access times nor frequencies."""
     sub = args[1].upper()
     if sub == b"HELP":
         return help_reply("OBJECT", OBJECT_HELP)
     if not ctx.keyspace.exists(args[2]):
         return conn.resp.null
     if sub == b"ENCODING":
-        return bulk(b"raw")
+        return bulk(string_encoding(ctx.keyspace.peek(args[2]) or b""))
     if sub == b"REFCOUNT":
         return ONE
     if sub == b"FREQ":
@@ -262,6 +262,17 @@ def object_(ctx: Context, conn: Connection, args: list) -> bytes:
                      "tracked. Please note that when switching between policies at runtime LRU "
                      "and LFU data will take some time to adjust.")
     return error("ERR kvd does not track access times: OBJECT IDLETIME is not available")
+
+
+def string_encoding(value: bytes) -> bytes:
+    """The encoding Redis reports for a string set as a whole (its tryObjectEncoding): int
+    for a decimal integer as Redis prints it, embstr up to 44 bytes, raw beyond. (A value
+    Redis built with APPEND or SETRANGE would say raw where kvd says embstr.)"""
+    if len(value) <= 20:
+        number = parse_strict_int(value)
+        if number is not None and b"%d" % number == value:
+            return b"int"
+    return b"embstr" if len(value) <= 44 else b"raw"
 
 
 def move(ctx: Context, conn: Connection, args: list) -> bytes:

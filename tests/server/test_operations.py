@@ -4,6 +4,7 @@ after a daemon that died during its shutdown."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -99,3 +100,21 @@ def test_stop_reports_a_daemon_killed_before_its_shutdown_finished(make_daemon):
     out, err = stop.communicate(timeout=40)
     assert stop.returncode == 1, (out, err)
     assert f"PID {kvd.pid} exited without finishing its shutdown" in err
+
+
+def test_kvd_check_reports_the_format_and_the_keys_of_each_database(tmp_path):
+    fixture = os.path.join(os.path.dirname(__file__), "..", "storage", "fixtures",
+                           "format3-log")
+    data_dir = tmp_path / "data"
+    shutil.copytree(fixture, data_dir)
+    os.chmod(data_dir, 0o700)
+    result = run_kvd(["check", "--data-dir", "data"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["format"] == 4 and figures["keys_by_database"] == {"0": 91}
+    assert "format 3 upgraded to 4 in place" in result.stderr
+    with open_store(str(data_dir)) as store:
+        store.put(b"k", b"v", db=5)
+    again = run_kvd(["check", "--data-dir", "data"], cwd=tmp_path)
+    assert json.loads(again.stdout)["keys_by_database"] == {"0": 91, "5": 1}
+    assert "upgraded" not in again.stderr

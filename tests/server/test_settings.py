@@ -9,8 +9,10 @@ import pytest
 
 from server.cli import start
 from server.config import SETTINGS, Config
-from server.settings import REPORTED, Choice, Integer, Number, Text, YesNo
+from server.settings import REPORTED, Choice, Integer, MemoryAmount, Number, Text, YesNo
+from tests.kvd_process import kvd_beside_redis
 from tests.server.test_commands_inprocess import Harness
+from tests.torture.test_differential import RawClient
 
 
 def test_every_config_field_is_a_row_with_a_config_name():
@@ -47,7 +49,7 @@ def _a_valid_value(row) -> bytes:
     kind = row.kind
     if isinstance(kind, YesNo):
         return b"no" if getattr(Config(), row.field) else b"yes"
-    if isinstance(kind, Integer):
+    if isinstance(kind, (Integer, MemoryAmount)):
         return b"%d" % (kind.low + 1)
     if isinstance(kind, Number):
         return b"2.5"
@@ -77,3 +79,31 @@ def test_an_immutable_setting_is_refused_as_redis_refuses_it(tmp_path):
     assert h("CONFIG", "SET", "databases", "4").endswith(b"can't set immutable config\r\n")
     assert h("CONFIG", "SET", "nosuch", "1") == (
         b"-ERR Unknown option or number of arguments for CONFIG SET - 'nosuch'\r\n")
+
+
+ENCODING_KNOBS = [
+    (b"CONFIG", b"SET", b"hash-max-ziplist-entries", b"16"),
+    (b"CONFIG", b"GET", b"hash-max-listpack-entries"),
+    (b"CONFIG", b"SET", b"zset-max-listpack-value", b"1kb"),
+    (b"CONFIG", b"GET", b"zset-max-ziplist-value"),
+    (b"CONFIG", b"SET", b"hash-max-listpack-value", b"-1"),
+    (b"CONFIG", b"SET", b"zset-max-listpack-value", b"x"),
+    (b"CONFIG", b"SET", b"list-max-ziplist-size", b"-1"),
+    (b"CONFIG", b"GET", b"list-max-listpack-size"),
+    (b"CONFIG", b"SET", b"set-max-intset-entries", b"-1"),
+    (b"CONFIG", b"SET", b"list-compress-depth", b"2"),
+    (b"CONFIG", b"GET", b"list-compress-depth"),
+    (b"CONFIG", b"GET", b"databases"),
+]
+
+
+def test_redis_encoding_knobs_are_accepted_as_redis_accepts_them(tmp_path):
+    """Redis's own test suite sets them: CONFIG SET and GET answer byte for byte as Redis
+    7.0 does."""
+    answers = []
+    with kvd_beside_redis(tmp_path, tcp=True) as servers:
+        for server in servers:
+            client = RawClient(("127.0.0.1", server.port), 2)
+            answers.append([client.call(command) for command in ENCODING_KNOBS])
+            client.close()
+    assert answers[0] == answers[1]
