@@ -1,4 +1,5 @@
-"""A Hypothesis state machine: the store against a dict, through reopen and compaction."""
+"""A Hypothesis state machine: the store against a dict per database, through reopen,
+compaction, FLUSHDB and SWAPDB."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ KEYS = st.one_of(
     st.sampled_from([b"", b"a", b"b", b"\x00", b"\xff\xfe", b"key with spaces", b"a" * 300]),
     st.binary(max_size=20),
 )
+DBS = st.integers(min_value=0, max_value=2)
 VALUES = st.one_of(
     st.binary(max_size=64),
     st.sampled_from([b"", b"\x00" * 10, b"\r\n"]),
@@ -39,28 +41,38 @@ class StoreMachine(RuleBasedStateMachine):
     def open(self) -> None:
         self.directory = tempfile.mkdtemp(prefix="kvd-stateful-")
         self.db = open_store(self.directory, engine=self.engine, segment_size=4096)
-        self.model: dict[bytes, bytes] = {}
+        self.models: list[dict[bytes, bytes]] = [{}, {}, {}]  # per database
 
     def teardown(self) -> None:
         self.db.close()
         shutil.rmtree(self.directory, ignore_errors=True)
 
-    @rule(key=KEYS, value=VALUES)
-    def put(self, key: bytes, value: bytes) -> None:
-        self.db.put(key, value)
-        self.model[key] = value
+    @rule(key=KEYS, value=VALUES, db=DBS)
+    def put(self, key: bytes, value: bytes, db: int) -> None:
+        self.db.put(key, value, db=db)
+        self.models[db][key] = value
 
-    @precondition(lambda self: self.model)
+    @precondition(lambda self: self.models[0])
     @rule(data=st.data())
     def delete_existing(self, data) -> None:
-        key = data.draw(st.sampled_from(sorted(self.model)))
+        key = data.draw(st.sampled_from(sorted(self.models[0])))
         assert self.db.delete(key) is True
-        del self.model[key]
+        del self.models[0][key]
 
-    @rule(key=KEYS)
-    def delete_any(self, key: bytes) -> None:
-        assert self.db.delete(key) is (key in self.model)
-        self.model.pop(key, None)
+    @rule(key=KEYS, db=DBS)
+    def delete_any(self, key: bytes, db: int) -> None:
+        assert self.db.delete(key, db=db) is (key in self.models[db])
+        self.models[db].pop(key, None)
+
+    @rule(db=DBS)
+    def flush_db(self, db: int) -> None:
+        self.db.flush_db(db)
+        self.models[db] = {}
+
+    @rule(a=DBS, b=DBS)
+    def swap_dbs(self, a: int, b: int) -> None:
+        self.db.swap_dbs(a, b)
+        self.models[a], self.models[b] = self.models[b], self.models[a]
 
     @rule()
     def flush(self) -> None:
@@ -75,17 +87,19 @@ class StoreMachine(RuleBasedStateMachine):
         self.db.close()
         self.db = open_store(self.directory, engine=self.engine, segment_size=4096)
 
-    @rule(key=KEYS)
-    def get(self, key: bytes) -> None:
-        assert self.db.get(key) == self.model.get(key)
+    @rule(key=KEYS, db=DBS)
+    def get(self, key: bytes, db: int) -> None:
+        assert self.db.get(key, db=db) == self.models[db].get(key)
 
     @invariant()
     def same_keys(self) -> None:
         if hasattr(self, "db"):
-            assert len(self.db) == len(self.model)
-            assert sorted(self.db.keys()) == sorted(self.model)
-            for key, value in self.model.items():
-                assert self.db.get(key) == value
+            assert len(self.db) == sum(map(len, self.models))
+            for db, model in enumerate(self.models):
+                assert self.db.count(db) == len(model)
+                assert sorted(self.db.keys(db=db)) == sorted(model)
+                for key, value in model.items():
+                    assert self.db.get(key, db=db) == value
 
 
 class SqliteStoreMachine(StoreMachine):
