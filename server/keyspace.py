@@ -67,6 +67,7 @@ class Keyspace:
         self.keep_expired = False
         self._sample: list[bytes] = []  # RANDOMKEY's pool, and when it was taken
         self._sample_taken = 0.0
+        self.built_in_place: set[bytes] = set()  # (see put)
 
     def reattach(self) -> None:
         """The database was flushed or swapped: its keys (and deadlines) are others now."""
@@ -74,6 +75,7 @@ class Keyspace:
         self._deadline_of = self.deadlines.snapshot()
         self.scans.clear()
         self._sample = []
+        self.built_in_place = set()
 
     def _touch(self, key: bytes, exists_after: bool) -> None:
         self.watches.touch((self.db, key), exists_after)
@@ -92,6 +94,8 @@ class Keyspace:
     def _drop_expired(self, key: bytes) -> None:
         """Lazy and active expiry alike: the key goes, counted, and its watchers learn."""
         self.store.forget_expired(key, self.db)
+        if self.built_in_place:
+            self.built_in_place.discard(key)
         self.stats.expired_keys += 1
         if self._watched:
             self._touch(key, exists_after=False)
@@ -254,12 +258,18 @@ class Keyspace:
         if len(key) > self.max_key_size or len(value) > self.max_value_size:
             raise CommandError(self._too_large(key, value))
 
-    def put(self, key: bytes, value: bytes, deadline: int = 0) -> None:
+    def put(self, key: bytes, value: bytes, deadline: int = 0, raw: bool = False) -> None:
         """Write `value` with a deadline (Unix ms) or none: like SET, it replaces the
-        key's deadline (a write that keeps it passes `deadline(key)`)."""
+        key's deadline (a write that keeps it passes `deadline(key)`). `raw`: the value
+        was built in place (APPEND, SETRANGE, SETBIT...), which OBJECT ENCODING reports
+        as Redis does, until the key is written whole again (kept in memory only)."""
         if len(key) > self.max_key_size or len(value) > self.max_value_size:
             raise CommandError(self._too_large(key, value))
         self.store.put(key, value, deadline, self.db)
+        if raw:
+            self.built_in_place.add(key)
+        elif self.built_in_place:
+            self.built_in_place.discard(key)
         if self._watched:
             self._touch(key, exists_after=True)
 
@@ -276,6 +286,8 @@ class Keyspace:
                 refusal.items_written = index  # type: ignore[attr-defined]
                 raise refusal
         written = len(pairs)
+        if self.built_in_place:
+            self.built_in_place.difference_update(key for key, _ in pairs)
         try:
             self.store.put_many(pairs, self.db)
         except BaseException as exc:
@@ -299,6 +311,8 @@ class Keyspace:
         if self._deadline_of and self._expired(key):
             return False
         deleted = self.store.delete(key, self.db)
+        if self.built_in_place:
+            self.built_in_place.discard(key)
         if deleted and self._watched:
             self._touch(key, exists_after=False)
         return deleted
@@ -322,6 +336,8 @@ class Keyspace:
         for key, value, *_ in ops:
             self.check_sizes(key, value or b"")
         self.store.write_batch(ops, self.db)
+        if self.built_in_place:
+            self.built_in_place.difference_update(key for key, *_ in ops)
         if self._watched:
             for key, value, *_ in ops:
                 self._touch(key, exists_after=value is not None)

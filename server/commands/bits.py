@@ -78,7 +78,7 @@ def setbit(ctx: Context, conn: Connection, args: list) -> bytes:
     was = value[byte] & mask
     if grown or bool(was) != bool(on):
         value[byte] = (value[byte] & ~mask) | (mask if on else 0)
-        keyspace.put(key, bytes(value), keyspace.deadline(key))
+        keyspace.put(key, bytes(value), keyspace.deadline(key), raw=True)
     return ONE if was else ZERO
 
 
@@ -203,7 +203,7 @@ def bitop(ctx: Context, conn: Connection, args: list) -> bytes:
         result = ~numbers[0] & ((1 << (8 * size)) - 1)
     else:
         result = reduce(_BITOPS[name] or and_, numbers)  # (NOT is not reduced)
-    keyspace.put(args[2], result.to_bytes(size, "big"))
+    keyspace.put(args[2], result.to_bytes(size, "big"), raw=True)
     return integer(size)
 
 
@@ -319,7 +319,7 @@ def bitfield(ctx: Context, conn: Connection, args: list) -> bytes:
         _write_bits(value, op.offset, op.width, stored)
         replies.append(integer(stored if op.kind == b"incrby" else current))
     if old is None or bytes(value) != old:
-        keyspace.put(key, bytes(value), keyspace.deadline(key))
+        keyspace.put(key, bytes(value), keyspace.deadline(key), raw=True)
     return array(replies)
 
 

@@ -254,6 +254,8 @@ def object_(ctx: Context, conn: Connection, args: list) -> bytes:
     if not ctx.keyspace.exists(args[2]):
         return conn.resp.null
     if sub == b"ENCODING":
+        if args[2] in ctx.keyspace.built_in_place:
+            return bulk(b"raw")
         return bulk(string_encoding(ctx.keyspace.peek(args[2]) or b""))
     if sub == b"REFCOUNT":
         return ONE
@@ -266,8 +268,8 @@ def object_(ctx: Context, conn: Connection, args: list) -> bytes:
 
 def string_encoding(value: bytes) -> bytes:
     """The encoding Redis reports for a string set as a whole (its tryObjectEncoding): int
-    for a decimal integer as Redis prints it, embstr up to 44 bytes, raw beyond. (A value
-    Redis built with APPEND or SETRANGE would say raw where kvd says embstr.)"""
+    for a decimal integer as Redis prints it, embstr up to 44 bytes, raw beyond. A value
+    built in place (APPEND, SETRANGE, SETBIT...) is raw, as Redis's (keyspace.put)."""
     if len(value) <= 20:
         number = parse_strict_int(value)
         if number is not None and b"%d" % number == value:

@@ -202,8 +202,9 @@ def msetnx(ctx: Context, conn: Connection, args: list) -> bytes:
 
 def append(ctx: Context, conn: Connection, args: list) -> bytes:
     key = args[1]
-    value = (ctx.keyspace.peek(key) or b"") + args[2]
-    ctx.keyspace.put(key, value, ctx.keyspace.deadline(key))
+    old = ctx.keyspace.peek(key)
+    value = (old or b"") + args[2]
+    ctx.keyspace.put(key, value, ctx.keyspace.deadline(key), raw=old is not None)
     return integer(len(value))
 
 
@@ -301,7 +302,7 @@ def setrange(ctx: Context, conn: Connection, args: list) -> bytes:
         return TOO_LONG
     old = old or b""
     value = old[:offset].ljust(offset, b"\0") + patch + old[offset + len(patch):]
-    keyspace.put(key, value, keyspace.deadline(key))
+    keyspace.put(key, value, keyspace.deadline(key), raw=True)
     return integer(len(value))
 
 

@@ -587,6 +587,12 @@ FIXED.append([
                         b"9223372036854775808", b"1.5", b"x" * 44, b"x" * 45, b"")
       for cmd in ((b"SET", b"e", value), (b"OBJECT", b"ENCODING", b"e"))],
     (b"INCR", b"counter"), (b"OBJECT", b"ENCODING", b"counter"),
+    (b"SETRANGE", b"counter", b"0", b"2"), (b"OBJECT", b"ENCODING", b"counter"),
+    (b"INCR", b"counter"), (b"OBJECT", b"ENCODING", b"counter"),
+    (b"APPEND", b"new", b"12"), (b"OBJECT", b"ENCODING", b"new"),
+    (b"APPEND", b"new", b"3"), (b"OBJECT", b"ENCODING", b"new"),
+    (b"SETBIT", b"bits", b"7", b"1"), (b"OBJECT", b"ENCODING", b"bits"),
+    (b"SET", b"bits", b"5"), (b"OBJECT", b"ENCODING", b"bits"),
     (b"SET", b"a", b"1"), (b"MOVE", b"a", b"3"), (b"SELECT", b"3"), (b"GET", b"a"),
     (b"DBSIZE",), (b"SWAPDB", b"3", b"0"), (b"DBSIZE",), (b"SELECT", b"0"), (b"GET", b"a"),
     (b"COPY", b"a", b"b", b"DB", b"5"), (b"SELECT", b"5"), (b"GET", b"b"), (b"FLUSHDB",),
