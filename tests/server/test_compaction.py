@@ -336,3 +336,37 @@ def test_the_auto_policy_backs_off_after_failures():
     assert policy.failed(20, now=30.0) == 3600.0
     policy.succeeded()
     assert policy.due(garbage, now=40.0)
+
+
+@pytest.mark.slow
+def test_flushdb_and_swapdb_while_a_child_compacts_hold_after_restart(make_daemon):
+    """The child copies the databases as they were at the fork; FLUSHDB and SWAPDB made
+    meanwhile (map records after its output) must still hold when it is applied, and
+    after a restart that replays its output and then them."""
+    kvd = make_daemon(SEGMENT)
+    clients = [redis.from_url(f"unix://{kvd.socket}?db={db}", socket_timeout=20)
+               for db in range(3)]
+    expected = [fill_with_garbage(clients[0], keys=1500, rounds=4)]
+    for db in (1, 2):
+        clients[db].mset({b"in-%d:%d" % (db, i): b"%d" % i for i in range(500)})
+    child = stopped_child(kvd)
+    clients[1].flushdb()
+    clients[0].swapdb(0, 2)  # database 0's keys are now in 2, database 2's in 0
+    clients[1].set(b"after-flush", b"1")
+    os.kill(child, signal.SIGCONT)
+    wait_for(lambda: not persistence(kvd)["compaction_in_progress"], what="the compaction")
+    assert persistence(kvd)["last_compaction_status"] == "ok"
+
+    def as_expected() -> None:
+        assert clients[1].keys() == [b"after-flush"]
+        assert clients[0].dbsize() == 500 and clients[0].get(b"in-2:7") == b"7"
+        check(clients[2], expected[0])
+
+    as_expected()
+    kvd.stop()
+    kvd.start()
+    clients = [redis.from_url(f"unix://{kvd.socket}?db={db}", socket_timeout=20)
+               for db in range(3)]
+    as_expected()
+    for client in clients:
+        client.close()
