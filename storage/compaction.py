@@ -237,7 +237,7 @@ def run(plan: CompactionPlan, progress: Progress | None = None) -> CompactionOut
                 if deadline != expires:  # changed since by EXPIRE or PERSIST: carry it over
                     value = record.intact_value(raw)
                     assert value is not None  # (checked just above)
-                    raw = record.encode(key, value, 0, deadline, slot=slot)
+                    raw = record.encode(key, value, flags, deadline, slot=slot)  # (its type)
                     expires = deadline
                 if current is None or (current.size and
                                        current.size + len(raw) > plan.segment_size):
@@ -416,7 +416,7 @@ def repoint_steps(spaces: Mapping[int, Any], directory: str, manifest: dict,
                 for row in itertools.islice(rows, batch):
                     count += 1
                     space = spaces.get(row[5] if len(row) > 5 else 0)
-                    if space is None or row[3]:  # a flushed database's, or the map
+                    if space is None or row[3] & record.MAP:  # a flushed database's, the map
                         continue
                     key_directory = space.keydir
                     key = row[0]

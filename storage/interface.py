@@ -58,7 +58,13 @@ class Store(Protocol):
 
     def get(self, key: bytes, db: int = 0) -> bytes | None: ...
 
-    def put(self, key: bytes, value: bytes, expires_at_ms: int = 0, db: int = 0) -> None: ...
+    def put(self, key: bytes, value: bytes, expires_at_ms: int = 0, db: int = 0,
+            kind: int = 0) -> None:
+        """`kind`: the value's type, 0 a string, 1-4 another type packed whole by the
+        caller (hash, list, set, sorted set); kept with the record and in memory."""
+
+    def type_of(self, key: bytes, db: int = 0) -> int:
+        """The type of `key`'s value (0: a string, or no such key); no disk access."""
 
     def put_many(self, pairs: Sequence[tuple[bytes, bytes]], db: int = 0) -> None:
         """put() of each pair without a deadline, in order (not one batch); on an error

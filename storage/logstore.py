@@ -214,7 +214,7 @@ class LogStore:
         base = segment_id << 64
         largest = self.largest_value
         current = -1  # the slot whose directory is in the locals below
-        space = keydir = deadlines = any_deadline = None
+        space = keydir = deadlines = any_deadline = types = None
         live = 0
         for row in rows:
             if len(row) == 5:  # a record of slot 0 (all of them before format 4)
@@ -238,24 +238,30 @@ class LogStore:
                 current = slot
                 if space is None:
                     continue  # a slot no map holds any more: a flushed database
-                keydir, deadlines, any_deadline = (space.keydir, space.deadlines,
-                                                   space.deadline_of)
+                keydir, deadlines, any_deadline, types = (space.keydir, space.deadlines,
+                                                          space.deadline_of, space.types)
             elif space is None:
                 continue
-            assert keydir is not None and deadlines is not None
-            if flags:
+            assert keydir is not None and deadlines is not None and types is not None
+            if flags & ~record.TYPE_BITS:
                 if flags & record.EXPIRY:
                     if key in keydir:
                         deadlines.set(key, expires)
                     continue
                 old = keydir.pop(key, None)  # a tombstone
                 deadlines.discard(key)
-            else:
+                if types:
+                    types.pop(key, None)
+            else:  # a value: a string's (no flags) or another type's
                 old = keydir.get(key)
                 keydir[key] = base | offset << 32 | size
                 live += size
                 if expires or any_deadline:
                     deadlines.set(key, expires)
+                if flags:
+                    types[key] = flags >> record.TYPE_SHIFT
+                elif types:
+                    types.pop(key, None)
             if old is not None:
                 live -= old & MASK32
         if space is not None:
@@ -418,12 +424,16 @@ class LogStore:
         if old is not None:
             space.live -= size_of(old)
         space.deadlines.discard(key)
+        if space.types:
+            space.types.pop(key, None)
 
-    def _write_big(self, key: bytes, value: bytes, expires_at_ms: int, slot: int = 0) -> int:
+    def _write_big(self, key: bytes, value: bytes, expires_at_ms: int, slot: int = 0,
+                   flags: int = 0) -> int:
         """Write one large record straight to the active segment, after what is buffered,
         from the value's own bytes (record.encode_parts); return its location. Not inside
         a write batch: a batch is buffered whole (all or nothing)."""
-        head, value, tail = record.encode_parts(key, value, 0, expires_at_ms, self._stamp, slot)
+        head, value, tail = record.encode_parts(key, value, flags, expires_at_ms, self._stamp,
+                                                slot)
         size = len(head) + len(value) + len(tail)
         if size > self.largest_value:
             self.largest_value = size
@@ -433,13 +443,17 @@ class LogStore:
         self._write_buffer()
         offset = self._written
         self._write_out(head, value, tail)
-        self._active_hints += record.pack((key, offset, size, 0, expires_at_ms, slot)
-                                          if slot else (key, offset, size, 0, expires_at_ms))
+        self._active_hints += record.pack((key, offset, size, flags, expires_at_ms, slot)
+                                          if slot else (key, offset, size, flags, expires_at_ms))
         return self._active_id << 64 | offset << 32 | size
 
     # -- the public interface ----------------------------------------------
 
-    def put(self, key: bytes, value: bytes, expires_at_ms: int = 0, db: int = 0) -> None:
+    def put(self, key: bytes, value: bytes, expires_at_ms: int = 0, db: int = 0,
+            kind: int = 0) -> None:
+        """Write `value` under `key`, with a deadline (absolute Unix ms) or none (0): a
+        put replaces the key's deadline, as Redis's SET does. `kind`: the type of the
+        value (0 a string; 1-4 another type, packed whole by the caller)."""
         """Write `value` under `key`, with a deadline (absolute Unix ms) or none (0): a
         put replaces the key's deadline, as Redis's SET does."""
         if self._closed or type(key) is not bytes or type(value) is not bytes:
@@ -450,12 +464,17 @@ class LogStore:
         if not self._buffer:  # the first write of a flush reads the clock for the rest
             self._stamp = time.time_ns() // 1_000_000
         slot, space = self._writable(db)
+        flags = record.typed_flags(kind)
         if len(value) >= BIG_RECORD and self._batch_start is None:
-            location = self._write_big(key, value, expires_at_ms, slot)
+            location = self._write_big(key, value, expires_at_ms, slot, flags)
         else:
-            location = self._append(key, record.encode(key, value, 0, expires_at_ms,
+            location = self._append(key, record.encode(key, value, flags, expires_at_ms,
                                                        self._stamp, slot),
-                                    0, expires_at_ms, slot)
+                                    flags, expires_at_ms, slot)
+        if kind:
+            space.types[key] = kind
+        elif space.types:
+            space.types.pop(key, None)
         keydir = space.keydir
         old = keydir.get(key)
         keydir[key] = location
@@ -473,6 +492,9 @@ class LogStore:
         if not self._buffer:
             self._stamp = time.time_ns() // 1_000_000
         slot, space = self._writable(db)
+        if space.types:  # strings now, whatever they were
+            for key, _ in pairs:
+                space.types.pop(key, None)
         stamp, keydir, deadlines = self._stamp, space.keydir, space.deadlines
         any_deadline = space.deadline_of  # a dict: empty while no key has a deadline
         buffer, hints, frame, pack = self._buffer, self._active_hints, record.frame, record.pack
@@ -600,6 +622,8 @@ class LogStore:
         del space.keydir[key]
         space.live -= size_of(old)
         space.deadlines.discard(key)
+        if space.types:
+            space.types.pop(key, None)
         return True
 
     def expire(self, key: bytes, expires_at_ms: int, db: int = 0) -> bool:
@@ -672,6 +696,11 @@ class LogStore:
             raise ValueError("database must be 0 or more")
         self._slots.swap(a, b)
         self._append_map()
+
+    def type_of(self, key: bytes, db: int = 0) -> int:
+        """The type of `key`'s value: 0 a string (or no such key), 1-4 another type."""
+        space = self._slots.find(db)
+        return space.types.get(key, 0) if space is not None else 0
 
     def count(self, db: int = 0) -> int:
         """How many keys database `db` holds."""

@@ -20,6 +20,10 @@ big-endian:
 * `expires_at_ms`: the key's deadline, an absolute Unix time in milliseconds;
   0 = never. In a batch marker: the byte length of the batch that follows it.
 * `key`, `value`: msgpack bin, any bytes including empty.
+* flags bit 4 (format 4): the value is of another type than string (a hash, a list, a
+  set, a sorted set), packed whole by the server; bits 5-7 say which (1-4). Such a record
+  is replayed, compacted and expired as a string's is; the key directory remembers the
+  type of every such key, so that reading its type needs no disk access.
 * `slot` (format 4): the storage slot of the key's database; left out for slot 0,
   so a format-3 record is a format-4 record of slot 0 and a format-3 data directory
   opens with nothing rewritten.
@@ -86,6 +90,14 @@ TOMBSTONE = 0x01
 BATCH = 0x02
 EXPIRY = 0x04
 MAP = 0x08  # the databases' map (format 4; docs/data-model.md)
+TYPED = 0x10  # a value of another type than string, packed whole (format 4)
+TYPE_SHIFT = 5  # ...its type: flags >> TYPE_SHIFT (1 hash, 2 list, 3 set, 4 sorted set)
+TYPE_BITS = TYPED | 0x07 << TYPE_SHIFT
+
+
+def typed_flags(kind: int) -> int:
+    """The flags of a value record of type `kind` (0: a string, no flags)."""
+    return TYPED | kind << TYPE_SHIFT if kind else 0
 
 #: The largest value the format is asked to carry; `length` is 32 bits and the
 #: key directory packs a record's size into 32 bits as well.

@@ -15,10 +15,11 @@ from .deadlines import Deadlines
 class Slot:
     """One slot's keys in memory: the key directory, the deadlines, the live bytes."""
 
-    __slots__ = ("keydir", "deadlines", "deadline_of", "live")
+    __slots__ = ("keydir", "deadlines", "deadline_of", "live", "types")
 
     def __init__(self) -> None:
         self.keydir: dict[bytes, int] = {}  # key -> packed location (keydir.py)
+        self.types: dict[bytes, int] = {}  # the type of each key that is not a string
         self.deadlines = Deadlines()  # the keys with a deadline (deadlines.py)
         self.deadline_of = self.deadlines.snapshot()  # its dict: a test without a call
         self.live = 0  # bytes of the records the key directory points at

@@ -136,9 +136,13 @@ class SqliteStore:
             table = _table(slot)
             if table not in self._db.table_names():
                 continue
+            if "kind" not in self._db.table(table).columns_dict:  # a table from format 3
+                self._execute(f"ALTER TABLE {table} ADD COLUMN kind INTEGER NOT NULL DEFAULT 0")
             rows = self._execute(f"SELECT key, expires_at FROM {table} WHERE expires_at > 0")
             for key, deadline in rows:
                 space.deadlines.set(bytes(key), deadline)
+            for key, kind in self._execute(f"SELECT key, kind FROM {table} WHERE kind != 0"):
+                space.types[bytes(key)] = kind
             for key in space.deadlines.due(now, len(space.deadlines)):
                 self.forget_expired(key, db)
         self.flush()
@@ -175,7 +179,8 @@ class SqliteStore:
             table = _table(slot)
             if table not in names:
                 self._execute(f"CREATE TABLE {table} (key BLOB PRIMARY KEY NOT NULL, "
-                              "value BLOB NOT NULL, expires_at INTEGER NOT NULL DEFAULT 0)")
+                              "value BLOB NOT NULL, expires_at INTEGER NOT NULL DEFAULT 0, "
+                              "kind INTEGER NOT NULL DEFAULT 0)")
                 self._execute(f"CREATE INDEX {table}_expires_at ON {table} (expires_at) "
                               "WHERE expires_at > 0")
         retired = [name for name in names if (name == "kv" or name.startswith("kv_"))
@@ -188,15 +193,20 @@ class SqliteStore:
             self._conn.execute("BEGIN")
             self._in_transaction = True
 
-    def put(self, key: bytes, value: bytes, expires_at_ms: int = 0, db: int = 0) -> None:
+    def put(self, key: bytes, value: bytes, expires_at_ms: int = 0, db: int = 0,
+            kind: int = 0) -> None:
         self._check_open()
         key, value = checked_pair(key, value)
         self._begin()
         table, space = self._writable(db)
-        self._execute(f"INSERT OR REPLACE INTO {table} (key, value, expires_at) VALUES (?, ?, ?)",
-                      (key, value, expires_at_ms))
+        self._execute(f"INSERT OR REPLACE INTO {table} (key, value, expires_at, kind) "
+                      "VALUES (?, ?, ?, ?)", (key, value, expires_at_ms, kind))
         if expires_at_ms or len(space.deadlines):
             space.deadlines.set(key, expires_at_ms)
+        if kind:
+            space.types[key] = kind
+        elif space.types:
+            space.types.pop(key, None)
 
     def put_many(self, pairs: Sequence[tuple[bytes, bytes]], db: int = 0) -> None:
         """put() each `(key, value)` without a deadline, in order; on an error the
@@ -226,7 +236,9 @@ class SqliteStore:
         if table is None:
             return False
         self._begin()
-        self._slots.space(db).deadlines.discard(key)
+        space = self._slots.space(db)
+        space.deadlines.discard(key)
+        space.types.pop(key, None)
         return self._execute(f"DELETE FROM {table} WHERE key = ?", (key,)).rowcount > 0
 
     def expire(self, key: bytes, expires_at_ms: int, db: int = 0) -> bool:
@@ -254,7 +266,9 @@ class SqliteStore:
             return
         self._begin()
         self._execute(f"DELETE FROM {table} WHERE key = ?", (key,))
-        self._slots.space(db).deadlines.discard(key)
+        space = self._slots.space(db)
+        space.deadlines.discard(key)
+        space.types.pop(key, None)
 
     @property
     def deadlines(self) -> Deadlines:
@@ -297,6 +311,10 @@ class SqliteStore:
         self._begin()
         self._slots.swap(a, b)
         self._write_map()
+
+    def type_of(self, key: bytes, db: int = 0) -> int:
+        space = self._slots.find(db)
+        return space.types.get(key, 0) if space is not None else 0
 
     def count(self, db: int = 0) -> int:
         self._check_open()

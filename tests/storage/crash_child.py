@@ -55,7 +55,8 @@ def workload(seed: int, count: int, now_ms: int) -> list[tuple]:
         key = rng.choice(KEYS)
         if roll < 0.56:
             value = b"%d:" % i + bytes([rng.randrange(256)]) * rng.randrange(0, 300)
-            ops.append(("put", key, value, deadline(rng, now_ms)))
+            kind = 1 if rng.random() < 0.2 else 0  # a packed hash, say: its type must last
+            ops.append(("put", key, value, deadline(rng, now_ms), kind))
         elif roll < 0.62:
             ops.append(("expire", key, deadline(rng, now_ms)))
         elif roll < 0.82:
@@ -112,7 +113,7 @@ def main() -> None:
     now_ms = int(os.environ["KVD_CRASH_NOW_MS"])
     for n, op in enumerate(workload(seed, count, now_ms), start=1):
         if op[0] == "put":
-            db.put(op[1][1], op[2], op[3], db=op[1][0])
+            db.put(op[1][1], op[2], op[3], db=op[1][0], kind=op[4])
         elif op[0] == "expire":
             db.expire(op[1][1], op[2], db=op[1][0])
         elif op[0] == "delete":

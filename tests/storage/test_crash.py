@@ -42,7 +42,8 @@ def start_child(data_dir: str, engine: str, seed: int, ops: int, kill_at: int | 
                             env={**os.environ, "KVD_CRASH_NOW_MS": str(NOW_MS)})
 
 
-State = tuple  # (value, deadline in Unix ms or 0), or None for an absent key
+# ((value, type), deadline in Unix ms or 0), or None for an absent key
+State = tuple
 
 
 def allowed_states(ops: list[tuple], acked: int, initial: dict) -> dict[bytes, set]:
@@ -79,13 +80,13 @@ def _whole_database(op: tuple, possible: dict[tuple, set], acked: bool) -> None:
 def _writes(op: tuple, before: State) -> list[tuple[tuple, State]]:
     """(key, state after) of each write an operation makes."""
     if op[0] == "put":
-        return [(op[1], (op[2], op[3]))]
+        return [(op[1], ((op[2], op[4]), op[3]))]
     if op[0] == "delete":
         return [(op[1], None)]
     if op[0] == "expire":
         return [(op[1], None if before is None else (before[0], op[2]))]
     if op[0] == "batch":
-        return [(key, None if value is None else (value, 0)) for key, value in op[1]]
+        return [(key, None if value is None else ((value, 0), 0)) for key, value in op[1]]
     return []
 
 
@@ -111,6 +112,12 @@ def visible(state: State, opened_ms: int, read_ms: int) -> set:
     return {value}
 
 
+def read(db, key: tuple) -> tuple | None:
+    """(value, type) of (database, key), or None."""
+    value = db.get(key[1], db=key[0])
+    return None if value is None else (value, db.type_of(key[1], db=key[0]))
+
+
 def check_store(
     data_dir: str, engine: str, ops: list[tuple], acked: int, initial: dict | None = None
 ) -> dict:
@@ -122,12 +129,12 @@ def check_store(
     allowed = allowed_states(ops, acked, initial or {})
     opened_ms = time.time_ns() // 1_000_000
     with open_store(data_dir, engine=engine, segment_size=SEGMENT_SIZE) as db:
-        held = {key: db.get(key[1], db=key[0]) for key in ALL_KEYS}
+        held = {key: read(db, key) for key in ALL_KEYS}
         read_ms = time.time_ns() // 1_000_000
         for key, value in held.items():
             may = set().union(*(visible(s, opened_ms, read_ms) for s in allowed[key]))
             assert value in may, (
-                f"{key!r} holds {value!r:.40}, allowed {[v if v is None else v[:12] for v in may]}"
+                f"{key!r} holds {str(value):.40}, allowed {[str(v)[:20] for v in may]}"
             )
         for number in range(DATABASES):
             first, last = (held[(number, key)] for _, key in BATCH_KEYS)
@@ -140,7 +147,7 @@ def check_store(
     with open_store(data_dir, engine=engine, segment_size=SEGMENT_SIZE) as db:
         assert db.get(b"after-crash") == b"x" * 100
         now = time.time_ns() // 1_000_000
-        assert {k: db.get(k[1], db=k[0])
+        assert {k: read(db, k)
                 for k in ALL_KEYS if k in states and not 0 < states[k][1] <= now} \
             == {k: v for k, (v, d) in states.items() if not 0 < d <= now}
         db.delete(b"after-crash")
