@@ -35,6 +35,12 @@ if TYPE_CHECKING:
     from storage import Store
 
 
+WRONGTYPE = error("WRONGTYPE Operation against a key holding the wrong kind of value")
+# The types of values (storage's `kind`); 0 is a string.
+STRING, HASH, LIST, SET, ZSET = 0, 1, 2, 3, 4
+TYPE_NAMES = {STRING: "string", HASH: "hash", LIST: "list", SET: "set", ZSET: "zset"}
+
+
 def now_ms() -> int:
     """Wall-clock Unix time in milliseconds: what deadlines are measured in."""
     return time.time_ns() // 1_000_000
@@ -59,6 +65,7 @@ class Keyspace:
             store.get if not db else functools.partial(store.get, db=db))
         self.deadlines = store.deadlines_of(db)
         self._deadline_of = self.deadlines.snapshot()  # the dict itself: a cheap test
+        self._types = store.types_of(db)  # non-string key -> type: empty, all strings
         # While a script runs, lookups expire keys by the time it began (Redis's script
         # time snapshot): a key the script saw does not vanish half-way through it.
         self.frozen_ms = 0
@@ -73,6 +80,7 @@ class Keyspace:
         """The database was flushed or swapped: its keys (and deadlines) are others now."""
         self.deadlines = self.store.deadlines_of(self.db)
         self._deadline_of = self.deadlines.snapshot()
+        self._types = self.store.types_of(self.db)
         self.scans.clear()
         self._sample = []
         self.built_in_place = set()
@@ -133,22 +141,48 @@ class Keyspace:
 
     # -- reads ------------------------------------------------------------------
 
+    def type_of(self, key: bytes) -> int:
+        """The type of an existing key's value (0 a string; also for no such key)."""
+        return self.store.type_of(key, self.db)
+
+    def _check_string(self, key: bytes) -> None:
+        """Redis's checkType for string commands: a key of another type is WRONGTYPE."""
+        if self.store.type_of(key, self.db):
+            raise CommandError(WRONGTYPE)
+
     def read(self, key: bytes) -> bytes | None:
-        """The value of `key` for a read command, counted as a hit or a miss."""
+        """The value of `key` for a read command, counted as a hit or a miss; WRONGTYPE
+        for a key that is not a string."""
         value = self._get(key)
         if value is not None and self._deadline_of and self._expired(key):
             value = None
         if value is None:
             self.stats.keyspace_misses += 1
         else:
-            self.stats.keyspace_hits += 1
+            self.stats.keyspace_hits += 1  # (a hit even if of another type, as Redis)
+            if self._types:
+                self._check_string(key)
         return value
 
-    def read_many(self, keys: Sequence[bytes], budget: int = 1 << 62) -> list[bytes | None]:
+    def read_many(self, keys: Sequence[bytes], budget: int = 1 << 62,
+                  others_as_none: bool = False) -> list[bytes | None]:
         """read() each key in order (MGET), or for a run of GETs whose replies may take
         `budget` bytes: values are read while their replies (the value and 16 bytes) fit,
         at least one, so fewer may come back. (While no value the store holds could
-        overrun it, they are all read in one go.)"""
+        overrun it, they are all read in one go.) A key of another type than string is
+        WRONGTYPE, or None with `others_as_none` (MGET)."""
+        types = self._types
+        if types and any(key in types for key in keys):
+            if not others_as_none:
+                raise CommandError(WRONGTYPE)
+            values: list[bytes | None] = []
+            for key in keys:
+                if key in types and key in self:  # there, of another type: a hit, as Redis
+                    self.stats.keyspace_hits += 1
+                    values.append(None)
+                else:
+                    values.append(self.read(key))
+            return values
         get = self._get
         if self._deadline_of:
             if self.keep_expired:  # CLIENT PAUSE: expired keys stay, read as missing
@@ -191,10 +225,29 @@ class Keyspace:
         return False
 
     def peek(self, key: bytes) -> bytes | None:
-        """The value of `key` for a command about to write it: not counted."""
+        """The value of `key` for a string command about to write it: not counted;
+        WRONGTYPE for a key of another type."""
         if self._deadline_of and self._expired(key):
             return None
-        return self._get(key)
+        value = self._get(key)
+        if value is not None and self._types:
+            self._check_string(key)
+        return value
+
+    def read_any(self, key: bytes, counted: bool = True) -> tuple[bytes, int] | None:
+        """The value of `key` whatever its type, and the type (COPY, RENAME, MOVE, and the
+        commands of each type, which check the type themselves)."""
+        value = self._get(key)
+        if value is not None and self._deadline_of and self._expired(key):
+            value = None
+        if counted:
+            if value is None:
+                self.stats.keyspace_misses += 1
+            else:
+                self.stats.keyspace_hits += 1
+        if value is None:
+            return None
+        return value, (self.store.type_of(key, self.db) if self._types else STRING)
 
     def __contains__(self, key: bytes) -> bool:
         if not self.store.contains(key, self.db):
@@ -258,14 +311,15 @@ class Keyspace:
         if len(key) > self.max_key_size or len(value) > self.max_value_size:
             raise CommandError(self._too_large(key, value))
 
-    def put(self, key: bytes, value: bytes, deadline: int = 0, raw: bool = False) -> None:
+    def put(self, key: bytes, value: bytes, deadline: int = 0, raw: bool = False,
+            kind: int = STRING) -> None:
         """Write `value` with a deadline (Unix ms) or none: like SET, it replaces the
         key's deadline (a write that keeps it passes `deadline(key)`). `raw`: the value
         was built in place (APPEND, SETRANGE, SETBIT...), which OBJECT ENCODING reports
         as Redis does, until the key is written whole again (kept in memory only)."""
         if len(key) > self.max_key_size or len(value) > self.max_value_size:
             raise CommandError(self._too_large(key, value))
-        self.store.put(key, value, deadline, self.db)
+        self.store.put(key, value, deadline, self.db, kind)
         if raw:
             self.built_in_place.add(key)
         elif self.built_in_place:
@@ -343,10 +397,17 @@ class Keyspace:
                 self._touch(key, exists_after=value is not None)
 
     def rename(self, source: bytes, target: bytes) -> None:
-        """Move an existing key's value and deadline to `target` (replacing it), as one
-        batch: after a crash either both names are as before or both as after."""
-        value = self._get(source)
-        self.write_batch([(target, value, self.deadline(source)), (source, None)])
+        """Move an existing key's value, type and deadline to `target` (replacing it), as
+        one batch: after a crash either both names are as before or both as after."""
+        found = self.read_any(source, counted=False)
+        if found is None:
+            return
+        self.begin_batch()
+        try:
+            self.put(target, found[0], self.deadline(source), kind=found[1])
+            self.delete(source)
+        finally:
+            self.end_batch()
 
     def flush(self) -> None:
         """FLUSHDB: one small write whatever the database holds (docs/data-model.md)."""
@@ -371,13 +432,13 @@ class Keyspace:
     def move_to(self, other: Keyspace, key: bytes) -> None:
         """MOVE: the key's value and deadline go to database `other` (where it must not
         exist), as one batch."""
-        value = self._get(key)
-        if value is None:
+        found = self.read_any(key, counted=False)
+        if found is None:
             return
         deadline = self.deadline(key)
         self.begin_batch()
         try:
-            other.put(key, value, deadline)
+            other.put(key, found[0], deadline, kind=found[1])
             self.delete(key)
         finally:
             self.end_batch()

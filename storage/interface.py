@@ -63,6 +63,10 @@ class Store(Protocol):
         """`kind`: the value's type, 0 a string, 1-4 another type packed whole by the
         caller (hash, list, set, sorted set); kept with the record and in memory."""
 
+    def types_of(self, db: int) -> dict[bytes, int]:
+        """Database `db`'s non-string keys and their types (read only; replaced by a flush
+        or swap of the database)."""
+
     def type_of(self, key: bytes, db: int = 0) -> int:
         """The type of `key`'s value (0: a string, or no such key); no disk access."""
 

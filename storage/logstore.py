@@ -697,6 +697,12 @@ class LogStore:
         self._slots.swap(a, b)
         self._append_map()
 
+    def types_of(self, db: int) -> dict[bytes, int]:
+        """Database `db`'s non-string keys and their types (the store's own dict, to read;
+        another one after a flush or swap of the database)."""
+        space = self._slots.find(db)
+        return space.types if space is not None else {}
+
     def type_of(self, key: bytes, db: int = 0) -> int:
         """The type of `key`'s value: 0 a string (or no such key), 1-4 another type."""
         space = self._slots.find(db)

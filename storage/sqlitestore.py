@@ -312,6 +312,12 @@ class SqliteStore:
         self._slots.swap(a, b)
         self._write_map()
 
+    def types_of(self, db: int) -> dict[bytes, int]:
+        """Database `db`'s non-string keys and their types (the store's own dict, to read;
+        another one after a flush or swap of the database)."""
+        space = self._slots.find(db)
+        return space.types if space is not None else {}
+
     def type_of(self, key: bytes, db: int = 0) -> int:
         space = self._slots.find(db)
         return space.types.get(key, 0) if space is not None else 0

@@ -2,10 +2,11 @@
 
     strings.py     GET SET GETSET GETDEL MGET MSET APPEND STRLEN INCR...   (t_string.c)
     bits.py        SETBIT GETBIT BITCOUNT BITPOS BITOP BITFIELD            (bitops.c)
+    hashes.py      HSET HGET HMGET HGETALL HDEL HINCRBY HSCAN...           (t_hash.c)
     keys.py        DEL EXISTS KEYS SCAN DBSIZE TYPE TTL RENAME COPY...    (db.c, expire.c)
     dump.py        DUMP RESTORE MIGRATE                                    (cluster.c)
     connection.py  PING ECHO SELECT QUIT AUTH HELLO CLIENT
-    admin.py       INFO CONFIG COMPACT SHUTDOWN DEBUG TIME LASTSAVE WAIT MONITOR SLOWLOG
+    admin.py       INFO CONFIG COMPACT SHUTDOWN DEBUG TIME LASTSAVE WAIT MONITOR SLOWLOG MEMORY
     transactions.py MULTI EXEC DISCARD WATCH UNWATCH                        (multi.c)
     scripting.py   EVAL EVALSHA EVAL_RO EVALSHA_RO SCRIPT                  (eval.c)
     introspection.py COMMAND (INFO, DOCS from redis_commands.json)
@@ -27,7 +28,18 @@ lives in introspection.py.
 from __future__ import annotations
 
 from ..resp import error
-from . import admin, bits, connection, dump, introspection, keys, scripting, strings, transactions
+from . import (
+    admin,
+    bits,
+    connection,
+    dump,
+    hashes,
+    introspection,
+    keys,
+    scripting,
+    strings,
+    transactions,
+)
 from .common import Command, c_string, subcommand_refusal, unknown_subcommand, wrong_arity  # noqa: F401
 from .table import row
 
@@ -48,7 +60,7 @@ def unknown_command(args: list[bytes]) -> bytes:
 
 
 def _table() -> dict[bytes, Command]:
-    rows = [*strings.COMMANDS, *bits.COMMANDS, *keys.COMMANDS, *dump.COMMANDS,
+    rows = [*strings.COMMANDS, *bits.COMMANDS, *hashes.COMMANDS, *keys.COMMANDS, *dump.COMMANDS,
             *connection.COMMANDS, *admin.COMMANDS, *transactions.COMMANDS, *scripting.COMMANDS,
             row("command", introspection.command,
                 subcommands=["count", "docs", "info", "list", "help"])]

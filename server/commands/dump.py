@@ -12,7 +12,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from .. import rdb
-from ..keyspace import now_ms
+from ..keyspace import STRING, TYPE_NAMES, now_ms
 from ..protocol import encode_request, parse_strict_int
 from ..resp import OK, error, status
 from .common import NOT_INTEGER, SYNTAX, keyword
@@ -25,10 +25,16 @@ if TYPE_CHECKING:
 BUSYKEY = error("BUSYKEY Target key name already exists.")
 
 
+NOT_YET = "ERR kvd dumps strings only so far; this key holds a {}"
+
+
 def dump(ctx: Context, conn: Connection, args: list) -> bytes:
-    value = ctx.keyspace.read(args[1])
-    if value is None:
+    found = ctx.keyspace.read_any(args[1])
+    if found is None:
         return conn.resp.null
+    value, kind = found
+    if kind != STRING:
+        return error(NOT_YET.format(TYPE_NAMES[kind]))
     parts = rdb.dump_parts(value)
     return b"".join([b"$%d\r\n" % sum(map(len, parts)), *parts, b"\r\n"])  # one copy
 
@@ -126,7 +132,11 @@ def migrate(ctx: Context, conn: Connection, args: list) -> bytes:
         return NOT_INTEGER
     timeout = timeout if timeout > 0 else 1000
     keyspace = ctx.keyspace
-    found = [(key, value) for key in keys if (value := keyspace.read(key)) is not None]
+    present = [(key, hit) for key in keys if (hit := keyspace.read_any(key)) is not None]
+    for _, (_, kind) in present:
+        if kind != STRING:
+            return error(NOT_YET.format(TYPE_NAMES[kind]))
+    found = [(key, value) for key, (value, _) in present]
     if not found:
         return status("NOKEY")
     restores = []

@@ -3,12 +3,14 @@ TYPE, TTL, FLUSHALL..."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..glob import compile_glob
-from ..keyspace import now_ms
+from ..keyspace import STRING, TYPE_NAMES, now_ms
 from ..protocol import parse_strict_int
 from ..resp import OK, ONE, ZERO, array, bulk, error, integer, status
+from . import hashes
 from .common import (
     DB_OUT_OF_RANGE,
     INT64_MAX,
@@ -27,7 +29,8 @@ if TYPE_CHECKING:
     from ..connection import Connection
     from ..context import Context
 
-STRING, NONE = status("string"), status("none")
+NONE = status("none")
+TYPE_REPLIES = {kind: status(name) for kind, name in TYPE_NAMES.items()}
 NO_SUCH_KEY = error("ERR no such key")
 SAME_OBJECT = error("ERR source and destination objects are the same")
 OBJECT_HELP = [
@@ -70,6 +73,7 @@ def scan(ctx: Context, conn: Connection, args: list) -> bytes:
     if cursor is None or cursor < 0:
         return error("ERR invalid cursor")
     count, match = 10, None
+    kind_match: Callable[[bytes], bool] | None = None
     i = 2
     while i < len(args):
         option = args[i].upper()
@@ -85,11 +89,14 @@ def scan(ctx: Context, conn: Connection, args: list) -> bytes:
         elif option == b"MATCH":
             match = None if args[i + 1] == b"*" else compile_glob(args[i + 1])
         elif option == b"TYPE":
-            if args[i + 1].lower() != b"string":
-                match = _match_nothing
+            kind_match = _type_filter(ctx, TYPE_CODES.get(args[i + 1].lower()))
         else:
             return SYNTAX
         i += 2
+    if kind_match is not None:  # the name first, then the type, as Redis
+        named = match
+        match = kind_match if named is None else (
+            lambda key: named(key) and kind_match(key))
     step = ctx.keyspace.scan(cursor, count, match)
     if step is None:
         return error("ERR invalid cursor (unknown or expired; start again from 0)")
@@ -97,8 +104,17 @@ def scan(ctx: Context, conn: Connection, args: list) -> bytes:
     return array([bulk(b"%d" % next_cursor), conn.resp.bulks(found)])
 
 
-def _match_nothing(key: bytes) -> bool:
-    return False
+def _type_filter(ctx: Context, wanted: int | None) -> Callable[[bytes], bool]:
+    """SCAN's TYPE: Redis looks each key up to see its type, a keyspace hit each."""
+    keyspace = ctx.keyspace
+
+    def of_type(key: bytes) -> bool:
+        keyspace.stats.keyspace_hits += 1
+        return wanted is not None and keyspace.type_of(key) == wanted
+    return of_type
+
+
+TYPE_CODES = {name.encode(): kind for kind, name in TYPE_NAMES.items()}
 
 
 def dbsize(ctx: Context, conn: Connection, args: list) -> bytes:
@@ -106,7 +122,9 @@ def dbsize(ctx: Context, conn: Connection, args: list) -> bytes:
 
 
 def type_(ctx: Context, conn: Connection, args: list) -> bytes:
-    return STRING if ctx.keyspace.exists(args[1]) else NONE
+    if not ctx.keyspace.exists(args[1]):
+        return NONE
+    return TYPE_REPLIES[ctx.keyspace.type_of(args[1])]
 
 
 def ttl(ctx: Context, conn: Connection, args: list) -> bytes:
@@ -226,12 +244,12 @@ def copy(ctx: Context, conn: Connection, args: list) -> bytes:
     keyspace, source, target = ctx.keyspace, args[1], args[2]
     if source == target and destination is keyspace:
         return SAME_OBJECT
-    value = keyspace.read(source)
-    if value is None:
+    found = keyspace.read_any(source)
+    if found is None:
         return ZERO
     if target in destination and not replace:
         return ZERO
-    destination.put(target, value, keyspace.deadline(source))
+    destination.put(target, found[0], keyspace.deadline(source), kind=found[1])
     return ONE
 
 
@@ -254,9 +272,14 @@ def object_(ctx: Context, conn: Connection, args: list) -> bytes:
     if not ctx.keyspace.exists(args[2]):
         return conn.resp.null
     if sub == b"ENCODING":
+        found = ctx.keyspace.read_any(args[2], counted=False)
+        if found is None:
+            return conn.resp.null
+        if found[1] != STRING:
+            return bulk(collection_encoding(ctx, found))
         if args[2] in ctx.keyspace.built_in_place:
             return bulk(b"raw")
-        return bulk(string_encoding(ctx.keyspace.peek(args[2]) or b""))
+        return bulk(string_encoding(found[0]))
     if sub == b"REFCOUNT":
         return ONE
     if sub == b"FREQ":
@@ -264,6 +287,11 @@ def object_(ctx: Context, conn: Connection, args: list) -> bytes:
                      "tracked. Please note that when switching between policies at runtime LRU "
                      "and LFU data will take some time to adjust.")
     return error("ERR kvd does not track access times: OBJECT IDLETIME is not available")
+
+
+def collection_encoding(ctx: Context, found: tuple[bytes, int]) -> bytes:
+    """OBJECT ENCODING of a value of another type than string."""
+    return hashes.encoding(found[0])
 
 
 def string_encoding(value: bytes) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import longdouble
-from ..keyspace import now_ms
+from ..keyspace import STRING, now_ms
 from ..lcs import LcsTable
 from ..protocol import parse_strict_int
 from ..resp import OK, ONE, ZERO, array, bulk, error, integer
@@ -179,7 +179,7 @@ def getdel(ctx: Context, conn: Connection, args: list) -> bytes:
 
 
 def mget(ctx: Context, conn: Connection, args: list) -> bytes:
-    return conn.resp.bulks(ctx.keyspace.read_many(args[1:]))
+    return conn.resp.bulks(ctx.keyspace.read_many(args[1:], others_as_none=True))
 
 
 def mset(ctx: Context, conn: Connection, args: list) -> bytes:
@@ -309,7 +309,10 @@ def setrange(ctx: Context, conn: Connection, args: list) -> bytes:
 def lcs(ctx: Context, conn: Connection, args: list) -> bytes:
     """LCS key1 key2 [LEN] [IDX] [MINMATCHLEN n] [WITHMATCHLEN] (Redis's lcsCommand)."""
     keyspace = ctx.keyspace
-    a, b = keyspace.read(args[1]) or b"", keyspace.read(args[2]) or b""
+    first, second = keyspace.read_any(args[1]), keyspace.read_any(args[2])
+    if (first and first[1] != STRING) or (second and second[1] != STRING):
+        return error("ERR The specified keys must contain string values")
+    a, b = (first or (b"", 0))[0], (second or (b"", 0))[0]
     want_len = want_idx = with_len = False
     min_len = 0
     j = 3

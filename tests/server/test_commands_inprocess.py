@@ -285,3 +285,18 @@ def test_a_damaged_record_fails_only_its_own_get_in_a_run(tmp_path):
         assert replies[2] == b"$100\r\n" + b"c" * 100 + b"\r\n"
     finally:
         harness.close()
+
+
+def test_hashes_on_both_engines(run):
+    assert run("HSET", "h", "a", "1", "b", "2") == b":2\r\n"
+    assert run("HGETALL", "h") == b"*4\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n$1\r\n2\r\n"
+    assert run("TYPE", "h") == b"+hash\r\n"
+    assert run("GET", "h").startswith(b"-WRONGTYPE")
+    assert run.pipeline(["GET", "x"], ["GET", "h"], ["GET", "x"])[1].startswith(b"-WRONGTYPE")
+    assert run("MGET", "h", "x") == b"*2\r\n$-1\r\n$-1\r\n"
+    assert run("HDEL", "h", "a", "b") == b":2\r\n"
+    assert run("EXISTS", "h") == b":0\r\n"  # an empty hash is no hash
+    assert run("HSET", "h", "c", "3") == b":1\r\n"
+    run.store.flush()
+    run.store.compact()
+    assert run("HGET", "h", "c") == b"$1\r\n3\r\n" and run("TYPE", "h") == b"+hash\r\n"

@@ -23,6 +23,7 @@ VALUES = st.sampled_from([
     b"9223372036854775807", b"-9223372036854775808", b"9223372036854775808",
     b"\x00\xff\r\n", b"x" * 10_000,
 ]) | st.binary(max_size=40)
+FIELDS = st.sampled_from([b"f", b"g", b"", b"f\x00", b"10"])
 KEYS = st.sampled_from([b"a", b"b", b"c", b"", b"\x00\r\n", b"key:1", b"key:2", b"k?y", b"[k]"])
 INTS = st.sampled_from([b"1", b"-1", b"0", b"100", b" 1", b"x", b"9223372036854775807",
                         b"-9223372036854775808", b"9223372036854775808"])
@@ -255,6 +256,21 @@ COMMANDS = st.one_of(
               EXPIRE_FLAGS),
     st.tuples(st.sampled_from([b"PERSIST", b"TTL", b"PTTL", b"EXPIRETIME", b"PEXPIRETIME"]), KEYS),
     st.tuples(st.sampled_from([b"INCR", b"APPEND"]), KEYS),
+    # Hashes, on the same keys as the strings: WRONGTYPE both ways, overwritten by SET
+    st.builds(lambda k, pairs: (b"HSET", k, *[p for pair in pairs for p in pair]), KEYS,
+              st.lists(st.tuples(FIELDS, VALUES), min_size=1, max_size=3)),
+    st.tuples(st.sampled_from([b"HGET", b"HEXISTS", b"HSTRLEN", b"HDEL"]), KEYS, FIELDS),
+    st.tuples(st.just(b"HMGET"), KEYS, FIELDS, FIELDS),
+    st.tuples(st.sampled_from([b"HGETALL", b"HLEN", b"HKEYS", b"HVALS", b"TYPE"]), KEYS),
+    st.tuples(st.just(b"HSETNX"), KEYS, FIELDS, VALUES),
+    st.tuples(st.just(b"HINCRBY"), KEYS, FIELDS, st.sampled_from([b"1", b"-3", b"x",
+                                                                   b"9223372036854775807"])),
+    st.tuples(st.just(b"HINCRBYFLOAT"), KEYS, FIELDS, st.sampled_from([b"1.5", b"x", b"inf",
+                                                                        b"1e400"])),
+    st.tuples(st.just(b"HRANDFIELD"), KEYS, st.sampled_from([b"0", b"50", b"x"]),
+              st.sampled_from([b"WITHVALUES", b"withvalues"])),
+    st.tuples(st.just(b"HSCAN"), KEYS, st.sampled_from([b"0", b"x"]),
+              st.sampled_from([b"MATCH", b"COUNT"]), st.sampled_from([b"f*", b"5", b"0"])),
     # Transactions
     st.tuples(st.sampled_from([b"MULTI", b"EXEC", b"DISCARD", b"UNWATCH", b"MULTI", b"EXEC"])),
     st.tuples(st.just(b"WATCH"), KEYS, KEYS),
@@ -400,10 +416,18 @@ def test_kvd_answers_like_redis(kvd_client, reference, commands):
     for command in commands:
         expected = outcome(reference, command, exact)
         actual = outcome(kvd_client, command, exact)
+        if not_yet(actual):
+            continue  # DUMP or MIGRATE of a hash: refused until kvd writes its RDB encoding
         assert actual == expected, (
             f"{command!r:.200}: kvd {actual!r:.200} vs Redis {expected!r:.200}")
     if exact:  # and the same reads count as keyspace hits and misses
         assert lookups(kvd_client) == lookups(reference), commands
+
+
+def not_yet(result: object) -> bool:
+    """kvd's refusal to DUMP or MIGRATE a hash (issue 33 brings its RDB encoding)."""
+    return isinstance(result, tuple) and len(result) == 2 and "dumps strings only" in str(
+        result[1])
 
 
 def reset(client: redis.Redis) -> None:
@@ -442,6 +466,9 @@ def test_kvd_answers_pipelines_like_redis(kvd_client, reference, commands):
         client.script_flush()
     expected = pipelined(reference, commands, exact)
     actual = pipelined(kvd_client, commands, exact)
+    if isinstance(actual, list) and isinstance(expected, list):  # (kvd's DUMP of a hash)
+        expected = [e for a, e in zip(actual, expected) if not not_yet(a)]
+        actual = [a for a in actual if not not_yet(a)]
     assert actual == expected, f"{commands!r:.300}: kvd {actual!r:.300} vs Redis {expected!r:.300}"
 
 
@@ -520,6 +547,8 @@ def compare_byte_for_byte(servers: tuple, protocol: int, commands: list[tuple]) 
             client.call((b"SCRIPT", b"FLUSH"))
         for command in commands:
             actual, expected = (comparable_bytes(command, c.call(command)) for c in clients)
+            if isinstance(actual, bytes) and b"dumps strings only" in actual:
+                continue  # DUMP or MIGRATE of a hash: refused until kvd writes its encoding
             assert actual == expected, (
                 f"{command!r:.200}: kvd {actual!r:.200} vs Redis {expected!r:.200}")
     finally:
@@ -601,10 +630,39 @@ FIXED.append([
 ])
 
 
+# Hashes: every command, WRONGTYPE both ways, the packed and the converted encodings,
+# what a string command does to a hash and a hash command to a string.
+FIXED.append([
+    (b"HSET", b"h", b"a", b"1", b"b", b"2"), (b"HSET", b"h", b"a"), (b"HGET", b"h", b"a"),
+    (b"HMGET", b"h", b"a", b"x", b"b"), (b"HGETALL", b"h"), (b"HLEN", b"h"), (b"HKEYS", b"h"),
+    (b"HVALS", b"h"), (b"HEXISTS", b"h", b"a"), (b"HSTRLEN", b"h", b"b"),
+    (b"HINCRBY", b"h", b"a", b"5"), (b"HINCRBY", b"h", b"x", b"1"),
+    (b"HSET", b"h", b"f", b"notnum"), (b"HINCRBY", b"h", b"f", b"1"),
+    (b"HINCRBYFLOAT", b"h", b"a", b"1.5"), (b"HINCRBYFLOAT", b"h", b"a", b"inf"),
+    (b"HINCRBYFLOAT", b"h", b"f", b"1"), (b"HSETNX", b"h", b"a", b"9"),
+    (b"HSETNX", b"h", b"z", b"9"), (b"TYPE", b"h"), (b"OBJECT", b"ENCODING", b"h"),
+    (b"GET", b"h"), (b"MGET", b"h", b"nope"), (b"APPEND", b"h", b"x"), (b"STRLEN", b"h"),
+    (b"SET", b"s", b"v"), (b"HGET", b"s", b"a"), (b"HSET", b"s", b"a", b"1"),
+    (b"LCS", b"s", b"h"), (b"HRANDFIELD", b"missing"), (b"HRANDFIELD", b"h", b"0"),
+    (b"HRANDFIELD", b"h", b"10", b"WITHVALUES"), (b"HRANDFIELD", b"h", b"1", b"bogus"),
+    (b"HSCAN", b"h", b"0"), (b"HSCAN", b"h", b"0", b"MATCH", b"z*"), (b"HSCAN", b"h", b"x"),
+    (b"HSCAN", b"nope", b"0", b"COUNT", b"x"), (b"SCAN", b"0", b"TYPE", b"hash"),
+    (b"HSET", b"big", b"f", b"x" * 65), (b"OBJECT", b"ENCODING", b"big"),
+    (b"HSET", b"big", b"f", b"small"), (b"OBJECT", b"ENCODING", b"big"),
+    (b"HDEL", b"h", b"a", b"b", b"nope"), (b"HDEL", b"h", b"f", b"z", b"x"),
+    (b"EXISTS", b"h"), (b"HINCRBY", b"h2", b"a", b"9223372036854775807"),
+    (b"HINCRBY", b"h2", b"a", b"1"), (b"RENAME", b"h2", b"h3"), (b"TYPE", b"h3"),
+    (b"HGETALL", b"h3"), (b"COPY", b"h3", b"h4"), (b"HGETALL", b"h4"), (b"MOVE", b"h4", b"2"),
+    (b"SELECT", b"2"), (b"HGETALL", b"h4"), (b"SELECT", b"0"), (b"HMSET", b"h5", b"a"),
+    (b"HMSET", b"h5", b"a", b"1"), (b"SET", b"h5", b"now a string"), (b"GET", b"h5"),
+    (b"EXPIRE", b"h3", b"100"), (b"TTL", b"h3"), (b"HSET", b"h3", b"n", b"1"), (b"TTL", b"h3"),
+])
+
+
 @pytest.mark.parametrize("protocol", [2, 3], ids=["resp2", "resp3"])
 @pytest.mark.parametrize("sequence", FIXED, ids=["gt-lt-equal", "past-deadlines",
                                                   "transactions-and-operators",
                                                   "script-libraries", "script-corpus",
-                                                  "encodings-and-databases"])
+                                                  "encodings-and-databases", "hashes"])
 def test_fixed_sequences_byte_for_byte(raw_servers, protocol, sequence):
     compare_byte_for_byte(raw_servers, protocol, sequence)

@@ -1,0 +1,301 @@
+"""The hash commands (Redis's t_hash.c): HSET HGET HMGET HGETALL HDEL HEXISTS HLEN HSTRLEN
+HKEYS HVALS HSETNX HMSET HINCRBY HINCRBYFLOAT HRANDFIELD HSCAN.
+
+A hash is stored packed whole, as Redis keeps a small hash in a listpack: one record of
+type hash (storage's `kind` 1) holding msgpack `[converted, {field: value}]`, fields in
+insertion order (HGETALL answers in the order Redis's listpack would). `converted`
+remembers that the hash once passed `hash-max-listpack-entries` or
+`hash-max-listpack-value` -- Redis's hashtable encoding, which it never leaves -- for
+OBJECT ENCODING. Changing a field rewrites the record: O(hash) bytes per write, fine
+for the small hashes job queues and session stores keep; large hashes get element
+records of their own (docs/data-model.md, next). A hash left without fields is deleted,
+as in Redis.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING
+
+import msgpack
+
+from .. import longdouble
+from ..errors import CommandError
+from ..glob import compile_glob
+from ..keyspace import HASH, WRONGTYPE
+from ..protocol import parse_strict_int
+from ..resp import OK, ONE, ZERO, array, bulk, error, integer
+from .common import NOT_INTEGER, SYNTAX, wrong_arity
+from .table import row
+
+if TYPE_CHECKING:
+    from ..connection import Connection
+    from ..context import Context
+    from ..keyspace import Keyspace
+
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+NOT_FLOAT = error("ERR value is not a valid float")
+
+
+class Hash:
+    """A hash read from its record: its fields, and whether Redis would hold it as a
+    hashtable by now."""
+
+    __slots__ = ("fields", "converted")
+
+    def __init__(self, fields: dict[bytes, bytes], converted: bool = False) -> None:
+        self.fields = fields
+        self.converted = converted
+
+
+def read(keyspace: Keyspace, key: bytes, counted: bool = True) -> Hash | None:
+    """The hash at `key`, None if there is none; WRONGTYPE for another type."""
+    found = keyspace.read_any(key, counted)
+    if found is None:
+        return None
+    value, kind = found
+    if kind != HASH:
+        raise CommandError(WRONGTYPE)
+    converted, fields = msgpack.unpackb(value, use_list=False, strict_map_key=False)
+    return Hash(fields, bool(converted))
+
+
+def write(ctx: Context, key: bytes, hash_: Hash) -> None:
+    """Store `hash_` (keeping the key's deadline), or delete the key if it is empty."""
+    keyspace = ctx.keyspace
+    if not hash_.fields:
+        keyspace.delete(key)
+        return
+    config = ctx.config
+    if not hash_.converted and (
+            len(hash_.fields) > config.hash_max_listpack_entries
+            or any(len(f) > config.hash_max_listpack_value
+                   or len(v) > config.hash_max_listpack_value
+                   for f, v in hash_.fields.items())):
+        hash_.converted = True
+    packed = msgpack.packb([int(hash_.converted), hash_.fields])
+    keyspace.put(key, packed, keyspace.deadline(key), kind=HASH)
+
+
+def encoding(hash_value: bytes) -> bytes:
+    """OBJECT ENCODING of a packed hash: Redis's listpack or hashtable."""
+    converted, _ = msgpack.unpackb(hash_value, use_list=False, strict_map_key=False)
+    return b"hashtable" if converted else b"listpack"
+
+
+def _for_write(ctx: Context, key: bytes) -> Hash:
+    return read(ctx.keyspace, key, counted=False) or Hash({})
+
+
+# -- the commands -----------------------------------------------------------------------
+
+def hset(ctx: Context, conn: Connection, args: list) -> bytes:
+    """HSET key field value [field value ...] (the number of new fields); HMSET (OK)."""
+    if len(args) % 2:
+        return wrong_arity(args[0])
+    key = args[1]
+    hash_ = _for_write(ctx, key)
+    fields = hash_.fields
+    added = 0
+    for i in range(2, len(args), 2):
+        ctx.keyspace.check_sizes(key, args[i + 1])
+        if args[i] not in fields:
+            added += 1
+        fields[args[i]] = args[i + 1]
+    write(ctx, key, hash_)
+    return OK if args[0].upper() == b"HMSET" else integer(added)
+
+
+def hsetnx(ctx: Context, conn: Connection, args: list) -> bytes:
+    key, field = args[1], args[2]
+    hash_ = _for_write(ctx, key)
+    if field in hash_.fields:
+        return ZERO
+    ctx.keyspace.check_sizes(key, args[3])
+    hash_.fields[field] = args[3]
+    write(ctx, key, hash_)
+    return ONE
+
+
+def hget(ctx: Context, conn: Connection, args: list) -> bytes:
+    hash_ = read(ctx.keyspace, args[1])
+    return conn.resp.bulk_or_null(None if hash_ is None else hash_.fields.get(args[2]))
+
+
+def hmget(ctx: Context, conn: Connection, args: list) -> bytes:
+    hash_ = read(ctx.keyspace, args[1])
+    fields = hash_.fields if hash_ is not None else {}
+    return conn.resp.bulks([fields.get(field) for field in args[2:]])
+
+
+def hgetall(ctx: Context, conn: Connection, args: list) -> bytes:
+    """HGETALL (a map in RESP3), HKEYS, HVALS."""
+    hash_ = read(ctx.keyspace, args[1])
+    fields = hash_.fields if hash_ is not None else {}
+    name = args[0].upper()
+    if name == b"HKEYS":
+        return conn.resp.bulks(list(fields))
+    if name == b"HVALS":
+        return conn.resp.bulks(list(fields.values()))
+    return conn.resp.map_of([bulk(part) for pair in fields.items() for part in pair])
+
+
+def hdel(ctx: Context, conn: Connection, args: list) -> bytes:
+    key = args[1]
+    hash_ = read(ctx.keyspace, key, counted=False)
+    if hash_ is None:
+        return ZERO
+    deleted = sum(1 for field in args[2:] if hash_.fields.pop(field, None) is not None)
+    if deleted:
+        write(ctx, key, hash_)
+    return integer(deleted)
+
+
+def hexists(ctx: Context, conn: Connection, args: list) -> bytes:
+    hash_ = read(ctx.keyspace, args[1])
+    return ONE if hash_ is not None and args[2] in hash_.fields else ZERO
+
+
+def hlen(ctx: Context, conn: Connection, args: list) -> bytes:
+    hash_ = read(ctx.keyspace, args[1])
+    return integer(0 if hash_ is None else len(hash_.fields))
+
+
+def hstrlen(ctx: Context, conn: Connection, args: list) -> bytes:
+    hash_ = read(ctx.keyspace, args[1])
+    value = None if hash_ is None else hash_.fields.get(args[2])
+    return integer(0 if value is None else len(value))
+
+
+def hincrby(ctx: Context, conn: Connection, args: list) -> bytes:
+    increment = parse_strict_int(args[3])
+    if increment is None or not INT64_MIN <= increment <= INT64_MAX:
+        return NOT_INTEGER
+    key, field = args[1], args[2]
+    hash_ = _for_write(ctx, key)
+    old = hash_.fields.get(field)
+    value = 0
+    if old is not None:
+        parsed = parse_strict_int(old)
+        if parsed is None or not INT64_MIN <= parsed <= INT64_MAX:
+            return error("ERR hash value is not an integer")
+        value = parsed
+    if not INT64_MIN <= value + increment <= INT64_MAX:
+        return error("ERR increment or decrement would overflow")
+    hash_.fields[field] = b"%d" % (value + increment)
+    write(ctx, key, hash_)
+    return integer(value + increment)
+
+
+def hincrbyfloat(ctx: Context, conn: Connection, args: list) -> bytes:
+    """Added and printed as Redis does, in C's long double (server/longdouble.py)."""
+    increment = longdouble.parse(args[3])
+    if increment is None:
+        return NOT_FLOAT
+    if isinstance(increment, float):  # an infinity (NaN does not parse)
+        return error("ERR value is NaN or Infinity")
+    key, field = args[1], args[2]
+    hash_ = _for_write(ctx, key)
+    old = hash_.fields.get(field)
+    value = longdouble.parse(old) if old is not None else 0
+    if value is None:
+        return error("ERR hash value is not a float")
+    if isinstance(value, float):
+        return error("ERR increment would produce NaN or Infinity")
+    result = longdouble.round_extended(value + increment)
+    if isinstance(result, float):
+        return error("ERR increment would produce NaN or Infinity")
+    text = longdouble.format_human(result)
+    hash_.fields[field] = text
+    write(ctx, key, hash_)
+    return bulk(text)
+
+
+LONG_MAX = (1 << 63) - 1
+
+
+def hrandfield(ctx: Context, conn: Connection, args: list) -> bytes:
+    """HRANDFIELD key [count [WITHVALUES]]: a positive count, distinct fields (the whole
+    hash if it has no more); a negative one, that many picks that may repeat."""
+    if len(args) == 2:
+        hash_ = read(ctx.keyspace, args[1])
+        if hash_ is None:
+            return conn.resp.null
+        return bulk(random.choice(list(hash_.fields)))
+    count = parse_strict_int(args[2])
+    if count is None:
+        return NOT_INTEGER
+    if not -LONG_MAX <= count <= LONG_MAX:
+        return error(f"ERR value is out of range, value must between {-LONG_MAX} and "
+                     f"{LONG_MAX}")
+    if len(args) > 4 or (len(args) == 4 and args[3].lower() != b"withvalues"):
+        return SYNTAX
+    with_values = len(args) == 4
+    if with_values and not -LONG_MAX // 2 <= count <= LONG_MAX // 2:
+        return error("ERR value is out of range")
+    hash_ = read(ctx.keyspace, args[1])
+    if hash_ is None or count == 0:
+        return array([])
+    items = list(hash_.fields.items())
+    if count < 0:
+        picked = [random.choice(items) for _ in range(-count)]
+    elif count >= len(items):
+        picked = items
+    else:
+        picked = random.sample(items, count)
+    if not with_values:
+        return conn.resp.bulks([field for field, _ in picked])
+    if conn.resp.version == 2:
+        return conn.resp.bulks([part for pair in picked for part in pair])
+    return array([conn.resp.bulks(list(pair)) for pair in picked])
+
+
+def hscan(ctx: Context, conn: Connection, args: list) -> bytes:
+    """HSCAN key cursor [MATCH pattern] [COUNT count]: a packed hash answers whole, with
+    cursor 0, as Redis answers for a listpack."""
+    cursor = parse_strict_int(args[2])
+    if cursor is None or cursor < 0:
+        return error("ERR invalid cursor")
+    hash_ = read(ctx.keyspace, args[1])
+    if hash_ is None:  # before the options are read, as Redis
+        return array([bulk(b"0"), array([])])
+    match = None
+    i = 3
+    while i < len(args):
+        option = args[i].upper()
+        if i + 1 >= len(args):
+            return SYNTAX
+        if option == b"COUNT":
+            parsed = parse_strict_int(args[i + 1])
+            if parsed is None:
+                return NOT_INTEGER
+            if parsed < 1:
+                return SYNTAX
+        elif option == b"MATCH":
+            match = None if args[i + 1] == b"*" else compile_glob(args[i + 1])
+        else:
+            return SYNTAX
+        i += 2
+    found = [part for field, value in hash_.fields.items() if match is None or match(field)
+             for part in (field, value)]
+    return array([bulk(b"0"), conn.resp.bulks(found)])
+
+
+COMMANDS = [
+    row("hset", hset),
+    row("hmset", hset),
+    row("hsetnx", hsetnx),
+    row("hget", hget),
+    row("hmget", hmget),
+    row("hgetall", hgetall),
+    row("hkeys", hgetall),
+    row("hvals", hgetall),
+    row("hdel", hdel),
+    row("hexists", hexists),
+    row("hlen", hlen),
+    row("hstrlen", hstrlen),
+    row("hincrby", hincrby),
+    row("hincrbyfloat", hincrbyfloat),
+    row("hrandfield", hrandfield),
+    row("hscan", hscan),
+]
