@@ -643,8 +643,7 @@ class LogStore:
 
     def deadline(self, key: bytes, db: int = 0) -> int:
         """The key's deadline in Unix ms; 0 if it has none (or does not exist)."""
-        space = self._slots.find(db)
-        return space.deadlines.get(key) if space is not None else 0
+        return self._slots.deadline(key, db)
 
     def forget_expired(self, key: bytes, db: int = 0) -> None:
         """Drop a key whose deadline has passed, from memory only: its newest record
@@ -660,8 +659,7 @@ class LogStore:
 
     def deadlines_of(self, db: int) -> Deadlines:
         """The keys of database `db` that have a deadline (the one to ask which are due)."""
-        space = self._slots.find(db)
-        return space.deadlines if space is not None else Deadlines()
+        return self._slots.deadlines_of(db)
 
     # -- databases -----------------------------------------------------------
 
@@ -698,15 +696,10 @@ class LogStore:
         self._append_map()
 
     def types_of(self, db: int) -> dict[bytes, int]:
-        """Database `db`'s non-string keys and their types (the store's own dict, to read;
-        another one after a flush or swap of the database)."""
-        space = self._slots.find(db)
-        return space.types if space is not None else {}
+        return self._slots.types_of(db)
 
     def type_of(self, key: bytes, db: int = 0) -> int:
-        """The type of `key`'s value: 0 a string (or no such key), 1-4 another type."""
-        space = self._slots.find(db)
-        return space.types.get(key, 0) if space is not None else 0
+        return self._slots.type_of(key, db)
 
     def count(self, db: int = 0) -> int:
         """How many keys database `db` holds."""

@@ -91,6 +91,29 @@ class SlotMap:
     def databases(self) -> int:
         return len(self.slots)
 
+    # -- what both engines keep in memory per database -----------------------------------
+
+    def types_of(self, db: int) -> dict[bytes, int]:
+        """Database `db`'s non-string keys and their types (its slot's own dict, to read;
+        another one after a flush or swap of the database)."""
+        space = self.find(db)
+        return space.types if space is not None else {}
+
+    def type_of(self, key: bytes, db: int) -> int:
+        """The type of `key`'s value: 0 a string (or no such key), 1-4 another type."""
+        space = self.find(db)
+        return space.types.get(key, 0) if space is not None else 0
+
+    def deadlines_of(self, db: int) -> Deadlines:
+        """The keys of database `db` that have a deadline (a detached empty set for a
+        database nothing was written to)."""
+        space = self.find(db)
+        return space.deadlines if space is not None else Deadlines()
+
+    def deadline(self, key: bytes, db: int) -> int:
+        space = self.find(db)
+        return space.deadlines.get(key) if space is not None else 0
+
     @property
     def live(self) -> int:
         return sum(space.live for space in self.spaces.values())

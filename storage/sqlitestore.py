@@ -256,8 +256,7 @@ class SqliteStore:
         return found
 
     def deadline(self, key: bytes, db: int = 0) -> int:
-        space = self._slots.find(db)
-        return space.deadlines.get(key) if space is not None else 0
+        return self._slots.deadline(key, db)
 
     def forget_expired(self, key: bytes, db: int = 0) -> None:
         """Delete a key whose deadline has passed (committed with the next flush)."""
@@ -276,8 +275,7 @@ class SqliteStore:
         return self.deadlines_of(0)
 
     def deadlines_of(self, db: int) -> Deadlines:
-        space = self._slots.find(db)
-        return space.deadlines if space is not None else Deadlines()
+        return self._slots.deadlines_of(db)
 
     # -- databases -----------------------------------------------------------
 
@@ -313,14 +311,10 @@ class SqliteStore:
         self._write_map()
 
     def types_of(self, db: int) -> dict[bytes, int]:
-        """Database `db`'s non-string keys and their types (the store's own dict, to read;
-        another one after a flush or swap of the database)."""
-        space = self._slots.find(db)
-        return space.types if space is not None else {}
+        return self._slots.types_of(db)
 
     def type_of(self, key: bytes, db: int = 0) -> int:
-        space = self._slots.find(db)
-        return space.types.get(key, 0) if space is not None else 0
+        return self._slots.type_of(key, db)
 
     def count(self, db: int = 0) -> int:
         self._check_open()

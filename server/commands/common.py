@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..glob import compile_glob
 from ..protocol import parse_strict_int
 from ..resp import array, error, status
 from .table import Command, Handler  # noqa: F401 (the families' and the gate's)
@@ -73,3 +75,39 @@ def parse_db_index(text: bytes) -> int | None:
 
 
 DB_OUT_OF_RANGE = error("ERR DB index is out of range")
+
+
+class ScanOptions:
+    """SCAN's and HSCAN's COUNT, MATCH (and SCAN's TYPE), read as Redis reads them."""
+
+    __slots__ = ("count", "match", "type_name")
+
+    def __init__(self) -> None:
+        self.count = 10
+        self.match: Callable[[bytes], bool] | None = None
+        self.type_name: bytes | None = None
+
+
+def scan_options(args: list[bytes], start: int, with_type: bool) -> ScanOptions | bytes:
+    """The options from args[start:], or the error reply refusing them."""
+    options = ScanOptions()
+    i = start
+    while i < len(args):
+        option = args[i].upper()
+        if i + 1 >= len(args):
+            return SYNTAX
+        if option == b"COUNT":
+            parsed = parse_strict_int(args[i + 1])
+            if parsed is None:
+                return NOT_INTEGER
+            if parsed < 1:
+                return SYNTAX
+            options.count = parsed
+        elif option == b"MATCH":
+            options.match = None if args[i + 1] == b"*" else compile_glob(args[i + 1])
+        elif option == b"TYPE" and with_type:
+            options.type_name = args[i + 1].lower()
+        else:
+            return SYNTAX
+        i += 2
+    return options

@@ -21,11 +21,10 @@ import msgpack
 
 from .. import longdouble
 from ..errors import CommandError
-from ..glob import compile_glob
 from ..keyspace import HASH, WRONGTYPE
 from ..protocol import parse_strict_int
 from ..resp import OK, ONE, ZERO, array, bulk, error, integer
-from .common import NOT_INTEGER, SYNTAX, wrong_arity
+from .common import NOT_INTEGER, SYNTAX, scan_options, wrong_arity
 from .table import row
 
 if TYPE_CHECKING:
@@ -259,23 +258,10 @@ def hscan(ctx: Context, conn: Connection, args: list) -> bytes:
     hash_ = read(ctx.keyspace, args[1])
     if hash_ is None:  # before the options are read, as Redis
         return array([bulk(b"0"), array([])])
-    match = None
-    i = 3
-    while i < len(args):
-        option = args[i].upper()
-        if i + 1 >= len(args):
-            return SYNTAX
-        if option == b"COUNT":
-            parsed = parse_strict_int(args[i + 1])
-            if parsed is None:
-                return NOT_INTEGER
-            if parsed < 1:
-                return SYNTAX
-        elif option == b"MATCH":
-            match = None if args[i + 1] == b"*" else compile_glob(args[i + 1])
-        else:
-            return SYNTAX
-        i += 2
+    options = scan_options(args, 3, with_type=False)
+    if isinstance(options, bytes):
+        return options
+    match = options.match
     found = [part for field, value in hash_.fields.items() if match is None or match(field)
              for part in (field, value)]
     return array([bulk(b"0"), conn.resp.bulks(found)])

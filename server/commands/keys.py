@@ -22,6 +22,7 @@ from .common import (
     invalid_expire,
     keyword,
     parse_db_index,
+    scan_options,
 )
 from .table import row
 
@@ -72,32 +73,16 @@ def scan(ctx: Context, conn: Connection, args: list) -> bytes:
     cursor = parse_strict_int(args[1])
     if cursor is None or cursor < 0:
         return error("ERR invalid cursor")
-    count, match = 10, None
-    kind_match: Callable[[bytes], bool] | None = None
-    i = 2
-    while i < len(args):
-        option = args[i].upper()
-        if i + 1 >= len(args):
-            return SYNTAX
-        if option == b"COUNT":
-            parsed = parse_strict_int(args[i + 1])
-            if parsed is None:
-                return NOT_INTEGER
-            if parsed < 1:
-                return SYNTAX
-            count = parsed
-        elif option == b"MATCH":
-            match = None if args[i + 1] == b"*" else compile_glob(args[i + 1])
-        elif option == b"TYPE":
-            kind_match = _type_filter(ctx, TYPE_CODES.get(args[i + 1].lower()))
-        else:
-            return SYNTAX
-        i += 2
-    if kind_match is not None:  # the name first, then the type, as Redis
+    options = scan_options(args, 2, with_type=True)
+    if isinstance(options, bytes):
+        return options
+    match = options.match
+    if options.type_name is not None:  # the name first, then the type, as Redis
+        kind_match = _type_filter(ctx, TYPE_CODES.get(options.type_name))
         named = match
         match = kind_match if named is None else (
             lambda key: named(key) and kind_match(key))
-    step = ctx.keyspace.scan(cursor, count, match)
+    step = ctx.keyspace.scan(cursor, options.count, match)
     if step is None:
         return error("ERR invalid cursor (unknown or expired; start again from 0)")
     next_cursor, found = step
