@@ -15,6 +15,7 @@ import platform
 from . import (
     compaction_bench,
     expiry_bench,
+    hashes_bench,
     large_values_bench,
     scripting_bench,
     server_bench,
@@ -39,7 +40,7 @@ def machine() -> str:
 # the server and storage parts (which take more).
 ALIKE_PARTS = {"compaction": compaction_bench, "transactions": transaction_bench,
                "scripts": scripting_bench, "expiry": expiry_bench,
-               "large-values": large_values_bench}
+               "large-values": large_values_bench, "hashes": hashes_bench}
 PARTS = ("server", "storage", *ALIKE_PARTS)
 
 
