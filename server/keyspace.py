@@ -75,6 +75,9 @@ class Keyspace:
         self._sample: list[bytes] = []  # RANDOMKEY's pool, and when it was taken
         self._sample_taken = 0.0
         self.built_in_place: set[bytes] = set()  # (see put)
+        # Values of other types decoded by their commands, by key, with the record bytes
+        # they came from (commands/hashes.py): bounded, checked by identity on each use.
+        self.decoded: dict[bytes, tuple[bytes, object]] = {}
 
     def reattach(self) -> None:
         """The database was flushed or swapped: its keys (and deadlines) are others now."""
@@ -84,6 +87,7 @@ class Keyspace:
         self.scans.clear()
         self._sample = []
         self.built_in_place = set()
+        self.decoded = {}
 
     def _touch(self, key: bytes, exists_after: bool) -> None:
         self.watches.touch((self.db, key), exists_after)

@@ -48,15 +48,30 @@ class Hash:
 
 
 def read(keyspace: Keyspace, key: bytes, counted: bool = True) -> Hash | None:
-    """The hash at `key`, None if there is none; WRONGTYPE for another type."""
+    """The hash at `key`, None if there is none; WRONGTYPE for another type. Callers
+    must not change what it returns (_for_write copies): it may be the decoded cache's."""
     found = keyspace.read_any(key, counted)
     if found is None:
         return None
     value, kind = found
     if kind != HASH:
         raise CommandError(WRONGTYPE)
+    cache = keyspace.decoded
+    hit = cache.get(key)
+    if hit is not None and hit[0] is value and isinstance(hit[1], Hash):  # the same record
+        return hit[1]
     converted, fields = msgpack.unpackb(value, use_list=False, strict_map_key=False)
-    return Hash(fields, bool(converted))
+    hash_ = Hash(fields, bool(converted))
+    cache[key] = (value, hash_)
+    if len(cache) > DECODED_CACHE_SIZE:
+        del cache[next(iter(cache))]  # the oldest decoded
+    return hash_
+
+
+# Decoded hashes kept per database, by key, beside the record bytes they came from: the
+# store's value cache hands back the very same bytes object for a record it still holds,
+# so `is` proves the decoding current (a rewrite is another record, another object).
+DECODED_CACHE_SIZE = 1024
 
 
 def write(ctx: Context, key: bytes, hash_: Hash) -> None:
@@ -83,7 +98,9 @@ def encoding(hash_value: bytes) -> bytes:
 
 
 def _for_write(ctx: Context, key: bytes) -> Hash:
-    return read(ctx.keyspace, key, counted=False) or Hash({})
+    """A copy to change (the one `read` returns may be shared)."""
+    hash_ = read(ctx.keyspace, key, counted=False)
+    return Hash(dict(hash_.fields), hash_.converted) if hash_ is not None else Hash({})
 
 
 # -- the commands -----------------------------------------------------------------------
@@ -141,9 +158,9 @@ def hgetall(ctx: Context, conn: Connection, args: list) -> bytes:
 
 def hdel(ctx: Context, conn: Connection, args: list) -> bytes:
     key = args[1]
-    hash_ = read(ctx.keyspace, key, counted=False)
-    if hash_ is None:
+    if read(ctx.keyspace, key, counted=False) is None:
         return ZERO
+    hash_ = _for_write(ctx, key)
     deleted = sum(1 for field in args[2:] if hash_.fields.pop(field, None) is not None)
     if deleted:
         write(ctx, key, hash_)

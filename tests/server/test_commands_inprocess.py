@@ -300,3 +300,18 @@ def test_hashes_on_both_engines(run):
     run.store.flush()
     run.store.compact()
     assert run("HGET", "h", "c") == b"$1\r\n3\r\n" and run("TYPE", "h") == b"+hash\r\n"
+
+
+def test_a_refused_hset_leaves_the_hash_as_it_was_even_when_decoded_before(tmp_path):
+    """Hashes are decoded once per record (commands/hashes.py's cache): a write that is
+    refused half-way must not have changed the decoded hash that reads go on using."""
+    harness = Harness(str(tmp_path / "data"), max_value_size=10)
+    try:
+        assert harness("HSET", "h", "a", "1") == b":1\r\n"
+        assert harness("HGET", "h", "a") == b"$1\r\n1\r\n"  # decoded, kept
+        assert harness("HSET", "h", "a", "2", "b", "x" * 11).startswith(b"-ERR value is too")
+        assert harness("HGETALL", "h") == b"*2\r\n$1\r\na\r\n$1\r\n1\r\n"
+        assert harness("HSET", "h", "a", "3") == b":0\r\n"
+        assert harness("HGET", "h", "a") == b"$1\r\n3\r\n"  # the new record, decoded anew
+    finally:
+        harness.close()
