@@ -156,9 +156,7 @@ class _OutputSegment:
 
     def append(self, raw: bytes, key: bytes, flags: int, expires_at_ms: int, fsync: bool,
                slot: int = 0) -> None:
-        self.hint_rows += record.pack((key, self.size, len(raw), flags, expires_at_ms, slot)
-                                      if slot else (key, self.size, len(raw), flags,
-                                                    expires_at_ms))
+        self.hint_rows += record.hint_row(key, self.size, len(raw), flags, expires_at_ms, slot)
         self.file.write(raw)
         self.size += len(raw)
         if fsync and self.size - self.synced >= _SYNC_STEP:

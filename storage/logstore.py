@@ -24,7 +24,6 @@ from collections.abc import Generator, Iterator, Sequence
 
 from . import compaction, hints, record
 from .compaction import CompactionPlan, CompactionResult
-from .deadlines import Deadlines
 from .dirlock import DirectoryLock
 from .errors import ClosedError, CompactionError, CorruptionError, StorageError
 from .interface import CompactionJob
@@ -38,7 +37,7 @@ from .layout import (
     segment_name,
 )
 from .private import DIRECTORY_MODE, open_fd, prepare_directory
-from .slots import Slot, SlotMap
+from .slots import DatabaseQueries, Slot, SlotMap
 
 log = logging.getLogger("kvd.storage")
 
@@ -56,7 +55,7 @@ MAX_SEGMENT_SIZE = (1 << 32) - 1
 FSYNC_POLICIES = ("always", "everysec", "no")
 
 
-class LogStore:
+class LogStore(DatabaseQueries):
     """A data directory of the log engine, open for reading and writing."""
 
     engine = "log"
@@ -398,8 +397,7 @@ class LogStore:
             self._rotate()
             pending = 0
         self._buffer += raw
-        self._active_hints += record.pack((key, pending, size, flags, expires_at_ms, slot)
-                                          if slot else (key, pending, size, flags, expires_at_ms))
+        self._active_hints += record.hint_row(key, pending, size, flags, expires_at_ms, slot)
         return self._active_id << 64 | pending << 32 | size
 
     def _writable(self, db: int) -> tuple[int, Slot]:
@@ -443,8 +441,7 @@ class LogStore:
         self._write_buffer()
         offset = self._written
         self._write_out(head, value, tail)
-        self._active_hints += record.pack((key, offset, size, flags, expires_at_ms, slot)
-                                          if slot else (key, offset, size, flags, expires_at_ms))
+        self._active_hints += record.hint_row(key, offset, size, flags, expires_at_ms, slot)
         return self._active_id << 64 | offset << 32 | size
 
     # -- the public interface ----------------------------------------------
@@ -641,10 +638,6 @@ class LogStore:
             space.deadlines.set(key, expires_at_ms)
         return True
 
-    def deadline(self, key: bytes, db: int = 0) -> int:
-        """The key's deadline in Unix ms; 0 if it has none (or does not exist)."""
-        return self._slots.deadline(key, db)
-
     def forget_expired(self, key: bytes, db: int = 0) -> None:
         """Drop a key whose deadline has passed, from memory only: its newest record
         expires again at every replay, and compaction drops what is not live."""
@@ -652,20 +645,7 @@ class LogStore:
         if space is not None:
             self._forget(space, key)
 
-    @property
-    def deadlines(self) -> Deadlines:
-        """Database 0's deadlines (deadlines_of(db) for the others)."""
-        return self.deadlines_of(0)
-
-    def deadlines_of(self, db: int) -> Deadlines:
-        """The keys of database `db` that have a deadline (the one to ask which are due)."""
-        return self._slots.deadlines_of(db)
-
     # -- databases -----------------------------------------------------------
-
-    def databases(self) -> int:
-        """How many databases were ever written to (the highest number + 1)."""
-        return self._slots.databases()
 
     def open_databases(self, count: int) -> None:
         """Map databases 0 to count - 1 now (one map record if any is new), so that each
@@ -694,12 +674,6 @@ class LogStore:
             raise ValueError("database must be 0 or more")
         self._slots.swap(a, b)
         self._append_map()
-
-    def types_of(self, db: int) -> dict[bytes, int]:
-        return self._slots.types_of(db)
-
-    def type_of(self, key: bytes, db: int = 0) -> int:
-        return self._slots.type_of(key, db)
 
     def count(self, db: int = 0) -> int:
         """How many keys database `db` holds."""

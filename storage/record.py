@@ -227,6 +227,14 @@ def finished_batches(entries: list[Entry], valid_end: int) -> tuple[list[Entry],
     return kept, None
 
 
+def hint_row(key: bytes, offset: int, size: int, flags: int, expires_at_ms: int,
+             slot: int = 0) -> bytes:
+    """A record's packed hint row (hints.py): its Entry, the slot left out when it is 0."""
+    if slot:
+        return pack((key, offset, size, flags, expires_at_ms, slot))
+    return pack((key, offset, size, flags, expires_at_ms))
+
+
 class Entry(NamedTuple):
     """What the key directory needs to know of one record; also a hint file's row.
 

@@ -120,3 +120,33 @@ class SlotMap:
 
     def __len__(self) -> int:
         return sum(len(space.keydir) for space in self.spaces.values())
+
+
+class DatabaseQueries:
+    """What both engines answer from memory about their databases: each keeps a SlotMap
+    in `_slots` and inherits these."""
+
+    _slots: SlotMap
+
+    @property
+    def deadlines(self) -> Deadlines:
+        """Database 0's deadlines (deadlines_of(db) for the others)."""
+        return self._slots.deadlines_of(0)
+
+    def deadlines_of(self, db: int) -> Deadlines:
+        """The keys of database `db` that have a deadline (the one to ask which are due)."""
+        return self._slots.deadlines_of(db)
+
+    def deadline(self, key: bytes, db: int = 0) -> int:
+        """The key's deadline in Unix ms; 0 if it has none (or does not exist)."""
+        return self._slots.deadline(key, db)
+
+    def databases(self) -> int:
+        """How many databases were ever written to (the highest number + 1)."""
+        return self._slots.databases()
+
+    def types_of(self, db: int) -> dict[bytes, int]:
+        return self._slots.types_of(db)
+
+    def type_of(self, key: bytes, db: int = 0) -> int:
+        return self._slots.type_of(key, db)

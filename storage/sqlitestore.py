@@ -27,7 +27,6 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 import sqlite_utils
 
 from .compaction import CompactionResult
-from .deadlines import Deadlines
 from .dirlock import DirectoryLock
 from .errors import ClosedError, CompactionError, StorageError
 from .interface import CompactionJob
@@ -35,7 +34,7 @@ from .layout import SQLITE_FILE, check_meta
 from .logstore import FSYNC_POLICIES
 from .private import open_fd, prepare_directory
 from .record import as_bytes, checked_ops, checked_pair
-from .slots import Slot, SlotMap
+from .slots import DatabaseQueries, Slot, SlotMap
 
 _SYNCHRONOUS = {"always": "FULL", "everysec": "NORMAL", "no": "OFF"}
 _PAGE = 1000  # keys fetched per query while iterating
@@ -76,7 +75,7 @@ class SqliteCompaction:
         return self.pages_done * self.page_size
 
 
-class SqliteStore:
+class SqliteStore(DatabaseQueries):
     """A data directory of the sqlite engine, open for reading and writing."""
 
     engine = "sqlite"
@@ -255,9 +254,6 @@ class SqliteStore:
             self._slots.space(db).deadlines.set(key, expires_at_ms)
         return found
 
-    def deadline(self, key: bytes, db: int = 0) -> int:
-        return self._slots.deadline(key, db)
-
     def forget_expired(self, key: bytes, db: int = 0) -> None:
         """Delete a key whose deadline has passed (committed with the next flush)."""
         table = self._table(db)
@@ -269,18 +265,7 @@ class SqliteStore:
         space.deadlines.discard(key)
         space.types.pop(key, None)
 
-    @property
-    def deadlines(self) -> Deadlines:
-        """Database 0's deadlines (deadlines_of(db) for the others)."""
-        return self.deadlines_of(0)
-
-    def deadlines_of(self, db: int) -> Deadlines:
-        return self._slots.deadlines_of(db)
-
     # -- databases -----------------------------------------------------------
-
-    def databases(self) -> int:
-        return self._slots.databases()
 
     def open_databases(self, count: int) -> None:
         self._check_open()
@@ -309,12 +294,6 @@ class SqliteStore:
         self._begin()
         self._slots.swap(a, b)
         self._write_map()
-
-    def types_of(self, db: int) -> dict[bytes, int]:
-        return self._slots.types_of(db)
-
-    def type_of(self, key: bytes, db: int = 0) -> int:
-        return self._slots.type_of(key, db)
 
     def count(self, db: int = 0) -> int:
         self._check_open()
