@@ -147,11 +147,11 @@ class Keyspace:
 
     def type_of(self, key: bytes) -> int:
         """The type of an existing key's value (0 a string; also for no such key)."""
-        return self.store.type_of(key, self.db)
+        return self._types.get(key, STRING)
 
     def _check_string(self, key: bytes) -> None:
         """Redis's checkType for string commands: a key of another type is WRONGTYPE."""
-        if self.store.type_of(key, self.db):
+        if key in self._types:
             raise CommandError(WRONGTYPE)
 
     def read(self, key: bytes) -> bytes | None:
@@ -251,7 +251,7 @@ class Keyspace:
                 self.stats.keyspace_hits += 1
         if value is None:
             return None
-        return value, (self.store.type_of(key, self.db) if self._types else STRING)
+        return value, self._types.get(key, STRING)
 
     def __contains__(self, key: bytes) -> bool:
         if not self.store.contains(key, self.db):

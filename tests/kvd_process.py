@@ -213,6 +213,16 @@ def run_kvctl(args: list[str], cwd: Path | str, timeout: float = 60, input: byte
                           input=input, env={**os.environ, **(env or {})})
 
 
+def read_until(sock: socket.socket, marker: bytes) -> bytes:
+    """What `sock` receives until `marker` is among it; the server must not close first."""
+    received = b""
+    while marker not in received:
+        chunk = sock.recv(4096)
+        assert chunk, f"closed after {received[-200:]!r}"
+        received += chunk
+    return received
+
+
 def wait_for(condition, seconds: float = 30, what: str = "condition"):
     """Poll `condition` until it returns something true (and return that), for at most
     `seconds`; for states that only show in INFO or /proc, which nothing signals."""

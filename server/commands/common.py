@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     pass
 
 NOT_INTEGER = error("ERR value is not an integer or out of range")
+NOT_FLOAT = error("ERR value is not a valid float")
 SYNTAX = error("ERR syntax error")
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 

@@ -24,7 +24,15 @@ from ..errors import CommandError
 from ..keyspace import HASH, WRONGTYPE
 from ..protocol import parse_strict_int
 from ..resp import OK, ONE, ZERO, array, bulk, error, integer
-from .common import NOT_INTEGER, SYNTAX, scan_options, wrong_arity
+from .common import (
+    INT64_MAX,
+    INT64_MIN,
+    NOT_FLOAT,
+    NOT_INTEGER,
+    SYNTAX,
+    scan_options,
+    wrong_arity,
+)
 from .table import row
 
 if TYPE_CHECKING:
@@ -32,8 +40,6 @@ if TYPE_CHECKING:
     from ..context import Context
     from ..keyspace import Keyspace
 
-INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
-NOT_FLOAT = error("ERR value is not a valid float")
 
 
 class Hash:
@@ -184,8 +190,8 @@ def hstrlen(ctx: Context, conn: Connection, args: list) -> bytes:
 
 
 def hincrby(ctx: Context, conn: Connection, args: list) -> bytes:
-    increment = parse_strict_int(args[3])
-    if increment is None or not INT64_MIN <= increment <= INT64_MAX:
+    increment = parse_strict_int(args[3])  # (an int64, or None)
+    if increment is None:
         return NOT_INTEGER
     key, field = args[1], args[2]
     hash_ = _for_write(ctx, key)
@@ -193,7 +199,7 @@ def hincrby(ctx: Context, conn: Connection, args: list) -> bytes:
     value = 0
     if old is not None:
         parsed = parse_strict_int(old)
-        if parsed is None or not INT64_MIN <= parsed <= INT64_MAX:
+        if parsed is None:
             return error("ERR hash value is not an integer")
         value = parsed
     if not INT64_MIN <= value + increment <= INT64_MAX:
@@ -227,9 +233,6 @@ def hincrbyfloat(ctx: Context, conn: Connection, args: list) -> bytes:
     return bulk(text)
 
 
-LONG_MAX = (1 << 63) - 1
-
-
 def hrandfield(ctx: Context, conn: Connection, args: list) -> bytes:
     """HRANDFIELD key [count [WITHVALUES]]: a positive count, distinct fields (the whole
     hash if it has no more); a negative one, that many picks that may repeat."""
@@ -241,13 +244,13 @@ def hrandfield(ctx: Context, conn: Connection, args: list) -> bytes:
     count = parse_strict_int(args[2])
     if count is None:
         return NOT_INTEGER
-    if not -LONG_MAX <= count <= LONG_MAX:
-        return error(f"ERR value is out of range, value must between {-LONG_MAX} and "
-                     f"{LONG_MAX}")
+    if count == INT64_MIN:  # Redis's range is -LONG_MAX..LONG_MAX
+        return error(f"ERR value is out of range, value must between {-INT64_MAX} and "
+                     f"{INT64_MAX}")
     if len(args) > 4 or (len(args) == 4 and args[3].lower() != b"withvalues"):
         return SYNTAX
     with_values = len(args) == 4
-    if with_values and not -LONG_MAX // 2 <= count <= LONG_MAX // 2:
+    if with_values and not -INT64_MAX // 2 <= count <= INT64_MAX // 2:
         return error("ERR value is out of range")
     hash_ = read(ctx.keyspace, args[1])
     if hash_ is None or count == 0:

@@ -12,6 +12,7 @@ from ..resp import OK, ONE, ZERO, array, bulk, error, integer
 from .common import (
     INT64_MAX,
     INT64_MIN,
+    NOT_FLOAT,
     NOT_INTEGER,
     SYNTAX,
     c_string,
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from ..context import Context
 
 OVERFLOW = error("ERR increment or decrement would overflow")
-NOT_FLOAT = error("ERR value is not a valid float")
 TOO_LONG = error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
 EMPTY = bulk(b"")
 

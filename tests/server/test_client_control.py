@@ -12,8 +12,8 @@ import time
 import pytest
 import redis
 
-from tests.kvd_process import kvd_beside_redis, wait_for
-from tests.torture.test_differential import RawClient
+from tests.kvd_process import read_until, wait_for
+from tests.torture.test_differential import answers_beside_redis
 
 REFUSED = [
     (b"CLIENT", b"KILL", b"ID", b"0"), (b"CLIENT", b"KILL", b"ID", b"x"),
@@ -32,14 +32,9 @@ REFUSED = [
 def test_client_kill_pause_and_no_evict_answer_as_redis(tmp_path):
     """Every refusal and every count, byte for byte as Redis 7.0 (MAXAGE, Redis 7.4's,
     is the one filter Redis 7.0 does not have)."""
-    answers = []
-    with kvd_beside_redis(tmp_path, tcp=True) as servers:
-        for server in servers:
-            client = RawClient(("127.0.0.1", server.port), 2)
-            answers.append([client.call(command) for command in REFUSED])
-            client.close()
-    assert answers[0] == answers[1]
-    assert answers[0][0] == b"-ERR client-id should be greater than 0\r\n"
+    kvd, reference = answers_beside_redis(tmp_path, REFUSED)
+    assert kvd == reference
+    assert kvd[0] == b"-ERR client-id should be greater than 0\r\n"
 
 
 def send(sock: socket.socket, *args: bytes) -> None:
@@ -218,11 +213,7 @@ def test_an_idle_client_is_closed_after_the_timeout(make_daemon):
     # A MONITOR waits for the server, not the other way round: it stays. (The idle admin
     # was closed too; redis-py reconnects.)
     admin.ping()
-    shown = b""
-    while b'"PING"' not in shown:
-        chunk = watcher.recv(1000)
-        assert chunk, "the monitor was closed"
-        shown += chunk
+    read_until(watcher, b'"PING"')
     # CONFIG SET timeout 0 turns it off.
     admin.config_set("timeout", 0)
     quiet = server.raw()

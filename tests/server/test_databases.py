@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from server.protocol import encode_request
-from tests.kvd_process import run_kvctl, wait_for
+from tests.kvd_process import read_until, run_kvctl, wait_for
 
 
 def in_db(server, db: int) -> redis.Redis:
@@ -122,11 +122,7 @@ def test_monitor_and_client_list_show_the_database(make_daemon):
     assert watcher.recv(5) == b"+OK\r\n"
     client = in_db(server, 7)
     client.ping()
-    seen = b""
-    while b'"PING"' not in seen:
-        chunk = watcher.recv(4096)
-        assert chunk, "the monitor was closed"
-        seen += chunk
+    seen = read_until(watcher, b'"PING"')
     assert b' [7 unix:' in seen.split(b'"PING"')[0].rsplit(b"\r\n", 1)[-1]
     assert any(entry["db"] == "7" for entry in client.client_list())
     watcher.close()

@@ -10,9 +10,8 @@ import pytest
 from server.cli import start
 from server.config import SETTINGS, Config
 from server.settings import REPORTED, Choice, Integer, MemoryAmount, Number, Text, YesNo
-from tests.kvd_process import kvd_beside_redis
 from tests.server.test_commands_inprocess import Harness
-from tests.torture.test_differential import RawClient
+from tests.torture.test_differential import answers_beside_redis
 
 
 def test_every_config_field_is_a_row_with_a_config_name():
@@ -100,10 +99,5 @@ ENCODING_KNOBS = [
 def test_redis_encoding_knobs_are_accepted_as_redis_accepts_them(tmp_path):
     """Redis's own test suite sets them: CONFIG SET and GET answer byte for byte as Redis
     7.0 does."""
-    answers = []
-    with kvd_beside_redis(tmp_path, tcp=True) as servers:
-        for server in servers:
-            client = RawClient(("127.0.0.1", server.port), 2)
-            answers.append([client.call(command) for command in ENCODING_KNOBS])
-            client.close()
-    assert answers[0] == answers[1]
+    kvd, reference = answers_beside_redis(tmp_path, ENCODING_KNOBS)
+    assert kvd == reference

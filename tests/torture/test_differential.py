@@ -472,6 +472,17 @@ def test_kvd_answers_pipelines_like_redis(kvd_client, reference, commands):
     assert actual == expected, f"{commands!r:.300}: kvd {actual!r:.300} vs Redis {expected!r:.300}"
 
 
+def answers_beside_redis(directory, commands: list[tuple]) -> tuple[list, list]:
+    """The raw RESP2 replies of a fresh kvd and a fresh Redis 7.0 to `commands`."""
+    answers = []
+    with kvd_beside_redis(directory, tcp=True) as servers:
+        for server in servers:
+            client = RawClient(("127.0.0.1", server.port), 2)
+            answers.append([client.call(command) for command in commands])
+            client.close()
+    return answers[0], answers[1]
+
+
 class RawClient:
     """A connection that speaks RESP `protocol` and returns each reply's raw bytes, so
     that kvd and Redis are compared byte for byte (redis-py would hide a `$-1` sent
