@@ -57,6 +57,7 @@ class Keyspace:
         self.max_key_size = max_key_size
         self.max_value_size = max_value_size
         self.scans = ScanCursors()
+        self.element_scans = ScanCursors()  # HSCAN's of collections of element records
         # Told of every modification (MULTI/EXEC's WATCH), by (database, key): one registry
         # for all databases, as a transaction may watch keys of several.
         self.watches = watches if watches is not None else Watches()
@@ -85,6 +86,7 @@ class Keyspace:
         self._deadline_of = self.deadlines.snapshot()
         self._types = self.store.types_of(self.db)
         self.scans.clear()
+        self.element_scans.clear()
         self._sample = []
         self.built_in_place = set()
         self.decoded = {}
@@ -403,15 +405,68 @@ class Keyspace:
     def rename(self, source: bytes, target: bytes) -> None:
         """Move an existing key's value, type and deadline to `target` (replacing it), as
         one batch: after a crash either both names are as before or both as after."""
-        found = self.read_any(source, counted=False)
-        if found is None:
-            return
         self.begin_batch()
         try:
-            self.put(target, found[0], self.deadline(source), kind=found[1])
-            self.delete(source)
+            if self.copy_to(source, self, target, counted=False):
+                self.delete(source)
         finally:
             self.end_batch()
+
+    def copy_to(self, source: bytes, destination: Keyspace, target: bytes,
+                counted: bool = True) -> bool:
+        """Write `source`'s value, type and deadline to `target` of `destination`
+        (replacing what it holds); False if there is no `source`. A collection of element
+        records is copied element by element, in one batch (O(N), as Kvrocks's)."""
+        found = self.read_any(source, counted)
+        if found is None:
+            return False
+        deadline = self.deadline(source)
+        if not self.collection_version(source):
+            destination.put(target, found[0], deadline, kind=found[1])
+            return True
+        store, db = self.store, self.db
+        self.begin_batch()
+        try:
+            destination.create_collection(target, found[1], deadline)
+            destination.write_elements(target, {
+                field: store.get_element(source, field, db)
+                for field in store.element_names(source, db)})
+        finally:
+            self.end_batch()
+        return True
+
+    # -- collections of element records (docs/data-model.md) ---------------------
+
+    def collection_version(self, key: bytes) -> int:
+        """Nonzero if `key`'s value is element records (a large hash)."""
+        return self.store.collection_version(key, self.db)
+
+    def create_collection(self, key: bytes, kind: int, deadline: int = 0) -> None:
+        """`key` becomes an empty collection of element records, under a new version."""
+        self.check_sizes(key)
+        self.store.create_collection(key, kind, deadline, self.db)
+        if self.built_in_place:
+            self.built_in_place.discard(key)
+        if self._watched:
+            self._touch(key, exists_after=True)
+
+    def write_elements(self, key: bytes, changes: dict[bytes, bytes | None]) -> None:
+        """Set (or, for None, remove) elements of collection `key`, as one batch; every
+        size is checked before anything is written."""
+        for field, value in changes.items():
+            self.check_sizes(field, value or b"")
+        store, db = self.store, self.db
+        store.begin_batch()
+        try:
+            for field, value in changes.items():
+                if value is None:
+                    store.delete_element(key, field, db)
+                else:
+                    store.put_element(key, field, value, db)
+        finally:
+            store.end_batch()
+        if self._watched:
+            self._touch(key, exists_after=True)
 
     def flush(self) -> None:
         """FLUSHDB: one small write whatever the database holds (docs/data-model.md)."""
@@ -436,14 +491,10 @@ class Keyspace:
     def move_to(self, other: Keyspace, key: bytes) -> None:
         """MOVE: the key's value and deadline go to database `other` (where it must not
         exist), as one batch."""
-        found = self.read_any(key, counted=False)
-        if found is None:
-            return
-        deadline = self.deadline(key)
         self.begin_batch()
         try:
-            other.put(key, found[0], deadline, kind=found[1])
-            self.delete(key)
+            if self.copy_to(key, other, key, counted=False):
+                self.delete(key)
         finally:
             self.end_batch()
 

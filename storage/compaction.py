@@ -91,6 +91,8 @@ class CompactionPlan:
     bytes_total: int  # size of the frozen segments
     fsync: bool
     slot_map: tuple[int, list[int]] = (1, [0])  # (next slot, the slot of each database)
+    # By slot: the collections kept as element records (slots.Elements), by key
+    collections: Mapping[int, Mapping[bytes, Any]] = field(default_factory=dict)
     started_at: float = field(default_factory=time.monotonic)
     # The job's side of storage.interface.CompactionJob: the middle runs in a forked
     # child (run), the owner finishes it (LogStore.finish_steps).
@@ -155,8 +157,9 @@ class _OutputSegment:
         self.hint_rows = bytearray()
 
     def append(self, raw: bytes, key: bytes, flags: int, expires_at_ms: int, fsync: bool,
-               slot: int = 0) -> None:
-        self.hint_rows += record.hint_row(key, self.size, len(raw), flags, expires_at_ms, slot)
+               slot: int = 0, *collection: object) -> None:
+        self.hint_rows += record.hint_row(key, self.size, len(raw), flags, expires_at_ms, slot,
+                                          *collection)
         self.file.write(raw)
         self.size += len(raw)
         if fsync and self.size - self.synced >= _SYNC_STEP:
@@ -216,26 +219,42 @@ def run(plan: CompactionPlan, progress: Progress | None = None) -> CompactionOut
         base = segment_id << 64
         with open(path, "rb", buffering=0) as source, _mapped(source) as mapped:
             for row in _entries_of(plan.directory, segment_id):
+                collection: tuple = ()
                 if len(row) == 5:
                     key, offset, size, flags, expires = row
                     slot = 0
-                else:
+                elif len(row) == 6:
                     key, offset, size, flags, expires, slot = row
-                live = plan.keydirs.get(slot)
-                if live is None or live.get(key) != base | offset << 32 | size:
-                    continue  # superseded, deleted, flushed, a tombstone or a map
+                else:  # a collection's record: + its version (+ an element's field)
+                    key, offset, size, flags, expires, slot, *collection = row
+                    collection = tuple(collection)
+                if flags & record.ELEMENT:
+                    elements = plan.collections.get(slot, {}).get(key)
+                    if elements is None or elements.version != collection[0] or \
+                            elements.fields.get(collection[1]) != base | offset << 32 | size:
+                        continue  # of another version (the key was deleted...), superseded
+                else:
+                    live = plan.keydirs.get(slot)
+                    if live is None or live.get(key) != base | offset << 32 | size:
+                        continue  # superseded, deleted, flushed, a tombstone or a map
                 raw = mapped[offset : offset + size]  # a slice: no system call per record
                 try:
                     record.check_record(raw, path, offset)
                 except CorruptionError as exc:
                     damaged.append([key, segment_id, offset, size,
-                                    _keep_damaged(plan, segment_id, offset, raw, exc), slot])
+                                    _keep_damaged(plan, segment_id, offset, raw, exc), slot,
+                                    *collection[1:]])
                     continue
-                deadline = plan.deadlines[slot].get(key, 0)
+                deadline = 0 if flags & record.ELEMENT else plan.deadlines[slot].get(key, 0)
                 if deadline != expires:  # changed since by EXPIRE or PERSIST: carry it over
                     value = record.intact_value(raw)
                     assert value is not None  # (checked just above)
-                    raw = record.encode(key, value, flags, deadline, slot=slot)  # (its type)
+                    if flags & record.META:
+                        raw = record.encode_meta(
+                            key, (flags & record.TYPE_BITS) >> record.TYPE_SHIFT,
+                            collection[0], deadline, slot, time.time_ns() // 1_000_000)
+                    else:
+                        raw = record.encode(key, value, flags, deadline, slot=slot)
                     expires = deadline
                 if current is None or (current.size and
                                        current.size + len(raw) > plan.segment_size):
@@ -247,7 +266,7 @@ def run(plan: CompactionPlan, progress: Progress | None = None) -> CompactionOut
                             "compaction output needs more segment ids than reserved")
                     current = _OutputSegment(workdir, next_id)
                     outputs.append(current)
-                current.append(raw, key, flags, expires, plan.fsync, slot)
+                current.append(raw, key, flags, expires, plan.fsync, slot, *collection)
                 keys += 1
                 done_now = done + offset + size
                 if progress is not None and done_now - reported >= _PROGRESS_STEP:
@@ -418,6 +437,11 @@ def repoint_steps(spaces: Mapping[int, Any], directory: str, manifest: dict,
                         continue
                     key_directory = space.keydir
                     key = row[0]
+                    if len(row) == 8:  # an element: of its collection, if still that version
+                        elements = space.collections.get(key)
+                        if elements is None or elements.version != row[6]:
+                            continue
+                        key_directory, key = elements.fields, row[7]
                     current = key_directory.get(key)
                     if current is not None and segment_of(current) in frozen:
                         key_directory[key] = base | row[1] << 32 | row[2]

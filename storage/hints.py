@@ -7,7 +7,8 @@ A hint file `<segment id>.hint` sits beside its segment. Layout:
     4       1     version (1)
     5       8     covered: the segment's length in bytes that this hint describes
     13      ...   msgpack stream of [key, offset, size, flags, expires_at_ms] (and the
-                  slot, format 4, for a record of a database slot other than 0), one
+                  slot, format 4, for a record of a database slot other than 0; then
+                  the version of a collection's record and the field of an element), one
                   per record in file order (tombstones included: they delete keys
                   that older segments still hold; the databases' map records too)
     end-4   4     CRC-32 of everything before it
@@ -29,8 +30,10 @@ import msgpack
 from .private import create
 from .record import Entry, crc32
 
-# A row is an Entry: 5 fields, or 6 with the slot of a record of another database.
-ROW_LENGTHS = {len(Entry._fields) - 1, len(Entry._fields)}
+# A row is an Entry: 5 fields, or 6 with the slot of a record of another database; a
+# collection's records add a version (7), an element its field too (8).
+ROW_LENGTHS = {len(Entry._fields) - 1, len(Entry._fields), len(Entry._fields) + 1,
+               len(Entry._fields) + 2}
 MAGIC = b"KVDH"
 VERSION = 1
 HEADER = struct.Struct(">4sBQ")

@@ -103,6 +103,29 @@ class Store(Protocol):
 
     def keys(self, prefix: bytes = b"", db: int = 0) -> Iterator[bytes]: ...
 
+    # -- collections of element records (docs/data-model.md) ----------------------------
+
+    def collection_version(self, key: bytes, db: int = 0) -> int:
+        """The version of `key` if its value is element records, else 0; from memory."""
+
+    def create_collection(self, key: bytes, kind: int, expires_at_ms: int = 0,
+                          db: int = 0) -> None:
+        """Make `key` an empty collection of type `kind` under a new version: one small
+        write, whatever the key held (the old elements are never seen again)."""
+
+    def put_element(self, key: bytes, field: bytes, value: bytes, db: int = 0) -> None:
+        """One element of a collection made by create_collection (ValueError otherwise)."""
+
+    def delete_element(self, key: bytes, field: bytes, db: int = 0) -> bool:
+        """Remove one element; the key stays, even empty (the caller deletes it)."""
+
+    def get_element(self, key: bytes, field: bytes, db: int = 0) -> bytes | None: ...
+
+    def element_count(self, key: bytes, db: int = 0) -> int: ...
+
+    def element_names(self, key: bytes, db: int = 0) -> list[bytes]:
+        """The elements' names, in the order they were first set."""
+
     # -- databases ---------------------------------------------------------------------
 
     def databases(self) -> int:

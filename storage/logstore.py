@@ -37,7 +37,7 @@ from .layout import (
     segment_name,
 )
 from .private import DIRECTORY_MODE, open_fd, prepare_directory
-from .slots import DatabaseQueries, Slot, SlotMap
+from .slots import DatabaseQueries, Elements, Slot, SlotMap
 
 log = logging.getLogger("kvd.storage")
 
@@ -98,6 +98,9 @@ class LogStore(DatabaseQueries):
         # The largest record ever held (its bytes bound its value's): a reader of many
         # keys learns from it whether their values could be large (see Keyspace.read_many).
         self.largest_value = 0
+        # The newest version given to a collection (record.py): a new one is above it
+        # and above the clock in microseconds, so versions only grow, across restarts.
+        self._version = 0
         self._buffer = bytearray()  # records appended, not yet written
         self._batch_start: int | None = None  # where the open batch's marker is in _buffer
         self._batch_hints = 0  # where its hint rows begin in _active_hints
@@ -213,14 +216,14 @@ class LogStore(DatabaseQueries):
         base = segment_id << 64
         largest = self.largest_value
         current = -1  # the slot whose directory is in the locals below
-        space = keydir = deadlines = any_deadline = types = None
+        space = keydir = deadlines = any_deadline = types = collections = None
         live = 0
         for row in rows:
             if len(row) == 5:  # a record of slot 0 (all of them before format 4)
                 key, offset, size, flags, expires = row
                 slot = 0
             else:
-                key, offset, size, flags, expires, slot = row
+                key, offset, size, flags, expires, slot = row[:6]
             if size > largest:
                 largest = size
             if flags & record.MAP:
@@ -237,12 +240,17 @@ class LogStore(DatabaseQueries):
                 current = slot
                 if space is None:
                     continue  # a slot no map holds any more: a flushed database
-                keydir, deadlines, any_deadline, types = (space.keydir, space.deadlines,
-                                                          space.deadline_of, space.types)
+                keydir, deadlines, any_deadline, types, collections = (
+                    space.keydir, space.deadlines, space.deadline_of, space.types,
+                    space.collections)
             elif space is None:
                 continue
             assert keydir is not None and deadlines is not None and types is not None
+            assert collections is not None
             if flags & ~record.TYPE_BITS:
+                if flags & record.COLLECTION_BITS:
+                    live += self._replay_collection(space, row, base)
+                    continue
                 if flags & record.EXPIRY:
                     if key in keydir:
                         deadlines.set(key, expires)
@@ -251,6 +259,8 @@ class LogStore(DatabaseQueries):
                 deadlines.discard(key)
                 if types:
                     types.pop(key, None)
+                    if collections:
+                        live -= self._drop_elements(space, key)
             else:  # a value: a string's (no flags) or another type's
                 old = keydir.get(key)
                 keydir[key] = base | offset << 32 | size
@@ -261,11 +271,55 @@ class LogStore(DatabaseQueries):
                     types[key] = flags >> record.TYPE_SHIFT
                 elif types:
                     types.pop(key, None)
+                if collections:
+                    live -= self._drop_elements(space, key)
             if old is not None:
                 live -= old & MASK32
         if space is not None:
             space.live += live
         self.largest_value = largest
+
+    def _replay_collection(self, space: Slot, row: tuple, base: int) -> int:
+        """Replay a record of a collection of element records (record.py); return the
+        change in live bytes. An element of a version its key's metadata does not name
+        (the key was deleted, expired or written again since) is ignored."""
+        key, offset, size, flags, expires, _slot, version, *field = row
+        if version > self._version:
+            self._version = version
+        location = base | offset << 32 | size
+        if flags & record.META:
+            old = space.keydir.get(key)
+            space.keydir[key] = location
+            if expires or space.deadline_of:
+                space.deadlines.set(key, expires)
+            space.types[key] = (flags & record.TYPE_BITS) >> record.TYPE_SHIFT
+            change = size - (old & MASK32 if old is not None else 0)
+            found = space.collections.get(key)
+            if found is None or found.version != version:
+                change -= self._drop_elements(space, key)
+                space.collections[key] = Elements(version)
+            return change
+        elements = space.collections.get(key)
+        if elements is None or elements.version != version:
+            return 0
+        name = field[0]
+        old = elements.fields.pop(name, None) if flags & record.TOMBSTONE else (
+            elements.fields.get(name))
+        change = 0
+        if not flags & record.TOMBSTONE:
+            elements.fields[name] = location
+            change = size
+        if old is not None:
+            change -= old & MASK32
+        elements.live += change
+        return change
+
+    @staticmethod
+    def _drop_elements(space: Slot, key: bytes) -> int:
+        """Forget the element records of `key` (deleted, expired, or written again):
+        O(1) here, whatever their number; return the live bytes they held."""
+        dropped = space.collections.pop(key, None)
+        return dropped.live if dropped is not None else 0
 
     # -- the active segment ------------------------------------------------
 
@@ -387,8 +441,9 @@ class LogStore(DatabaseQueries):
         hints.write(path, self._written, rows, durable)
 
     def _append(self, key: bytes, raw: bytes, flags: int, expires_at_ms: int = 0,
-                slot: int = 0) -> int:
-        """Buffer one record; return its location."""
+                slot: int = 0, *collection: object) -> int:
+        """Buffer one record; return its location. `collection`: a collection's record's
+        version (and an element's field), for its hint row."""
         size = len(raw)
         if size > self.largest_value:
             self.largest_value = size
@@ -397,7 +452,8 @@ class LogStore(DatabaseQueries):
             self._rotate()
             pending = 0
         self._buffer += raw
-        self._active_hints += record.hint_row(key, pending, size, flags, expires_at_ms, slot)
+        self._active_hints += record.hint_row(key, pending, size, flags, expires_at_ms, slot,
+                                              *collection)
         return self._active_id << 64 | pending << 32 | size
 
     def _writable(self, db: int) -> tuple[int, Slot]:
@@ -424,6 +480,8 @@ class LogStore(DatabaseQueries):
         space.deadlines.discard(key)
         if space.types:
             space.types.pop(key, None)
+            if space.collections:
+                space.live -= self._drop_elements(space, key)
 
     def _write_big(self, key: bytes, value: bytes, expires_at_ms: int, slot: int = 0,
                    flags: int = 0) -> int:
@@ -468,6 +526,8 @@ class LogStore(DatabaseQueries):
             location = self._append(key, record.encode(key, value, flags, expires_at_ms,
                                                        self._stamp, slot),
                                     flags, expires_at_ms, slot)
+        if space.collections:
+            space.live -= self._drop_elements(space, key)
         if kind:
             space.types[key] = kind
         elif space.types:
@@ -492,6 +552,8 @@ class LogStore(DatabaseQueries):
         if space.types:  # strings now, whatever they were
             for key, _ in pairs:
                 space.types.pop(key, None)
+                if space.collections:
+                    space.live -= self._drop_elements(space, key)
         stamp, keydir, deadlines = self._stamp, space.keydir, space.deadlines
         any_deadline = space.deadline_of  # a dict: empty while no key has a deadline
         buffer, hints, frame, pack = self._buffer, self._active_hints, record.frame, record.pack
@@ -551,6 +613,11 @@ class LogStore(DatabaseQueries):
         cached = self._cache.get(location)
         if cached is not None:
             return cached
+        return self._value_at(location)
+
+    def _value_at(self, location: int) -> bytes:
+        """The value of the record at `location`, read from its segment (or the buffer),
+        checked, and cached."""
         segment_id = location >> 64
         offset = (location >> 32) & MASK32
         size = location & MASK32
@@ -582,6 +649,87 @@ class LogStore(DatabaseQueries):
             raise self._damaged(segment_id, offset, record.damage(data) or "damaged")
         self._cache_value(location, value)
         return value
+
+    # -- collections of element records (record.py, docs/data-model.md) --------
+
+    def create_collection(self, key: bytes, kind: int, expires_at_ms: int = 0,
+                          db: int = 0) -> None:
+        """Make `key` an empty collection of type `kind` kept as element records, under a
+        new version: whatever the key held before (a value, or another collection's
+        elements, however many) is gone with this one record."""
+        self._check_open()
+        key = record.as_bytes(key, "key")
+        if not self._buffer:
+            self._stamp = time.time_ns() // 1_000_000
+        slot, space = self._writable(db)
+        version = self._version = max(self._version + 1, time.time_ns() // 1000)
+        flags = record.typed_flags(kind) | record.META
+        location = self._append(key, record.encode_meta(key, kind, version, expires_at_ms,
+                                                        slot, self._stamp),
+                                flags, expires_at_ms, slot, version)
+        self._forget(space, key)
+        space.keydir[key] = location
+        space.live += location & MASK32
+        space.types[key] = kind
+        space.collections[key] = Elements(version)
+        if expires_at_ms or space.deadline_of:
+            space.deadlines.set(key, expires_at_ms)
+
+    def _elements(self, key: bytes, db: int) -> tuple[int, Slot, Elements]:
+        """The slot and elements of collection `key` (ValueError if it is not one)."""
+        self._check_open()
+        space = self._slots.find(db)
+        found = space.collections.get(key) if space is not None else None
+        if found is None or space is None:
+            raise ValueError(f"{key!r} is not a collection of element records")
+        return self._slots.slots[db], space, found
+
+    def put_element(self, key: bytes, field: bytes, value: bytes, db: int = 0) -> None:
+        """Set element `field` of collection `key` to `value`: one record."""
+        key, value = record.checked_pair(key, value)
+        field = record.as_bytes(field, "field")
+        slot, space, elements = self._elements(key, db)
+        if not self._buffer:
+            self._stamp = time.time_ns() // 1_000_000
+        location = self._append(key, record.encode_element(key, field, value,
+                                                           elements.version, slot,
+                                                           self._stamp),
+                                record.ELEMENT, 0, slot, elements.version, field)
+        old = elements.fields.get(field)
+        elements.fields[field] = location
+        change = (location & MASK32) - (old & MASK32 if old is not None else 0)
+        elements.live += change
+        space.live += change
+
+    def delete_element(self, key: bytes, field: bytes, db: int = 0) -> bool:
+        """Remove element `field` of collection `key` (one record); False if it has none.
+        The key stays, even empty: deleting it is the caller's (one more record)."""
+        slot, space, elements = self._elements(key, db)
+        old = elements.fields.pop(field, None)
+        if old is None:
+            return False
+        if not self._buffer:
+            self._stamp = time.time_ns() // 1_000_000
+        self._append(key, record.encode_element(key, field, None, elements.version, slot,
+                                                self._stamp),
+                     record.ELEMENT | record.TOMBSTONE, 0, slot, elements.version, field)
+        elements.live -= old & MASK32
+        space.live -= old & MASK32
+        return True
+
+    def get_element(self, key: bytes, field: bytes, db: int = 0) -> bytes | None:
+        location = self._elements(key, db)[2].fields.get(field)
+        if location is None:
+            return None
+        cached = self._cache.get(location)
+        return cached if cached is not None else self._value_at(location)
+
+    def element_count(self, key: bytes, db: int = 0) -> int:
+        return len(self._elements(key, db)[2].fields)
+
+    def element_names(self, key: bytes, db: int = 0) -> list[bytes]:
+        """The fields of collection `key`, in the order they were first set."""
+        return list(self._elements(key, db)[2].fields)
 
     def _damaged(self, segment_id: int, offset: int, reason: str) -> CorruptionError:
         """A record found damaged while serving: logged (once) and counted; the error to
@@ -616,11 +764,7 @@ class LogStore(DatabaseQueries):
             return False  # nothing on disk is live for it, so no tombstone is needed
         slot = self._slots.slots[db]
         self._append(key, record.encode_tombstone(key, slot), record.TOMBSTONE, 0, slot)
-        del space.keydir[key]
-        space.live -= size_of(old)
-        space.deadlines.discard(key)
-        if space.types:
-            space.types.pop(key, None)
+        self._forget(space, key)
         return True
 
     def expire(self, key: bytes, expires_at_ms: int, db: int = 0) -> bool:
@@ -828,6 +972,8 @@ class LogStore(DatabaseQueries):
             deadlines={slot: space.deadlines.snapshot()
                        for slot, space in self._slots.spaces.items()},
             slot_map=(self._slots.next_slot, list(self._slots.slots)),
+            collections={slot: space.collections
+                         for slot, space in self._slots.spaces.items()},
             bytes_total=sum(self._sizes[s] for s in frozen),
             fsync=self.fsync != "no",
         )
@@ -916,10 +1062,16 @@ class LogStore(DatabaseQueries):
         """Keys whose live record the compaction found damaged (and kept aside in
         corrupt/, not copied): they would point into deleted segments, so they go --
         as they will after a restart, the frozen segments deleted."""
-        for key, segment_id, offset, size, kept, *slot in manifest.get("damaged", ()):
+        for key, segment_id, offset, size, kept, *where in manifest.get("damaged", ()):
             location = segment_id << 64 | offset << 32 | size
-            space = self._slots.spaces.get(slot[0] if slot else 0)
-            if space is not None and space.keydir.get(key) == location:
+            space = self._slots.spaces.get(where[0] if where else 0)
+            if space is not None and len(where) > 1:  # an element: it goes, not its key
+                elements = space.collections.get(key)
+                if elements is not None and elements.fields.get(where[1]) == location:
+                    del elements.fields[where[1]]
+                    elements.live -= size
+                    space.live -= size
+            elif space is not None and space.keydir.get(key) == location:
                 self._forget(space, key)
             if (segment_id, offset) not in self._corrupt_seen:
                 self._corrupt_seen.add((segment_id, offset))

@@ -28,6 +28,19 @@ big-endian:
   so a format-3 record is a format-4 record of slot 0 and a format-3 data directory
   opens with nothing rewritten.
 
+Collections of element records (format 4; docs/data-model.md): a large hash (later a
+list, set or sorted set) is a *metadata record* and one *element record* per element.
+
+* metadata: flags bit 8 with bits 4-7 as a typed value's, body `[timestamp_ms, flags,
+  expires_at_ms, key, b"", slot, version]`. It is the key's record (deadline changes,
+  tombstones and the key directory treat it as any value's); `version` names this
+  incarnation of the key, a number that only grows.
+* element: flags bit 9 (with bit 0 for a deleted element), body `[timestamp_ms, flags,
+  0, key, value, slot, version, field]`. It belongs to the key's incarnation `version`
+  only: once the key is deleted, expired, flushed or written again, its elements are
+  of a version no metadata names, ignored by replay and dropped by compaction -- a
+  collection of any size goes with one small record.
+
 Databases (format 4; the design is in docs/data-model.md): a client's logical
 database has its keys in a slot, a number never reused. The map from logical
 database to slot is a record of flags bit 3 whose key is msgpack
@@ -93,6 +106,9 @@ MAP = 0x08  # the databases' map (format 4; docs/data-model.md)
 TYPED = 0x10  # a value of another type than string, packed whole (format 4)
 TYPE_SHIFT = 5  # ...its type: flags >> TYPE_SHIFT (1 hash, 2 list, 3 set, 4 sorted set)
 TYPE_BITS = TYPED | 0x07 << TYPE_SHIFT
+META = 0x100  # a collection's metadata record: its elements are records of their own
+ELEMENT = 0x200  # one element of a collection (with TOMBSTONE: the element was removed)
+COLLECTION_BITS = META | ELEMENT
 
 
 def typed_flags(kind: int) -> int:
@@ -179,6 +195,23 @@ def encode_deadline(key: bytes, expires_at_ms: int, slot: int = 0) -> bytes:
     return encode(key, b"", EXPIRY, expires_at_ms, slot=slot)
 
 
+def encode_meta(key: bytes, kind: int, version: int, expires_at_ms: int, slot: int,
+                timestamp_ms: int) -> bytes:
+    """The metadata record of a collection of element records (type `kind`)."""
+    return frame(pack([timestamp_ms, typed_flags(kind) | META, expires_at_ms, key, b"",
+                       slot, version]))
+
+
+def encode_element(key: bytes, field: bytes, value: bytes | None, version: int, slot: int,
+                   timestamp_ms: int) -> bytes:
+    """An element record: `field` of incarnation `version` of collection `key` now
+    holds `value` (None: the element was removed)."""
+    if value is None:
+        return frame(pack([timestamp_ms, ELEMENT | TOMBSTONE, 0, key, b"", slot, version,
+                           field]))
+    return frame(pack([timestamp_ms, ELEMENT, 0, key, value, slot, version, field]))
+
+
 def encode_map(next_slot: int, slots: list[int]) -> bytes:
     """The databases' map: database i's keys are in slot slots[i]; the next new slot is
     next_slot. Kept in the key field, so a hint row carries it."""
@@ -210,16 +243,16 @@ def encode_batch_marker(batch_bytes: int) -> bytes:
 BATCH_MARKER_SIZE = len(encode_batch_marker(0))
 
 
-def finished_batches(entries: list[Entry], valid_end: int) -> tuple[list[Entry], int | None]:
+def finished_batches(entries: list, valid_end: int) -> tuple[list, int | None]:
     """A scan's entries without their batch markers, and the offset of the marker of an
     unfinished batch (one whose records run past `valid_end`), or None. Only the last
     batch of a segment can be unfinished: nothing is written after a batch in the same
     flush before the batch itself."""
-    if not any(entry.flags & BATCH for entry in entries):
+    if not any(entry[3] & BATCH for entry in entries):
         return entries, None
-    kept: list[Entry] = []
+    kept: list = []
     for entry in entries:
-        if entry.flags & BATCH:
+        if entry[3] & BATCH:  # (a marker is always an Entry)
             if entry.offset + entry.size + entry.expires_at_ms > valid_end:
                 return kept, entry.offset
             continue
@@ -228,15 +261,27 @@ def finished_batches(entries: list[Entry], valid_end: int) -> tuple[list[Entry],
 
 
 def hint_row(key: bytes, offset: int, size: int, flags: int, expires_at_ms: int,
-             slot: int = 0) -> bytes:
-    """A record's packed hint row (hints.py): its Entry, the slot left out when it is 0."""
+             slot: int = 0, *collection: object) -> bytes:
+    """A record's packed hint row (hints.py): its Entry, the slot left out when it is 0;
+    a collection's records add their version (and an element its field)."""
+    if collection:
+        return pack((key, offset, size, flags, expires_at_ms, slot, *collection))
     if slot:
         return pack((key, offset, size, flags, expires_at_ms, slot))
     return pack((key, offset, size, flags, expires_at_ms))
 
 
+def row_of(body: list, offset: int, size: int) -> tuple:
+    """The hint row of a record read back (`body` decoded): an Entry, or for a record
+    of a collection a plain tuple that adds its version (and an element's field)."""
+    if len(body) <= 6:
+        return Entry(body[3], offset, size, body[1], body[2], body[5] if len(body) > 5 else 0)
+    return (body[3], offset, size, body[1], body[2], *body[5:])
+
+
 class Entry(NamedTuple):
     """What the key directory needs to know of one record; also a hint file's row.
+    (A record of a collection's has two more: `version` and, for an element, `field`.)
 
     A plain tuple underneath, so hint rows (which msgpack hands back as tuples)
     and scanned entries are unpacked by the same loading code, fast.
@@ -279,7 +324,7 @@ def check_record(data: bytes | memoryview, path: str, offset: int) -> None:
 class ScanResult:
     """A segment scan: its entries, and where the intact records end."""
 
-    entries: list[Entry]
+    entries: list  # Entry, or a longer tuple for a collection's record (row_of)
     valid_end: int  # offset just past the last intact record
     file_size: int
     torn_reason: str | None  # why the bytes after valid_end are a torn tail, if any
@@ -294,7 +339,7 @@ def scan(path: str, start: int = 0) -> ScanResult:
     loss can leave). Anything else raises CorruptionError with the offset.
     The caller decides whether a torn tail is allowed where it was found.
     """
-    entries: list[Entry] = []
+    entries: list = []
     with open(path, "rb") as f:
         size = f.seek(0, 2)
         if size <= start:
@@ -311,8 +356,7 @@ def scan(path: str, start: int = 0) -> ScanResult:
                         if found in (HEADER_CUT, BODY_CUT):
                             return ScanResult(entries, offset, size, found)
                         raise CorruptionError(path, offset, found)
-                    entries.append(Entry(found[3], offset, end - offset, found[1], found[2],
-                                         found[5] if len(found) > 5 else 0))
+                    entries.append(row_of(found, offset, end - offset))
                     offset = end
                 return ScanResult(entries, offset, size, None)
             finally:
@@ -343,8 +387,8 @@ def read_at(view: memoryview, offset: int, size: int) -> tuple[int, list | str]:
         body = msgpack.unpackb(view[offset + HEADER_SIZE : end])
     except Exception as exc:  # a checksummed body that is not ours
         return -1, f"undecodable record: {exc}"
-    if type(body) is not list or len(body) not in (5, 6):
-        return -1, "undecodable record: not a 5- or 6-element array"
+    if type(body) is not list or not 5 <= len(body) <= 8:
+        return -1, "undecodable record: not an array of 5 to 8 elements"
     return end, body
 
 

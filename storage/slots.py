@@ -12,14 +12,29 @@ from __future__ import annotations
 from .deadlines import Deadlines
 
 
+class Elements:
+    """A collection kept as element records (docs/data-model.md): the incarnation of its
+    key (`version`), where each element's newest record is (the log engine; the sqlite
+    engine keeps its elements in a table), and the bytes of those records."""
+
+    __slots__ = ("version", "fields", "live")
+
+    def __init__(self, version: int) -> None:
+        self.version = version
+        self.fields: dict[bytes, int] = {}  # field -> packed location (keydir.py)
+        self.live = 0
+
+
 class Slot:
     """One slot's keys in memory: the key directory, the deadlines, the live bytes."""
 
-    __slots__ = ("keydir", "deadlines", "deadline_of", "live", "types")
+    __slots__ = ("keydir", "deadlines", "deadline_of", "live", "types", "collections")
 
     def __init__(self) -> None:
         self.keydir: dict[bytes, int] = {}  # key -> packed location (keydir.py)
         self.types: dict[bytes, int] = {}  # the type of each key that is not a string
+        # The keys whose value is element records (a subset of `types`): their elements
+        self.collections: dict[bytes, Elements] = {}
         self.deadlines = Deadlines()  # the keys with a deadline (deadlines.py)
         self.deadline_of = self.deadlines.snapshot()  # its dict: a test without a call
         self.live = 0  # bytes of the records the key directory points at
@@ -150,3 +165,12 @@ class DatabaseQueries:
 
     def type_of(self, key: bytes, db: int = 0) -> int:
         return self._slots.type_of(key, db)
+
+    def collection_version(self, key: bytes, db: int = 0) -> int:
+        """The version of `key` if its value is element records, else 0 (a string, a
+        value packed whole, or no such key); no disk access."""
+        space = self._slots.find(db)
+        if space is None or not space.collections:
+            return 0
+        found = space.collections.get(key)
+        return found.version if found is not None else 0

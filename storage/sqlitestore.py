@@ -9,6 +9,12 @@ space can be reclaimed in slices (`begin_compaction`, `compaction_step`,
 `finish_compaction`: what the server runs between loop passes); `compact()`
 runs a full VACUUM.
 
+A collection kept as element records (docs/data-model.md) is a row of its database's
+table with its type in `kind` and its version in `version`, and one row per element in
+the slot's element table (`el_<slot>`: key, version, field, value). Deleting or
+overwriting the key leaves its elements behind under a version no row names: reads
+never see them and a compaction deletes them, in slices.
+
 Deadlines live in their own column, `expires_at` (Unix ms, 0: none; a partial
 index covers the keys that have one), and, as in the log engine, in memory
 (deadlines.py), loaded at open: keys whose deadline passed while the store
@@ -34,7 +40,7 @@ from .layout import SQLITE_FILE, check_meta
 from .logstore import FSYNC_POLICIES
 from .private import open_fd, prepare_directory
 from .record import as_bytes, checked_ops, checked_pair
-from .slots import DatabaseQueries, Slot, SlotMap
+from .slots import DatabaseQueries, Elements, Slot, SlotMap
 
 _SYNCHRONOUS = {"always": "FULL", "everysec": "NORMAL", "no": "OFF"}
 _PAGE = 1000  # keys fetched per query while iterating
@@ -50,6 +56,10 @@ class SqliteCompaction:
     page_size: int
     pages_done: int = 0
     started_at: float = dataclasses.field(default_factory=time.monotonic)
+    # Stale elements are deleted first, a window of rows per step: the slots still to
+    # go through, and the last rowid done in the first of them.
+    purging: list[int] = dataclasses.field(default_factory=list)
+    purged_to: int = 0
     # The job's side of storage.interface.CompactionJob: no fork (a SQLite connection
     # must not cross one); the owner calls step() once per loop pass.
     forks = False
@@ -120,6 +130,7 @@ class SqliteStore(DatabaseQueries):
             raise
         self._conn = conn
         self._in_transaction = False
+        self._version = 0  # the newest collection version given (logstore.py's)
         # The databases (slots.py, docs/data-model.md): database i's rows are in the table
         # of slot slots[i] ("kv" for slot 0, as before databases, else "kv_<slot>"); the
         # map is one row of table "databases", written in the same transaction as the
@@ -135,8 +146,17 @@ class SqliteStore(DatabaseQueries):
             table = _table(slot)
             if table not in self._db.table_names():
                 continue
-            if "kind" not in self._db.table(table).columns_dict:  # a table from format 3
+            columns = self._db.table(table).columns_dict
+            if "kind" not in columns:  # a table from format 3
                 self._execute(f"ALTER TABLE {table} ADD COLUMN kind INTEGER NOT NULL DEFAULT 0")
+            if "version" not in columns:  # a table from before element records
+                self._execute(f"ALTER TABLE {table} ADD COLUMN version INTEGER NOT NULL "
+                              "DEFAULT 0")
+            self._create_element_table(slot)
+            for key, version in self._execute(f"SELECT key, version FROM {table} "
+                                              "WHERE version != 0"):
+                space.collections[bytes(key)] = Elements(version)
+                self._version = max(self._version, version)
             rows = self._execute(f"SELECT key, expires_at FROM {table} WHERE expires_at > 0")
             for key, deadline in rows:
                 space.deadlines.set(bytes(key), deadline)
@@ -179,13 +199,22 @@ class SqliteStore(DatabaseQueries):
             if table not in names:
                 self._execute(f"CREATE TABLE {table} (key BLOB PRIMARY KEY NOT NULL, "
                               "value BLOB NOT NULL, expires_at INTEGER NOT NULL DEFAULT 0, "
-                              "kind INTEGER NOT NULL DEFAULT 0)")
+                              "kind INTEGER NOT NULL DEFAULT 0, "
+                              "version INTEGER NOT NULL DEFAULT 0)")
                 self._execute(f"CREATE INDEX {table}_expires_at ON {table} (expires_at) "
                               "WHERE expires_at > 0")
-        retired = [name for name in names if (name == "kv" or name.startswith("kv_"))
+            self._create_element_table(slot)
+        retired = [name for name in names if (name == "kv" or name.startswith(("kv_", "el_")))
                    and int(name[3:] or 0) not in slots.slots]
         for name in retired:  # a retired slot's table goes whole: no delete per row
             self._execute(f"DROP TABLE {name}")
+
+    def _create_element_table(self, slot: int) -> None:
+        # A rowid table (elements keep the order they were first set in, as the log
+        # engine's do); upserts keep an element's rowid.
+        self._execute(f"CREATE TABLE IF NOT EXISTS el_{slot} (key BLOB NOT NULL, "
+                      "version INTEGER NOT NULL, field BLOB NOT NULL, value BLOB NOT NULL, "
+                      "UNIQUE (key, version, field))")
 
     def _begin(self) -> None:
         if not self._in_transaction:
@@ -200,6 +229,8 @@ class SqliteStore(DatabaseQueries):
         table, space = self._writable(db)
         self._execute(f"INSERT OR REPLACE INTO {table} (key, value, expires_at, kind) "
                       "VALUES (?, ?, ?, ?)", (key, value, expires_at_ms, kind))
+        if space.collections:
+            space.collections.pop(key, None)
         if expires_at_ms or len(space.deadlines):
             space.deadlines.set(key, expires_at_ms)
         if kind:
@@ -238,6 +269,7 @@ class SqliteStore(DatabaseQueries):
         space = self._slots.space(db)
         space.deadlines.discard(key)
         space.types.pop(key, None)
+        space.collections.pop(key, None)
         return self._execute(f"DELETE FROM {table} WHERE key = ?", (key,)).rowcount > 0
 
     def expire(self, key: bytes, expires_at_ms: int, db: int = 0) -> bool:
@@ -264,6 +296,83 @@ class SqliteStore(DatabaseQueries):
         space = self._slots.space(db)
         space.deadlines.discard(key)
         space.types.pop(key, None)
+        space.collections.pop(key, None)
+
+    # -- collections of element records --------------------------------------
+
+    def create_collection(self, key: bytes, kind: int, expires_at_ms: int = 0,
+                          db: int = 0) -> None:
+        """Make `key` an empty collection of type `kind` under a new version (its old
+        elements, if any, stay behind unseen until a compaction deletes them)."""
+        self._check_open()
+        key = as_bytes(key, "key")
+        self._begin()
+        table, space = self._writable(db)
+        version = self._version = max(self._version + 1, time.time_ns() // 1000)
+        self._execute(f"INSERT OR REPLACE INTO {table} (key, value, expires_at, kind, version) "
+                      "VALUES (?, x'', ?, ?, ?)", (key, expires_at_ms, kind, version))
+        space.collections[key] = Elements(version)
+        space.types[key] = kind
+        if expires_at_ms or len(space.deadlines):
+            space.deadlines.set(key, expires_at_ms)
+
+    def _elements(self, key: bytes, db: int) -> tuple[str, int]:
+        """The element table and version of collection `key` (ValueError if none)."""
+        self._check_open()
+        space = self._slots.find(db)
+        found = space.collections.get(key) if space is not None else None
+        if found is None:
+            raise ValueError(f"{key!r} is not a collection of element records")
+        return f"el_{self._slots.slots[db]}", found.version
+
+    def put_element(self, key: bytes, field: bytes, value: bytes, db: int = 0) -> None:
+        key, value = checked_pair(key, value)
+        table, version = self._elements(key, db)
+        self._begin()
+        self._execute(f"INSERT INTO {table} (key, version, field, value) VALUES (?, ?, ?, ?) "
+                      "ON CONFLICT (key, version, field) DO UPDATE SET value = excluded.value",
+                      (key, version, as_bytes(field, "field"), value))
+
+    def delete_element(self, key: bytes, field: bytes, db: int = 0) -> bool:
+        table, version = self._elements(key, db)
+        self._begin()
+        return self._execute(f"DELETE FROM {table} WHERE key = ? AND version = ? AND field = ?",
+                             (key, version, field)).rowcount > 0
+
+    def get_element(self, key: bytes, field: bytes, db: int = 0) -> bytes | None:
+        table, version = self._elements(key, db)
+        row = self._execute(f"SELECT value FROM {table} WHERE key = ? AND version = ? AND "
+                            "field = ?", (key, version, field)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def element_count(self, key: bytes, db: int = 0) -> int:
+        table, version = self._elements(key, db)
+        return self._execute(f"SELECT count(*) FROM {table} WHERE key = ? AND version = ?",
+                             (key, version)).fetchone()[0]
+
+    def element_names(self, key: bytes, db: int = 0) -> list[bytes]:
+        table, version = self._elements(key, db)
+        return [bytes(field) for (field,) in self._execute(
+            f"SELECT field FROM {table} WHERE key = ? AND version = ? ORDER BY rowid",
+            (key, version))]
+
+    def _purge_window(self, slot: int, after: int, window: int) -> int | None:
+        """Delete the stale elements (of versions no key names any more: the collection
+        was deleted, expired or overwritten) among the `window` rows of slot `slot`'s
+        element table after rowid `after`; return the last rowid looked at, None past
+        the end. A window, not a whole-table DELETE, so a compaction step stays short."""
+        table = f"el_{slot}"
+        last = self._execute(f"SELECT max(rowid) FROM (SELECT rowid FROM {table} "
+                             "WHERE rowid > ? ORDER BY rowid LIMIT ?)",
+                             (after, window)).fetchone()[0]
+        if last is None:
+            return None
+        self._begin()
+        self._execute(f"DELETE FROM {table} WHERE rowid > ? AND rowid <= ? AND NOT EXISTS "
+                      f"(SELECT 1 FROM {_table(slot)} k WHERE k.key = {table}.key AND "
+                      f"k.version = {table}.version)", (after, last))
+        self.flush()
+        return last
 
     # -- databases -----------------------------------------------------------
 
@@ -436,7 +545,7 @@ class SqliteStore(DatabaseQueries):
         page = self._pragma("page_size")
         free = self._pragma("freelist_count")
         self._plan = SqliteCompaction(self, bytes_before=self._file_bytes(), pages_total=free,
-                                      page_size=page)
+                                      page_size=page, purging=list(self._slots.slots))
         return self._plan
 
     def compaction_step(self, plan: CompactionJob, pages: int = 64) -> bool:
@@ -448,6 +557,13 @@ class SqliteStore(DatabaseQueries):
         """
         current = self._check_compaction(plan)
         self.flush()
+        while current.purging:
+            last = self._purge_window(current.purging[0], current.purged_to, pages * 64)
+            if last is not None:
+                current.purged_to = last
+                return False
+            current.purging.pop(0)
+            current.purged_to = 0
         try:
             # executescript steps the pragma to completion; execute() frees one page.
             self._conn.executescript(f"PRAGMA incremental_vacuum({int(pages)})")
@@ -506,6 +622,10 @@ class SqliteStore(DatabaseQueries):
         self.flush()
         started = time.monotonic()
         before = self._file_bytes()
+        for slot in self._slots.slots:
+            after: int | None = 0
+            while after is not None:
+                after = self._purge_window(slot, after, 1 << 16)
         self._execute("VACUUM")
         self._execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return self._record(before, started)

@@ -1,20 +1,26 @@
 """The hash commands (Redis's t_hash.c): HSET HGET HMGET HGETALL HDEL HEXISTS HLEN HSTRLEN
 HKEYS HVALS HSETNX HMSET HINCRBY HINCRBYFLOAT HRANDFIELD HSCAN.
 
-A hash is stored packed whole, as Redis keeps a small hash in a listpack: one record of
-type hash (storage's `kind` 1) holding msgpack `[converted, {field: value}]`, fields in
-insertion order (HGETALL answers in the order Redis's listpack would). `converted`
-remembers that the hash once passed `hash-max-listpack-entries` or
+A small hash is stored packed whole, as Redis keeps a small hash in a listpack: one
+record of type hash (storage's `kind` 1) holding msgpack `[converted, {field: value}]`,
+fields in insertion order (HGETALL answers in the order Redis's listpack would).
+`converted` remembers that the hash once passed `hash-max-listpack-entries` or
 `hash-max-listpack-value` -- Redis's hashtable encoding, which it never leaves -- for
-OBJECT ENCODING. Changing a field rewrites the record: O(hash) bytes per write, fine
-for the small hashes job queues and session stores keep; large hashes get element
-records of their own (docs/data-model.md, next). A hash left without fields is deleted,
-as in Redis.
+OBJECT ENCODING. Changing a field rewrites the record, at most PACKED_MAX_BYTES.
+
+A hash of more than `hash-max-listpack-entries` fields, or whose packed record would pass
+PACKED_MAX_BYTES, is split (once, for good, as Redis converts): a metadata record and one
+element record per field (docs/data-model.md). Then changing a field writes that field
+only, and deleting the hash writes one record, however many fields it has. Commands see
+both forms through one mapping (`Hash.fields`); for a split hash it is `StoredFields`,
+which reads the store and stages changes until `write` makes them one batch. A hash
+left without fields is deleted, as in Redis.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator, MutableMapping
 from typing import TYPE_CHECKING
 
 import msgpack
@@ -42,13 +48,71 @@ if TYPE_CHECKING:
 
 
 
+# A packed hash is rewritten whole on every change: past this size it is split instead, so
+# a write costs at most this many bytes plus the change (Redis's listpack limits alone
+# would allow 128 fields of 64-byte names and values: 16 KiB).
+PACKED_MAX_BYTES = 8192
+
+
+class StoredFields(MutableMapping[bytes, bytes]):
+    """The fields of a split hash: read from the store on demand; changes are staged here
+    (`changes`, None for a deleted field) until `write` makes them one batch."""
+
+    def __init__(self, keyspace: Keyspace, key: bytes) -> None:
+        self.store, self.db, self.key = keyspace.store, keyspace.db, key
+        self.changes: dict[bytes, bytes | None] = {}
+        self._added = 0  # fields the staged changes add (negative: remove)
+
+    def __getitem__(self, field: bytes) -> bytes:
+        value = self.changes[field] if field in self.changes else \
+            self.store.get_element(self.key, field, self.db)
+        if value is None:
+            raise KeyError(field)
+        return value
+
+    def __contains__(self, field: object) -> bool:
+        try:
+            self[field]  # type: ignore[index]
+        except KeyError:
+            return False
+        return True
+
+    def __setitem__(self, field: bytes, value: bytes) -> None:
+        if field not in self:
+            self._added += 1
+        self.changes[field] = value
+
+    def __delitem__(self, field: bytes) -> None:
+        if field not in self:
+            raise KeyError(field)
+        self.changes[field] = None
+        self._added -= 1
+
+    def __len__(self) -> int:
+        return self.store.element_count(self.key, self.db) + self._added
+
+    def __bool__(self) -> bool:
+        """Whether any field is left: counted only after a removal (a split hash is never
+        empty in the store, and counting costs the sqlite engine a query)."""
+        return None not in self.changes.values() or len(self) > 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        names = self.store.element_names(self.key, self.db)
+        if not self.changes:
+            return iter(names)
+        stored = set(names)
+        kept = [field for field in names if self.changes.get(field, b"") is not None]
+        return iter(kept + [field for field, value in self.changes.items()
+                            if value is not None and field not in stored])
+
+
 class Hash:
-    """A hash read from its record: its fields, and whether Redis would hold it as a
+    """A hash read from its record(s): its fields, and whether Redis would hold it as a
     hashtable by now."""
 
     __slots__ = ("fields", "converted")
 
-    def __init__(self, fields: dict[bytes, bytes], converted: bool = False) -> None:
+    def __init__(self, fields: MutableMapping[bytes, bytes], converted: bool = False) -> None:
         self.fields = fields
         self.converted = converted
 
@@ -62,6 +126,8 @@ def read(keyspace: Keyspace, key: bytes, counted: bool = True) -> Hash | None:
     value, kind = found
     if kind != HASH:
         raise CommandError(WRONGTYPE)
+    if keyspace.collection_version(key):
+        return Hash(StoredFields(keyspace, key), True)
     cache = keyspace.decoded
     hit = cache.get(key)
     if hit is not None and hit[0] is value and isinstance(hit[1], Hash):  # the same record
@@ -81,20 +147,32 @@ DECODED_CACHE_SIZE = 1024
 
 
 def write(ctx: Context, key: bytes, hash_: Hash) -> None:
-    """Store `hash_` (keeping the key's deadline), or delete the key if it is empty."""
-    keyspace = ctx.keyspace
-    if not hash_.fields:
+    """Store `hash_` (keeping the key's deadline), or delete the key if it is empty: a
+    split hash writes its staged changes, a packed one its record, or splits (one batch)."""
+    keyspace, fields = ctx.keyspace, hash_.fields
+    if not fields:
         keyspace.delete(key)
+        return
+    if isinstance(fields, StoredFields):
+        keyspace.write_elements(key, fields.changes)
         return
     config = ctx.config
     if not hash_.converted and (
-            len(hash_.fields) > config.hash_max_listpack_entries
+            len(fields) > config.hash_max_listpack_entries
             or any(len(f) > config.hash_max_listpack_value
                    or len(v) > config.hash_max_listpack_value
-                   for f, v in hash_.fields.items())):
+                   for f, v in fields.items())):
         hash_.converted = True
-    packed = msgpack.packb([int(hash_.converted), hash_.fields])
-    keyspace.put(key, packed, keyspace.deadline(key), kind=HASH)
+    packed = msgpack.packb([int(hash_.converted), fields])
+    if len(fields) <= config.hash_max_listpack_entries and len(packed) <= PACKED_MAX_BYTES:
+        keyspace.put(key, packed, keyspace.deadline(key), kind=HASH)
+        return
+    keyspace.begin_batch()
+    try:
+        keyspace.create_collection(key, HASH, keyspace.deadline(key))
+        keyspace.write_elements(key, dict(fields))
+    finally:
+        keyspace.end_batch()
 
 
 def encoding(hash_value: bytes) -> bytes:
@@ -104,9 +182,14 @@ def encoding(hash_value: bytes) -> bytes:
 
 
 def _for_write(ctx: Context, key: bytes) -> Hash:
-    """A copy to change (the one `read` returns may be shared)."""
+    """A copy to change (the one `read` returns may be shared); a split hash stages its
+    changes in its own StoredFields."""
     hash_ = read(ctx.keyspace, key, counted=False)
-    return Hash(dict(hash_.fields), hash_.converted) if hash_ is not None else Hash({})
+    if hash_ is None:
+        return Hash({})
+    if isinstance(hash_.fields, StoredFields):
+        return hash_
+    return Hash(dict(hash_.fields), hash_.converted)
 
 
 # -- the commands -----------------------------------------------------------------------
@@ -255,15 +338,17 @@ def hrandfield(ctx: Context, conn: Connection, args: list) -> bytes:
     hash_ = read(ctx.keyspace, args[1])
     if hash_ is None or count == 0:
         return array([])
-    items = list(hash_.fields.items())
+    names = list(hash_.fields)
     if count < 0:
-        picked = [random.choice(items) for _ in range(-count)]
-    elif count >= len(items):
-        picked = items
+        chosen = [random.choice(names) for _ in range(-count)]
+    elif count >= len(names):
+        chosen = names
     else:
-        picked = random.sample(items, count)
+        chosen = random.sample(names, count)
     if not with_values:
-        return conn.resp.bulks([field for field, _ in picked])
+        return conn.resp.bulks(chosen)
+    fields = hash_.fields
+    picked = [(field, fields[field]) for field in chosen]
     if conn.resp.version == 2:
         return conn.resp.bulks([part for pair in picked for part in pair])
     return array([conn.resp.bulks(list(pair)) for pair in picked])
@@ -271,7 +356,8 @@ def hrandfield(ctx: Context, conn: Connection, args: list) -> bytes:
 
 def hscan(ctx: Context, conn: Connection, args: list) -> bytes:
     """HSCAN key cursor [MATCH pattern] [COUNT count]: a packed hash answers whole, with
-    cursor 0, as Redis answers for a listpack."""
+    cursor 0, as Redis answers for a listpack; a split one a step at a time, as SCAN
+    (every field present for the whole scan returned once)."""
     cursor = parse_strict_int(args[2])
     if cursor is None or cursor < 0:
         return error("ERR invalid cursor")
@@ -281,8 +367,16 @@ def hscan(ctx: Context, conn: Connection, args: list) -> bytes:
     options = scan_options(args, 3, with_type=False)
     if isinstance(options, bytes):
         return options
-    match = options.match
-    found = [part for field, value in hash_.fields.items() if match is None or match(field)
+    match, fields = options.match, hash_.fields
+    if isinstance(fields, StoredFields):
+        step = ctx.keyspace.element_scans.step(lambda: fields, fields.__contains__, cursor,
+                                               options.count, match)
+        if step is None:
+            return error("ERR invalid cursor")
+        cursor, names = step
+        found = [part for field in names for part in (field, fields[field])]
+        return array([bulk(b"%d" % cursor), conn.resp.bulks(found)])
+    found = [part for field, value in fields.items() if match is None or match(field)
              for part in (field, value)]
     return array([bulk(b"0"), conn.resp.bulks(found)])
 

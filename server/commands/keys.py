@@ -229,12 +229,11 @@ def copy(ctx: Context, conn: Connection, args: list) -> bytes:
     keyspace, source, target = ctx.keyspace, args[1], args[2]
     if source == target and destination is keyspace:
         return SAME_OBJECT
-    found = keyspace.read_any(source)
-    if found is None:
+    if keyspace.read_any(source) is None:
         return ZERO
     if target in destination and not replace:
         return ZERO
-    destination.put(target, found[0], keyspace.deadline(source), kind=found[1])
+    keyspace.copy_to(source, destination, target, counted=False)
     return ONE
 
 
@@ -261,7 +260,7 @@ def object_(ctx: Context, conn: Connection, args: list) -> bytes:
         if found is None:
             return conn.resp.null
         if found[1] != STRING:
-            return bulk(collection_encoding(ctx, found))
+            return bulk(collection_encoding(ctx, args[2], found))
         if args[2] in ctx.keyspace.built_in_place:
             return bulk(b"raw")
         return bulk(string_encoding(found[0]))
@@ -274,8 +273,11 @@ def object_(ctx: Context, conn: Connection, args: list) -> bytes:
     return error("ERR kvd does not track access times: OBJECT IDLETIME is not available")
 
 
-def collection_encoding(ctx: Context, found: tuple[bytes, int]) -> bytes:
-    """OBJECT ENCODING of a value of another type than string."""
+def collection_encoding(ctx: Context, key: bytes, found: tuple[bytes, int]) -> bytes:
+    """OBJECT ENCODING of a value of another type than string (`found`: the value of
+    `key` and its type)."""
+    if ctx.keyspace.collection_version(key):
+        return b"hashtable"  # (element records: only hashes so far)
     return hashes.encoding(found[0])
 
 
