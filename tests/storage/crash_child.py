@@ -29,6 +29,9 @@ SEGMENT_SIZE = 2048
 # are killed at every step too.
 DATABASES = 3
 KEYS = [(db, b"key-%02d" % i) for db in range(DATABASES) for i in range(12)]
+# The hashes of element records are made, changed and emptied on these keys (the other
+# operations reach them too: a SET overwrites a hash, DEL deletes it).
+HASH_KEYS = [(db, b"key-%02d" % i) for db in range(DATABASES) for i in range(2)]
 # Written only by write batches, the first and the last record of each: a batch
 # applied in part would leave them different.
 BATCH_KEYS = [(0, b"batch-first"), (0, b"batch-last")]
@@ -53,10 +56,20 @@ def workload(seed: int, count: int, now_ms: int) -> list[tuple]:
     for i in range(count):
         roll = rng.random()
         key = rng.choice(KEYS)
-        if roll < 0.56:
+        if roll < 0.5:
             value = b"%d:" % i + bytes([rng.randrange(256)]) * rng.randrange(0, 300)
             kind = 1 if rng.random() < 0.2 else 0  # a packed hash, say: its type must last
             ops.append(("put", key, value, deadline(rng, now_ms), kind))
+        elif roll < 0.53:  # a hash of element records, made (or made again) in one batch
+            elements = {b"f%d" % rng.randrange(40): b"%d" % i * rng.randrange(1, 20)
+                        for _ in range(rng.randrange(1, 40))}
+            ops.append(("hash", rng.choice(HASH_KEYS), elements, deadline(rng, now_ms)))
+        elif roll < 0.57:  # HSET of one field (if the key is such a hash by then)
+            ops.append(("hset", rng.choice(HASH_KEYS), b"f%d" % rng.randrange(40),
+                        b"set %d" % i))
+        elif roll < 0.59:  # HDEL of some fields; the hash goes with its last one
+            ops.append(("hdel", rng.choice(HASH_KEYS), [b"f%d" % rng.randrange(40)
+                                                        for _ in range(rng.randrange(1, 8))]))
         elif roll < 0.62:
             ops.append(("expire", key, deadline(rng, now_ms)))
         elif roll < 0.82:
@@ -114,6 +127,25 @@ def main() -> None:
     for n, op in enumerate(workload(seed, count, now_ms), start=1):
         if op[0] == "put":
             db.put(op[1][1], op[2], op[3], db=op[1][0], kind=op[4])
+        elif op[0] == "hash":  # as kvd splits a hash: one batch
+            (number, key), elements = op[1], op[2]
+            db.begin_batch()
+            db.create_collection(key, 1, op[3], db=number)
+            for field, value in elements.items():
+                db.put_element(key, field, value, db=number)
+            db.end_batch()
+        elif op[0] == "hset":
+            if db.collection_version(op[1][1], db=op[1][0]):
+                db.put_element(op[1][1], op[2], op[3], db=op[1][0])
+        elif op[0] == "hdel":
+            (number, key), fields = op[1], op[2]
+            if db.collection_version(key, db=number):
+                db.begin_batch()
+                for field in fields:
+                    db.delete_element(key, field, db=number)
+                if not db.element_count(key, db=number):
+                    db.delete(key, db=number)
+                db.end_batch()
         elif op[0] == "expire":
             db.expire(op[1][1], op[2], db=op[1][0])
         elif op[0] == "delete":

@@ -78,9 +78,24 @@ def _whole_database(op: tuple, possible: dict[tuple, set], acked: bool) -> None:
 
 
 def _writes(op: tuple, before: State) -> list[tuple[tuple, State]]:
-    """(key, state after) of each write an operation makes."""
+    """(key, state after) of each write an operation makes. A hash of element records
+    is the value ("elements", its sorted (field, value) pairs), of type 1."""
     if op[0] == "put":
         return [(op[1], ((op[2], op[4]), op[3]))]
+    if op[0] == "hash":
+        return [(op[1], ((("elements", tuple(sorted(op[2].items()))), 1), op[3]))]
+    if op[0] in ("hset", "hdel"):
+        if before is None or not isinstance(before[0][0], tuple):
+            return [(op[1], before)]  # not such a hash: the child does nothing
+        elements = dict(before[0][0][1])
+        if op[0] == "hset":
+            elements[op[2]] = op[3]
+        else:
+            for field in op[2]:
+                elements.pop(field, None)
+        if not elements:
+            return [(op[1], None)]
+        return [(op[1], ((("elements", tuple(sorted(elements.items()))), 1), before[1]))]
     if op[0] == "delete":
         return [(op[1], None)]
     if op[0] == "expire":
@@ -113,7 +128,12 @@ def visible(state: State, opened_ms: int, read_ms: int) -> set:
 
 
 def read(db, key: tuple) -> tuple | None:
-    """(value, type) of (database, key), or None."""
+    """(value, type) of (database, key), or None; a hash of element records as the model
+    has it (_writes)."""
+    if db.collection_version(key[1], db=key[0]):
+        elements = {field: db.get_element(key[1], field, db=key[0])
+                    for field in db.element_names(key[1], db=key[0])}
+        return ("elements", tuple(sorted(elements.items()))), db.type_of(key[1], db=key[0])
     value = db.get(key[1], db=key[0])
     return None if value is None else (value, db.type_of(key[1], db=key[0]))
 
@@ -205,10 +225,13 @@ def test_sigkill_at_every_file_system_step(tmp_path):
     ops = workload(seed, count, NOW_MS)
     assert sum(op[0] == "compact" for op in ops) >= 2
     base = str(tmp_path / "base")
-    child = start_child(base, "log", seed + 1, 120)
+    base_seed = 10  # (one whose workload leaves a hash of element records: asserted below)
+    child = start_child(base, "log", base_seed, 120)
     read_acks(child)
     assert child.wait(timeout=60) == 0
-    base_held = check_store(base, "log", workload(seed + 1, 120, NOW_MS), 121)
+    base_held = check_store(base, "log", workload(base_seed, 120, NOW_MS), 121)
+    assert [key for key, ((value, _), _) in base_held.items() if isinstance(value, tuple)], \
+        "the workload should leave hashes of element records underneath"
 
     probe = start_child(str(tmp_path / "probe"), "log", seed, count, kill_at=10**9)
     _, total = read_acks(probe)

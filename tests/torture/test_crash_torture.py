@@ -190,6 +190,68 @@ def script_writer(server: Daemon, groups: Groups, seed: int, stop: threading.Eve
         groups.acked[group] = version
 
 
+HASHES, HASH_FIELDS = 3, 300  # large hashes (element records past 128 fields)
+
+
+class Hashes:
+    """What the hash writer was told. Each hash is (re)created whole under a new
+    generation (DEL + HSET of every field, in one MULTI), then changed a field at a time;
+    every value is b"<generation>:<n>", n growing across writers. After any crash a hash holds fields of
+    one generation only (an old field back from a deleted hash is a resurrection), no
+    older than the acknowledged one, and in that generation every acknowledged field at
+    least as new as acknowledged."""
+
+    def __init__(self) -> None:
+        self.generation: dict[bytes, int] = {}
+        self.fields: dict[bytes, dict[bytes, int]] = {}
+        self.checked = 0
+        self.n = 0  # the last n written
+
+    def check_and_settle(self, client: redis.Redis) -> None:
+        for key in list(self.generation):
+            held = {field: tuple(map(int, value.split(b":")))
+                    for field, value in client.hgetall(key).items()}
+            generations = {generation for generation, _ in held.values()}
+            assert len(generations) == 1, f"{key!r} mixes generations {generations}"
+            (generation,) = generations
+            assert generation >= self.generation[key], (key, generation, self.generation[key])
+            if generation == self.generation[key]:
+                for field, n in self.fields[key].items():
+                    assert field in held and held[field][1] >= n, (key, field, held.get(field), n)
+            self.generation[key] = generation
+            self.fields[key] = {field: n for field, (_, n) in held.items()}
+            self.checked += 1
+
+
+def hash_writer(server: Daemon, hashes: Hashes, seed: int, stop: threading.Event) -> None:
+    rng = random.Random(seed)
+    client = server.client(socket_timeout=10)
+    generation = seed * 1_000_000
+    while not stop.is_set():
+        key = b"hash:%d" % rng.randrange(HASHES)
+        hashes.n += 1
+        n = hashes.n
+        try:
+            if key not in hashes.generation or rng.random() < 0.03:
+                generation += 1
+                fields = {b"f%d" % i: b"%d:%d" % (generation, n) for i in range(HASH_FIELDS)}
+                pipe = client.pipeline(transaction=True)
+                pipe.delete(key)
+                pipe.hset(key, mapping=fields)
+                pipe.execute()
+                hashes.generation[key] = generation
+                hashes.fields[key] = dict.fromkeys(fields, n)
+            else:
+                field = b"f%d" % rng.randrange(HASH_FIELDS)
+                client.hset(key, field, b"%d:%d" % (hashes.generation[key], n))
+                hashes.fields[key][field] = n
+        except (redis.ConnectionError, redis.TimeoutError):
+            return
+        except redis.ResponseError as exc:
+            assert "shutting down" in str(exc), exc
+            return
+
+
 def torture(tmp_path, kills: int | None, minutes: float | None) -> tuple[int, int]:
     # Compactions come from SIGUSR1 only, so that right after a restart nothing but
     # recovery has touched the directory and any leftover file is a real one.
@@ -197,6 +259,7 @@ def torture(tmp_path, kills: int | None, minutes: float | None) -> tuple[int, in
     rng = random.Random(20261123)
     model = Model()
     groups = Groups()
+    hashes = Hashes()
     deadline = time.monotonic() + minutes * 60 if minutes else None
     done = 0
     try:
@@ -205,6 +268,7 @@ def torture(tmp_path, kills: int | None, minutes: float | None) -> tuple[int, in
             client = server.client()
             model.check_and_settle(client)
             groups.check(client)
+            hashes.check_and_settle(client)
             leftovers = [n for n in os.listdir(server.data_dir)
                          if n.endswith(".tmp") or n == "compaction"]
             assert not leftovers, f"kill {done}: stray files after restart: {leftovers}"
@@ -214,6 +278,8 @@ def torture(tmp_path, kills: int | None, minutes: float | None) -> tuple[int, in
                        for i in range(2)]
             threads.append(threading.Thread(target=script_writer,
                                             args=(server, groups, done + 1, stop), daemon=True))
+            threads.append(threading.Thread(target=hash_writer,
+                                            args=(server, hashes, done + 1, stop), daemon=True))
             for t in threads:
                 t.start()
             if rng.random() < 0.7:
@@ -237,12 +303,15 @@ def torture(tmp_path, kills: int | None, minutes: float | None) -> tuple[int, in
         server.start()
         model.check_and_settle(server.client())
         groups.check(server.client())
+        hashes.check_and_settle(server.client())
         assert len(model.acked) > KEYS // 2, "the writers barely wrote anything"
+        assert len(hashes.generation) == HASHES and hashes.checked > HASHES
+        assert all(client.object("encoding", key) == b"hashtable" for key in hashes.generation)
         assert len(groups.acked) > GROUPS // 2, "the script writer barely wrote anything"
     finally:
         server.cleanup()
     print(f"crash torture: {groups.checked} checks of groups written by scripts, "
-          f"{len(groups.acked)} groups acknowledged")
+          f"{len(groups.acked)} groups acknowledged, {hashes.checked} checks of large hashes")
     return done, model.ttl_keys_checked
 
 
