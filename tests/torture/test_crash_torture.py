@@ -196,10 +196,10 @@ HASHES, HASH_FIELDS = 3, 300  # large hashes (element records past 128 fields)
 class Hashes:
     """What the hash writer was told. Each hash is (re)created whole under a new
     generation (DEL + HSET of every field, in one MULTI), then changed a field at a time;
-    every value is b"<generation>:<n>", n growing across writers. After any crash a hash holds fields of
-    one generation only (an old field back from a deleted hash is a resurrection), no
-    older than the acknowledged one, and in that generation every acknowledged field at
-    least as new as acknowledged."""
+    every value is b"<generation>:<n>", n growing across writers. After any crash a hash
+    holds fields of one generation only (an old field back from a deleted hash is a
+    resurrection), no older than the acknowledged one, and in that generation every
+    acknowledged field at least as new as acknowledged."""
 
     def __init__(self) -> None:
         self.generation: dict[bytes, int] = {}
