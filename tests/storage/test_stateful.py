@@ -1,5 +1,6 @@
 """A Hypothesis state machine: the store against a dict per database, through reopen,
-compaction, FLUSHDB and SWAPDB."""
+compaction, FLUSHDB and SWAPDB; a key holds a string, or a collection of element records
+(a dict in the model)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ class StoreMachine(RuleBasedStateMachine):
     def open(self) -> None:
         self.directory = tempfile.mkdtemp(prefix="kvd-stateful-")
         self.db = open_store(self.directory, engine=self.engine, segment_size=4096)
-        self.models: list[dict[bytes, bytes]] = [{}, {}, {}]  # per database
+        # per database: key -> a string, or a dict (a collection's elements)
+        self.models: list[dict[bytes, bytes | dict]] = [{}, {}, {}]
 
     def teardown(self) -> None:
         self.db.close()
@@ -74,6 +76,32 @@ class StoreMachine(RuleBasedStateMachine):
         self.db.swap_dbs(a, b)
         self.models[a], self.models[b] = self.models[b], self.models[a]
 
+    @rule(key=KEYS, db=DBS)
+    def create_collection(self, key: bytes, db: int) -> None:
+        self.db.create_collection(key, 1, db=db)
+        self.models[db][key] = {}
+
+    def _collections(self) -> list[tuple[int, bytes]]:
+        return sorted((db, key) for db, model in enumerate(self.models)
+                      for key, value in model.items() if isinstance(value, dict))
+
+    @precondition(lambda self: self._collections())
+    @rule(data=st.data(), field=KEYS, value=VALUES)
+    def put_element(self, data, field: bytes, value: bytes) -> None:
+        db, key = data.draw(st.sampled_from(self._collections()))
+        self.db.put_element(key, field, value, db=db)
+        self.models[db][key][field] = value
+
+    @precondition(lambda self: self._collections())
+    @rule(data=st.data(), field=KEYS)
+    def delete_element(self, data, field: bytes) -> None:
+        db, key = data.draw(st.sampled_from(self._collections()))
+        elements = self.models[db][key]
+        if elements and data.draw(st.booleans()):
+            field = data.draw(st.sampled_from(sorted(elements)))
+        assert self.db.delete_element(key, field, db=db) is (field in elements)
+        elements.pop(field, None)
+
     @rule()
     def flush(self) -> None:
         self.db.flush()
@@ -89,7 +117,9 @@ class StoreMachine(RuleBasedStateMachine):
 
     @rule(key=KEYS, db=DBS)
     def get(self, key: bytes, db: int) -> None:
-        assert self.db.get(key, db=db) == self.models[db].get(key)
+        expected = self.models[db].get(key)
+        # (a collection's key reads as its metadata record's value: empty)
+        assert self.db.get(key, db=db) == (b"" if isinstance(expected, dict) else expected)
 
     @invariant()
     def same_keys(self) -> None:
@@ -99,7 +129,13 @@ class StoreMachine(RuleBasedStateMachine):
                 assert self.db.count(db) == len(model)
                 assert sorted(self.db.keys(db=db)) == sorted(model)
                 for key, value in model.items():
-                    assert self.db.get(key, db=db) == value
+                    if isinstance(value, dict):
+                        assert self.db.collection_version(key, db=db)
+                        assert self.db.element_names(key, db=db) == list(value)
+                        assert {f: self.db.get_element(key, f, db=db) for f in value} == value
+                    else:
+                        assert self.db.collection_version(key, db=db) == 0
+                        assert self.db.get(key, db=db) == value
 
 
 class SqliteStoreMachine(StoreMachine):
