@@ -456,7 +456,8 @@ class Keyspace:
         for field, value in changes.items():
             self.check_sizes(field, value or b"")
         store, db = self.store, self.db
-        store.begin_batch()
+        if len(changes) > 1:  # (one record needs no batch around it)
+            store.begin_batch()
         try:
             for field, value in changes.items():
                 if value is None:
@@ -464,7 +465,8 @@ class Keyspace:
                 else:
                     store.put_element(key, field, value, db)
         finally:
-            store.end_batch()
+            if len(changes) > 1:
+                store.end_batch()
         if self._watched:
             self._touch(key, exists_after=True)
 

@@ -121,10 +121,13 @@ class Store(Protocol):
 
     def get_element(self, key: bytes, field: bytes, db: int = 0) -> bytes | None: ...
 
+    def has_element(self, key: bytes, field: bytes, db: int = 0) -> bool:
+        """Whether the element exists, without reading its value."""
+
     def element_count(self, key: bytes, db: int = 0) -> int: ...
 
     def element_names(self, key: bytes, db: int = 0) -> list[bytes]:
-        """The elements' names, in the order they were first set."""
+        """The elements' names, in no set order (as a Redis hashtable's)."""
 
     # -- databases ---------------------------------------------------------------------
 

@@ -218,15 +218,23 @@ class LogStore(DatabaseQueries):
         current = -1  # the slot whose directory is in the locals below
         space = keydir = deadlines = any_deadline = types = collections = None
         live = 0
+        # The collection the last element record belonged to: its elements come in runs.
+        element_key: bytes | None = None
+        elements: Elements | None = None
+        element, tombstone = record.ELEMENT, record.TOMBSTONE
         for row in rows:
-            if len(row) == 5:  # a record of slot 0 (all of them before format 4)
+            length = len(row)
+            if length == 5:  # a record of slot 0 (all of them before format 4)
                 key, offset, size, flags, expires = row
                 slot = 0
+            elif length == 8:  # an element record: + its version and field
+                key, offset, size, flags, expires, slot, version, name = row
             else:
                 key, offset, size, flags, expires, slot = row[:6]
             if size > largest:
                 largest = size
             if flags & record.MAP:
+                element_key = None
                 if space is not None:
                     space.live += live
                     live, current, space = 0, -1, None
@@ -237,7 +245,7 @@ class LogStore(DatabaseQueries):
                     space.live += live
                     live = 0
                 space = slots.spaces.get(slot)
-                current = slot
+                current, element_key = slot, None
                 if space is None:
                     continue  # a slot no map holds any more: a flushed database
                 keydir, deadlines, any_deadline, types, collections = (
@@ -248,8 +256,29 @@ class LogStore(DatabaseQueries):
             assert keydir is not None and deadlines is not None and types is not None
             assert collections is not None
             if flags & ~record.TYPE_BITS:
-                if flags & record.COLLECTION_BITS:
-                    live += self._replay_collection(space, row, base)
+                if flags & element:  # (the hot path of a large collection's replay)
+                    if key != element_key:
+                        element_key, elements = key, collections.get(key)
+                    if elements is None or elements.version != version:
+                        if version > self._version:
+                            self._version = version
+                        continue  # of a version its key no longer has
+                    fields = elements.fields
+                    if flags & tombstone:
+                        old = fields.pop(name, None)
+                        change = 0
+                    else:
+                        old = fields.get(name)
+                        fields[name] = base | offset << 32 | size
+                        change = size
+                    if old is not None:
+                        change -= old & MASK32
+                    elements.live += change
+                    live += change
+                    continue
+                element_key = None
+                if flags & record.META:
+                    live += self._replay_meta(space, row, base)
                     continue
                 if flags & record.EXPIRY:
                     if key in keydir:
@@ -262,6 +291,7 @@ class LogStore(DatabaseQueries):
                     if collections:
                         live -= self._drop_elements(space, key)
             else:  # a value: a string's (no flags) or another type's
+                element_key = None
                 old = keydir.get(key)
                 keydir[key] = base | offset << 32 | size
                 live += size
@@ -279,39 +309,22 @@ class LogStore(DatabaseQueries):
             space.live += live
         self.largest_value = largest
 
-    def _replay_collection(self, space: Slot, row: tuple, base: int) -> int:
-        """Replay a record of a collection of element records (record.py); return the
-        change in live bytes. An element of a version its key's metadata does not name
-        (the key was deleted, expired or written again since) is ignored."""
-        key, offset, size, flags, expires, _slot, version, *field = row
+    def _replay_meta(self, space: Slot, row: tuple, base: int) -> int:
+        """Replay a collection's metadata record (record.py); return the change in live
+        bytes. A new version drops the elements of the old one, however many."""
+        key, offset, size, flags, expires, _slot, version = row
         if version > self._version:
             self._version = version
-        location = base | offset << 32 | size
-        if flags & record.META:
-            old = space.keydir.get(key)
-            space.keydir[key] = location
-            if expires or space.deadline_of:
-                space.deadlines.set(key, expires)
-            space.types[key] = (flags & record.TYPE_BITS) >> record.TYPE_SHIFT
-            change = size - (old & MASK32 if old is not None else 0)
-            found = space.collections.get(key)
-            if found is None or found.version != version:
-                change -= self._drop_elements(space, key)
-                space.collections[key] = Elements(version)
-            return change
-        elements = space.collections.get(key)
-        if elements is None or elements.version != version:
-            return 0
-        name = field[0]
-        old = elements.fields.pop(name, None) if flags & record.TOMBSTONE else (
-            elements.fields.get(name))
-        change = 0
-        if not flags & record.TOMBSTONE:
-            elements.fields[name] = location
-            change = size
-        if old is not None:
-            change -= old & MASK32
-        elements.live += change
+        old = space.keydir.get(key)
+        space.keydir[key] = base | offset << 32 | size
+        if expires or space.deadline_of:
+            space.deadlines.set(key, expires)
+        space.types[key] = (flags & record.TYPE_BITS) >> record.TYPE_SHIFT
+        change = size - (old & MASK32 if old is not None else 0)
+        found = space.collections.get(key)
+        if found is None or found.version != version:
+            change -= self._drop_elements(space, key)
+            space.collections[key] = Elements(version)
         return change
 
     @staticmethod
@@ -724,11 +737,15 @@ class LogStore(DatabaseQueries):
         cached = self._cache.get(location)
         return cached if cached is not None else self._value_at(location)
 
+    def has_element(self, key: bytes, field: bytes, db: int = 0) -> bool:
+        return field in self._elements(key, db)[2].fields
+
     def element_count(self, key: bytes, db: int = 0) -> int:
         return len(self._elements(key, db)[2].fields)
 
     def element_names(self, key: bytes, db: int = 0) -> list[bytes]:
-        """The fields of collection `key`, in the order they were first set."""
+        """The fields of collection `key`: in the order they were first set, until a
+        compaction or a restart orders them as their records lie."""
         return list(self._elements(key, db)[2].fields)
 
     def _damaged(self, segment_id: int, offset: int, reason: str) -> CorruptionError:

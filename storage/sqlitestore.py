@@ -210,8 +210,9 @@ class SqliteStore(DatabaseQueries):
             self._execute(f"DROP TABLE {name}")
 
     def _create_element_table(self, slot: int) -> None:
-        # A rowid table (elements keep the order they were first set in, as the log
-        # engine's do); upserts keep an element's rowid.
+        # A rowid table: elements list in the order they were first set in (upserts keep
+        # an element's rowid), and a compaction purges stale ones a window of rowids at
+        # a time.
         self._execute(f"CREATE TABLE IF NOT EXISTS el_{slot} (key BLOB NOT NULL, "
                       "version INTEGER NOT NULL, field BLOB NOT NULL, value BLOB NOT NULL, "
                       "UNIQUE (key, version, field))")
@@ -344,6 +345,11 @@ class SqliteStore(DatabaseQueries):
         row = self._execute(f"SELECT value FROM {table} WHERE key = ? AND version = ? AND "
                             "field = ?", (key, version, field)).fetchone()
         return None if row is None else bytes(row[0])
+
+    def has_element(self, key: bytes, field: bytes, db: int = 0) -> bool:
+        table, version = self._elements(key, db)
+        return self._execute(f"SELECT 1 FROM {table} WHERE key = ? AND version = ? AND "
+                             "field = ?", (key, version, field)).fetchone() is not None
 
     def element_count(self, key: bytes, db: int = 0) -> int:
         table, version = self._elements(key, db)

@@ -71,11 +71,9 @@ class StoredFields(MutableMapping[bytes, bytes]):
         return value
 
     def __contains__(self, field: object) -> bool:
-        try:
-            self[field]  # type: ignore[index]
-        except KeyError:
-            return False
-        return True
+        if field in self.changes:
+            return self.changes[field] is not None
+        return self.store.has_element(self.key, field, self.db)  # type: ignore[arg-type]
 
     def __setitem__(self, field: bytes, value: bytes) -> None:
         if field not in self:

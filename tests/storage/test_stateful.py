@@ -131,7 +131,7 @@ class StoreMachine(RuleBasedStateMachine):
                 for key, value in model.items():
                     if isinstance(value, dict):
                         assert self.db.collection_version(key, db=db)
-                        assert self.db.element_names(key, db=db) == list(value)
+                        assert sorted(self.db.element_names(key, db=db)) == sorted(value)
                         assert {f: self.db.get_element(key, f, db=db) for f in value} == value
                     else:
                         assert self.db.collection_version(key, db=db) == 0
