@@ -113,7 +113,8 @@ class Config:
     # sets them), read by kvd's small-collection policy as the collections arrive
     # (docs/data-model.md); no `kvd start` option.
     hash_max_listpack_entries: int = setting(
-        128, Integer(0), "Fields of a hash kept packed.", option=None, mutable=True,
+        128, Integer(0), "Fields of a hash kept packed (one record); past it, one record "
+        "per field.", option=None, mutable=True,
         names=("hash-max-listpack-entries", "hash-max-ziplist-entries"))
     hash_max_listpack_value: int = setting(
         64, MemoryAmount(), "Bytes of a field of a hash kept packed.", option=None, mutable=True,

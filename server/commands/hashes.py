@@ -49,9 +49,11 @@ if TYPE_CHECKING:
 
 
 # A packed hash is rewritten whole on every change: past this size it is split instead, so
-# a write costs at most this many bytes plus the change (Redis's listpack limits alone
-# would allow 128 fields of 64-byte names and values: 16 KiB).
-PACKED_MAX_BYTES = 8192
+# a write costs at most this many bytes plus the change. Above the largest hash Redis keeps
+# in a listpack under its default limits (128 fields, names and values of at most 64
+# bytes: about 17 KiB packed), so that with those limits kvd splits only what Redis calls
+# a hashtable (OBJECT ENCODING agrees).
+PACKED_MAX_BYTES = 32 << 10
 
 
 class StoredFields(MutableMapping[bytes, bytes]):

@@ -10,7 +10,7 @@ import signal
 import pytest
 import redis
 
-from tests.kvd_process import run_kvctl
+from tests.kvd_process import run_kvctl, wait_for
 
 
 def test_redis_py_hash_calls(kvd):
@@ -82,3 +82,105 @@ def test_kvctl_export_counts_hashes_it_cannot_export_yet(kvd, tmp_path):
     assert result.returncode == 0, result.stderr
     assert b"exported 1 keys" in result.stderr and b"skipped 1 keys that are not strings" \
         in result.stderr
+
+
+# -- hashes of element records (past hash-max-listpack-entries: docs/data-model.md) -----
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["log", "sqlite"])
+def test_a_large_hash_deleted_and_recreated_shows_no_old_field(make_daemon, engine):
+    """Through SIGKILL, restart and compaction, on both engines: the fields of a deleted
+    (or expired, or overwritten) large hash never come back under its name."""
+    server = make_daemon("--engine", engine)
+    client = server.client(protocol=2)
+    client.hset("h", mapping={b"old%d" % i: b"x" * 20 for i in range(5000)})
+    client.delete("h")
+    client.hset("h", mapping={b"new%d" % i: b"y" for i in range(300)})
+    client.hset("h", "old7", "back as a new field")
+    client.hset("overwritten", mapping={b"f%d" % i: b"z" for i in range(300)})
+    client.set("overwritten", "a string")
+    client.hset("expired", mapping={b"f%d" % i: b"z" for i in range(300)})
+    client.pexpire("expired", 20)
+    wait_for(lambda: not client.exists("expired"), 10, "the large hash to expire")
+    client.hset("expired", "late", "1")  # a new, small hash under the name
+    server.signal(signal.SIGKILL)
+    server.wait_exit()
+    server.start()
+
+    def check(client: redis.Redis) -> None:
+        fields = client.hgetall("h")
+        assert len(fields) == 301 and fields[b"old7"] == b"back as a new field"
+        assert not [f for f in fields if f.startswith(b"old") and f != b"old7"]
+        assert client.object("encoding", "h") == b"hashtable"
+        assert client.get("overwritten") == b"a string"
+        assert client.hgetall("expired") == {b"late": b"1"}
+
+    check(server.client(protocol=2))
+    done = run_kvctl(["compact", "--wait"], server.dir)
+    assert done.returncode == 0, done.stderr
+    check(server.client(protocol=2))
+    server.stop()
+    server.start()
+    check(server.client(protocol=2))
+
+
+def test_one_field_of_a_large_hash_is_one_small_write(kvd):
+    client = kvd.client(protocol=2)
+    client.hset("big", mapping={b"f%d" % i: b"v" * 100 for i in range(20_000)})
+    before = client.info("persistence")["total_bytes"]
+    client.hset("big", "f123", "changed")
+    assert client.info("persistence")["total_bytes"] - before < 100  # not the 2 MB hash
+    before = client.info("persistence")["total_bytes"]
+    client.delete("big")
+    assert client.info("persistence")["total_bytes"] - before < 100
+
+
+def test_packed_until_redis_would_convert(kvd):
+    """OBJECT ENCODING as Redis 7.0 with its default limits: 128 fields of 64-byte names
+    and values are still a listpack (kvd keeps them packed); one more field or a longer
+    value makes a hashtable."""
+    client = kvd.client(protocol=2)
+    fields = {b"%063d" % i + b"f": b"v" * 64 for i in range(128)}
+    client.hset("full", mapping=fields)
+    assert client.object("encoding", "full") == b"listpack"
+    client.hset("full", "one more", "x")
+    assert client.object("encoding", "full") == b"hashtable" and client.hlen("full") == 129
+    client.config_set("hash-max-listpack-entries", 2)
+    client.hset("tiny-limit", mapping={"a": "1", "b": "2", "c": "3"})
+    assert client.object("encoding", "tiny-limit") == b"hashtable"
+    assert client.hgetall("tiny-limit") == {b"a": b"1", b"b": b"2", b"c": b"3"}
+
+
+def test_hscan_of_a_large_hash_returns_every_field_present_throughout(kvd):
+    """A split hash is scanned a step at a time; fields added or removed during the scan
+    may or may not be returned, but every field present throughout is, once."""
+    client = kvd.client(protocol=2)
+    client.hset("big", mapping={b"f%d" % i: b"%d" % i for i in range(1000)})
+    seen: list[bytes] = []
+    cursor, steps = 0, 0
+    while True:
+        cursor, items = client.hscan("big", cursor, count=100)
+        seen += items
+        steps += 1
+        client.hset("big", b"added%d" % steps, b"1")
+        client.hdel("big", b"f%d" % (999 - steps))  # not yet returned, maybe
+        if cursor == 0:
+            break
+    assert steps > 5
+    stable = {b"f%d" % i for i in range(1000 - steps - 1)}
+    assert stable <= set(seen) and len(seen) == len(set(seen))
+    assert dict(client.hscan_iter("big", match="f1?")) == {b"f%d" % i: b"%d" % i
+                                                          for i in range(10, 20)}
+
+
+def test_watch_sees_one_field_of_a_large_hash_change(kvd):
+    client, other = kvd.client(protocol=2), kvd.client(protocol=2)
+    client.hset("big", mapping={b"f%d" % i: b"v" for i in range(200)})
+    with client.pipeline() as pipe:
+        pipe.watch("big")
+        other.hset("big", "f5", "changed elsewhere")
+        pipe.multi()
+        pipe.hset("big", "f6", "mine")
+        with pytest.raises(redis.WatchError):
+            pipe.execute()
+    assert client.hget("big", "f6") == b"v"
