@@ -416,7 +416,7 @@ def _check(data_dir: str, engine: str | None, repair: bool) -> None:
     found = format_of(data_dir)
     try:
         with open_store(data_dir, engine=engine) as store:
-            figures = store.stats()
+            figures = store.stats().as_dict()
             figures["format"] = FORMAT_VERSION
             figures["keys_by_database"] = {db: store.count(db)
                                            for db in range(store.databases()) if store.count(db)}

@@ -35,7 +35,7 @@ import signal
 import time
 from collections.abc import Callable, Generator
 
-from storage import CompactionJob, CompactionResult, StorageError, Store
+from storage import CompactionJob, CompactionResult, StorageError, Store, StoreStats
 
 from .signals import HANDLED, reset_in_child
 
@@ -59,14 +59,14 @@ class AutoPolicy:
         self.next_check = 0.0
         self.not_before = 0.0
 
-    def due(self, stats: Callable[[], dict], now: float) -> bool:
+    def due(self, stats: Callable[[], StoreStats], now: float) -> bool:
         """`stats` (the store's) is only called when a check is due: at most once a second."""
         if not self.enabled or now < self.next_check or now < self.not_before:
             return False
         self.next_check = now + 1.0
         figures = stats()
-        dead = figures.get("dead_bytes", 0)
-        return dead >= self.min_bytes and dead >= self.ratio * max(figures.get("live_bytes", 0), 1)
+        dead = figures.dead_bytes
+        return dead >= self.min_bytes and dead >= self.ratio * max(figures.live_bytes, 1)
 
     def failed(self, consecutive: int, now: float) -> float:
         delay = min(3600.0, 10.0 * 2 ** (consecutive - 1))

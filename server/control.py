@@ -111,7 +111,7 @@ class ServerControl:
 
     def _reapply_clients(self) -> None:
         server = self.server
-        server.network.fit_clients_to_descriptors(server.store.stats()["descriptors"])
+        server.network.fit_clients_to_descriptors(server.store.stats().descriptors)
 
     def _reapply_auth(self) -> None:
         password = self.server.config.requirepass

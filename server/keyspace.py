@@ -32,7 +32,7 @@ from .stats import Stats
 from .transaction import Watches
 
 if TYPE_CHECKING:
-    from storage import Store
+    from storage import Store, StoreStats
 
 
 WRONGTYPE = error("WRONGTYPE Operation against a key holding the wrong kind of value")
@@ -487,7 +487,7 @@ class Keyspace:
             return 0, 0
         return count, max(0, self.deadlines.average_ms() - now_ms())
 
-    def stats_of_store(self) -> dict:
+    def stats_of_store(self) -> StoreStats:
         return self.store.stats()
 
     def move_to(self, other: Keyspace, key: bytes) -> None:

@@ -197,7 +197,7 @@ class Server:
                                     rate_limit=config.compaction_rate * 1e6,
                                     on_fork=lambda ns: self.latency.add_if_needed("fork", ns))
         loop.watch(signal_pipe, READ, self._on_signals)
-        self.network.fit_clients_to_descriptors(store.stats()["descriptors"])
+        self.network.fit_clients_to_descriptors(store.stats().descriptors)
         self.network.resume_accepting()
         self.schedule_idle_check(time.monotonic())
 

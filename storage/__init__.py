@@ -39,7 +39,7 @@ from .errors import (
     LockedError,
     StorageError,
 )
-from .interface import CompactionJob, Store
+from .interface import CompactionJob, Store, StoreStats
 from .layout import FORMAT_VERSION, engine_of, format_of, holds_data
 from .logstore import DEFAULT_SEGMENT_SIZE, FSYNC_POLICIES, LogStore
 
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ENGINES", "FSYNC_POLICIES", "DEFAULT_SEGMENT_SIZE", "FORMAT_VERSION", "open_store",
     "engine_of", "format_of", "holds_data",
-    "Store", "CompactionJob",
+    "Store", "StoreStats", "CompactionJob",
     "LogStore", "SqliteStore", "CompactionPlan", "CompactionResult",
     "StorageError", "CorruptionError", "LockedError", "FormatError", "IntegrityError",
     "CompactionError", "ClosedError",

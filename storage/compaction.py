@@ -50,12 +50,12 @@ import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import msgpack
 
-from . import hints, keydir, private, record
+from . import hints, private, record
 from .errors import CompactionError, CorruptionError, StorageError
+from .keydir import KeyDir
 from .layout import (
     COMPACTION_DIR,
     CORRUPT_DIR,
@@ -85,14 +85,12 @@ class CompactionPlan:
     first_output_id: int
     segment_size: int
     # Read by run(); see the module docstring. By slot (slots.py): each database's key
-    # directory and its keys' deadlines (record.py), and the databases' map.
-    keydirs: Mapping[int, Mapping[bytes, int]]
+    # directory (keydir.KeyDir) and its keys' deadlines (record.py), and the databases' map.
+    keydirs: Mapping[int, KeyDir]
     deadlines: Mapping[int, Mapping[bytes, int]]
     bytes_total: int  # size of the frozen segments
     fsync: bool
     slot_map: tuple[int, list[int]] = (1, [0])  # (next slot, the slot of each database)
-    # By slot: the collections kept as element records (slots.Elements), by key
-    collections: Mapping[int, Mapping[bytes, Any]] = field(default_factory=dict)
     started_at: float = field(default_factory=time.monotonic)
     # The job's side of storage.interface.CompactionJob: the middle runs in a forked
     # child (run), the owner finishes it (LogStore.finish_steps).
@@ -228,15 +226,15 @@ def run(plan: CompactionPlan, progress: Progress | None = None) -> CompactionOut
                 else:  # a collection's record: + its version (+ an element's field)
                     key, offset, size, flags, expires, slot, *collection = row
                     collection = tuple(collection)
+                live = plan.keydirs.get(slot)
+                location = base | offset << 32 | size  # (keydir.pack)
+                if live is None:
+                    continue  # a flushed database's, or a map
                 if flags & record.ELEMENT:
-                    elements = plan.collections.get(slot, {}).get(key)
-                    if elements is None or elements.version != collection[0] or \
-                            elements.fields.get(collection[1]) != base | offset << 32 | size:
+                    if not live.element_is_live(key, collection[0], collection[1], location):
                         continue  # of another version (the key was deleted...), superseded
-                else:
-                    live = plan.keydirs.get(slot)
-                    if live is None or live.get(key) != base | offset << 32 | size:
-                        continue  # superseded, deleted, flushed, a tombstone or a map
+                elif not live.is_live(key, location):
+                    continue  # superseded, deleted, a tombstone
                 raw = mapped[offset : offset + size]  # a slice: no system call per record
                 try:
                     record.check_record(raw, path, offset)
@@ -399,7 +397,7 @@ def recover(directory: str) -> None:
         remove_workdir(directory)
 
 
-def repoint(key_directories: Mapping[int, Any], directory: str, manifest: dict) -> None:
+def repoint(key_directories: Mapping[int, KeyDir], directory: str, manifest: dict) -> None:
     """In the owner: point keys that still live in frozen segments at their copies.
 
     A key written or deleted since `begin` no longer lives in a frozen segment
@@ -410,7 +408,7 @@ def repoint(key_directories: Mapping[int, Any], directory: str, manifest: dict) 
         pass
 
 
-def repoint_steps(spaces: Mapping[int, Any], directory: str, manifest: dict,
+def repoint_steps(spaces: Mapping[int, KeyDir], directory: str, manifest: dict,
                   batch: int) -> Iterator[None]:
     """`repoint` in batches of `batch` keys, yielding between them.
 
@@ -420,7 +418,6 @@ def repoint_steps(spaces: Mapping[int, Any], directory: str, manifest: dict,
     frozen segment, so the check below leaves it alone.
     """
     frozen = set(manifest["frozen"])
-    segment_of = keydir.segment_of
     for segment_id in manifest["outputs"]:
         hint = hints.read_lazily(os.path.join(directory, hint_name(segment_id)))
         if hint is None:
@@ -435,16 +432,8 @@ def repoint_steps(spaces: Mapping[int, Any], directory: str, manifest: dict,
                     space = spaces.get(row[5] if len(row) > 5 else 0)
                     if space is None or row[3] & record.MAP:  # a flushed database's, the map
                         continue
-                    key_directory = space.keydir
-                    key = row[0]
-                    if len(row) == 8:  # an element: of its collection, if still that version
-                        elements = space.collections.get(key)
-                        if elements is None or elements.version != row[6]:
-                            continue
-                        key_directory, key = elements.fields, row[7]
-                    current = key_directory.get(key)
-                    if current is not None and segment_of(current) in frozen:
-                        key_directory[key] = base | row[1] << 32 | row[2]
+                    space.repoint(row[0], base | row[1] << 32 | row[2], frozen,
+                                  row[6:] if len(row) == 8 else None)
             except (ValueError, msgpack.UnpackException) as exc:
                 raise CompactionError(
                     f"the hint of compaction output {segment_id} is damaged: {exc}") from exc

@@ -14,12 +14,38 @@ and FLUSHDB, FLUSHALL and SWAPDB cost one small write whatever they hold.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from .compaction import CompactionResult
     from .deadlines import Deadlines
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreStats:
+    """A store's figures (`kvctl stats`, INFO persistence, `kvd check`)."""
+
+    engine: str
+    fsync: str
+    keys: int  # in all databases
+    expiring_keys: int
+    # live + dead = total: dead is what a compaction would give back
+    live_bytes: int
+    dead_bytes: int
+    total_bytes: int
+    segments: int
+    descriptors: int  # the most file descriptors the store holds
+    compactions: int
+    corrupt_records: int  # damaged records met (and logged) since open
+    compaction_in_progress: bool
+    last_compaction: dict | None  # CompactionResult.as_dict() of the last one
+    mapped_segments: int = 0  # (the log engine: sealed segments mapped now)
+    elements: int = 0  # elements of collections kept as element records (log engine)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 class CompactionJob(Protocol):
@@ -168,9 +194,7 @@ class Store(Protocol):
 
     def __exit__(self, *exc_info: object) -> None: ...
 
-    def stats(self) -> dict:
-        """keys, expiring_keys, live/dead/total bytes, segments, descriptors (the most
-        file descriptors the store holds), compactions, corrupt_records, ..."""
+    def stats(self) -> StoreStats: ...
 
     # -- compaction --------------------------------------------------------------------
 

@@ -1,12 +1,22 @@
-"""Record locations packed into one int, the values of the in-memory key directory.
+"""The in-memory key directory of one database slot, and the record locations it holds.
 
-A dict of `key -> (segment, offset, size)` tuples costs about 220 bytes per
-key beyond the key itself; one int `segment << 64 | offset << 32 | size`
-costs 36 (measured in tests/bench). Offsets and sizes are below 2**32 because
-segments are capped below 4 GiB and so are records.
+A location is packed into one int, `segment << 64 | offset << 32 | size`: a dict of
+`key -> (segment, offset, size)` tuples costs about 220 bytes per key beyond the key
+itself, one int 36 (measured in tests/bench). Offsets and sizes are below 2**32 because
+segments are capped below 4 GiB and so are records. This module is where that packing
+is defined; the replay and put loops of logstore.py spell `pack` out inline (a call per
+record is a tenth of their time) and say so.
+
+`KeyDir` owns a slot's keys: where each key's newest record is, its type and deadline,
+the elements of its collection of element records (docs/data-model.md), and the live
+bytes -- what a compaction copies (`is_live`), what a key costs when it goes (`forget`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .deadlines import Deadlines
 
 MASK32 = 0xFFFFFFFF
 
@@ -26,3 +36,104 @@ def unpack(location: int) -> tuple[int, int, int]:
 
 def size_of(location: int) -> int:
     return location & MASK32
+
+
+def offset_of(location: int) -> int:
+    return (location >> 32) & MASK32
+
+
+class Elements:
+    """A collection kept as element records (docs/data-model.md): the incarnation of its
+    key (`version`), where each element's newest record is (the log engine; the sqlite
+    engine keeps its elements in a table), and the bytes of those records."""
+
+    __slots__ = ("version", "fields", "live")
+
+    def __init__(self, version: int) -> None:
+        self.version = version
+        self.fields: dict[bytes, int] = {}  # field -> packed location
+        self.live = 0
+
+
+class KeyDir:
+    """One slot's keys in memory: where their records are, their types, deadlines and
+    elements, and the bytes of the records they point at (`live`).
+
+    The dicts are public so that the hot loops (replay, put, get) use them without a
+    call; everything else goes through the methods."""
+
+    __slots__ = ("locations", "deadlines", "deadline_of", "live", "types", "collections")
+
+    def __init__(self) -> None:
+        self.locations: dict[bytes, int] = {}  # key -> packed location of its record
+        self.types: dict[bytes, int] = {}  # the type of each key that is not a string
+        # The keys whose value is element records (a subset of `types`): their elements
+        self.collections: dict[bytes, Elements] = {}
+        self.deadlines = Deadlines()  # the keys with a deadline (deadlines.py)
+        self.deadline_of = self.deadlines.snapshot()  # its dict: a test without a call
+        self.live = 0  # bytes of the records the key directory points at
+
+    def __len__(self) -> int:
+        return len(self.locations)
+
+    def __contains__(self, key: bytes) -> bool:
+        return key in self.locations
+
+    def keys(self, prefix: bytes = b"") -> Iterator[bytes]:
+        """The keys as of the call (a snapshot: writes may follow), those with `prefix`."""
+        snapshot = list(self.locations)
+        if not prefix:
+            return iter(snapshot)
+        return (k for k in snapshot if k.startswith(prefix))
+
+    def set_location(self, key: bytes, location: int) -> None:
+        """`key`'s newest record is at `location` now (its type, deadline and elements are
+        the caller's)."""
+        old = self.locations.get(key)
+        self.locations[key] = location
+        self.live += (location & MASK32) - (old & MASK32 if old is not None else 0)
+
+    def forget(self, key: bytes) -> None:
+        """`key` is gone (deleted, expired, or its record lost): its location, type,
+        deadline and elements, however many, in O(1)."""
+        old = self.locations.pop(key, None)
+        if old is not None:
+            self.live -= old & MASK32
+        self.deadlines.discard(key)
+        if self.types:
+            self.types.pop(key, None)
+            if self.collections:
+                self.live -= self.drop_elements(key)
+
+    def drop_elements(self, key: bytes) -> int:
+        """Forget the element records of `key` (deleted, expired, or written again):
+        O(1) here, whatever their number; return the live bytes they held (which the
+        caller takes off `live`)."""
+        dropped = self.collections.pop(key, None)
+        return dropped.live if dropped is not None else 0
+
+    def is_live(self, key: bytes, location: int) -> bool:
+        """Whether the record at `location` is `key`'s newest (what compaction copies)."""
+        return self.locations.get(key) == location
+
+    def element_is_live(self, key: bytes, version: int, field: bytes, location: int) -> bool:
+        """Whether the element record at `location` is the newest of `field` in the
+        current version of collection `key`."""
+        elements = self.collections.get(key)
+        return (elements is not None and elements.version == version
+                and elements.fields.get(field) == location)
+
+    def repoint(self, key: bytes, location: int, frozen: set[int],
+                element: tuple | None = None) -> None:
+        """After a compaction: point `key` (or its element `(version, field)`) at its
+        copy at `location` -- only if it still points into a `frozen` segment (a write
+        made during the compaction wins)."""
+        table = self.locations
+        if element is not None:
+            elements = self.collections.get(key)
+            if elements is None or elements.version != element[0]:
+                return
+            table, key = elements.fields, element[1]
+        current = table.get(key)
+        if current is not None and current >> 64 in frozen:
+            table[key] = location

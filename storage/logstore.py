@@ -26,8 +26,8 @@ from . import compaction, hints, record
 from .compaction import CompactionPlan, CompactionResult
 from .dirlock import DirectoryLock
 from .errors import ClosedError, CompactionError, CorruptionError, StorageError
-from .interface import CompactionJob
-from .keydir import MASK32, size_of
+from .interface import CompactionJob, StoreStats
+from .keydir import MASK32, Elements, KeyDir, pack, unpack
 from .layout import (
     change_segment_list,
     check_meta,
@@ -37,7 +37,7 @@ from .layout import (
     segment_name,
 )
 from .private import DIRECTORY_MODE, open_fd, prepare_directory
-from .slots import DatabaseQueries, Elements, Slot, SlotMap
+from .slots import DatabaseQueries, SlotMap
 
 log = logging.getLogger("kvd.storage")
 
@@ -164,7 +164,7 @@ class LogStore(DatabaseQueries):
         for space in self._slots.spaces.values():
             due = space.deadlines.due(now, len(space.deadlines))
             for key in due:
-                self._forget(space, key)
+                space.forget(key)
             expired += len(due)
         if expired:
             log.info("%d keys expired while the store was closed", expired)
@@ -212,6 +212,9 @@ class LogStore(DatabaseQueries):
         return start, bytearray(b"".join(record.pack(tuple(e)) for e in entries))
 
     def _replay(self, segment_id: int, rows: list) -> None:
+        """Apply one segment's hint rows (or scanned entries) to the key directories. The
+        hot loop of start-up: locations are keydir.pack spelled out, and the KeyDir's
+        dicts are used directly."""
         slots = self._slots
         base = segment_id << 64
         largest = self.largest_value
@@ -249,7 +252,7 @@ class LogStore(DatabaseQueries):
                 if space is None:
                     continue  # a slot no map holds any more: a flushed database
                 keydir, deadlines, any_deadline, types, collections = (
-                    space.keydir, space.deadlines, space.deadline_of, space.types,
+                    space.locations, space.deadlines, space.deadline_of, space.types,
                     space.collections)
             elif space is None:
                 continue
@@ -278,7 +281,7 @@ class LogStore(DatabaseQueries):
                     continue
                 element_key = None
                 if flags & record.META:
-                    live += self._replay_meta(space, row, base)
+                    live += self._replay_meta(space, row, segment_id)
                     continue
                 if flags & record.EXPIRY:
                     if key in keydir:
@@ -289,7 +292,7 @@ class LogStore(DatabaseQueries):
                 if types:
                     types.pop(key, None)
                     if collections:
-                        live -= self._drop_elements(space, key)
+                        live -= space.drop_elements(key)
             else:  # a value: a string's (no flags) or another type's
                 element_key = None
                 old = keydir.get(key)
@@ -302,37 +305,30 @@ class LogStore(DatabaseQueries):
                 elif types:
                     types.pop(key, None)
                 if collections:
-                    live -= self._drop_elements(space, key)
+                    live -= space.drop_elements(key)
             if old is not None:
                 live -= old & MASK32
         if space is not None:
             space.live += live
         self.largest_value = largest
 
-    def _replay_meta(self, space: Slot, row: tuple, base: int) -> int:
+    def _replay_meta(self, space: KeyDir, row: tuple, segment_id: int) -> int:
         """Replay a collection's metadata record (record.py); return the change in live
         bytes. A new version drops the elements of the old one, however many."""
         key, offset, size, flags, expires, _slot, version = row
         if version > self._version:
             self._version = version
-        old = space.keydir.get(key)
-        space.keydir[key] = base | offset << 32 | size
+        old = space.locations.get(key)
+        space.locations[key] = pack(segment_id, offset, size)
         if expires or space.deadline_of:
             space.deadlines.set(key, expires)
         space.types[key] = (flags & record.TYPE_BITS) >> record.TYPE_SHIFT
         change = size - (old & MASK32 if old is not None else 0)
         found = space.collections.get(key)
         if found is None or found.version != version:
-            change -= self._drop_elements(space, key)
+            change -= space.drop_elements(key)
             space.collections[key] = Elements(version)
         return change
-
-    @staticmethod
-    def _drop_elements(space: Slot, key: bytes) -> int:
-        """Forget the element records of `key` (deleted, expired, or written again):
-        O(1) here, whatever their number; return the live bytes they held."""
-        dropped = space.collections.pop(key, None)
-        return dropped.live if dropped is not None else 0
 
     # -- the active segment ------------------------------------------------
 
@@ -467,9 +463,9 @@ class LogStore(DatabaseQueries):
         self._buffer += raw
         self._active_hints += record.hint_row(key, pending, size, flags, expires_at_ms, slot,
                                               *collection)
-        return self._active_id << 64 | pending << 32 | size
+        return pack(self._active_id, pending, size)
 
-    def _writable(self, db: int) -> tuple[int, Slot]:
+    def _writable(self, db: int) -> tuple[int, KeyDir]:
         """The slot and keys of database `db`, mapping it first (with a map record ahead
         of any record of its slot) if nothing was ever written to it."""
         slots = self._slots
@@ -485,16 +481,6 @@ class LogStore(DatabaseQueries):
         slots = self._slots
         packed = record.pack_map(slots.next_slot, slots.slots)
         self._append(packed, record.encode_map(slots.next_slot, slots.slots), record.MAP)
-
-    def _forget(self, space: Slot, key: bytes) -> None:
-        old = space.keydir.pop(key, None)
-        if old is not None:
-            space.live -= size_of(old)
-        space.deadlines.discard(key)
-        if space.types:
-            space.types.pop(key, None)
-            if space.collections:
-                space.live -= self._drop_elements(space, key)
 
     def _write_big(self, key: bytes, value: bytes, expires_at_ms: int, slot: int = 0,
                    flags: int = 0) -> int:
@@ -513,7 +499,7 @@ class LogStore(DatabaseQueries):
         offset = self._written
         self._write_out(head, value, tail)
         self._active_hints += record.hint_row(key, offset, size, flags, expires_at_ms, slot)
-        return self._active_id << 64 | offset << 32 | size
+        return pack(self._active_id, offset, size)
 
     # -- the public interface ----------------------------------------------
 
@@ -540,12 +526,12 @@ class LogStore(DatabaseQueries):
                                                        self._stamp, slot),
                                     flags, expires_at_ms, slot)
         if space.collections:
-            space.live -= self._drop_elements(space, key)
+            space.live -= space.drop_elements(key)
         if kind:
             space.types[key] = kind
         elif space.types:
             space.types.pop(key, None)
-        keydir = space.keydir
+        keydir = space.locations
         old = keydir.get(key)
         keydir[key] = location
         space.live += (location & MASK32) - (old & MASK32 if old is not None else 0)
@@ -566,8 +552,8 @@ class LogStore(DatabaseQueries):
             for key, _ in pairs:
                 space.types.pop(key, None)
                 if space.collections:
-                    space.live -= self._drop_elements(space, key)
-        stamp, keydir, deadlines = self._stamp, space.keydir, space.deadlines
+                    space.live -= space.drop_elements(key)
+        stamp, keydir, deadlines = self._stamp, space.locations, space.deadlines
         any_deadline = space.deadline_of  # a dict: empty while no key has a deadline
         buffer, hints, frame, pack = self._buffer, self._active_hints, record.frame, record.pack
         big, segment_size = BIG_RECORD, self.segment_size  # (MAX_VALUE_SIZE is above it)
@@ -631,9 +617,7 @@ class LogStore(DatabaseQueries):
     def _value_at(self, location: int) -> bytes:
         """The value of the record at `location`, read from its segment (or the buffer),
         checked, and cached."""
-        segment_id = location >> 64
-        offset = (location >> 32) & MASK32
-        size = location & MASK32
+        segment_id, offset, size = unpack(location)
         source: bytearray | mmap.mmap
         at = offset
         if segment_id == self._active_id:
@@ -680,15 +664,15 @@ class LogStore(DatabaseQueries):
         location = self._append(key, record.encode_meta(key, kind, version, expires_at_ms,
                                                         slot, self._stamp),
                                 flags, expires_at_ms, slot, version)
-        self._forget(space, key)
-        space.keydir[key] = location
+        space.forget(key)
+        space.locations[key] = location
         space.live += location & MASK32
         space.types[key] = kind
         space.collections[key] = Elements(version)
         if expires_at_ms or space.deadline_of:
             space.deadlines.set(key, expires_at_ms)
 
-    def _elements(self, key: bytes, db: int) -> tuple[int, Slot, Elements]:
+    def _elements(self, key: bytes, db: int) -> tuple[int, KeyDir, Elements]:
         """The slot and elements of collection `key` (ValueError if it is not one)."""
         self._check_open()
         space = self._slots.find(db)
@@ -776,12 +760,12 @@ class LogStore(DatabaseQueries):
         self._check_open()
         key = record.as_bytes(key, "key")
         space = self._slots.find(db)
-        old = space.keydir.get(key) if space is not None else None
+        old = space.locations.get(key) if space is not None else None
         if space is None or old is None:
             return False  # nothing on disk is live for it, so no tombstone is needed
         slot = self._slots.slots[db]
         self._append(key, record.encode_tombstone(key, slot), record.TOMBSTONE, 0, slot)
-        self._forget(space, key)
+        space.forget(key)
         return True
 
     def expire(self, key: bytes, expires_at_ms: int, db: int = 0) -> bool:
@@ -790,7 +774,7 @@ class LogStore(DatabaseQueries):
         self._check_open()
         key = record.as_bytes(key, "key")
         space = self._slots.find(db)
-        if space is None or key not in space.keydir:
+        if space is None or key not in space.locations:
             return False
         if space.deadlines.get(key) != expires_at_ms:
             slot = self._slots.slots[db]
@@ -804,7 +788,7 @@ class LogStore(DatabaseQueries):
         expires again at every replay, and compaction drops what is not live."""
         space = self._slots.find(db)
         if space is not None:
-            self._forget(space, key)
+            space.forget(key)
 
     # -- databases -----------------------------------------------------------
 
@@ -839,7 +823,7 @@ class LogStore(DatabaseQueries):
     def count(self, db: int = 0) -> int:
         """How many keys database `db` holds."""
         space = self._slots.find(db)
-        return len(space.keydir) if space is not None else 0
+        return len(space.locations) if space is not None else 0
 
     def write_batch(self, ops: Sequence[tuple], db: int = 0) -> None:
         """Puts `(key, value)` or `(key, value, expires_at_ms)` and deletes `(key, None)`,
@@ -906,13 +890,13 @@ class LogStore(DatabaseQueries):
 
     def contains(self, key: bytes, db: int = 0) -> bool:
         space = self._slots.find(db)
-        return space is not None and key in space.keydir
+        return space is not None and key in space.locations
 
     def keys(self, prefix: bytes = b"", db: int = 0) -> Iterator[bytes]:
         """Live keys of database `db` (in no particular order), as of the call."""
         self._check_open()
         space = self._slots.find(db)
-        snapshot = list(space.keydir) if space is not None else []
+        snapshot = list(space.locations) if space is not None else []
         if not prefix:
             return iter(snapshot)
         return (k for k in snapshot if k.startswith(prefix))
@@ -950,25 +934,28 @@ class LogStore(DatabaseQueries):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def stats(self) -> dict:
+    def stats(self) -> StoreStats:
         total = sum(self._sizes.values()) + self._written + len(self._buffer)
         live = self._slots.live
-        return {
-            "engine": self.engine,
-            "fsync": self.fsync,
-            "keys": len(self._slots),
-            "expiring_keys": sum(len(space.deadlines) for space in self._slots.spaces.values()),
-            "live_bytes": live,
-            "dead_bytes": total - live,
-            "total_bytes": total,
-            "segments": len(self._sizes) + 1,
-            "mapped_segments": len(self._maps),
-            "descriptors": DESCRIPTORS,  # the most it holds, however many segments
-            "compactions": self._compactions,
-            "corrupt_records": self.corrupt_records,
-            "compaction_in_progress": self._plan is not None,
-            "last_compaction": self._last_compaction,
-        }
+        spaces = self._slots.spaces.values()
+        return StoreStats(
+            engine=self.engine,
+            fsync=self.fsync,
+            keys=len(self._slots),
+            expiring_keys=sum(len(space.deadlines) for space in spaces),
+            live_bytes=live,
+            dead_bytes=total - live,
+            total_bytes=total,
+            segments=len(self._sizes) + 1,
+            mapped_segments=len(self._maps),
+            descriptors=DESCRIPTORS,  # the most it holds, however many segments
+            compactions=self._compactions,
+            corrupt_records=self.corrupt_records,
+            compaction_in_progress=self._plan is not None,
+            last_compaction=self._last_compaction,
+            elements=sum(len(elements.fields) for space in spaces
+                         for elements in space.collections.values()),
+        )
 
     # -- compaction (see storage.compaction for the protocol) ----------------
 
@@ -985,12 +972,10 @@ class LogStore(DatabaseQueries):
             frozen=frozen,
             first_output_id=frozen[-1] + 1,
             segment_size=self.segment_size,
-            keydirs={slot: space.keydir for slot, space in self._slots.spaces.items()},
+            keydirs=dict(self._slots.spaces),
             deadlines={slot: space.deadlines.snapshot()
                        for slot, space in self._slots.spaces.items()},
             slot_map=(self._slots.next_slot, list(self._slots.slots)),
-            collections={slot: space.collections
-                         for slot, space in self._slots.spaces.items()},
             bytes_total=sum(self._sizes[s] for s in frozen),
             fsync=self.fsync != "no",
         )
@@ -1080,7 +1065,7 @@ class LogStore(DatabaseQueries):
         corrupt/, not copied): they would point into deleted segments, so they go --
         as they will after a restart, the frozen segments deleted."""
         for key, segment_id, offset, size, kept, *where in manifest.get("damaged", ()):
-            location = segment_id << 64 | offset << 32 | size
+            location = pack(segment_id, offset, size)
             space = self._slots.spaces.get(where[0] if where else 0)
             if space is not None and len(where) > 1:  # an element: it goes, not its key
                 elements = space.collections.get(key)
@@ -1088,8 +1073,8 @@ class LogStore(DatabaseQueries):
                     del elements.fields[where[1]]
                     elements.live -= size
                     space.live -= size
-            elif space is not None and space.keydir.get(key) == location:
-                self._forget(space, key)
+            elif space is not None and space.is_live(key, location):
+                space.forget(key)
             if (segment_id, offset) not in self._corrupt_seen:
                 self._corrupt_seen.add((segment_id, offset))
                 self.corrupt_records += 1

@@ -10,34 +10,7 @@ mapped (one dict deallocation each, no loop over their keys in Python).
 from __future__ import annotations
 
 from .deadlines import Deadlines
-
-
-class Elements:
-    """A collection kept as element records (docs/data-model.md): the incarnation of its
-    key (`version`), where each element's newest record is (the log engine; the sqlite
-    engine keeps its elements in a table), and the bytes of those records."""
-
-    __slots__ = ("version", "fields", "live")
-
-    def __init__(self, version: int) -> None:
-        self.version = version
-        self.fields: dict[bytes, int] = {}  # field -> packed location (keydir.py)
-        self.live = 0
-
-
-class Slot:
-    """One slot's keys in memory: the key directory, the deadlines, the live bytes."""
-
-    __slots__ = ("keydir", "deadlines", "deadline_of", "live", "types", "collections")
-
-    def __init__(self) -> None:
-        self.keydir: dict[bytes, int] = {}  # key -> packed location (keydir.py)
-        self.types: dict[bytes, int] = {}  # the type of each key that is not a string
-        # The keys whose value is element records (a subset of `types`): their elements
-        self.collections: dict[bytes, Elements] = {}
-        self.deadlines = Deadlines()  # the keys with a deadline (deadlines.py)
-        self.deadline_of = self.deadlines.snapshot()  # its dict: a test without a call
-        self.live = 0  # bytes of the records the key directory points at
+from .keydir import KeyDir
 
 
 class SlotMap:
@@ -46,19 +19,19 @@ class SlotMap:
     def __init__(self) -> None:
         self.slots: list[int] = [0]  # database i's keys are in slot slots[i]
         self.next_slot = 1
-        self.spaces: dict[int, Slot] = {0: Slot()}
+        self.spaces: dict[int, KeyDir] = {0: KeyDir()}
         # Database i's key directory, for the read path (one list index, no lookups);
         # the same list object throughout, brought up to date on every change.
-        self.keydirs: list[dict[bytes, int]] = [self.spaces[0].keydir]
+        self.keydirs: list[dict[bytes, int]] = [self.spaces[0].locations]
 
     def _changed(self) -> None:
-        self.keydirs[:] = [self.spaces[slot].keydir for slot in self.slots]
+        self.keydirs[:] = [self.spaces[slot].locations for slot in self.slots]
 
-    def space(self, db: int) -> Slot:
+    def space(self, db: int) -> KeyDir:
         """The keys of database `db`, which must be mapped (see ensure())."""
         return self.spaces[self.slots[db]]
 
-    def find(self, db: int) -> Slot | None:
+    def find(self, db: int) -> KeyDir | None:
         """The keys of database `db`, or None while nothing was ever written to it."""
         if db < len(self.slots):
             return self.spaces[self.slots[db]]
@@ -93,14 +66,14 @@ class SlotMap:
         self.next_slot = max(self.next_slot, next_slot)
         for slot in slots:
             if slot not in self.spaces:
-                self.spaces[slot] = Slot()
+                self.spaces[slot] = KeyDir()
         for slot in [s for s in self.spaces if s not in slots]:
             del self.spaces[slot]
         self._changed()
 
     def _fresh(self) -> int:
         slot, self.next_slot = self.next_slot, self.next_slot + 1
-        self.spaces[slot] = Slot()
+        self.spaces[slot] = KeyDir()
         return slot
 
     def databases(self) -> int:
@@ -134,7 +107,7 @@ class SlotMap:
         return sum(space.live for space in self.spaces.values())
 
     def __len__(self) -> int:
-        return sum(len(space.keydir) for space in self.spaces.values())
+        return sum(len(space) for space in self.spaces.values())
 
 
 class DatabaseQueries:

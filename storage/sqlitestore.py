@@ -35,12 +35,13 @@ import sqlite_utils
 from .compaction import CompactionResult
 from .dirlock import DirectoryLock
 from .errors import ClosedError, CompactionError, StorageError
-from .interface import CompactionJob
+from .interface import CompactionJob, StoreStats
+from .keydir import Elements, KeyDir
 from .layout import SQLITE_FILE, check_meta
 from .logstore import FSYNC_POLICIES
 from .private import open_fd, prepare_directory
 from .record import as_bytes, checked_ops, checked_pair
-from .slots import DatabaseQueries, Elements, Slot, SlotMap
+from .slots import DatabaseQueries, SlotMap
 
 _SYNCHRONOUS = {"always": "FULL", "everysec": "NORMAL", "no": "OFF"}
 _PAGE = 1000  # keys fetched per query while iterating
@@ -171,7 +172,7 @@ class SqliteStore(DatabaseQueries):
         slots = self._slots.slots
         return _table(slots[db]) if db < len(slots) else None
 
-    def _writable(self, db: int) -> tuple[str, Slot]:
+    def _writable(self, db: int) -> tuple[str, KeyDir]:
         """The table and slot of database `db`, created (with the map) if need be; in
         the open transaction."""
         slots = self._slots
@@ -515,30 +516,29 @@ class SqliteStore(DatabaseQueries):
             if os.path.exists(self.path + suffix)
         )
 
-    def stats(self) -> dict:
+    def stats(self) -> StoreStats:
         self._check_open()
         page = self._pragma("page_size")
         pages = self._pragma("page_count")
         free = self._pragma("freelist_count")
         live, total = (pages - free) * page, self._file_bytes()
-        return {
-            "engine": self.engine,
-            "fsync": self.fsync,
-            "keys": len(self),
-            "expiring_keys": sum(len(space.deadlines)
-                                 for space in self._slots.spaces.values()),
+        return StoreStats(
+            engine=self.engine,
+            fsync=self.fsync,
+            keys=len(self),
+            expiring_keys=sum(len(space.deadlines) for space in self._slots.spaces.values()),
             # live + dead = total: dead is what a compaction gives back, free pages and the
             # write-ahead log alike (the WAL is most of it right after heavy writes)
-            "live_bytes": live,
-            "dead_bytes": max(0, total - live),
-            "total_bytes": total,
-            "segments": 1,
-            "descriptors": 8,  # the database, its write-ahead log and shared memory, a lock
-            "compactions": self._compactions,
-            "corrupt_records": 0,  # (SQLite checks its pages itself: damage is an error)
-            "compaction_in_progress": self._plan is not None,
-            "last_compaction": self._last_compaction,
-        }
+            live_bytes=live,
+            dead_bytes=max(0, total - live),
+            total_bytes=total,
+            segments=1,
+            descriptors=8,  # the database, its write-ahead log and shared memory, a lock
+            compactions=self._compactions,
+            corrupt_records=0,  # (SQLite checks its pages itself: damage is an error)
+            compaction_in_progress=self._plan is not None,
+            last_compaction=self._last_compaction,
+        )
 
     # -- compaction in slices (for a server that must keep serving) ------------
 

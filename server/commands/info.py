@@ -80,12 +80,11 @@ def _memory(ctx: Context, figures: dict) -> dict:
 def _persistence(ctx: Context, figures: dict) -> dict:
     stats = ctx.keyspace.stats_of_store()
     compaction = figures["compaction"]
-    total = stats.get("total_bytes") or 0
-    dead = stats.get("dead_bytes") or 0
+    total, dead = stats.total_bytes, stats.dead_bytes
     return {
         "loading": 0,
-        "engine": stats["engine"],
-        "fsync": stats["fsync"],
+        "engine": stats.engine,
+        "fsync": stats.fsync,
         "aof_enabled": 1,  # every write goes to the log, as with Redis's appendonly yes
         # Compaction is kvd's AOF rewrite: under Redis's names, monitoring that knows Redis
         # (prometheus-redis-exporter's redis_aof_* metrics) shows kvd's compactions.
@@ -99,15 +98,15 @@ def _persistence(ctx: Context, figures: dict) -> dict:
                                      else "ok",
         "aof_last_write_status": "err" if figures["write_error"] else "ok",
         "aof_current_size": total,
-        "aof_base_size": stats.get("live_bytes", 0),
+        "aof_base_size": stats.live_bytes,
         "rdb_bgsave_in_progress": 0,
         "rdb_last_save_time": ctx.stats.last_save,
-        "live_bytes": stats.get("live_bytes", 0),
+        "live_bytes": stats.live_bytes,
         "dead_bytes": dead,
         "total_bytes": total,
         "garbage_ratio": f"{dead / total:.4f}" if total else "0.0000",
-        "segments": stats.get("segments", 1),
-        "kvd_corrupt_records": stats.get("corrupt_records", 0),
+        "segments": stats.segments,
+        "kvd_corrupt_records": stats.corrupt_records,
         "write_error": figures["write_error"] or "",
         **compaction,
     }

@@ -39,7 +39,7 @@ def build(data_dir: str, live_keys: int, garbage_ratio: float) -> int:
                 if i % 20_000 == 0:
                     db.flush()
         stats = db.stats()
-    return stats["total_bytes"]
+    return stats.total_bytes
 
 
 def _client(socket_path: str, keys: int, stop, seed: int, out) -> None:

@@ -65,7 +65,7 @@ def compaction_rate(directory: str, engine: str, keys: int) -> dict:
         for i in range(0, keys, 2):
             db.delete(b"key:%d" % i)
         db.flush()
-        live = db.stats()["live_bytes"]
+        live = db.stats().live_bytes
         result = db.compact()
     return {
         "live_mb": live / 1e6,

@@ -273,7 +273,7 @@ def test_a_damaged_record_fails_only_its_own_get_in_a_run(tmp_path):
         store._cache.clear()
         store._cache_limit = 0  # every GET reads its record
         segment = os.path.join(store.directory, segment_name(segment_ids(store.directory)[-1]))
-        location = store._slots.space(0).keydir[b"b"]
+        location = store._slots.space(0).locations[b"b"]
         with open(segment, "r+b") as f:  # a bit flipped inside b's value
             f.seek(((location >> 32) & 0xFFFFFFFF) + 40)
             byte = f.read(1)

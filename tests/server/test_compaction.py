@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from server.compactor import AutoPolicy
+from storage import StoreStats
 from tests.kvd_process import wait_for, wait_gone
 from tests.storage.conftest import disk_usage
 
@@ -320,15 +321,23 @@ def test_sqlite_engine_compacts_in_slices_while_serving(make_daemon):
     check(client, expected)
 
 
+def figures(dead: int, live: int) -> StoreStats:
+    return StoreStats(engine="log", fsync="no", keys=1, expiring_keys=0, live_bytes=live,
+                      dead_bytes=dead, total_bytes=live + dead, segments=1, descriptors=8,
+                      compactions=0, corrupt_records=0, compaction_in_progress=False,
+                      last_compaction=None)
+
+
 def test_the_auto_policy_backs_off_after_failures():
     policy = AutoPolicy(True, ratio=1.0, min_bytes=100)
+
     def garbage():
-        return {"dead_bytes": 1000, "live_bytes": 10}
+        return figures(dead=1000, live=10)
 
     assert policy.due(garbage, now=0.0)
     assert not policy.due(garbage, now=0.5)  # checked at most once a second
-    assert not policy.due(lambda: {"dead_bytes": 50, "live_bytes": 10}, now=2.0)  # under min size
-    assert not policy.due(lambda: {"dead_bytes": 1000, "live_bytes": 2000}, now=4.0)  # under ratio
+    assert not policy.due(lambda: figures(dead=50, live=10), now=2.0)  # under min size
+    assert not policy.due(lambda: figures(dead=1000, live=2000), now=4.0)  # under ratio
     assert policy.failed(1, now=10.0) == 10.0
     assert not policy.due(garbage, now=15.0)
     assert policy.due(garbage, now=21.0)

@@ -137,15 +137,15 @@ def test_changing_one_element_of_a_large_collection_appends_one_small_record(dat
     with open_store(data_dir, engine="log") as db:
         fill(db, b"h", 20_000)
         db.flush()
-        before = db.stats()["total_bytes"]
+        before = db.stats().total_bytes
         db.put_element(b"h", b"f123", b"x")
         db.flush()
-        assert db.stats()["total_bytes"] - before < 60
-        before = db.stats()["total_bytes"]
+        assert db.stats().total_bytes - before < 60
+        before = db.stats().total_bytes
         db.delete(b"h")
         db.flush()
-        assert db.stats()["total_bytes"] - before < 40
-        assert db.stats()["live_bytes"] == 0
+        assert db.stats().total_bytes - before < 40
+        assert db.stats().live_bytes == 0
 
 
 def test_compaction_drops_the_elements_of_old_versions(engine, data_dir):
@@ -154,9 +154,9 @@ def test_compaction_drops_the_elements_of_old_versions(engine, data_dir):
         fill(db, b"keep", 10)
         db.delete(b"h")
         db.flush()
-        before = db.stats()["total_bytes"]
+        before = db.stats().total_bytes
         db.compact()
-        assert db.stats()["total_bytes"] < before / 4
+        assert db.stats().total_bytes < before / 4
         assert contents(db, b"keep") == {b"f%d" % i: b"v%d" % i for i in range(10)}
 
 

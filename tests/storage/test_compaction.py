@@ -111,13 +111,13 @@ def test_compaction_reclaims_space_on_disk(log_store, data_dir):
         log_store.delete(b"k%05d" % i)
     log_store.flush()
     before = disk_usage(data_dir)
-    live = log_store.stats()["live_bytes"]
+    live = log_store.stats().live_bytes
     assert before > 20 * live
     result = log_store.compact()
     after = disk_usage(data_dir)
     assert after < 1.5 * live + (64 << 10), f"{after} bytes on disk for {live} live"
     assert result.reclaimed > 0.9 * before - (64 << 10)
-    assert log_store.stats()["dead_bytes"] == 0
+    assert log_store.stats().dead_bytes == 0
     assert all(log_store.get(b"k%05d" % i) == b"2" * 500 for i in range(1800, 2000))
 
 
@@ -128,9 +128,9 @@ def test_abort_discards_the_output_and_keeps_the_data(log_store, data_dir):
     log_store.abort_compaction(plan)
     assert not os.path.exists(os.path.join(data_dir, COMPACTION_DIR))
     assert len(log_store) == 300
-    assert log_store.stats()["compactions"] == 0
+    assert log_store.stats().compactions == 0
     log_store.compact()  # a later compaction is free to start
-    assert log_store.stats()["compactions"] == 1
+    assert log_store.stats().compactions == 1
 
 
 def test_one_compaction_at_a_time(log_store):
@@ -182,7 +182,7 @@ def test_completed_compaction_is_rolled_forward_at_open(data_dir):
     with open_store(data_dir, segment_size=SEGMENT_SIZE) as reopened:
         assert len(reopened) == 100
         assert reopened.get(b"k00450") == b"v" * 200
-        assert reopened.stats()["dead_bytes"] < 100 * 300
+        assert reopened.stats().dead_bytes < 100 * 300
     assert not os.path.exists(os.path.join(data_dir, COMPACTION_DIR))
 
 
@@ -199,7 +199,7 @@ def test_sqlite_compaction_in_slices_with_writes_between_them(data_dir):
         plan = db.begin_compaction()
         with pytest.raises(CompactionError):
             db.begin_compaction()
-        assert db.stats()["compaction_in_progress"]
+        assert db.stats().compaction_in_progress
         steps = 0
         while not db.compaction_step(plan, pages=16):
             db.put(b"during%d" % steps, b"z" * 100)  # the server keeps writing between slices
@@ -208,8 +208,8 @@ def test_sqlite_compaction_in_slices_with_writes_between_them(data_dir):
         assert steps > 3
         assert plan.bytes_done == plan.bytes_total > 0
         result = db.finish_compaction(plan)
-        assert result.reclaimed > 0 and result.bytes_after < before["total_bytes"]
-        assert db.stats()["dead_bytes"] == 0 and not db.stats()["compaction_in_progress"]
+        assert result.reclaimed > 0 and result.bytes_after < before.total_bytes
+        assert db.stats().dead_bytes == 0 and not db.stats().compaction_in_progress
     with open_store(data_dir, engine="sqlite") as db:
         for i in range(3000):
             want = None if i % 3 == 1 or (i % 3 == 2 and i < 3 * steps + 2) else (
@@ -227,10 +227,10 @@ def test_sqlite_compaction_abort_keeps_the_data(data_dir):
         plan = db.begin_compaction()
         db.compaction_step(plan, pages=4)
         db.abort_compaction(plan)
-        assert not db.stats()["compaction_in_progress"]
+        assert not db.stats().compaction_in_progress
         assert len(db) == 100 and db.get(b"k499") == b"x" * 1000
         db.compact()  # a new compaction can start after the abort
-        assert db.stats()["dead_bytes"] == 0
+        assert db.stats().dead_bytes == 0
 
 
 def test_finish_in_steps_with_reads_writes_and_deletes_between_them(data_dir):
@@ -254,7 +254,7 @@ def test_finish_in_steps_with_reads_writes_and_deletes_between_them(data_dir):
             expected.pop(b"k%d" % (2999 - n), None)
         n += 1
     assert n > 20  # it really came back between batches
-    assert db.stats()["compactions"] == 1 and not db.stats()["compaction_in_progress"]
+    assert db.stats().compactions == 1 and not db.stats().compaction_in_progress
     assert {k: db.get(k) for k in expected} == expected
     assert len(db) == len(expected)
     db.close()
@@ -277,4 +277,4 @@ def test_close_half_way_through_finishing_completes_it(data_dir):
     assert not os.path.exists(os.path.join(data_dir, COMPACTION_DIR))
     with open_store(data_dir, segment_size=SEGMENT_SIZE) as db:
         assert len(db) == 2000 and db.get(b"k1999") == b"2"
-        assert db.stats()["dead_bytes"] < db.stats()["live_bytes"]
+        assert db.stats().dead_bytes < db.stats().live_bytes

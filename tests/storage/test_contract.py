@@ -82,7 +82,7 @@ def test_flushed_writes_survive_reopen(engine, data_dir):
 def test_every_fsync_policy_persists_on_close(engine, data_dir, fsync):
     with open_store(data_dir, engine=engine, fsync=fsync) as db:
         db.put(b"k", b"v")
-        assert db.stats()["fsync"] == fsync
+        assert db.stats().fsync == fsync
     with open_store(data_dir, engine=engine, fsync=fsync) as db:
         assert db.get(b"k") == b"v"
 
@@ -92,17 +92,17 @@ def test_stats_report_keys_and_garbage(store):
         store.put(b"k%d" % i, b"v" * 100)
     store.flush()
     before = store.stats()
-    assert before["keys"] == 100
+    assert before.keys == 100
     for i in range(100):
         store.put(b"k%d" % i, b"w" * 100)
     store.flush()
     after = store.stats()
-    assert after["keys"] == 100
-    assert after["live_bytes"] > 0
-    assert set(after) >= {"keys", "live_bytes", "dead_bytes", "segments", "compactions",
-                          "last_compaction", "engine", "fsync"}
+    assert after.keys == 100
+    assert after.live_bytes > 0
+    assert after.segments >= 1 and after.compactions == 0 and after.last_compaction is None
+    assert (after.engine, after.fsync) == (store.engine, store.fsync)
     if store.engine == "log":
-        assert after["dead_bytes"] >= before["dead_bytes"] + 100 * 100
+        assert after.dead_bytes >= before.dead_bytes + 100 * 100
 
 
 def test_live_and_dead_add_up_to_the_total_and_compaction_reclaims_the_dead(store):
@@ -115,13 +115,13 @@ def test_live_and_dead_add_up_to_the_total_and_compaction_reclaims_the_dead(stor
         store.delete(b"k%d" % i)
     store.flush()
     stats = store.stats()
-    assert stats["live_bytes"] + stats["dead_bytes"] == stats["total_bytes"]
-    assert stats["dead_bytes"] > stats["live_bytes"]
+    assert stats.live_bytes + stats.dead_bytes == stats.total_bytes
+    assert stats.dead_bytes > stats.live_bytes
     result = store.compact()
-    assert abs(result.reclaimed - stats["dead_bytes"]) <= stats["total_bytes"] // 10
+    assert abs(result.reclaimed - stats.dead_bytes) <= stats.total_bytes // 10
     after = store.stats()
-    assert after["live_bytes"] + after["dead_bytes"] == after["total_bytes"]
-    assert after["dead_bytes"] <= after["total_bytes"] // 10
+    assert after.live_bytes + after.dead_bytes == after.total_bytes
+    assert after.dead_bytes <= after.total_bytes // 10
 
 
 def test_compact_keeps_every_live_key_and_reports_sizes(store):
@@ -139,8 +139,8 @@ def test_compact_keeps_every_live_key_and_reports_sizes(store):
     assert store.get(b"k250") == b"changed"
     assert store.get(b"k299") == b"v" * 200
     stats = store.stats()
-    assert stats["compactions"] == 1
-    assert stats["last_compaction"]["reclaimed"] == result.reclaimed
+    assert stats.compactions == 1
+    assert stats.last_compaction["reclaimed"] == result.reclaimed
 
 
 def test_a_compaction_job_is_driven_the_same_way_on_both_engines(store):
@@ -283,7 +283,7 @@ def test_deadlines_survive_reopen_and_a_passed_one_deletes(engine, data_dir):
         assert sorted(db.keys()) == [b"cleared", b"far", b"none"]
         assert db.get(b"old") is None
         assert (db.deadline(b"far"), db.deadline(b"none"), db.deadline(b"cleared")) == (FAR, 0, 0)
-        assert db.stats()["expiring_keys"] == 1
+        assert db.stats().expiring_keys == 1
 
 
 def test_expire_changes_only_the_deadline(engine, data_dir):
@@ -331,10 +331,10 @@ def test_expire_on_a_large_value_appends_a_few_bytes(data_dir):
     with open_store(data_dir, engine="log") as db:
         db.put(b"big", b"x" * (1 << 20))
         db.flush()
-        before = db.stats()["total_bytes"]
+        before = db.stats().total_bytes
         db.expire(b"big", FAR)
         db.flush()
-        assert db.stats()["total_bytes"] - before < 64
+        assert db.stats().total_bytes - before < 64
 
 
 def test_an_open_batch_is_read_as_it_is_written(engine, data_dir):
@@ -362,7 +362,7 @@ def test_put_many_writes_as_put_calls_do(engine, data_dir):
         assert db.deadline(b"ttl") == 0  # as SET, a put clears the deadline
         db.flush()
         if engine == "log":
-            assert db.stats()["segments"] > 1  # the run crossed segment rotations
+            assert db.stats().segments > 1  # the run crossed segment rotations
     with open_store(data_dir, engine=engine) as db:
         assert len(db) == 152
         assert {k: db.get(k) for k in db.keys()} == {

@@ -49,7 +49,7 @@ def test_a_damaged_record_read_twice_is_logged_once_and_counted(damaged, caplog)
                 db.get(b"key-123")
     lines = [r.getMessage() for r in caplog.records if "corrupt record" in r.getMessage()]
     assert len(lines) == 1 and path in lines[0] and "offset" in lines[0]
-    assert db.stats()["corrupt_records"] == 1
+    assert db.stats().corrupt_records == 1
     assert db.get(b"key-124") == b"value-124-" * 4
 
 
@@ -60,7 +60,7 @@ def test_compaction_keeps_a_damaged_record_aside_and_finishes(damaged, caplog):
     assert "key-123" in caplog.text and "is damaged; the key is dropped" in caplog.text
     kept = os.listdir(os.path.join(data_dir, CORRUPT_DIR))
     assert len(kept) == 1 and kept[0].endswith(".record")
-    assert db.get(b"key-123") is None and db.stats()["corrupt_records"] == 1
+    assert db.get(b"key-123") is None and db.stats().corrupt_records == 1
     assert db.get(b"key-122") == b"value-122-" * 4
     db.compact()  # and the next one has nothing to complain about
     db.close()

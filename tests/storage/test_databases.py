@@ -77,11 +77,11 @@ def test_a_flush_costs_one_small_write_whatever_the_database_holds(tmp_path):
     db = open_store(str(tmp_path), fsync="no")
     db.put_many([(b"key:%d" % i, b"v" * 10) for i in range(20_000)], db=1)
     db.flush()
-    before = db.stats()["total_bytes"]
+    before = db.stats().total_bytes
     db.flush_db(1)
     db.flush()
-    assert db.stats()["total_bytes"] - before < 100
-    assert db.count(1) == 0 and db.stats()["live_bytes"] == 0
+    assert db.stats().total_bytes - before < 100
+    assert db.count(1) == 0 and db.stats().live_bytes == 0
     db.close()
 
 

@@ -116,11 +116,11 @@ def test_descriptors_stay_bounded_however_many_segments(tmp_path, monkeypatch):
     before = len(os.listdir("/proc/self/fd"))
     store = open_store(str(tmp_path), fsync="no")
     store._cache_limit = 0
-    assert store.stats()["segments"] > 900
+    assert store.stats().segments > 900
     for _ in range(2):
         for i in range(1000):
             assert store.get(b"key:%04d" % i) == b"%04d" % i * 1000
-    assert store.stats()["mapped_segments"] == 16
+    assert store.stats().mapped_segments == 16
     assert len(os.listdir("/proc/self/fd")) - before <= 16 + 8
     store.close()
     assert len(os.listdir("/proc/self/fd")) == before
