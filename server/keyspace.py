@@ -23,8 +23,8 @@ import functools
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .errors import CommandError
 from .resp import error
@@ -450,11 +450,12 @@ class Keyspace:
         if self._watched:
             self._touch(key, exists_after=True)
 
-    def write_elements(self, key: bytes, changes: dict[bytes, bytes | None]) -> None:
-        """Set (or, for None, remove) elements of collection `key`, as one batch; every
-        size is checked before anything is written."""
-        for field, value in changes.items():
-            self.check_sizes(field, value or b"")
+    def write_elements(self, key: bytes, changes: Mapping[Any, bytes | None]) -> None:
+        """Set (or, for None, remove) elements of collection `key` (a hash's by field, a
+        list's by int position), as one batch; every size is checked before anything is
+        written."""
+        for value in changes.values():
+            self.check_sizes(key, value or b"")
         store, db = self.store, self.db
         if len(changes) > 1:  # (one record needs no batch around it)
             store.begin_batch()

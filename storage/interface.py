@@ -139,15 +139,19 @@ class Store(Protocol):
         """Make `key` an empty collection of type `kind` under a new version: one small
         write, whatever the key held (the old elements are never seen again)."""
 
-    def put_element(self, key: bytes, field: bytes, value: bytes, db: int = 0) -> None:
-        """One element of a collection made by create_collection (ValueError otherwise)."""
+    def put_element(self, key: bytes, field: bytes | int, value: bytes, db: int = 0) -> None:
+        """One element of a collection made by create_collection (ValueError otherwise);
+        a list's elements are named by int positions, without a gap."""
 
-    def delete_element(self, key: bytes, field: bytes, db: int = 0) -> bool:
+    def delete_element(self, key: bytes, field: bytes | int, db: int = 0) -> bool:
         """Remove one element; the key stays, even empty (the caller deletes it)."""
 
-    def get_element(self, key: bytes, field: bytes, db: int = 0) -> bytes | None: ...
+    def element_range(self, key: bytes, db: int = 0) -> tuple[int, int]:
+        """A list's positions [head, tail): index i is at head + i."""
 
-    def has_element(self, key: bytes, field: bytes, db: int = 0) -> bool:
+    def get_element(self, key: bytes, field: bytes | int, db: int = 0) -> bytes | None: ...
+
+    def has_element(self, key: bytes, field: bytes | int, db: int = 0) -> bool:
         """Whether the element exists, without reading its value."""
 
     def element_count(self, key: bytes, db: int = 0) -> int: ...

@@ -45,14 +45,42 @@ def offset_of(location: int) -> int:
 class Elements:
     """A collection kept as element records (docs/data-model.md): the incarnation of its
     key (`version`), where each element's newest record is (the log engine; the sqlite
-    engine keeps its elements in a table), and the bytes of those records."""
+    engine keeps its elements in a table), and the bytes of those records.
 
-    __slots__ = ("version", "fields", "live")
+    A list's elements are named by their positions, integers: they occupy [head, tail)
+    without a gap (Kvrocks's layout), so index i is position head + i and a push at
+    either end writes one record."""
+
+    __slots__ = ("version", "fields", "live", "head", "tail")
 
     def __init__(self, version: int) -> None:
         self.version = version
-        self.fields: dict[bytes, int] = {}  # field -> packed location
+        self.fields: dict = {}  # field (bytes; a list's: int position) -> packed location
         self.live = 0
+        self.head = self.tail = 0  # (a list's)
+
+    def placed(self, position: int) -> None:
+        """A list element was written at `position` (at an end, or within)."""
+        if self.head == self.tail:
+            self.head, self.tail = position, position + 1
+        elif position < self.head:
+            self.head = position
+        elif position >= self.tail:
+            self.tail = position + 1
+
+    def removed(self, position: int) -> None:
+        """A list element at an end was removed."""
+        if position == self.head:
+            self.head += 1
+        elif position == self.tail - 1:
+            self.tail -= 1
+        if self.head >= self.tail:
+            self.head = self.tail = 0
+
+    def measure(self) -> None:
+        """Set a list's [head, tail) from its positions (after replay)."""
+        if self.fields and type(next(iter(self.fields))) is int:
+            self.head, self.tail = min(self.fields), max(self.fields) + 1
 
 
 class KeyDir:

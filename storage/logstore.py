@@ -162,6 +162,8 @@ class LogStore(DatabaseQueries):
         now = time.time_ns() // 1_000_000
         expired = 0
         for space in self._slots.spaces.values():
+            for elements in space.collections.values():
+                elements.measure()  # (a list's ends: replay does not track them)
             due = space.deadlines.due(now, len(space.deadlines))
             for key in due:
                 space.forget(key)
@@ -681,10 +683,12 @@ class LogStore(DatabaseQueries):
             raise ValueError(f"{key!r} is not a collection of element records")
         return self._slots.slots[db], space, found
 
-    def put_element(self, key: bytes, field: bytes, value: bytes, db: int = 0) -> None:
-        """Set element `field` of collection `key` to `value`: one record."""
+    def put_element(self, key: bytes, field: bytes | int, value: bytes, db: int = 0) -> None:
+        """Set element `field` of collection `key` to `value`: one record. A list's
+        elements are named by int positions (keydir.Elements)."""
         key, value = record.checked_pair(key, value)
-        field = record.as_bytes(field, "field")
+        if type(field) is not int:
+            field = record.as_bytes(field, "field")
         slot, space, elements = self._elements(key, db)
         if not self._buffer:
             self._stamp = time.time_ns() // 1_000_000
@@ -697,8 +701,10 @@ class LogStore(DatabaseQueries):
         change = (location & MASK32) - (old & MASK32 if old is not None else 0)
         elements.live += change
         space.live += change
+        if type(field) is int:
+            elements.placed(field)
 
-    def delete_element(self, key: bytes, field: bytes, db: int = 0) -> bool:
+    def delete_element(self, key: bytes, field: bytes | int, db: int = 0) -> bool:
         """Remove element `field` of collection `key` (one record); False if it has none.
         The key stays, even empty: deleting it is the caller's (one more record)."""
         slot, space, elements = self._elements(key, db)
@@ -712,16 +718,23 @@ class LogStore(DatabaseQueries):
                      record.ELEMENT | record.TOMBSTONE, 0, slot, elements.version, field)
         elements.live -= old & MASK32
         space.live -= old & MASK32
+        if type(field) is int:
+            elements.removed(field)
         return True
 
-    def get_element(self, key: bytes, field: bytes, db: int = 0) -> bytes | None:
+    def element_range(self, key: bytes, db: int = 0) -> tuple[int, int]:
+        """A list's positions, [head, tail) (keydir.Elements): no disk access."""
+        elements = self._elements(key, db)[2]
+        return elements.head, elements.tail
+
+    def get_element(self, key: bytes, field: bytes | int, db: int = 0) -> bytes | None:
         location = self._elements(key, db)[2].fields.get(field)
         if location is None:
             return None
         cached = self._cache.get(location)
         return cached if cached is not None else self._value_at(location)
 
-    def has_element(self, key: bytes, field: bytes, db: int = 0) -> bool:
+    def has_element(self, key: bytes, field: bytes | int, db: int = 0) -> bool:
         return field in self._elements(key, db)[2].fields
 
     def element_count(self, key: bytes, db: int = 0) -> int:

@@ -202,7 +202,7 @@ def encode_meta(key: bytes, kind: int, version: int, expires_at_ms: int, slot: i
                        slot, version]))
 
 
-def encode_element(key: bytes, field: bytes, value: bytes | None, version: int, slot: int,
+def encode_element(key: bytes, field: bytes | int, value: bytes | None, version: int, slot: int,
                    timestamp_ms: int) -> bytes:
     """An element record: `field` of incarnation `version` of collection `key` now
     holds `value` (None: the element was removed)."""

@@ -327,27 +327,35 @@ class SqliteStore(DatabaseQueries):
             raise ValueError(f"{key!r} is not a collection of element records")
         return f"el_{self._slots.slots[db]}", found.version
 
-    def put_element(self, key: bytes, field: bytes, value: bytes, db: int = 0) -> None:
+    def put_element(self, key: bytes, field: bytes | int, value: bytes, db: int = 0) -> None:
         key, value = checked_pair(key, value)
         table, version = self._elements(key, db)
         self._begin()
         self._execute(f"INSERT INTO {table} (key, version, field, value) VALUES (?, ?, ?, ?) "
                       "ON CONFLICT (key, version, field) DO UPDATE SET value = excluded.value",
-                      (key, version, as_bytes(field, "field"), value))
+                      (key, version, field if type(field) is int else as_bytes(field, "field"),
+                       value))
 
-    def delete_element(self, key: bytes, field: bytes, db: int = 0) -> bool:
+    def delete_element(self, key: bytes, field: bytes | int, db: int = 0) -> bool:
         table, version = self._elements(key, db)
         self._begin()
         return self._execute(f"DELETE FROM {table} WHERE key = ? AND version = ? AND field = ?",
                              (key, version, field)).rowcount > 0
 
-    def get_element(self, key: bytes, field: bytes, db: int = 0) -> bytes | None:
+    def element_range(self, key: bytes, db: int = 0) -> tuple[int, int]:
+        """A list's positions, [head, tail) (its element names are ints without a gap)."""
+        table, version = self._elements(key, db)
+        low, high = self._execute(f"SELECT min(field), max(field) FROM {table} WHERE key = ? "
+                                  "AND version = ?", (key, version)).fetchone()
+        return (0, 0) if low is None else (low, high + 1)
+
+    def get_element(self, key: bytes, field: bytes | int, db: int = 0) -> bytes | None:
         table, version = self._elements(key, db)
         row = self._execute(f"SELECT value FROM {table} WHERE key = ? AND version = ? AND "
                             "field = ?", (key, version, field)).fetchone()
         return None if row is None else bytes(row[0])
 
-    def has_element(self, key: bytes, field: bytes, db: int = 0) -> bool:
+    def has_element(self, key: bytes, field: bytes | int, db: int = 0) -> bool:
         table, version = self._elements(key, db)
         return self._execute(f"SELECT 1 FROM {table} WHERE key = ? AND version = ? AND "
                              "field = ?", (key, version, field)).fetchone() is not None

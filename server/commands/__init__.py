@@ -3,6 +3,7 @@
     strings.py     GET SET GETSET GETDEL MGET MSET APPEND STRLEN INCR...   (t_string.c)
     bits.py        SETBIT GETBIT BITCOUNT BITPOS BITOP BITFIELD            (bitops.c)
     hashes.py      HSET HGET HMGET HGETALL HDEL HINCRBY HSCAN...           (t_hash.c)
+    lists.py       LPUSH RPUSH LPOP RPOP LRANGE LINDEX LSET LMOVE LMPOP... (t_list.c)
     keys.py        DEL EXISTS KEYS SCAN DBSIZE TYPE TTL RENAME COPY...    (db.c, expire.c)
     dump.py        DUMP RESTORE MIGRATE                                    (cluster.c)
     connection.py  PING ECHO SELECT QUIT AUTH HELLO CLIENT
@@ -36,6 +37,7 @@ from . import (
     hashes,
     introspection,
     keys,
+    lists,
     scripting,
     strings,
     transactions,
@@ -60,7 +62,8 @@ def unknown_command(args: list[bytes]) -> bytes:
 
 
 def _table() -> dict[bytes, Command]:
-    rows = [*strings.COMMANDS, *bits.COMMANDS, *hashes.COMMANDS, *keys.COMMANDS, *dump.COMMANDS,
+    rows = [*strings.COMMANDS, *bits.COMMANDS, *hashes.COMMANDS, *lists.COMMANDS,
+            *keys.COMMANDS, *dump.COMMANDS,
             *connection.COMMANDS, *admin.COMMANDS, *transactions.COMMANDS, *scripting.COMMANDS,
             row("command", introspection.command,
                 subcommands=["count", "docs", "info", "list", "help"])]

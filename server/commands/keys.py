@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..glob import compile_glob
-from ..keyspace import STRING, TYPE_NAMES, now_ms
+from ..keyspace import LIST, STRING, TYPE_NAMES, now_ms
 from ..protocol import parse_strict_int
 from ..resp import OK, ONE, ZERO, array, bulk, error, integer, status
 from . import hashes
@@ -276,8 +276,10 @@ def object_(ctx: Context, conn: Connection, args: list) -> bytes:
 def collection_encoding(ctx: Context, key: bytes, found: tuple[bytes, int]) -> bytes:
     """OBJECT ENCODING of a value of another type than string (`found`: the value of
     `key` and its type)."""
+    if found[1] == LIST:
+        return b"quicklist"  # (Redis 7.0's only list encoding)
     if ctx.keyspace.collection_version(key):
-        return b"hashtable"  # (element records: only hashes so far)
+        return b"hashtable"
     return hashes.encoding(found[0])
 
 

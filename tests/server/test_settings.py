@@ -78,6 +78,11 @@ def test_an_immutable_setting_is_refused_as_redis_refuses_it(tmp_path):
     assert h("CONFIG", "SET", "databases", "4").endswith(b"can't set immutable config\r\n")
     assert h("CONFIG", "SET", "nosuch", "1") == (
         b"-ERR Unknown option or number of arguments for CONFIG SET - 'nosuch'\r\n")
+    # Redis settings kvd only reports: the value in force is accepted, any other refused
+    assert h("CONFIG", "SET", "save", "") == b"+OK\r\n"
+    assert h("CONFIG", "SET", "appendonly", "yes", "save", "") == b"+OK\r\n"
+    assert h("CONFIG", "SET", "save", "3600 1").endswith(b"can't set immutable config\r\n")
+    assert h("CONFIG", "SET", "appendonly", "no").endswith(b"can't set immutable config\r\n")
 
 
 ENCODING_KNOBS = [

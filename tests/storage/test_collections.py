@@ -205,3 +205,20 @@ def test_a_batch_of_element_writes_cut_short_is_dropped_whole(data_dir):
         os.unlink(hint)
     with open_store(data_dir, engine="log") as db:
         assert contents(db, b"h") == {b"f%d" % i: b"v%d" % i for i in range(10)}
+
+
+def test_a_lists_positions_survive_reopening(engine, data_dir):
+    """A list's elements are named by int positions without a gap: its ends are known
+    again after reopening (with and without hints) and compaction."""
+    LIST = 2
+    with open_store(data_dir, engine=engine) as db:
+        db.create_collection(b"l", LIST)
+        for position in (0, 1, 2, -1, -2, 3):  # pushes at both ends
+            db.put_element(b"l", position, b"v%d" % position)
+        assert db.delete_element(b"l", -2) and db.delete_element(b"l", 3)  # pops
+        assert db.element_range(b"l") == (-1, 3)
+        db.put_element(b"l", 1, b"set")
+    for step, db in reopen_each_way(engine, data_dir):
+        assert db.element_range(b"l") == (-1, 3), step
+        assert [db.get_element(b"l", p) for p in range(-1, 3)] == [
+            b"v-1", b"v0", b"set", b"v2"], step

@@ -1,7 +1,8 @@
-"""Hashes of element records against redis-server: random sequences of hash, key and
-database commands on a few keys, with `hash-max-listpack-entries` at 4 on both servers
-so that most hashes are split into element records on kvd (and are hashtables in
-Redis), compared after every step -- the reply, then both databases whole.
+"""Collections against redis-server: random sequences of hash, list, string, key and
+database commands on the same few keys (WRONGTYPE both ways, overwrites, RENAME, MOVE,
+SWAPDB...), with `hash-max-listpack-entries` at 4 on both servers so that most hashes
+are split into element records on kvd (and are hashtables in Redis), compared after
+every step -- the reply, then both databases whole.
 
 A hashtable's order is Redis's own, so replies listing fields are compared as sets,
 HSCAN by what a full iteration returns, HRANDFIELD by its size and membership.
@@ -24,6 +25,8 @@ KEYS = [b"h1", b"h2", b"s"]
 KEY = st.sampled_from(KEYS)
 FIELD = st.sampled_from([b"f%d" % i for i in range(10)] + [b""])
 VALUE = st.sampled_from([b"1", b"-7", b"x", b"", b"v" * 70, b"12345678901234567890"])
+INDEX = st.sampled_from([b"0", b"1", b"-1", b"-3", b"2", b"10", b"-10"])
+SIDE = st.sampled_from([b"LEFT", b"RIGHT"])
 SPLIT_AT = 4  # hash-max-listpack-entries on both servers
 
 COMMANDS = st.one_of(
@@ -48,6 +51,28 @@ COMMANDS = st.one_of(
     st.tuples(st.just(b"MOVE"), KEY, st.just(b"1")),
     st.just((b"SWAPDB", b"0", b"1")),
     st.just((b"FLUSHDB",)),
+    # Lists
+    st.builds(lambda c, k, values: (c, k, *values),
+              st.sampled_from([b"LPUSH", b"RPUSH", b"LPUSHX", b"RPUSHX"]), KEY,
+              st.lists(VALUE, min_size=1, max_size=5)),
+    st.builds(lambda c, k, n: (c, k, *n), st.sampled_from([b"LPOP", b"RPOP"]), KEY,
+              st.sampled_from([(), (b"0",), (b"2",), (b"10",), (b"-1",), (b"x",)])),
+    st.tuples(st.sampled_from([b"LLEN", b"TYPE"]), KEY),
+    st.tuples(st.just(b"LINDEX"), KEY, INDEX),
+    st.tuples(st.just(b"LSET"), KEY, INDEX, VALUE),
+    st.tuples(st.sampled_from([b"LRANGE", b"LTRIM"]), KEY, INDEX, INDEX),
+    st.tuples(st.just(b"LINSERT"), KEY, st.sampled_from([b"BEFORE", b"AFTER", b"x"]), VALUE,
+              VALUE),
+    st.tuples(st.just(b"LREM"), KEY, st.sampled_from([b"0", b"1", b"-2"]), VALUE),
+    st.builds(lambda k, v, o: (b"LPOS", k, v, *o), KEY, VALUE,
+              st.sampled_from([(), (b"RANK", b"-1"), (b"COUNT", b"0"), (b"RANK", b"2", b"COUNT",
+                                                                       b"2"), (b"MAXLEN", b"2"),
+                               (b"RANK", b"0"), (b"COUNT", b"-1")])),
+    st.tuples(st.just(b"LMOVE"), KEY, KEY, SIDE, SIDE),
+    st.tuples(st.just(b"RPOPLPUSH"), KEY, KEY),
+    st.builds(lambda keys, where, count: (b"LMPOP", b"%d" % len(keys), *keys, where, *count),
+              st.lists(KEY, min_size=1, max_size=3), SIDE,
+              st.sampled_from([(), (b"COUNT", b"2"), (b"COUNT", b"0")])),
 )
 # Replies naming fields in a hash's own order: compared as sets.
 UNORDERED = {b"HKEYS", b"HVALS"}
@@ -118,6 +143,8 @@ def snapshot(client: redis.Redis) -> list:
                 contents: object = sorted(client.hgetall(key).items())
             elif kind == b"string":
                 contents = client.get(key)
+            elif kind == b"list":
+                contents = client.lrange(key, 0, -1)
             else:
                 contents = None
             state.append((db, key, kind, contents, client.ttl(key) > 0))
@@ -125,10 +152,10 @@ def snapshot(client: redis.Redis) -> list:
     return state
 
 
-@settings(max_examples=150, deadline=None,
+@settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(commands=st.lists(COMMANDS, min_size=1, max_size=30))
-def test_hashes_of_element_records_answer_like_redis(servers, commands):
+def test_collections_answer_like_redis(servers, commands):
     for client in servers:
         client.flushall()
     for command in commands:

@@ -1,0 +1,441 @@
+"""The list commands (Redis's t_list.c): LPUSH RPUSH LPUSHX RPUSHX LPOP RPOP LLEN LINDEX
+LSET LRANGE LTRIM LINSERT LREM LPOS LMOVE RPOPLPUSH LMPOP.
+
+A list is a collection of element records (docs/data-model.md) whose elements are named
+by their positions, integers without a gap from `head` to `tail` (Kvrocks's layout):
+index i is position head + i. A push at either end writes one record, a pop one
+tombstone, LINDEX and LSET find their element at once, LRANGE reads what it returns.
+LINSERT and LREM, which shift elements, write the list again under a new version (O(N),
+as Redis's are). A list left empty is deleted, as in Redis. Every command is one write
+batch. Lists are never packed whole: a queue's push and pop must stay O(1) on disk.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import CommandError
+from ..keyspace import LIST, WRONGTYPE
+from ..protocol import parse_strict_int
+from ..resp import OK, ZERO, array, bulk, error, integer
+from .common import NOT_INTEGER, SYNTAX, keyword, wrong_arity
+from .table import row
+
+if TYPE_CHECKING:
+    from ..connection import Connection
+    from ..context import Context
+    from ..keyspace import Keyspace
+
+OUT_OF_RANGE = error("ERR index out of range")
+NO_SUCH_KEY = error("ERR no such key")
+NOT_POSITIVE = error("ERR value is out of range, must be positive")
+LEFT, RIGHT = True, False
+
+
+class StoredList:
+    """One list as commands see it: its length and elements by index, read from the store;
+    changes go through the keyspace (batches, WATCH) and keep positions without a gap."""
+
+    def __init__(self, keyspace: Keyspace, key: bytes) -> None:
+        self.keyspace, self.key = keyspace, key
+        self.store, self.db = keyspace.store, keyspace.db
+        self.head, self.tail = self.store.element_range(key, self.db)
+
+    def __len__(self) -> int:
+        return self.tail - self.head
+
+    def at(self, index: int) -> bytes:
+        """The element at a non-negative index within the list."""
+        value = self.store.get_element(self.key, self.head + index, self.db)
+        assert value is not None, "a list's positions have no gap"
+        return value
+
+    def range(self, start: int, stop: int) -> list[bytes]:
+        """Elements start..stop inclusive (Redis's negative and out-of-range indexes)."""
+        start, stop = clip(start, stop, len(self))
+        return [self.at(i) for i in range(start, stop + 1)]
+
+    def push(self, values: list[bytes], left: bool) -> None:
+        changes: dict = {}
+        head, tail = self.head, self.tail
+        for value in values:
+            if left:
+                head -= 1
+                changes[head] = value
+            else:
+                changes[tail] = value
+                tail += 1
+        self.keyspace.write_elements(self.key, changes)
+        self.head, self.tail = head, tail
+
+    def pop(self, count: int, left: bool) -> list[bytes]:
+        """Up to `count` elements from one end, in the order popped; the list is deleted
+        once empty."""
+        count = min(count, len(self))
+        positions = (range(self.head, self.head + count) if left
+                     else range(self.tail - 1, self.tail - 1 - count, -1))
+        values = [self.at(p - self.head) for p in positions]
+        if count == len(self):
+            self.keyspace.delete(self.key)
+            self.head = self.tail = 0
+        else:
+            self.keyspace.write_elements(self.key, dict.fromkeys(positions))
+            if left:
+                self.head += count
+            else:
+                self.tail -= count
+        return values
+
+    def rewrite(self, values: list[bytes]) -> None:
+        """The list becomes `values` (under a new version), or goes if it is empty."""
+        keyspace = self.keyspace
+        if not values:
+            keyspace.delete(self.key)
+            return
+        keyspace.begin_batch()
+        try:
+            keyspace.create_collection(self.key, LIST, keyspace.deadline(self.key))
+            keyspace.write_elements(self.key, dict(enumerate(values)))
+        finally:
+            keyspace.end_batch()
+        self.head, self.tail = 0, len(values)
+
+
+def clip(start: int, stop: int, length: int) -> tuple[int, int]:
+    """Redis's range rule: negative indexes count from the end; an empty range is
+    (0, -1)."""
+    if start < 0:
+        start += length
+    if stop < 0:
+        stop += length
+    start = max(start, 0)
+    if start > stop or start >= length:
+        return 0, -1
+    return start, min(stop, length - 1)
+
+
+def read(keyspace: Keyspace, key: bytes, counted: bool = True) -> StoredList | None:
+    """The list at `key`, None if there is none; WRONGTYPE for another type."""
+    found = keyspace.read_any(key, counted)
+    if found is None:
+        return None
+    if found[1] != LIST:
+        raise CommandError(WRONGTYPE)
+    return StoredList(keyspace, key)
+
+
+def create(keyspace: Keyspace, key: bytes) -> StoredList:
+    """A new, empty list at `key` (which holds nothing); it exists once pushed to."""
+    keyspace.create_collection(key, LIST)
+    return StoredList(keyspace, key)
+
+
+def push_to(keyspace: Keyspace, key: bytes, values: list[bytes], left: bool,
+            existing: StoredList | None) -> int:
+    """Push `values` to `key`'s list (made first if `existing` is None), as one batch;
+    the new length."""
+    for value in values:
+        keyspace.check_sizes(key, value)
+    keyspace.begin_batch()
+    try:
+        target = existing if existing is not None else create(keyspace, key)
+        target.push(values, left)
+    finally:
+        keyspace.end_batch()
+    return len(target)
+
+
+def side(arg: bytes) -> bool | None:
+    """LEFT or RIGHT (Redis's getListPositionFromObjectOrReply), None for neither."""
+    word = keyword(arg)
+    return LEFT if word == b"left" else RIGHT if word == b"right" else None
+
+
+# -- the commands -----------------------------------------------------------------------
+
+def push(ctx: Context, conn: Connection, args: list) -> bytes:
+    """LPUSH, RPUSH (the list is made if need be), LPUSHX, RPUSHX (only onto a list)."""
+    name = args[0].upper()
+    existing = read(ctx.keyspace, args[1], counted=False)
+    if existing is None and name.endswith(b"X"):
+        return ZERO
+    return integer(push_to(ctx.keyspace, args[1], args[2:], name.startswith(b"L"), existing))
+
+
+def pop(ctx: Context, conn: Connection, args: list) -> bytes:
+    """LPOP / RPOP key [count]: a bulk, or with a count an array (null for no list)."""
+    if len(args) > 3:
+        return wrong_arity(args[0])
+    count = None
+    if len(args) == 3:
+        count = parse_strict_int(args[2])
+        if count is None or count < 0:  # (Redis's getPositiveLongFromObjectOrReply)
+            return NOT_POSITIVE
+    target = read(ctx.keyspace, args[1])
+    if target is None:
+        return conn.resp.null if count is None else conn.resp.null_array
+    if count == 0:
+        return array([])
+    ctx.keyspace.begin_batch()
+    try:
+        values = target.pop(count or 1, args[0].upper().startswith(b"L"))
+    finally:
+        ctx.keyspace.end_batch()
+    return bulk(values[0]) if count is None else conn.resp.bulks(values)
+
+
+def llen(ctx: Context, conn: Connection, args: list) -> bytes:
+    target = read(ctx.keyspace, args[1])
+    return integer(0 if target is None else len(target))
+
+
+def lindex(ctx: Context, conn: Connection, args: list) -> bytes:
+    target = read(ctx.keyspace, args[1])
+    if target is None:
+        return conn.resp.null
+    index = parse_strict_int(args[2])
+    if index is None:
+        return NOT_INTEGER
+    if index < 0:
+        index += len(target)
+    if not 0 <= index < len(target):
+        return conn.resp.null
+    return bulk(target.at(index))
+
+
+def lset(ctx: Context, conn: Connection, args: list) -> bytes:
+    target = read(ctx.keyspace, args[1], counted=False)
+    if target is None:
+        return NO_SUCH_KEY
+    index = parse_strict_int(args[2])
+    if index is None:
+        return NOT_INTEGER
+    if index < 0:
+        index += len(target)
+    if not 0 <= index < len(target):
+        return OUT_OF_RANGE
+    ctx.keyspace.check_sizes(args[1], args[3])
+    ctx.keyspace.write_elements(args[1], {target.head + index: args[3]})
+    return OK
+
+
+def lrange(ctx: Context, conn: Connection, args: list) -> bytes:
+    start, stop = parse_strict_int(args[2]), parse_strict_int(args[3])
+    if start is None or stop is None:
+        return NOT_INTEGER
+    target = read(ctx.keyspace, args[1])
+    if target is None:
+        return array([])
+    return conn.resp.bulks(target.range(start, stop))
+
+
+def ltrim(ctx: Context, conn: Connection, args: list) -> bytes:
+    start, stop = parse_strict_int(args[2]), parse_strict_int(args[3])
+    if start is None or stop is None:
+        return NOT_INTEGER
+    target = read(ctx.keyspace, args[1], counted=False)
+    if target is None:
+        return OK
+    length = len(target)
+    start, stop = clip(start, stop, length)
+    keep = stop - start + 1
+    keyspace = ctx.keyspace
+    if keep <= 0:
+        keyspace.delete(args[1])
+    elif keep < length:
+        positions = [*range(target.head, target.head + start),
+                     *range(target.tail - 1, target.head + stop, -1)]
+        keyspace.write_elements(args[1], dict.fromkeys(positions))
+    return OK
+
+
+def linsert(ctx: Context, conn: Connection, args: list) -> bytes:
+    where = keyword(args[2])
+    if where not in (b"before", b"after"):
+        return SYNTAX
+    target = read(ctx.keyspace, args[1], counted=False)
+    if target is None:
+        return ZERO
+    values = target.range(0, -1)
+    try:
+        at = values.index(args[3])
+    except ValueError:
+        return integer(-1)
+    ctx.keyspace.check_sizes(args[1], args[4])
+    values.insert(at + (where == b"after"), args[4])
+    target.rewrite(values)
+    return integer(len(values))
+
+
+def lrem(ctx: Context, conn: Connection, args: list) -> bytes:
+    count = parse_strict_int(args[2])
+    if count is None:
+        return NOT_INTEGER
+    target = read(ctx.keyspace, args[1], counted=False)
+    if target is None:
+        return ZERO
+    values = target.range(0, -1)
+    element, limit = args[3], abs(count)
+    order = range(len(values)) if count >= 0 else range(len(values) - 1, -1, -1)
+    removed: set[int] = set()
+    for i in order:
+        if values[i] == element:
+            removed.add(i)
+            if limit and len(removed) == limit:
+                break
+    if removed:
+        target.rewrite([v for i, v in enumerate(values) if i not in removed])
+    return integer(len(removed))
+
+
+def lpos(ctx: Context, conn: Connection, args: list) -> bytes:
+    """LPOS key element [RANK rank] [COUNT num-matches] [MAXLEN len]."""
+    rank, count, maxlen = 1, -1, 0
+    j = 3
+    while j < len(args):
+        option, more = keyword(args[j]), j + 1 < len(args)
+        if option == b"rank" and more:
+            rank = parse_strict_int(args[j + 1])  # type: ignore[assignment]
+            if rank is None:
+                return NOT_INTEGER
+            if rank == 0:
+                return error("ERR RANK can't be zero: use 1 to start from the first match, "
+                             "2 from the second ... or use negative to start from the end of "
+                             "the list")
+        elif option in (b"count", b"maxlen") and more:
+            value = parse_strict_int(args[j + 1])
+            if value is None or value < 0:
+                return error(f"ERR {option.decode().upper()} can't be negative")
+            if option == b"count":
+                count = value
+            else:
+                maxlen = value
+        else:
+            return SYNTAX
+        j += 2
+    target = read(ctx.keyspace, args[1])
+    if target is None:
+        return array([]) if count != -1 else conn.resp.null
+    length = len(target)
+    backwards = rank < 0
+    rank = abs(rank)
+    scanned = range(length - 1, -1, -1) if backwards else range(length)
+    if maxlen:
+        scanned = scanned[:maxlen]
+    matches: list[int] = []
+    seen = 0
+    for index in scanned:
+        if target.at(index) == args[2]:
+            seen += 1
+            if seen >= rank:
+                matches.append(index)
+                if count == -1 or (count and len(matches) >= count):
+                    break
+    if count == -1:
+        return integer(matches[0]) if matches else conn.resp.null
+    return array([integer(i) for i in matches])
+
+
+def move(ctx: Context, keyspace: Keyspace, source: bytes, destination: bytes, from_left: bool,
+         to_left: bool) -> bytes | None:
+    """Pop one element of `source` and push it onto `destination`, one batch: the element,
+    or None if `source` is no list. WRONGTYPE (nothing moved) if `destination` holds
+    another type."""
+    origin = read(keyspace, source, counted=False)
+    if origin is None:
+        return None
+    found = keyspace.read_any(destination, counted=False)
+    if found is not None and found[1] != LIST:
+        raise CommandError(WRONGTYPE)
+    keyspace.begin_batch()
+    try:
+        (value,) = origin.pop(1, from_left)
+        target = read(keyspace, destination, counted=False)  # (gone if it was the source)
+        push_to(keyspace, destination, [value], to_left, target)
+    finally:
+        keyspace.end_batch()
+    return value
+
+
+def lmove(ctx: Context, conn: Connection, args: list) -> bytes:
+    """LMOVE source destination LEFT|RIGHT LEFT|RIGHT; RPOPLPUSH source destination."""
+    if args[0].upper() == b"RPOPLPUSH":
+        from_left, to_left = RIGHT, LEFT
+    else:
+        from_side, to_side = side(args[3]), side(args[4])
+        if from_side is None or to_side is None:
+            return SYNTAX
+        from_left, to_left = from_side, to_side
+    value = move(ctx, ctx.keyspace, args[1], args[2], from_left, to_left)
+    return conn.resp.null if value is None else bulk(value)
+
+
+def parse_mpop(args: list, numkeys_at: int) -> tuple[list[bytes], bool, int] | bytes:
+    """LMPOP's (and BLMPOP's) keys, side and count, or the error reply."""
+    numkeys = parse_strict_int(args[numkeys_at])
+    if numkeys is None or numkeys < 1:
+        return error("ERR numkeys should be greater than 0")
+    where_at = numkeys_at + numkeys + 1
+    if where_at >= len(args):
+        return SYNTAX
+    where = side(args[where_at])
+    if where is None:
+        return SYNTAX
+    count = -1
+    j = where_at + 1
+    while j < len(args):
+        if count == -1 and keyword(args[j]) == b"count" and j + 1 < len(args):
+            count = parse_strict_int(args[j + 1])  # type: ignore[assignment]
+            if count is None or count < 1:
+                return error("ERR count should be greater than 0")
+            j += 2
+        else:
+            return SYNTAX
+    return args[numkeys_at + 1:where_at], where, max(count, 1)
+
+
+def mpop_from(ctx: Context, conn: Connection, keys: list[bytes], left: bool,
+              count: int) -> bytes | None:
+    """The reply [key, [elements]] of the first non-empty list of `keys`, or None."""
+    keyspace = ctx.keyspace
+    for key in keys:
+        target = read(keyspace, key)
+        if target is None:
+            continue
+        keyspace.begin_batch()
+        try:
+            values = target.pop(count, left)
+        finally:
+            keyspace.end_batch()
+        return array([bulk(key), conn.resp.bulks(values)])
+    return None
+
+
+def lmpop(ctx: Context, conn: Connection, args: list) -> bytes:
+    """LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count]."""
+    parsed = parse_mpop(args, 1)
+    if isinstance(parsed, bytes):
+        return parsed
+    found = mpop_from(ctx, conn, *parsed)
+    return conn.resp.null_array if found is None else found
+
+
+COMMANDS = [
+    row("lpush", push),
+    row("rpush", push),
+    row("lpushx", push),
+    row("rpushx", push),
+    row("lpop", pop),
+    row("rpop", pop),
+    row("llen", llen),
+    row("lindex", lindex),
+    row("lset", lset),
+    row("lrange", lrange),
+    row("ltrim", ltrim),
+    row("linsert", linsert),
+    row("lrem", lrem),
+    row("lpos", lpos),
+    row("lmove", lmove),
+    row("rpoplpush", lmove),
+    row("lmpop", lmpop),
+]
