@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -205,6 +205,22 @@ def run_kvd(args: list[str], cwd: Path | str, timeout: float = 60,
             env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([KVD, *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def check_through_kill_compaction_and_restart(server: Daemon,
+                                             check: Callable[[redis.Redis], None]) -> None:
+    """SIGKILL `server` (all it acknowledged must survive), start it again, and run
+    `check(client)` then, after a compaction, and after a clean restart."""
+    server.signal(signal.SIGKILL)
+    server.wait_exit()
+    server.start()
+    check(server.client(protocol=2))
+    done = run_kvctl(["compact", "--wait"], server.dir)
+    assert done.returncode == 0, done.stderr
+    check(server.client(protocol=2))
+    server.stop()
+    server.start()
+    check(server.client(protocol=2))
 
 
 def run_kvctl(args: list[str], cwd: Path | str, timeout: float = 60, input: bytes | None = None,

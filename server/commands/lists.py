@@ -189,30 +189,35 @@ def llen(ctx: Context, conn: Connection, args: list) -> bytes:
     return integer(0 if target is None else len(target))
 
 
-def lindex(ctx: Context, conn: Connection, args: list) -> bytes:
-    target = read(ctx.keyspace, args[1])
-    if target is None:
-        return conn.resp.null
-    index = parse_strict_int(args[2])
+def index_in(target: StoredList, arg: bytes) -> int | bytes | None:
+    """LINDEX's and LSET's index as a position from the head (negative: from the tail),
+    None past either end, or the error reply for a non-integer."""
+    index = parse_strict_int(arg)
     if index is None:
         return NOT_INTEGER
     if index < 0:
         index += len(target)
-    if not 0 <= index < len(target):
+    return index if 0 <= index < len(target) else None
+
+
+def lindex(ctx: Context, conn: Connection, args: list) -> bytes:
+    target = read(ctx.keyspace, args[1])
+    if target is None:
         return conn.resp.null
-    return bulk(target.at(index))
+    index = index_in(target, args[2])
+    if isinstance(index, bytes):
+        return index
+    return conn.resp.null if index is None else bulk(target.at(index))
 
 
 def lset(ctx: Context, conn: Connection, args: list) -> bytes:
     target = read(ctx.keyspace, args[1], counted=False)
     if target is None:
         return NO_SUCH_KEY
-    index = parse_strict_int(args[2])
+    index = index_in(target, args[2])
+    if isinstance(index, bytes):
+        return index
     if index is None:
-        return NOT_INTEGER
-    if index < 0:
-        index += len(target)
-    if not 0 <= index < len(target):
         return OUT_OF_RANGE
     ctx.keyspace.check_sizes(args[1], args[3])
     ctx.keyspace.write_elements(args[1], {target.head + index: args[3]})

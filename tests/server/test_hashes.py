@@ -5,12 +5,10 @@ in tests/torture/test_differential.py's "hashes" sequence.)"""
 
 from __future__ import annotations
 
-import signal
-
 import pytest
 import redis
 
-from tests.kvd_process import run_kvctl, wait_for
+from tests.kvd_process import check_through_kill_compaction_and_restart, run_kvctl, wait_for
 
 
 def test_redis_py_hash_calls(kvd):
@@ -43,10 +41,6 @@ def test_a_hash_survives_sigkill_restart_and_compaction(make_daemon):
     client.delete("gone")
     client.hset("was-hash", "a", "1")
     client.set("was-hash", "string now")
-    server.signal(signal.SIGKILL)  # everything above was acknowledged
-    server.wait_exit()
-    server.start()
-
     def check(client: redis.Redis) -> None:
         assert client.hlen("session") == 200 and client.hget("session", "f7") == b"v7"
         assert 0 < client.ttl("session") <= 3600
@@ -54,13 +48,7 @@ def test_a_hash_survives_sigkill_restart_and_compaction(make_daemon):
         assert client.object("encoding", "small") == b"listpack"
         assert client.type("gone") == b"none" and client.get("was-hash") == b"string now"
 
-    check(server.client(protocol=2))
-    done = run_kvctl(["compact", "--wait"], server.dir)
-    assert done.returncode == 0, done.stderr
-    check(server.client(protocol=2))
-    server.stop()
-    server.start()
-    check(server.client(protocol=2))
+    check_through_kill_compaction_and_restart(server, check)
 
 
 def test_rename_move_and_copy_keep_a_hash_a_hash(kvd):
@@ -103,10 +91,6 @@ def test_a_large_hash_deleted_and_recreated_shows_no_old_field(make_daemon, engi
     client.pexpire("expired", 20)
     wait_for(lambda: not client.exists("expired"), 10, "the large hash to expire")
     client.hset("expired", "late", "1")  # a new, small hash under the name
-    server.signal(signal.SIGKILL)
-    server.wait_exit()
-    server.start()
-
     def check(client: redis.Redis) -> None:
         fields = client.hgetall("h")
         assert len(fields) == 301 and fields[b"old7"] == b"back as a new field"
@@ -115,13 +99,7 @@ def test_a_large_hash_deleted_and_recreated_shows_no_old_field(make_daemon, engi
         assert client.get("overwritten") == b"a string"
         assert client.hgetall("expired") == {b"late": b"1"}
 
-    check(server.client(protocol=2))
-    done = run_kvctl(["compact", "--wait"], server.dir)
-    assert done.returncode == 0, done.stderr
-    check(server.client(protocol=2))
-    server.stop()
-    server.start()
-    check(server.client(protocol=2))
+    check_through_kill_compaction_and_restart(server, check)
 
 
 def test_one_field_of_a_large_hash_is_one_small_write(kvd):

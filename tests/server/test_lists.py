@@ -5,12 +5,10 @@ types, are in tests/torture/test_types_differential.py.)"""
 
 from __future__ import annotations
 
-import signal
-
 import pytest
 import redis
 
-from tests.kvd_process import run_kvctl
+from tests.kvd_process import check_through_kill_compaction_and_restart
 
 
 def test_redis_py_list_calls(kvd):
@@ -85,23 +83,13 @@ def test_lists_survive_sigkill_restart_and_compaction(make_daemon, engine):
     client.rpush("middle", "a", "b", "c")
     client.linsert("middle", "AFTER", "a", "inserted")
     expected = client.lrange("q", 0, -1)
-    server.signal(signal.SIGKILL)
-    server.wait_exit()
-    server.start()
-
     def check(client: redis.Redis) -> None:
         assert client.lrange("q", 0, -1) == expected and 0 < client.ttl("q") <= 3600
         assert client.lindex("q", 0) == expected[0] and client.lindex("q", -1) == expected[-1]
         assert client.lrange("gone", 0, -1) == [b"new"]
         assert client.lrange("middle", 0, -1) == [b"a", b"inserted", b"b", b"c"]
 
-    check(server.client(protocol=2))
-    done = run_kvctl(["compact", "--wait"], server.dir)
-    assert done.returncode == 0, done.stderr
-    check(server.client(protocol=2))
-    server.stop()
-    server.start()
-    check(server.client(protocol=2))
+    check_through_kill_compaction_and_restart(server, check)
     client = server.client(protocol=2)
     client.lpush("q", "after restart")  # the ends are known again after a restart
     assert client.lpop("q") == b"after restart" and client.rpop("q") == expected[-1]
