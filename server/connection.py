@@ -36,7 +36,7 @@ class Connection:
         "deferred", "callback",
         "name", "lib_name", "lib_ver", "created", "last_command", "last_active",
         "closing", "draining", "reading", "writing", "commands", "tx", "paused", "no_evict",
-        "db",
+        "db", "blocked",
     )
 
     def __init__(self, sock: socket.socket, addr: str, kind: str, parser: RequestParser) -> None:
@@ -66,6 +66,7 @@ class Connection:
         self.paused = False  # its requests wait for the end of a CLIENT PAUSE (pause.py)
         self.no_evict = False  # CLIENT NO-EVICT (kvd evicts no client: shown, not acted on)
         self.db = 0  # the database it works in (SELECT)
+        self.blocked = False  # waiting in a blocking command (blocking.py)
 
     @property
     def authenticated(self) -> bool:
@@ -102,8 +103,8 @@ class Connection:
         now = time.monotonic()
         age, idle = int(now - self.created), int(now - self.last_active)
         queued = self.tx.queued
-        flags = ("x" if queued is not None else "") + ("b" if self.paused else "") + \
-            ("e" if self.no_evict else "")
+        flags = ("x" if queued is not None else "") + \
+            ("b" if self.paused or self.blocked else "") + ("e" if self.no_evict else "")
         return (
             f"id={self.id} addr={self.addr} laddr={self.local_address()} fd={self.fd} "
             f"name={self.name.decode(errors='replace')} age={age} idle={idle} "

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from .blocking import BlockedClients
 from .keyspace import Keyspace, now_ms
 from .stats import Stats
 from .transaction import Watches
@@ -26,7 +27,9 @@ class Databases:
         store.open_databases(count)
         self.store = store
         self.watches = Watches()
-        self.keyspaces = [Keyspace(store, stats, max_key_size, max_value_size, db, self.watches)
+        self.blocking = BlockedClients()  # clients waiting in BLPOP and the like
+        self.keyspaces = [Keyspace(store, stats, max_key_size, max_value_size, db, self.watches,
+                                   self.blocking)
                           for db in range(count)]
 
     def __getitem__(self, db: int) -> Keyspace:
@@ -58,6 +61,9 @@ class Databases:
         self.store.swap_dbs(a, b)
         self.keyspaces[a].reattach()
         self.keyspaces[b].reattach()
+        for db, key in list(self.blocking.waiting):  # their keys hold other values now
+            if db in (a, b):
+                self.blocking.signal(db, key)
 
     def _existed(self, watched: tuple[int, bytes]) -> bool:
         return self.store.contains(watched[1], watched[0])

@@ -24,6 +24,7 @@ from typing import cast
 from storage import StorageError
 
 from . import fastpath
+from .blocking import BLOCKED
 from .commands import COMMANDS, LOOKUP, Command, subcommand_refusal, unknown_command, wrong_arity
 from .commands.admin import debug_refusal
 from .commit import GroupCommit
@@ -88,7 +89,7 @@ class Dispatcher:
         While the gate's checks cannot fail for them, plain GETs and SETs take the
         short way (fastpath.py), whose contract keeps it the same as this one."""
         replies = conn.replies
-        if not requests:
+        if not requests or conn.blocked:  # (a blocked client's requests wait: blocking.py)
             return requests
         if conn.draining and not admitted:
             replies.extend(SHUTTING_DOWN for _ in requests)
@@ -111,6 +112,7 @@ class Dispatcher:
         # latency monitor when they are on) and shown to monitors (one test while there
         # are none).
         monitors = ctx.monitors.clients
+        blocking = ctx.databases.blocking
         slow_ns = min(ctx.slowlog.threshold_ns, ctx.latency.threshold_ns)
         timing = slow_ns < NEVER_SLOW
         clock = time.perf_counter_ns
@@ -181,7 +183,15 @@ class Dispatcher:
                 reply = command.handler(ctx, conn, args)
             except Exception as exc:
                 reply = self._failure(conn, command, exc)
+            if reply is BLOCKED:  # its reply comes when it is served or times out
+                if write:
+                    write_slots.pop()
+                stats.command(command.name).calls += 1
+                stop = index + 1
+                break
             replies.append(reply)
+            if blocking.ready:  # a write gave keys that clients wait on elements
+                self._serve_blocked(conn)
             runs.room -= len(reply)
             now = clock()
             counted = command if command.subcommands is None else command.resolve(args)
@@ -220,6 +230,15 @@ class Dispatcher:
         if stop:
             conn.last_command = requests[stop - 1]  # CLIENT LIST's cmd= (its name, for |sub)
         return requests[stop:]
+
+    def _serve_blocked(self, conn: Connection) -> None:
+        """After a command (a whole EXEC or script): serve the clients waiting on the
+        keys it gave elements (blocking.py); their pops are writes of this pass."""
+        ctx = self.ctx
+        databases = ctx.databases
+        if databases.blocking.serve_ready(databases.__getitem__):
+            self.commit.dirty = True
+        ctx.keyspace = databases.keyspaces[conn.db]
 
     def _short(self, conn: Connection, busy: bool, monitors) -> dict[bytes, int]:
         """The short way's table (fastpath.py) while nothing the gate checks for GET and

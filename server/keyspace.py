@@ -26,6 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .blocking import BlockedClients
 from .errors import CommandError
 from .resp import error
 from .stats import Stats
@@ -50,7 +51,8 @@ class Keyspace:
     """One database (SELECT's number `db`) of the store, as commands see it."""
 
     def __init__(self, store: Store, stats: Stats, max_key_size: int, max_value_size: int,
-                 db: int = 0, watches: Watches | None = None) -> None:
+                 db: int = 0, watches: Watches | None = None,
+                 blocking: BlockedClients | None = None) -> None:
         self.store = store
         self.db = db
         self.stats = stats
@@ -62,6 +64,9 @@ class Keyspace:
         # for all databases, as a transaction may watch keys of several.
         self.watches = watches if watches is not None else Watches()
         self._watched = self.watches.by_key  # its dict: a test without a call
+        # Told when a key gets elements (clients may wait on it: blocking.py)
+        self.blocking = blocking if blocking is not None else BlockedClients()
+        self._waiting = self.blocking.waiting  # its dict: a test without a call
         self._get: Callable[[bytes], bytes | None] = (
             store.get if not db else functools.partial(store.get, db=db))
         self.deadlines = store.deadlines_of(db)
@@ -470,6 +475,8 @@ class Keyspace:
                 store.end_batch()
         if self._watched:
             self._touch(key, exists_after=True)
+        if self._waiting:
+            self.blocking.signal(self.db, key)
 
     def flush(self) -> None:
         """FLUSHDB: one small write whatever the database holds (docs/data-model.md)."""

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Collection, Iterable
 from functools import partial
 
+from .blocking import BlockedClients
 from .commit import GroupCommit
 from .config import Config
 from .connection import Connection
@@ -48,7 +49,7 @@ Run = Callable[..., list]  # the gate: (conn, requests, busy=, admitted=) -> req
 class Network:
     def __init__(self, config: Config, loop: EventLoop, stats: Stats, auth: Auth,
                  listeners: list[Listener], run: Run, commit: GroupCommit,
-                 monitors: Monitors, watches: Watches) -> None:
+                 monitors: Monitors, watches: Watches, blocking: BlockedClients) -> None:
         self.config = config
         self.loop = loop
         self.stats = stats
@@ -58,6 +59,9 @@ class Network:
         self.commit = commit
         self.monitors = monitors
         self.watches = watches
+        self.blocking = blocking
+        blocking.wake = self.wake
+        blocking.timers = loop.timers
         self.clients: dict[int, Connection] = {}
         self.max_clients = config.max_clients  # lowered when descriptors are short
         self.accepting = False
@@ -265,6 +269,17 @@ class Network:
             self.busy_skip = None
             self.touched = outer
 
+    def wake(self, conn: Connection, reply: bytes, written: bool) -> None:
+        """A blocked client stops waiting (blocking.py): its reply goes out with this pass
+        (after the group commit, if `written`), and its held requests run next."""
+        if self.clients.get(conn.fd) is not conn:
+            return
+        if written:
+            conn.write_slots.append(len(conn.replies))
+        conn.replies.append(reply)
+        self.touched.add(conn)
+        self.ready.add(conn)
+
     # -- replying -----------------------------------------------------------------------
 
     def take_touched(self) -> set[Connection]:
@@ -423,13 +438,17 @@ class Network:
         del self.clients[conn.fd]
         self.touched.discard(conn)
         self.ready.discard(conn)
+        if conn.blocked:
+            self.blocking.forget(conn)
         self.monitors.discard(conn)
         self.watches.unwatch_all(conn.tx)
         self.loop.unwatch(conn.sock)
         conn.sock.close()
 
     def begin_drain(self) -> None:
-        """A shutdown began: every connection is draining; those idle are closed."""
+        """A shutdown began: every connection is draining; blocked clients get their
+        timeout reply; those idle are closed."""
+        self.blocking.time_out_all()
         for conn in list(self.clients.values()):
             conn.draining = True
             self.close_if_idle(conn)
@@ -440,7 +459,7 @@ class Network:
         one held by CLIENT PAUSE, one owed replies it has not read. How many."""
         idle = [conn for conn in self.clients.values()
                 if now - conn.last_active > timeout and not conn.paused and not conn.out
-                and not conn.deferred and conn not in self.monitors.clients]
+                and not conn.deferred and not conn.blocked and conn not in self.monitors.clients]
         for conn in idle:
             log.info("%s: closed after %d s idle (timeout)", conn.describe(),
                      now - conn.last_active)

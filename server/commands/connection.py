@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from ..blocking import UNBLOCKED_ERROR
 from ..context import REDIS_VERSION
 from ..pause import ALL, WRITE
 from ..protocol import parse_strict_int
-from ..resp import ENCODERS, OK, PONG, bulk, error, integer
+from ..resp import ENCODERS, OK, ONE, PONG, ZERO, bulk, error, integer
 from .common import (
     DB_OUT_OF_RANGE,
     NOT_INTEGER,
@@ -149,6 +150,8 @@ def client(ctx: Context, conn: Connection, args: list) -> bytes:
         return _client_kill(ctx, conn, args)
     if sub == b"PAUSE" and len(args) in (3, 4):
         return _client_pause(ctx, args)
+    if sub == b"UNBLOCK" and len(args) in (3, 4):
+        return _client_unblock(ctx, args)
     if sub == b"UNPAUSE" and len(args) == 2:
         ctx.pause.unpause()
         return OK
@@ -161,6 +164,24 @@ def client(ctx: Context, conn: Connection, args: list) -> bytes:
     if sub == b"HELP":
         return help_reply("CLIENT", CLIENT_HELP)
     return unknown_subcommand(args)
+
+
+def _client_unblock(ctx: Context, args: list) -> bytes:
+    """CLIENT UNBLOCK id [TIMEOUT|ERROR]: a client waiting in a blocking command gets its
+    timeout reply (or an UNBLOCKED error) now; 1 if there was one, else 0."""
+    reason = args[3].upper() if len(args) == 4 else b"TIMEOUT"
+    if reason not in (b"TIMEOUT", b"ERROR"):
+        return error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
+    client_id = parse_strict_int(args[2])
+    if client_id is None:
+        return NOT_INTEGER
+    blocking = ctx.databases.blocking
+    for other in ctx.control.connections():
+        if other.id == client_id and other.blocked:
+            done = (blocking.time_out(other) if reason == b"TIMEOUT"
+                    else blocking.unblock(other, UNBLOCKED_ERROR))
+            return ONE if done else ZERO
+    return ZERO
 
 
 CLIENT_TYPES = (b"normal", b"master", b"replica", b"slave", b"pubsub")
@@ -291,6 +312,8 @@ CLIENT_HELP = [
     "    Return information about client connections.",
     "UNPAUSE",
     "    Stop the current client pause, resuming traffic.",
+    "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+    "    Unblock the specified blocked client.",
     "PAUSE <timeout> [WRITE|ALL]",
     "    Suspend all, or just write, clients for <timeout> milliseconds.",
     "SETINFO <option> <value>",
@@ -313,6 +336,6 @@ COMMANDS = [
     row("hello", hello),
     row("client", client,
         subcommands=["getname", "id", "info", "kill", "list", "no-evict", "pause", "setname",
-                     "unpause", "help"],
+                     "unblock", "unpause", "help"],
         extra_subcommands={"setinfo": (4, ["noscript", "loading", "stale"])}),
 ]

@@ -54,7 +54,8 @@ def _clients(ctx: Context, figures: dict) -> dict:
     return {
         "connected_clients": len(ctx.control.connections()),
         "maxclients": figures["max_clients"],
-        "blocked_clients": len(ctx.pause.held),  # (held by CLIENT PAUSE)
+        # waiting in BLPOP and the like, or held by CLIENT PAUSE (Redis counts both)
+        "blocked_clients": len(ctx.databases.blocking) + len(ctx.pause.held),
     }
 
 

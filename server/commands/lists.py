@@ -1,5 +1,6 @@
 """The list commands (Redis's t_list.c): LPUSH RPUSH LPUSHX RPUSHX LPOP RPOP LLEN LINDEX
-LSET LRANGE LTRIM LINSERT LREM LPOS LMOVE RPOPLPUSH LMPOP.
+LSET LRANGE LTRIM LINSERT LREM LPOS LMOVE RPOPLPUSH LMPOP, and the blocking BLPOP BRPOP
+BLMOVE BRPOPLPUSH BLMPOP (the waiting itself is server/blocking.py's).
 
 A list is a collection of element records (docs/data-model.md) whose elements are named
 by their positions, integers without a gap from `head` to `tail` (Kvrocks's layout):
@@ -12,8 +13,12 @@ batch. Lists are never packed whole: a queue's push and pop must stay O(1) on di
 
 from __future__ import annotations
 
+import math
+import time
 from typing import TYPE_CHECKING
 
+from ..blocking import BLOCKED, Blocked
+from ..connection import Connection
 from ..errors import CommandError
 from ..keyspace import LIST, WRONGTYPE
 from ..protocol import parse_strict_int
@@ -22,7 +27,6 @@ from .common import NOT_INTEGER, SYNTAX, keyword, wrong_arity
 from .table import row
 
 if TYPE_CHECKING:
-    from ..connection import Connection
     from ..context import Context
     from ..keyspace import Keyspace
 
@@ -425,6 +429,143 @@ def lmpop(ctx: Context, conn: Connection, args: list) -> bytes:
     return conn.resp.null_array if found is None else found
 
 
+# -- blocking ---------------------------------------------------------------------------
+
+def parse_timeout(arg: bytes) -> float | bytes:
+    """A blocking command's timeout in seconds (Redis's getTimeoutFromObjectOrReply: a
+    float; 0 waits for ever), or the error reply."""
+    try:
+        seconds = float(arg) if arg == arg.strip() else math.nan
+    except ValueError:
+        seconds = math.nan
+    if math.isnan(seconds):
+        return error("ERR timeout is not a float or out of range")
+    if seconds < 0:
+        return error("ERR timeout is negative")
+    if seconds * 1000 >= 1 << 62:
+        return error("ERR timeout is out of range")
+    return seconds
+
+
+def may_block(conn: Connection) -> bool:
+    """A client may wait: not a script's, not inside EXEC (there a blocking command that
+    finds nothing answers as if it timed out, as in Redis)."""
+    return isinstance(conn, Connection) and not conn.tx.executing
+
+
+def block(ctx: Context, conn: Connection, keys: list[bytes], seconds: float,
+          timeout_reply: bytes, serve, command: str) -> bytes:
+    """Register `conn` as waiting on `keys`; the gate then holds its further requests."""
+    deadline = time.monotonic() + seconds if seconds else 0.0
+    ctx.databases.blocking.block(Blocked(conn, conn.db, keys, deadline, timeout_reply, serve,
+                                         command))
+    return BLOCKED
+
+
+def popped_from(keyspace: Keyspace, key: bytes, left: bool, count: int) -> list[bytes] | None:
+    """Pop up to `count` elements of the list at `key` (one batch), None if there is no
+    list there (WRONGTYPE for another type)."""
+    target = read(keyspace, key, counted=False)
+    if target is None:
+        return None
+    keyspace.begin_batch()
+    try:
+        return target.pop(count, left)
+    finally:
+        keyspace.end_batch()
+
+
+def _when_served(serve):
+    """A blocked client's serving function: a key that holds another type by now serves
+    nothing (the client waits on), as Redis skips it."""
+    def served(keyspace: Keyspace, key: bytes) -> bytes | None:
+        try:
+            return serve(keyspace, key)
+        except CommandError:
+            return None
+    return served
+
+
+def bpop(ctx: Context, conn: Connection, args: list) -> bytes:
+    """BLPOP / BRPOP key [key ...] timeout: [key, element] of the first key that has one,
+    else wait; null on a timeout."""
+    seconds = parse_timeout(args[-1])
+    if isinstance(seconds, bytes):
+        return seconds
+    keys, left = args[1:-1], args[0].upper() == b"BLPOP"
+    for key in keys:
+        values = popped_from(ctx.keyspace, key, left, 1)
+        if values:
+            return conn.resp.bulks([key, values[0]])
+    if not may_block(conn):
+        return conn.resp.null_array
+
+    def serve(keyspace: Keyspace, key: bytes) -> bytes | None:
+        values = popped_from(keyspace, key, left, 1)
+        return conn.resp.bulks([key, values[0]]) if values else None
+
+    return block(ctx, conn, keys, seconds, conn.resp.null_array, _when_served(serve),
+                 args[0].decode().lower())
+
+
+def blmove(ctx: Context, conn: Connection, args: list) -> bytes:
+    """BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout; BRPOPLPUSH source
+    destination timeout."""
+    if args[0].upper() == b"BRPOPLPUSH":
+        from_left, to_left = RIGHT, LEFT
+    else:
+        from_side, to_side = side(args[3]), side(args[4])
+        if from_side is None or to_side is None:
+            return SYNTAX
+        from_left, to_left = from_side, to_side
+    seconds = parse_timeout(args[-1])
+    if isinstance(seconds, bytes):
+        return seconds
+    source, destination = args[1], args[2]
+    value = move(ctx, ctx.keyspace, source, destination, from_left, to_left)
+    if value is not None:
+        return bulk(value)
+    if not may_block(conn):
+        return conn.resp.null
+
+    def serve(keyspace: Keyspace, key: bytes) -> bytes | None:
+        """The element moved; WRONGTYPE (answered, nothing moved) for a destination of
+        another type, as Redis's serveClientBlockedOnList; None while the source is no
+        list."""
+        try:
+            moved = move(ctx, keyspace, source, destination, from_left, to_left)
+        except CommandError as refused:
+            found = keyspace.read_any(source, counted=False)
+            return refused.reply if found is not None and found[1] == LIST else None
+        return None if moved is None else bulk(moved)
+
+    # (a timeout answers a null array, as every list wait's in Redis 7.0: blocked.c)
+    return block(ctx, conn, [source], seconds, conn.resp.null_array, serve,
+                 args[0].decode().lower())
+
+
+def blmpop(ctx: Context, conn: Connection, args: list) -> bytes:
+    """BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT count]."""
+    seconds = parse_timeout(args[1])
+    if isinstance(seconds, bytes):
+        return seconds
+    parsed = parse_mpop(args, 2)
+    if isinstance(parsed, bytes):
+        return parsed
+    keys, left, count = parsed
+    found = mpop_from(ctx, conn, keys, left, count)
+    if found is not None:
+        return found
+    if not may_block(conn):
+        return conn.resp.null_array
+
+    def serve(keyspace: Keyspace, key: bytes) -> bytes | None:
+        values = popped_from(keyspace, key, left, count)
+        return array([bulk(key), conn.resp.bulks(values)]) if values else None
+
+    return block(ctx, conn, keys, seconds, conn.resp.null_array, _when_served(serve), "blmpop")
+
+
 COMMANDS = [
     row("lpush", push),
     row("rpush", push),
@@ -443,4 +584,9 @@ COMMANDS = [
     row("lmove", lmove),
     row("rpoplpush", lmove),
     row("lmpop", lmpop),
+    row("blpop", bpop),
+    row("brpop", bpop),
+    row("blmove", blmove),
+    row("brpoplpush", blmove),
+    row("blmpop", blmpop),
 ]
