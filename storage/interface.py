@@ -146,6 +146,9 @@ class Store(Protocol):
     def delete_element(self, key: bytes, field: bytes | int, db: int = 0) -> bool:
         """Remove one element; the key stays, even empty (the caller deletes it)."""
 
+    def get_elements(self, key: bytes, fields: Sequence, db: int = 0) -> list[bytes | None]:
+        """get_element() of each of `fields`, in one call."""
+
     def element_range(self, key: bytes, db: int = 0) -> tuple[int, int]:
         """A list's positions [head, tail): index i is at head + i."""
 

@@ -722,6 +722,21 @@ class LogStore(DatabaseQueries):
             elements.removed(field)
         return True
 
+    def get_elements(self, key: bytes, fields: Sequence, db: int = 0) -> list[bytes | None]:
+        """get_element() of each of `fields` (LRANGE's, HGETALL's path: one lookup of the
+        collection, a local loop)."""
+        locations = self._elements(key, db)[2].fields
+        cache, value_at = self._cache, self._value_at
+        values: list[bytes | None] = []
+        for field in fields:
+            location = locations.get(field)
+            if location is None:
+                values.append(None)
+                continue
+            cached = cache.get(location)
+            values.append(cached if cached is not None else value_at(location))
+        return values
+
     def element_range(self, key: bytes, db: int = 0) -> tuple[int, int]:
         """A list's positions, [head, tail) (keydir.Elements): no disk access."""
         elements = self._elements(key, db)[2]

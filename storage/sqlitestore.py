@@ -342,6 +342,9 @@ class SqliteStore(DatabaseQueries):
         return self._execute(f"DELETE FROM {table} WHERE key = ? AND version = ? AND field = ?",
                              (key, version, field)).rowcount > 0
 
+    def get_elements(self, key: bytes, fields: Sequence, db: int = 0) -> list[bytes | None]:
+        return [self.get_element(key, field, db) for field in fields]
+
     def element_range(self, key: bytes, db: int = 0) -> tuple[int, int]:
         """A list's positions, [head, tail) (its element names are ints without a gap)."""
         table, version = self._elements(key, db)

@@ -17,6 +17,7 @@ from . import (
     expiry_bench,
     hashes_bench,
     large_values_bench,
+    lists_bench,
     scripting_bench,
     server_bench,
     storage_bench,
@@ -40,7 +41,8 @@ def machine() -> str:
 # the server and storage parts (which take more).
 ALIKE_PARTS = {"compaction": compaction_bench, "transactions": transaction_bench,
                "scripts": scripting_bench, "expiry": expiry_bench,
-               "large-values": large_values_bench, "hashes": hashes_bench}
+               "large-values": large_values_bench, "hashes": hashes_bench,
+               "lists": lists_bench}
 PARTS = ("server", "storage", *ALIKE_PARTS)
 
 
