@@ -4,6 +4,7 @@
     bits.py        SETBIT GETBIT BITCOUNT BITPOS BITOP BITFIELD            (bitops.c)
     hashes.py      HSET HGET HMGET HGETALL HDEL HINCRBY HSCAN...           (t_hash.c)
     lists.py       LPUSH RPUSH LPOP RPOP LRANGE LINDEX LSET LMOVE LMPOP... (t_list.c)
+    sets.py        SADD SREM SMEMBERS SISMEMBER SPOP SINTER SUNION SDIFF...  (t_set.c)
     keys.py        DEL EXISTS KEYS SCAN DBSIZE TYPE TTL RENAME COPY...    (db.c, expire.c)
     dump.py        DUMP RESTORE MIGRATE                                    (cluster.c)
     connection.py  PING ECHO SELECT QUIT AUTH HELLO CLIENT
@@ -39,6 +40,7 @@ from . import (
     keys,
     lists,
     scripting,
+    sets,
     strings,
     transactions,
 )
@@ -63,6 +65,7 @@ def unknown_command(args: list[bytes]) -> bytes:
 
 def _table() -> dict[bytes, Command]:
     rows = [*strings.COMMANDS, *bits.COMMANDS, *hashes.COMMANDS, *lists.COMMANDS,
+            *sets.COMMANDS,
             *keys.COMMANDS, *dump.COMMANDS,
             *connection.COMMANDS, *admin.COMMANDS, *transactions.COMMANDS, *scripting.COMMANDS,
             row("command", introspection.command,

@@ -117,14 +117,16 @@ class Hash:
         self.converted = converted
 
 
-def read(keyspace: Keyspace, key: bytes, counted: bool = True) -> Hash | None:
-    """The hash at `key`, None if there is none; WRONGTYPE for another type. Callers
-    must not change what it returns (_for_write copies): it may be the decoded cache's."""
+def read(keyspace: Keyspace, key: bytes, counted: bool = True, kind: int = HASH
+         ) -> Hash | None:
+    """The hash at `key` (or the set, for `kind` SET: members with empty values), None if
+    there is none; WRONGTYPE for another type. Callers must not change what it returns
+    (_for_write copies): it may be the decoded cache's."""
     found = keyspace.read_any(key, counted)
     if found is None:
         return None
-    value, kind = found
-    if kind != HASH:
+    value, found_kind = found
+    if found_kind != kind:
         raise CommandError(WRONGTYPE)
     if keyspace.collection_version(key):
         return Hash(StoredFields(keyspace, key), True)
@@ -146,9 +148,10 @@ def read(keyspace: Keyspace, key: bytes, counted: bool = True) -> Hash | None:
 DECODED_CACHE_SIZE = 1024
 
 
-def write(ctx: Context, key: bytes, hash_: Hash) -> None:
+def write(ctx: Context, key: bytes, hash_: Hash, kind: int = HASH) -> None:
     """Store `hash_` (keeping the key's deadline), or delete the key if it is empty: a
-    split hash writes its staged changes, a packed one its record, or splits (one batch)."""
+    split hash writes its staged changes, a packed one its record, or splits (one batch).
+    A set (`kind` SET) is stored the same way, its members as fields."""
     keyspace, fields = ctx.keyspace, hash_.fields
     if not fields:
         keyspace.delete(key)
@@ -157,34 +160,52 @@ def write(ctx: Context, key: bytes, hash_: Hash) -> None:
         keyspace.write_elements(key, fields.changes)
         return
     config = ctx.config
-    if not hash_.converted and (
-            len(fields) > config.hash_max_listpack_entries
-            or any(len(f) > config.hash_max_listpack_value
-                   or len(v) > config.hash_max_listpack_value
-                   for f, v in fields.items())):
+    if not hash_.converted and _converts(config, kind, fields):
         hash_.converted = True
     packed = msgpack.packb([int(hash_.converted), fields])
-    if len(fields) <= config.hash_max_listpack_entries and len(packed) <= PACKED_MAX_BYTES:
-        keyspace.put(key, packed, keyspace.deadline(key), kind=HASH)
+    split_past = (config.hash_max_listpack_entries if kind == HASH
+                  else config.set_max_intset_entries)
+    if len(fields) <= split_past and len(packed) <= PACKED_MAX_BYTES:
+        keyspace.put(key, packed, keyspace.deadline(key), kind=kind)
         return
     keyspace.begin_batch()
     try:
-        keyspace.create_collection(key, HASH, keyspace.deadline(key))
+        keyspace.create_collection(key, kind, keyspace.deadline(key))
         keyspace.write_elements(key, dict(fields))
     finally:
         keyspace.end_batch()
 
 
-def encoding(hash_value: bytes) -> bytes:
-    """OBJECT ENCODING of a packed hash: Redis's listpack or hashtable."""
-    converted, _ = msgpack.unpackb(hash_value, use_list=False, strict_map_key=False)
-    return b"hashtable" if converted else b"listpack"
+def _converts(config, kind: int, fields: MutableMapping[bytes, bytes]) -> bool:
+    """Whether Redis 7.0 would hold this as a hashtable by now: a hash past its listpack
+    limits; a set that is no intset (only integers, at most set-max-intset-entries)."""
+    if kind == HASH:
+        limit = config.hash_max_listpack_value
+        return len(fields) > config.hash_max_listpack_entries or any(
+            len(f) > limit or len(v) > limit for f, v in fields.items())
+    return len(fields) > config.set_max_intset_entries or not all(map(is_integer, fields))
 
 
-def _for_write(ctx: Context, key: bytes) -> Hash:
+def is_integer(member: bytes) -> bool:
+    """Whether Redis's intset would hold `member` (a 64-bit integer written as Redis
+    writes it)."""
+    number = parse_strict_int(member) if len(member) <= 20 else None
+    return number is not None and b"%d" % number == member
+
+
+def encoding(value: bytes, kind: int = HASH) -> bytes:
+    """OBJECT ENCODING of a packed hash (listpack or hashtable) or set (intset or
+    hashtable), as Redis 7.0 would report it."""
+    converted, _ = msgpack.unpackb(value, use_list=False, strict_map_key=False)
+    if converted:
+        return b"hashtable"
+    return b"listpack" if kind == HASH else b"intset"
+
+
+def _for_write(ctx: Context, key: bytes, kind: int = HASH) -> Hash:
     """A copy to change (the one `read` returns may be shared); a split hash stages its
     changes in its own StoredFields."""
-    hash_ = read(ctx.keyspace, key, counted=False)
+    hash_ = read(ctx.keyspace, key, counted=False, kind=kind)
     if hash_ is None:
         return Hash({})
     if isinstance(hash_.fields, StoredFields):

@@ -280,7 +280,7 @@ def collection_encoding(ctx: Context, key: bytes, found: tuple[bytes, int]) -> b
         return b"quicklist"  # (Redis 7.0's only list encoding)
     if ctx.keyspace.collection_version(key):
         return b"hashtable"
-    return hashes.encoding(found[0])
+    return hashes.encoding(found[0], found[1])
 
 
 def string_encoding(value: bytes) -> bytes:

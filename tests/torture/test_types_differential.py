@@ -25,6 +25,7 @@ KEYS = [b"h1", b"h2", b"s"]
 KEY = st.sampled_from(KEYS)
 FIELD = st.sampled_from([b"f%d" % i for i in range(10)] + [b""])
 VALUE = st.sampled_from([b"1", b"-7", b"x", b"", b"v" * 70, b"12345678901234567890"])
+MEMBER = st.sampled_from([b"1", b"2", b"10", b"-5", b"a", b"b", b"", b"01"])
 INDEX = st.sampled_from([b"0", b"1", b"-1", b"-3", b"2", b"10", b"-10"])
 SIDE = st.sampled_from([b"LEFT", b"RIGHT"])
 SPLIT_AT = 4  # hash-max-listpack-entries on both servers
@@ -69,13 +70,31 @@ COMMANDS = st.one_of(
                                                                        b"2"), (b"MAXLEN", b"2"),
                                (b"RANK", b"0"), (b"COUNT", b"-1")])),
     st.tuples(st.just(b"LMOVE"), KEY, KEY, SIDE, SIDE),
+    # Sets (members from the hash fields' names: integers and not)
+    st.builds(lambda c, k, members: (c, k, *members), st.sampled_from([b"SADD", b"SREM"]), KEY,
+              st.lists(MEMBER, min_size=1, max_size=6)),
+    st.tuples(st.sampled_from([b"SCARD", b"SMEMBERS", b"SRANDMEMBER"]), KEY),
+    st.tuples(st.sampled_from([b"SISMEMBER", b"SMISMEMBER"]), KEY, MEMBER),
+    st.tuples(st.just(b"SRANDMEMBER"), KEY, st.sampled_from([b"0", b"2", b"10", b"-3", b"x"])),
+    # (SPOP only where it is not random: all of a set of at most 8 members, or refused)
+    st.tuples(st.just(b"SPOP"), KEY, st.sampled_from([b"0", b"10", b"-1", b"x"])),
+    st.builds(lambda c, keys: (c, *keys),
+              st.sampled_from([b"SINTER", b"SUNION", b"SDIFF", b"SINTERSTORE", b"SUNIONSTORE",
+                               b"SDIFFSTORE"]), st.lists(KEY, min_size=2, max_size=3)),
+    st.tuples(st.just(b"SMOVE"), KEY, KEY, MEMBER),
+    st.builds(lambda keys, limit: (b"SINTERCARD", b"%d" % len(keys), *keys, *limit),
+              st.lists(KEY, min_size=1, max_size=3),
+              st.sampled_from([(), (b"LIMIT", b"1"), (b"LIMIT", b"-1")])),
+    st.tuples(st.just(b"SSCAN"), KEY, st.just(b"0")),
     st.tuples(st.just(b"RPOPLPUSH"), KEY, KEY),
     st.builds(lambda keys, where, count: (b"LMPOP", b"%d" % len(keys), *keys, where, *count),
               st.lists(KEY, min_size=1, max_size=3), SIDE,
               st.sampled_from([(), (b"COUNT", b"2"), (b"COUNT", b"0")])),
 )
-# Replies naming fields in a hash's own order: compared as sets.
-UNORDERED = {b"HKEYS", b"HVALS"}
+# Replies naming fields or members in a hashtable's own order: compared as sets.
+UNORDERED = {b"HKEYS", b"HVALS", b"SMEMBERS", b"SINTER", b"SUNION", b"SDIFF"}
+# Replies picked at random: compared by how many, and that they are members.
+RANDOM = {b"SPOP", b"SRANDMEMBER", b"HRANDFIELD"}
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +111,7 @@ def servers(tmp_path_factory):
         clients = [kvd.client(protocol=2), fakeredis.FakeRedis(protocol=2)]
     for client in clients:
         client.config_set("hash-max-listpack-entries", SPLIT_AT)
+        client.config_set("set-max-intset-entries", SPLIT_AT)
     yield clients
     kvd.cleanup()
     if reference is not None:
@@ -112,9 +132,11 @@ def reply(client: redis.Redis, command: tuple) -> object:
         return sorted(result)
     if name == b"HSCAN":
         return sorted(scanned(client, command[1]).items())
-    if name == b"HRANDFIELD":
-        fields = client.hkeys(command[1])
-        assert set(result) <= set(fields), (result, fields)
+    if name == b"SSCAN":
+        return sorted(client.sscan_iter(command[1], count=2))
+    if name in RANDOM:
+        if isinstance(result, (bytes, type(None))):
+            return type(result)
         return len(result)
     if name == b"TTL":
         return result > 0 if result >= 0 else result
@@ -145,6 +167,8 @@ def snapshot(client: redis.Redis) -> list:
                 contents = client.get(key)
             elif kind == b"list":
                 contents = client.lrange(key, 0, -1)
+            elif kind == b"set":
+                contents = sorted(client.smembers(key))
             else:
                 contents = None
             state.append((db, key, kind, contents, client.ttl(key) > 0))
