@@ -84,6 +84,9 @@ class Keyspace:
         # Values of other types decoded by their commands, by key, with the record bytes
         # they came from (commands/hashes.py): bounded, checked by identity on each use.
         self.decoded: dict[bytes, tuple[bytes, object]] = {}
+        # The ordered index of each large sorted set read since it was last written some
+        # other way, by key, with the collection version it was built for (zsets.py).
+        self.zindexes: dict[bytes, tuple[int, object]] = {}
 
     def reattach(self) -> None:
         """The database was flushed or swapped: its keys (and deadlines) are others now."""
@@ -95,6 +98,7 @@ class Keyspace:
         self._sample = []
         self.built_in_place = set()
         self.decoded = {}
+        self.zindexes = {}
 
     def _touch(self, key: bytes, exists_after: bool) -> None:
         self.watches.touch((self.db, key), exists_after)
@@ -113,6 +117,8 @@ class Keyspace:
     def _drop_expired(self, key: bytes) -> None:
         """Lazy and active expiry alike: the key goes, counted, and its watchers learn."""
         self.store.forget_expired(key, self.db)
+        if self.zindexes:
+            self.zindexes.pop(key, None)
         if self.built_in_place:
             self.built_in_place.discard(key)
         self.stats.expired_keys += 1
@@ -331,6 +337,10 @@ class Keyspace:
         if len(key) > self.max_key_size or len(value) > self.max_value_size:
             raise CommandError(self._too_large(key, value))
         self.store.put(key, value, deadline, self.db, kind)
+        if self.zindexes:
+            self.zindexes.pop(key, None)
+        if self._waiting:  # (a sorted set written whole may serve a BZPOPMIN)
+            self.blocking.signal(self.db, key)
         if raw:
             self.built_in_place.add(key)
         elif self.built_in_place:
@@ -376,6 +386,8 @@ class Keyspace:
         if self._deadline_of and self._expired(key):
             return False
         deleted = self.store.delete(key, self.db)
+        if self.zindexes:
+            self.zindexes.pop(key, None)
         if self.built_in_place:
             self.built_in_place.discard(key)
         if deleted and self._watched:

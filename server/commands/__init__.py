@@ -5,6 +5,7 @@
     hashes.py      HSET HGET HMGET HGETALL HDEL HINCRBY HSCAN...           (t_hash.c)
     lists.py       LPUSH RPUSH LPOP RPOP LRANGE LINDEX LSET LMOVE LMPOP... (t_list.c)
     sets.py        SADD SREM SMEMBERS SISMEMBER SPOP SINTER SUNION SDIFF...  (t_set.c)
+    zsets.py       ZADD ZRANGE ZRANK ZSCORE ZPOPMIN BZPOPMIN ZUNION...          (t_zset.c)
     keys.py        DEL EXISTS KEYS SCAN DBSIZE TYPE TTL RENAME COPY...    (db.c, expire.c)
     dump.py        DUMP RESTORE MIGRATE                                    (cluster.c)
     connection.py  PING ECHO SELECT QUIT AUTH HELLO CLIENT
@@ -43,6 +44,7 @@ from . import (
     sets,
     strings,
     transactions,
+    zsets,
 )
 from .common import Command, c_string, subcommand_refusal, unknown_subcommand, wrong_arity  # noqa: F401
 from .table import row
@@ -65,7 +67,7 @@ def unknown_command(args: list[bytes]) -> bytes:
 
 def _table() -> dict[bytes, Command]:
     rows = [*strings.COMMANDS, *bits.COMMANDS, *hashes.COMMANDS, *lists.COMMANDS,
-            *sets.COMMANDS,
+            *sets.COMMANDS, *zsets.COMMANDS,
             *keys.COMMANDS, *dump.COMMANDS,
             *connection.COMMANDS, *admin.COMMANDS, *transactions.COMMANDS, *scripting.COMMANDS,
             row("command", introspection.command,

@@ -27,7 +27,7 @@ import msgpack
 
 from .. import longdouble
 from ..errors import CommandError
-from ..keyspace import HASH, WRONGTYPE
+from ..keyspace import HASH, SET, WRONGTYPE, ZSET
 from ..protocol import parse_strict_int
 from ..resp import OK, ONE, ZERO, array, bulk, error, integer
 from .common import (
@@ -90,6 +90,11 @@ class StoredFields(MutableMapping[bytes, bytes]):
 
     def __len__(self) -> int:
         return self.store.element_count(self.key, self.db) + self._added
+
+    def written(self) -> None:
+        """The staged changes are in the store now."""
+        self.changes = {}
+        self._added = 0
 
     def __bool__(self) -> bool:
         """Whether any field is left: counted only after a removal (a split hash is never
@@ -158,12 +163,14 @@ def write(ctx: Context, key: bytes, hash_: Hash, kind: int = HASH) -> None:
         return
     if isinstance(fields, StoredFields):
         keyspace.write_elements(key, fields.changes)
+        fields.written()
         return
     config = ctx.config
     if not hash_.converted and _converts(config, kind, fields):
         hash_.converted = True
     packed = msgpack.packb([int(hash_.converted), fields])
     split_past = (config.hash_max_listpack_entries if kind == HASH
+                  else config.zset_max_listpack_entries if kind == ZSET
                   else config.set_max_intset_entries)
     if len(fields) <= split_past and len(packed) <= PACKED_MAX_BYTES:
         keyspace.put(key, packed, keyspace.deadline(key), kind=kind)
@@ -183,6 +190,10 @@ def _converts(config, kind: int, fields: MutableMapping[bytes, bytes]) -> bool:
         limit = config.hash_max_listpack_value
         return len(fields) > config.hash_max_listpack_entries or any(
             len(f) > limit or len(v) > limit for f, v in fields.items())
+    if kind == ZSET:  # (a skiplist, once past its listpack limits)
+        limit = config.zset_max_listpack_value
+        return len(fields) > config.zset_max_listpack_entries or any(
+            len(member) > limit for member in fields)
     return len(fields) > config.set_max_intset_entries or not all(map(is_integer, fields))
 
 
@@ -198,8 +209,8 @@ def encoding(value: bytes, kind: int = HASH) -> bytes:
     hashtable), as Redis 7.0 would report it."""
     converted, _ = msgpack.unpackb(value, use_list=False, strict_map_key=False)
     if converted:
-        return b"hashtable"
-    return b"listpack" if kind == HASH else b"intset"
+        return b"skiplist" if kind == ZSET else b"hashtable"
+    return b"intset" if kind == SET else b"listpack"
 
 
 def _for_write(ctx: Context, key: bytes, kind: int = HASH) -> Hash:

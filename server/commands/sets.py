@@ -164,9 +164,9 @@ def smove(ctx: Context, conn: Connection, args: list) -> bytes:
     source, destination, member = args[1], args[2], args[3]
     keyspace = ctx.keyspace
     origin = read_set(keyspace, source, counted=False)
-    target = read_set(keyspace, destination, counted=False)  # (WRONGTYPE before anything)
-    if origin is None:
+    if origin is None:  # (before the destination's type is looked at, as Redis)
         return ZERO
+    target = read_set(keyspace, destination, counted=False)  # (WRONGTYPE before anything)
     if source == destination:
         return ONE if member in origin.fields else ZERO
     if member not in origin.fields:

@@ -25,6 +25,9 @@ KEYS = [b"h1", b"h2", b"s"]
 KEY = st.sampled_from(KEYS)
 FIELD = st.sampled_from([b"f%d" % i for i in range(10)] + [b""])
 VALUE = st.sampled_from([b"1", b"-7", b"x", b"", b"v" * 70, b"12345678901234567890"])
+SCORE = st.sampled_from([b"1", b"2.5", b"-3", b"0", b"1e3", b"inf", b"-inf", b"x", b"0.1"])
+SCORE_BOUND = st.sampled_from([b"-inf", b"+inf", b"1", b"(1", b"2.5", b"(0", b"x"])
+LEX_BOUND = st.sampled_from([b"-", b"+", b"[a", b"(a", b"[b", b"(1", b"x"])
 MEMBER = st.sampled_from([b"1", b"2", b"10", b"-5", b"a", b"b", b"", b"01"])
 INDEX = st.sampled_from([b"0", b"1", b"-1", b"-3", b"2", b"10", b"-10"])
 SIDE = st.sampled_from([b"LEFT", b"RIGHT"])
@@ -86,6 +89,45 @@ COMMANDS = st.one_of(
               st.lists(KEY, min_size=1, max_size=3),
               st.sampled_from([(), (b"LIMIT", b"1"), (b"LIMIT", b"-1")])),
     st.tuples(st.just(b"SSCAN"), KEY, st.just(b"0")),
+    # Sorted sets (members shared with the sets')
+    st.builds(lambda k, flags, pairs: (b"ZADD", k, *flags, *[p for pair in pairs for p in pair]),
+              KEY, st.sampled_from([(), (b"NX",), (b"XX",), (b"GT", b"CH"), (b"LT",),
+                                    (b"INCR",), (b"NX", b"XX")]),
+              st.lists(st.tuples(SCORE, MEMBER), min_size=1, max_size=5)),
+    st.tuples(st.just(b"ZINCRBY"), KEY, SCORE, MEMBER),
+    st.builds(lambda k, members: (b"ZREM", k, *members), KEY, st.lists(MEMBER, min_size=1,
+                                                                       max_size=3)),
+    st.tuples(st.sampled_from([b"ZCARD", b"ZPOPMIN", b"ZPOPMAX"]), KEY),
+    st.tuples(st.sampled_from([b"ZSCORE", b"ZRANK", b"ZREVRANK", b"ZMSCORE"]), KEY, MEMBER),
+    st.tuples(st.sampled_from([b"ZPOPMIN", b"ZPOPMAX"]), KEY, st.sampled_from([b"0", b"2",
+                                                                            b"-1"])),
+    st.builds(lambda c, k, a, b, o: (c, k, a, b, *o),
+              st.sampled_from([b"ZRANGE", b"ZREVRANGE"]), KEY, INDEX, INDEX,
+              st.sampled_from([(), (b"WITHSCORES",), (b"REV",), (b"REV", b"WITHSCORES")])),
+    st.builds(lambda c, k, a, b, o: (c, k, a, b, *o),
+              st.sampled_from([b"ZRANGEBYSCORE", b"ZREVRANGEBYSCORE", b"ZCOUNT",
+                               b"ZREMRANGEBYSCORE"]), KEY, SCORE_BOUND, SCORE_BOUND,
+              st.sampled_from([(), (b"WITHSCORES",), (b"LIMIT", b"1", b"2")])),
+    st.builds(lambda k, a, b, o: (b"ZRANGE", k, a, b, *o), KEY, SCORE_BOUND, SCORE_BOUND,
+              st.sampled_from([(b"BYSCORE",), (b"BYSCORE", b"REV", b"LIMIT", b"0", b"1"),
+                               (b"BYSCORE", b"WITHSCORES")])),
+    st.builds(lambda c, k, a, b: (c, k, a, b),
+              st.sampled_from([b"ZRANGEBYLEX", b"ZREVRANGEBYLEX", b"ZLEXCOUNT",
+                               b"ZREMRANGEBYLEX"]), KEY, LEX_BOUND, LEX_BOUND),
+    st.tuples(st.just(b"ZREMRANGEBYRANK"), KEY, INDEX, INDEX),
+    st.builds(lambda c, keys, o: (c, b"%d" % len(keys), *keys, *o),
+              st.sampled_from([b"ZUNION", b"ZINTER", b"ZDIFF"]), st.lists(KEY, min_size=1,
+                                                                         max_size=3),
+              st.sampled_from([(), (b"WITHSCORES",), (b"AGGREGATE", b"MAX", b"WITHSCORES")])),
+    st.builds(lambda c, d, keys: (c, d, b"%d" % len(keys), *keys),
+              st.sampled_from([b"ZUNIONSTORE", b"ZINTERSTORE", b"ZDIFFSTORE"]), KEY,
+              st.lists(KEY, min_size=1, max_size=3)),
+    st.tuples(st.just(b"ZRANGESTORE"), KEY, KEY, INDEX, INDEX),
+    st.builds(lambda keys, o: (b"ZMPOP", b"%d" % len(keys), *keys, *o),
+              st.lists(KEY, min_size=1, max_size=2),
+              st.sampled_from([(b"MIN",), (b"MAX", b"COUNT", b"2")])),
+    st.tuples(st.just(b"ZRANDMEMBER"), KEY, st.sampled_from([b"2", b"-3"])),
+    st.tuples(st.just(b"ZSCAN"), KEY, st.just(b"0")),
     st.tuples(st.just(b"RPOPLPUSH"), KEY, KEY),
     st.builds(lambda keys, where, count: (b"LMPOP", b"%d" % len(keys), *keys, where, *count),
               st.lists(KEY, min_size=1, max_size=3), SIDE,
@@ -94,7 +136,7 @@ COMMANDS = st.one_of(
 # Replies naming fields or members in a hashtable's own order: compared as sets.
 UNORDERED = {b"HKEYS", b"HVALS", b"SMEMBERS", b"SINTER", b"SUNION", b"SDIFF"}
 # Replies picked at random: compared by how many, and that they are members.
-RANDOM = {b"SPOP", b"SRANDMEMBER", b"HRANDFIELD"}
+RANDOM = {b"SPOP", b"SRANDMEMBER", b"HRANDFIELD", b"ZRANDMEMBER"}
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +154,7 @@ def servers(tmp_path_factory):
     for client in clients:
         client.config_set("hash-max-listpack-entries", SPLIT_AT)
         client.config_set("set-max-intset-entries", SPLIT_AT)
+        client.config_set("zset-max-listpack-entries", SPLIT_AT)
     yield clients
     kvd.cleanup()
     if reference is not None:
@@ -134,6 +177,8 @@ def reply(client: redis.Redis, command: tuple) -> object:
         return sorted(scanned(client, command[1]).items())
     if name == b"SSCAN":
         return sorted(client.sscan_iter(command[1], count=2))
+    if name == b"ZSCAN":
+        return sorted(client.zscan_iter(command[1], count=2))
     if name in RANDOM:
         if isinstance(result, (bytes, type(None))):
             return type(result)
@@ -169,6 +214,8 @@ def snapshot(client: redis.Redis) -> list:
                 contents = client.lrange(key, 0, -1)
             elif kind == b"set":
                 contents = sorted(client.smembers(key))
+            elif kind == b"zset":
+                contents = client.zrange(key, 0, -1, withscores=True)
             else:
                 contents = None
             state.append((db, key, kind, contents, client.ttl(key) > 0))
