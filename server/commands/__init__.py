@@ -6,6 +6,7 @@
     lists.py       LPUSH RPUSH LPOP RPOP LRANGE LINDEX LSET LMOVE LMPOP... (t_list.c)
     sets.py        SADD SREM SMEMBERS SISMEMBER SPOP SINTER SUNION SDIFF...  (t_set.c)
     zsets.py       ZADD ZRANGE ZRANK ZSCORE ZPOPMIN BZPOPMIN ZUNION...          (t_zset.c)
+    sort.py        SORT SORT_RO                                                (sort.c)
     keys.py        DEL EXISTS KEYS SCAN DBSIZE TYPE TTL RENAME COPY...    (db.c, expire.c)
     dump.py        DUMP RESTORE MIGRATE                                    (cluster.c)
     connection.py  PING ECHO SELECT QUIT AUTH HELLO CLIENT
@@ -42,6 +43,7 @@ from . import (
     lists,
     scripting,
     sets,
+    sort,
     strings,
     transactions,
     zsets,
@@ -67,7 +69,7 @@ def unknown_command(args: list[bytes]) -> bytes:
 
 def _table() -> dict[bytes, Command]:
     rows = [*strings.COMMANDS, *bits.COMMANDS, *hashes.COMMANDS, *lists.COMMANDS,
-            *sets.COMMANDS, *zsets.COMMANDS,
+            *sets.COMMANDS, *zsets.COMMANDS, *sort.COMMANDS,
             *keys.COMMANDS, *dump.COMMANDS,
             *connection.COMMANDS, *admin.COMMANDS, *transactions.COMMANDS, *scripting.COMMANDS,
             row("command", introspection.command,
