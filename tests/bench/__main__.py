@@ -20,6 +20,7 @@ from . import (
     lists_bench,
     scripting_bench,
     server_bench,
+    sets_bench,
     storage_bench,
     transaction_bench,
 )
@@ -42,7 +43,7 @@ def machine() -> str:
 ALIKE_PARTS = {"compaction": compaction_bench, "transactions": transaction_bench,
                "scripts": scripting_bench, "expiry": expiry_bench,
                "large-values": large_values_bench, "hashes": hashes_bench,
-               "lists": lists_bench}
+               "lists": lists_bench, "sets": sets_bench}
 PARTS = ("server", "storage", *ALIKE_PARTS)
 
 
