@@ -252,6 +252,47 @@ def hash_writer(server: Daemon, hashes: Hashes, seed: int, stop: threading.Event
             return
 
 
+ZSETS, ZSET_MEMBERS = 4, 150  # sorted sets written whole by one ZADD (split past 128)
+
+
+class Zsets:
+    """Multi-member writes are one batch: each ZADD gives every member of a sorted set
+    the same new score (a generation), and a ZUNIONSTORE copies it. After any crash a
+    set and its copy each hold one generation (never members of two), the set one no
+    older than acknowledged."""
+
+    def __init__(self) -> None:
+        self.acked: dict[int, int] = {}
+        self.checked = 0
+
+    def check(self, client: redis.Redis) -> None:
+        for i in range(ZSETS):
+            for key in (b"zset:%d" % i, b"zcopy:%d" % i):
+                scores = {score for _, score in client.zrange(key, 0, -1, withscores=True)}
+                assert len(scores) <= 1, f"{key!r} holds half a write: {sorted(scores)[:5]}"
+                if key.startswith(b"zset") and i in self.acked:
+                    assert scores and scores.pop() >= self.acked[i], (key, self.acked[i])
+                self.checked += 1
+
+
+def zset_writer(server: Daemon, zsets: Zsets, seed: int, stop: threading.Event) -> None:
+    rng = random.Random(seed)
+    client = server.client(socket_timeout=10)
+    generation = seed * 1_000_000
+    while not stop.is_set():
+        i = rng.randrange(ZSETS)
+        generation += 1
+        try:
+            client.zadd(b"zset:%d" % i, {b"m%d" % m: generation for m in range(ZSET_MEMBERS)})
+            zsets.acked[i] = generation
+            client.zunionstore(b"zcopy:%d" % i, [b"zset:%d" % i])
+        except (redis.ConnectionError, redis.TimeoutError):
+            return
+        except redis.ResponseError as exc:
+            assert "shutting down" in str(exc), exc
+            return
+
+
 def torture(tmp_path, kills: int | None, minutes: float | None) -> tuple[int, int]:
     # Compactions come from SIGUSR1 only, so that right after a restart nothing but
     # recovery has touched the directory and any leftover file is a real one.
@@ -260,6 +301,7 @@ def torture(tmp_path, kills: int | None, minutes: float | None) -> tuple[int, in
     model = Model()
     groups = Groups()
     hashes = Hashes()
+    zsets = Zsets()
     deadline = time.monotonic() + minutes * 60 if minutes else None
     done = 0
     try:
@@ -269,6 +311,7 @@ def torture(tmp_path, kills: int | None, minutes: float | None) -> tuple[int, in
             model.check_and_settle(client)
             groups.check(client)
             hashes.check_and_settle(client)
+            zsets.check(client)
             leftovers = [n for n in os.listdir(server.data_dir)
                          if n.endswith(".tmp") or n == "compaction"]
             assert not leftovers, f"kill {done}: stray files after restart: {leftovers}"
@@ -280,6 +323,8 @@ def torture(tmp_path, kills: int | None, minutes: float | None) -> tuple[int, in
                                             args=(server, groups, done + 1, stop), daemon=True))
             threads.append(threading.Thread(target=hash_writer,
                                             args=(server, hashes, done + 1, stop), daemon=True))
+            threads.append(threading.Thread(target=zset_writer,
+                                            args=(server, zsets, done + 1, stop), daemon=True))
             for t in threads:
                 t.start()
             if rng.random() < 0.7:
@@ -304,14 +349,17 @@ def torture(tmp_path, kills: int | None, minutes: float | None) -> tuple[int, in
         model.check_and_settle(server.client())
         groups.check(server.client())
         hashes.check_and_settle(server.client())
+        zsets.check(server.client())
         assert len(model.acked) > KEYS // 2, "the writers barely wrote anything"
+        assert len(zsets.acked) == ZSETS, "the sorted set writer barely wrote anything"
         assert len(hashes.generation) == HASHES and hashes.checked > HASHES
         assert all(client.object("encoding", key) == b"hashtable" for key in hashes.generation)
         assert len(groups.acked) > GROUPS // 2, "the script writer barely wrote anything"
     finally:
         server.cleanup()
     print(f"crash torture: {groups.checked} checks of groups written by scripts, "
-          f"{len(groups.acked)} groups acknowledged, {hashes.checked} checks of large hashes")
+          f"{len(groups.acked)} groups acknowledged, {hashes.checked} checks of large hashes, "
+          f"{zsets.checked} of sorted sets written whole")
     return done, model.ttl_keys_checked
 
 
