@@ -78,6 +78,51 @@ def parse_db_index(text: bytes) -> int | None:
 DB_OUT_OF_RANGE = error("ERR DB index is out of range")
 
 
+def parse_multi_pop(args: list[bytes], numkeys_at: int, ends: tuple[bytes, bytes]
+                    ) -> tuple[list[bytes], bool, int] | bytes:
+    """LMPOP's and ZMPOP's (and their blocking forms') `numkeys key [key ...] END [COUNT
+    count]` from args[numkeys_at]: the keys, whether END is the second of `ends` (RIGHT,
+    MAX), the count; or the error reply, as Redis's lmpopGenericCommand words it."""
+    numkeys = parse_strict_int(args[numkeys_at])
+    if numkeys is None or numkeys < 1:
+        return error("ERR numkeys should be greater than 0")
+    where_at = numkeys_at + numkeys + 1
+    if where_at >= len(args):
+        return SYNTAX
+    where = keyword(args[where_at])
+    if where not in ends:
+        return SYNTAX
+    count = -1
+    j = where_at + 1
+    while j < len(args):
+        if count == -1 and keyword(args[j]) == b"count" and j + 1 < len(args):
+            parsed = parse_strict_int(args[j + 1])
+            if parsed is None or parsed < 1:
+                return error("ERR count should be greater than 0")
+            count = parsed
+            j += 2
+        else:
+            return SYNTAX
+    return args[numkeys_at + 1:where_at], where == ends[1], max(count, 1)
+
+
+def parse_limit(args: list[bytes], start: int) -> int | bytes:
+    """SINTERCARD's and ZINTERCARD's `[LIMIT limit]` from args[start]: the limit (0: none),
+    or the error reply."""
+    limit = 0
+    j = start
+    while j < len(args):
+        if keyword(args[j]) == b"limit" and j + 1 < len(args):
+            parsed = parse_strict_int(args[j + 1])
+            if parsed is None or parsed < 0:
+                return error("ERR LIMIT can't be negative")
+            limit = parsed
+            j += 2
+        else:
+            return SYNTAX
+    return limit
+
+
 class ScanOptions:
     """SCAN's and HSCAN's COUNT, MATCH (and SCAN's TYPE), read as Redis reads them."""
 

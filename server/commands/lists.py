@@ -23,7 +23,7 @@ from ..errors import CommandError
 from ..keyspace import LIST, WRONGTYPE
 from ..protocol import parse_strict_int
 from ..resp import OK, ZERO, array, bulk, error, integer
-from .common import NOT_INTEGER, SYNTAX, keyword, wrong_arity
+from .common import NOT_INTEGER, SYNTAX, keyword, parse_multi_pop, wrong_arity
 from .table import row
 
 if TYPE_CHECKING:
@@ -384,27 +384,8 @@ def lmove(ctx: Context, conn: Connection, args: list) -> bytes:
 
 
 def parse_mpop(args: list, numkeys_at: int) -> tuple[list[bytes], bool, int] | bytes:
-    """LMPOP's (and BLMPOP's) keys, side and count, or the error reply."""
-    numkeys = parse_strict_int(args[numkeys_at])
-    if numkeys is None or numkeys < 1:
-        return error("ERR numkeys should be greater than 0")
-    where_at = numkeys_at + numkeys + 1
-    if where_at >= len(args):
-        return SYNTAX
-    where = side(args[where_at])
-    if where is None:
-        return SYNTAX
-    count = -1
-    j = where_at + 1
-    while j < len(args):
-        if count == -1 and keyword(args[j]) == b"count" and j + 1 < len(args):
-            count = parse_strict_int(args[j + 1])  # type: ignore[assignment]
-            if count is None or count < 1:
-                return error("ERR count should be greater than 0")
-            j += 2
-        else:
-            return SYNTAX
-    return args[numkeys_at + 1:where_at], where, max(count, 1)
+    """LMPOP's (and BLMPOP's) keys, side (LEFT: True) and count, or the error reply."""
+    return parse_multi_pop(args, numkeys_at, (b"right", b"left"))
 
 
 def mpop_from(ctx: Context, conn: Connection, keys: list[bytes], left: bool,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from ..keyspace import SET
 from ..protocol import parse_strict_int
 from ..resp import ONE, ZERO, array, bulk, error, integer
-from .common import INT64_MAX, INT64_MIN, NOT_INTEGER, SYNTAX, keyword, scan_options
+from .common import INT64_MAX, INT64_MIN, NOT_INTEGER, SYNTAX, parse_limit, scan_options
 from .hashes import Hash, StoredFields, _for_write, read, write
 from .table import row
 
@@ -232,17 +232,9 @@ def sintercard(ctx: Context, conn: Connection, args: list) -> bytes:
         return error("ERR numkeys should be greater than 0")
     if numkeys > len(args) - 2:
         return error("ERR Number of keys can't be greater than number of args")
-    limit = 0
-    j = 2 + numkeys
-    while j < len(args):
-        if keyword(args[j]) == b"limit" and j + 1 < len(args):
-            parsed = parse_strict_int(args[j + 1])
-            if parsed is None or parsed < 0:
-                return error("ERR LIMIT can't be negative")
-            limit = parsed
-            j += 2
-        else:
-            return SYNTAX
+    limit = parse_limit(args, 2 + numkeys)
+    if isinstance(limit, bytes):
+        return limit
     return integer(len(_combined(ctx, args[2:2 + numkeys], "inter", limit)))
 
 

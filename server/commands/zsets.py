@@ -28,7 +28,16 @@ from ..errors import CommandError
 from ..keyspace import SET, WRONGTYPE, ZSET
 from ..protocol import parse_strict_int
 from ..resp import ZERO, array, bulk, error, integer
-from .common import INT64_MAX, INT64_MIN, NOT_INTEGER, SYNTAX, keyword, scan_options
+from .common import (
+    INT64_MAX,
+    INT64_MIN,
+    NOT_INTEGER,
+    SYNTAX,
+    keyword,
+    parse_limit,
+    parse_multi_pop,
+    scan_options,
+)
 from .hashes import Hash, StoredFields, _for_write, read, write
 from .lists import block, may_block, parse_timeout
 from .table import row
@@ -579,28 +588,8 @@ def zpop(ctx: Context, conn: Connection, args: list) -> bytes:
 
 
 def parse_mpop(args: list, at: int) -> tuple[list[bytes], bool, int] | bytes:
-    """ZMPOP's (and BZMPOP's) keys, MIN/MAX and count; or the error reply."""
-    numkeys = parse_strict_int(args[at])
-    if numkeys is None or numkeys < 1:
-        return error("ERR numkeys should be greater than 0")
-    where_at = at + numkeys + 1
-    if where_at >= len(args):
-        return SYNTAX
-    where = keyword(args[where_at])
-    if where not in (b"min", b"max"):
-        return SYNTAX
-    count = -1
-    j = where_at + 1
-    while j < len(args):
-        if count == -1 and keyword(args[j]) == b"count" and j + 1 < len(args):
-            parsed = parse_strict_int(args[j + 1])
-            if parsed is None or parsed < 1:
-                return error("ERR count should be greater than 0")
-            count = parsed
-            j += 2
-        else:
-            return SYNTAX
-    return args[at + 1:where_at], where == b"max", max(count, 1)
+    """ZMPOP's (and BZMPOP's) keys, MAX (True) or MIN, and count; or the error reply."""
+    return parse_multi_pop(args, at, (b"min", b"max"))
 
 
 def _mpop_reply(conn: Connection, key: bytes, items: list[tuple[bytes, float]]) -> bytes:
@@ -859,17 +848,9 @@ def zintercard(ctx: Context, conn: Connection, args: list) -> bytes:
         return error("ERR at least 1 input key is needed for 'zintercard' command")
     if numkeys > len(args) - 2:
         return SYNTAX
-    limit = 0
-    j = 2 + numkeys
-    while j < len(args):
-        if keyword(args[j]) == b"limit" and j + 1 < len(args):
-            parsed = parse_strict_int(args[j + 1])
-            if parsed is None or parsed < 0:
-                return error("ERR LIMIT can't be negative")
-            limit = parsed
-            j += 2
-        else:
-            return SYNTAX
+    limit = parse_limit(args, 2 + numkeys)
+    if isinstance(limit, bytes):
+        return limit
     found = len(_combined(ctx.keyspace, args[2:2 + numkeys], [1.0] * numkeys, "sum", "inter"))
     return integer(min(found, limit) if limit else found)
 
