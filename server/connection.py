@@ -36,7 +36,7 @@ class Connection:
         "deferred", "callback",
         "name", "lib_name", "lib_ver", "created", "last_command", "last_active",
         "closing", "draining", "reading", "writing", "commands", "tx", "paused", "no_evict",
-        "db", "blocked",
+        "db", "blocked", "channels", "patterns", "shard_channels",
     )
 
     def __init__(self, sock: socket.socket, addr: str, kind: str, parser: RequestParser) -> None:
@@ -67,6 +67,15 @@ class Connection:
         self.no_evict = False  # CLIENT NO-EVICT (kvd evicts no client: shown, not acted on)
         self.db = 0  # the database it works in (SELECT)
         self.blocked = False  # waiting in a blocking command (blocking.py)
+        # What it is subscribed to (pubsub.py)
+        self.channels: set[bytes] = set()
+        self.patterns: set[bytes] = set()
+        self.shard_channels: set[bytes] = set()
+
+    @property
+    def subscriptions(self) -> int:
+        """Channels, patterns and shard channels it is subscribed to (Redis's count)."""
+        return len(self.channels) + len(self.patterns) + len(self.shard_channels)
 
     @property
     def authenticated(self) -> bool:
@@ -104,11 +113,13 @@ class Connection:
         age, idle = int(now - self.created), int(now - self.last_active)
         queued = self.tx.queued
         flags = ("x" if queued is not None else "") + \
-            ("b" if self.paused or self.blocked else "") + ("e" if self.no_evict else "")
+            ("b" if self.paused or self.blocked else "") + ("e" if self.no_evict else "") + \
+            ("P" if self.subscriptions else "")
         return (
             f"id={self.id} addr={self.addr} laddr={self.local_address()} fd={self.fd} "
             f"name={self.name.decode(errors='replace')} age={age} idle={idle} "
-            f"flags={flags or 'N'} db={self.db} sub=0 psub=0 "
+            f"flags={flags or 'N'} db={self.db} sub={len(self.channels)} "
+            f"psub={len(self.patterns)} ssub={len(self.shard_channels)} "
             f"multi={-1 if queued is None else len(queued)} qbuf={self.unprocessed()} "
             f"obl={len(self.out)} oll=0 omem=0 events=r cmd={command} user=default "
             f"resp={self.resp.version} lib-name={self.lib_name.decode(errors='replace')} "

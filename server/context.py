@@ -19,6 +19,7 @@ from .keyspace import Keyspace
 from .latency import LatencyMonitor
 from .monitor import Monitors
 from .pause import ClientPause
+from .pubsub import PubSub
 from .scripting import Scripts
 from .slowlog import SlowLog
 from .stats import Stats
@@ -102,3 +103,5 @@ class Context:
     call: Callable[[Connection, Any, list], bytes] = _before_the_gate
     script_call: Callable[[Run, list], bytes] = _before_the_gate
     lookup: Callable[[bytes], Any] = _before_the_gate
+    # Who listens to which channel (pubsub.py): one registry for the server
+    pubsub: PubSub = dataclasses.field(default_factory=PubSub)

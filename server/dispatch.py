@@ -44,6 +44,9 @@ OUT_OF_MEMORY = error("OOM out of memory: the command's reply could not be built
 NOAUTH = error("NOAUTH Authentication required.")
 QUEUED = status("QUEUED")
 NO_MULTI = error("ERR Command not allowed inside a transaction")
+# What a RESP2 client may run while subscribed (processCommand).
+SUBSCRIBED_MAY = frozenset({"subscribe", "ssubscribe", "unsubscribe", "sunsubscribe",
+                            "psubscribe", "punsubscribe", "ping", "quit", "reset"})
 # Inside MULTI these run at once; everything else is queued until EXEC (processCommand).
 TRANSACTION_CONTROL = frozenset({"exec", "discard", "multi", "watch", "quit"})
 GET, SET = LOOKUP[b"GET"], LOOKUP[b"SET"]
@@ -118,6 +121,8 @@ class Dispatcher:
         clock = time.perf_counter_ns
         started = clock()
         short = self._short(conn, busy, monitors)
+        # RESP2's subscribed mode: only the pub/sub commands, PING, QUIT, RESET
+        subscribed = conn.resp.version == 2 and conn.subscriptions > 0
         runs = FastPath(self._fast_parts[conn.db], conn, requests,
                         ctx.config.max_output_buffer - len(conn.out) - sum(map(len, replies)),
                         slow_ns if timing else None, started)
@@ -161,6 +166,12 @@ class Dispatcher:
                     continue
             if busy and not command.has("allow_busy", args):
                 replies.append(self._reject(conn, command, BUSY, args))
+                continue
+            if subscribed and command.name not in SUBSCRIBED_MAY:
+                replies.append(self._reject(conn, command, error(
+                    f"ERR Can't execute '{command.resolve(args).name}': only (P|S)SUBSCRIBE "
+                    "/ (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"),
+                    args))
                 continue
             if pause.mode and pause.holds(command, args, tx.queued):
                 pause.hold(conn)  # this request and those after it wait (pause.py)
@@ -210,6 +221,7 @@ class Dispatcher:
             if conn.db != runs.parts.keyspace.db:  # SELECT (or an EXEC with one in it)
                 runs.parts = self._fast_parts[conn.db]
             short = self._short(conn, busy, monitors)  # MULTI, MONITOR, AUTH... change it
+            subscribed = conn.resp.version == 2 and conn.subscriptions > 0
             if conn.closing:  # QUIT: nothing after it is executed, nor kept
                 stop = index + 1
                 requests = requests[:stop]
@@ -245,7 +257,8 @@ class Dispatcher:
         SET is in play (a transaction queueing, a monitor, auth to come, a store refusing
         writes, a busy script), else an empty one."""
         if (busy or conn.tx.queued is not None or monitors or conn.parser.unauthenticated
-                or self.commit.write_error is not None or self.ctx.pause.mode):
+                or self.commit.write_error is not None or self.ctx.pause.mode
+                or conn.subscriptions):
             return fastpath.NONE
         return fastpath.SHORT
 

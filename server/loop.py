@@ -190,7 +190,8 @@ class Server:
                                      self.commit)
         self.network = Network(config, loop, self.stats, self.auth, listeners,
                                self.dispatcher.run, self.commit, self.monitors,
-                               self.databases.watches, self.databases.blocking)
+                               self.databases.watches, self.databases.blocking,
+                               self.dispatcher.ctx.pubsub)
         policy = AutoPolicy(config.auto_compact, config.auto_compact_ratio,
                             config.auto_compact_min_size)
         self.compaction = Compactor(store, policy, self._watch, loop.unwatch,

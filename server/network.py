@@ -31,6 +31,7 @@ from .eventloop import READ, WRITE, EventLoop
 from .listeners import Listener
 from .monitor import Monitors
 from .protocol import ProtocolError, RequestParser
+from .pubsub import PubSub
 from .stats import Stats
 from .transaction import Watches
 
@@ -49,7 +50,8 @@ Run = Callable[..., list]  # the gate: (conn, requests, busy=, admitted=) -> req
 class Network:
     def __init__(self, config: Config, loop: EventLoop, stats: Stats, auth: Auth,
                  listeners: list[Listener], run: Run, commit: GroupCommit,
-                 monitors: Monitors, watches: Watches, blocking: BlockedClients) -> None:
+                 monitors: Monitors, watches: Watches, blocking: BlockedClients,
+                 pubsub: PubSub) -> None:
         self.config = config
         self.loop = loop
         self.stats = stats
@@ -62,6 +64,8 @@ class Network:
         self.blocking = blocking
         blocking.wake = self.wake
         blocking.timers = loop.timers
+        self.pubsub = pubsub
+        pubsub.deliver = self.deliver
         self.clients: dict[int, Connection] = {}
         self.max_clients = config.max_clients  # lowered when descriptors are short
         self.accepting = False
@@ -280,6 +284,12 @@ class Network:
         self.touched.add(conn)
         self.ready.add(conn)
 
+    def deliver(self, conn: Connection, message: bytes) -> None:
+        """A pub/sub message for a subscriber: it goes out with this pass."""
+        if self.clients.get(conn.fd) is conn:
+            conn.replies.append(message)
+            self.touched.add(conn)
+
     # -- replying -----------------------------------------------------------------------
 
     def take_touched(self) -> set[Connection]:
@@ -366,11 +376,13 @@ class Network:
             del out[:sent]
         if out:
             over = len(out) > self.config.max_output_buffer
-            if over and conn in self.monitors.clients:
-                # Other clients' commands keep coming: a monitor that does not keep up is
-                # dropped (as Redis's output buffer limits drop it), never a memory leak.
-                log.warning("%s: MONITOR client dropped: %d bytes unread (--max-output-buffer)",
-                            conn.describe(), len(out))
+            if over and (conn in self.monitors.clients or conn.subscriptions):
+                # Other clients' commands (or messages) keep coming: a monitor or subscriber
+                # that does not keep up is dropped (as Redis's output buffer limits drop
+                # it), never a memory leak.
+                log.warning("%s: %s client dropped: %d bytes unread (--max-output-buffer)",
+                            conn.describe(), "MONITOR" if conn in self.monitors.clients
+                            else "pub/sub", len(out))
                 self.close(conn)
                 return
             # Backpressure: stop reading from a client that does not read its replies.
@@ -440,6 +452,8 @@ class Network:
         self.ready.discard(conn)
         if conn.blocked:
             self.blocking.forget(conn)
+        if conn.subscriptions:
+            self.pubsub.forget(conn)
         self.monitors.discard(conn)
         self.watches.unwatch_all(conn.tx)
         self.loop.unwatch(conn.sock)

@@ -99,6 +99,16 @@ class Resp2:
         """Keys and values in turn, encoded."""
         return array(encoded)
 
+    def push(self, items: list) -> bytes:
+        """A pub/sub message or (un)subscribe confirmation: an array in RESP2, a push
+        (`>`) in RESP3. Items: bytes (bulk), int, None (null)."""
+        return self.push_header(len(items)) + b"".join(
+            bulk(item) if isinstance(item, bytes) else
+            self.null if item is None else integer(item) for item in items)
+
+    def push_header(self, count: int) -> bytes:
+        return b"*%d\r\n" % count
+
     def set_of(self, encoded: list[bytes]) -> bytes:
         return array(encoded)
 
@@ -151,6 +161,9 @@ class Resp3(Resp2):
 
     def map_of(self, encoded: list[bytes]) -> bytes:
         return b"%%%d\r\n" % (len(encoded) // 2) + b"".join(encoded)
+
+    def push_header(self, count: int) -> bytes:
+        return b">%d\r\n" % count
 
     def set_of(self, encoded: list[bytes]) -> bytes:
         return b"~%d\r\n" % len(encoded) + b"".join(encoded)

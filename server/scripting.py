@@ -104,6 +104,7 @@ class ScriptClient:
     script chose with redis.setresp, and no transaction of its own."""
 
     __slots__ = ("resp", "tx", "db")
+    subscriptions = 0  # (a script subscribes to nothing: PING answers as usual)
 
     def __init__(self, db: int = 0) -> None:
         self.resp = RESP2

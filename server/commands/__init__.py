@@ -7,6 +7,7 @@
     sets.py        SADD SREM SMEMBERS SISMEMBER SPOP SINTER SUNION SDIFF...  (t_set.c)
     zsets.py       ZADD ZRANGE ZRANK ZSCORE ZPOPMIN BZPOPMIN ZUNION...          (t_zset.c)
     sort.py        SORT SORT_RO                                                (sort.c)
+    pubsub.py      SUBSCRIBE PSUBSCRIBE PUBLISH PUBSUB SSUBSCRIBE...          (pubsub.c)
     keys.py        DEL EXISTS KEYS SCAN DBSIZE TYPE TTL RENAME COPY...    (db.c, expire.c)
     dump.py        DUMP RESTORE MIGRATE                                    (cluster.c)
     connection.py  PING ECHO SELECT QUIT AUTH HELLO CLIENT
@@ -41,6 +42,7 @@ from . import (
     introspection,
     keys,
     lists,
+    pubsub,
     scripting,
     sets,
     sort,
@@ -69,7 +71,7 @@ def unknown_command(args: list[bytes]) -> bytes:
 
 def _table() -> dict[bytes, Command]:
     rows = [*strings.COMMANDS, *bits.COMMANDS, *hashes.COMMANDS, *lists.COMMANDS,
-            *sets.COMMANDS, *zsets.COMMANDS, *sort.COMMANDS,
+            *sets.COMMANDS, *zsets.COMMANDS, *sort.COMMANDS, *pubsub.COMMANDS,
             *keys.COMMANDS, *dump.COMMANDS,
             *connection.COMMANDS, *admin.COMMANDS, *transactions.COMMANDS, *scripting.COMMANDS,
             row("command", introspection.command,

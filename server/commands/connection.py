@@ -9,7 +9,7 @@ from ..blocking import UNBLOCKED_ERROR
 from ..context import REDIS_VERSION
 from ..pause import ALL, WRITE
 from ..protocol import parse_strict_int
-from ..resp import ENCODERS, OK, ONE, PONG, ZERO, bulk, error, integer
+from ..resp import ENCODERS, OK, ONE, PONG, ZERO, array, bulk, error, integer
 from .common import (
     DB_OUT_OF_RANGE,
     NOT_INTEGER,
@@ -30,6 +30,8 @@ WRONGPASS = error("WRONGPASS invalid username-password pair or user is disabled.
 
 
 def ping(ctx: Context, conn: Connection, args: list) -> bytes:
+    if len(args) <= 2 and conn.resp.version == 2 and conn.subscriptions:
+        return array([bulk(b"pong"), bulk(args[1] if len(args) == 2 else b"")])
     if len(args) == 1:
         return PONG
     if len(args) == 2:

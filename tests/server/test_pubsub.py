@@ -1,0 +1,126 @@
+"""Pub/sub against real daemons: a subscriber and a publisher, byte for byte against
+redis-server in both protocols (confirmations, messages, pattern and shard messages,
+RESP2's subscribed mode, PUBSUB's introspection, CLIENT LIST), redis-py's PubSub loop,
+and what happens to a subscriber that disconnects or stops reading."""
+
+from __future__ import annotations
+
+import socket
+
+import hiredis
+import pytest
+
+from tests.kvd_process import kvd_beside_redis, wait_for
+
+
+class Peer:
+    """One connection; `read` takes what has arrived once `expect` replies are whole."""
+
+    def __init__(self, address, protocol: int) -> None:
+        family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.settimeout(10)
+        self.sock.connect(address)
+        if protocol == 3:
+            self.call(b"HELLO", b"3")
+
+    def send(self, *args: bytes) -> None:
+        self.sock.sendall(b"*%d\r\n" % len(args)
+                          + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
+
+    def read(self, expect: int = 1) -> bytes:
+        reader, received, whole = hiredis.Reader(), bytearray(), 0
+        while whole < expect:
+            chunk = self.sock.recv(65536)
+            assert chunk, "connection closed"
+            received += chunk
+            reader.feed(chunk)
+            while reader.gets() is not False:
+                whole += 1
+        return bytes(received)
+
+    def call(self, *args: bytes, expect: int = 1) -> bytes:
+        self.send(*args)
+        return self.read(expect)
+
+
+STEPS = [  # (who, command, replies expected: the subscriber's confirmations are several)
+    ("sub", (b"SUBSCRIBE", b"a", b"b"), 2), ("sub", (b"PSUBSCRIBE", b"n*"), 1),
+    ("sub", (b"SSUBSCRIBE", b"s1"), 1), ("sub", (b"PING",), 1), ("sub", (b"PING", b"x"), 1),
+    ("sub", (b"GET", b"k"), 1), ("pub", (b"PUBLISH", b"a", b"hi"), 1), ("read", 1),
+    ("pub", (b"PUBLISH", b"news", b"x"), 1), ("read", 1),
+    ("pub", (b"SPUBLISH", b"s1", b"y"), 1), ("read", 1), ("pub", (b"PUBLISH", b"zz", b"no"), 1),
+    ("pub", (b"PUBSUB", b"CHANNELS"), 1), ("pub", (b"PUBSUB", b"NUMSUB", b"a", b"zz"), 1),
+    ("pub", (b"PUBSUB", b"NUMPAT"), 1), ("pub", (b"PUBSUB", b"SHARDNUMSUB", b"s1"), 1),
+    ("sub", (b"UNSUBSCRIBE", b"a"), 1), ("sub", (b"PUNSUBSCRIBE",), 1),
+    ("sub", (b"SUNSUBSCRIBE",), 1), ("sub", (b"UNSUBSCRIBE",), 1), ("sub", (b"UNSUBSCRIBE",), 1),
+    ("sub", (b"PING",), 1), ("sub", (b"GET", b"k"), 1),
+]
+
+
+def play(address, protocol: int) -> list[bytes]:
+    peers = {"sub": Peer(address, protocol), "pub": Peer(address, protocol)}
+    seen = []
+    try:
+        peers["pub"].call(b"FLUSHALL")
+        for who, *rest in STEPS:
+            if who == "read":
+                seen.append(peers["sub"].read(rest[0]))
+            elif rest[0][:2] == (b"PUBSUB", b"CHANNELS"):  # (in a hashtable's order)
+                reader = hiredis.Reader()
+                reader.feed(peers[who].call(*rest[0]))
+                seen.append(repr(sorted(reader.gets())).encode())
+            else:
+                seen.append(peers[who].call(*rest[0], expect=rest[1]))
+        listing = peers["pub"].call(b"CLIENT", b"LIST")
+        seen.append(b" ".join(sorted(word for word in listing.split()
+                                     if word.startswith((b"flags=", b"sub=", b"psub=", b"ssub=")))))
+    finally:
+        for peer in peers.values():
+            peer.sock.close()
+    return seen
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    with kvd_beside_redis(tmp_path_factory.mktemp("pubsub"), tcp=True) as servers:
+        yield servers
+
+
+@pytest.mark.parametrize("protocol", [2, 3], ids=["resp2", "resp3"])
+def test_pubsub_byte_for_byte(pair, protocol):
+    kvd, reference = pair
+    assert play(kvd.socket, protocol) == play(("127.0.0.1", reference.port), protocol)
+
+
+def test_redis_py_pubsub_loop(kvd):
+    client = kvd.client(decode_responses=True)
+    listener = client.pubsub(ignore_subscribe_messages=True)
+    listener.subscribe("jobs")
+    listener.psubscribe("events:*")
+    wait_for(lambda: client.pubsub_numsub("jobs") == [("jobs", 1)], 10, "the subscription")
+    assert client.publish("jobs", "one") == 1 and client.publish("events:x", "two") == 1
+    got = []
+    while len(got) < 2:
+        message = listener.get_message(timeout=5)
+        if message:
+            got.append((message["channel"], message["data"]))
+    assert got == [("jobs", "one"), ("events:x", "two")]
+    assert client.info("stats")["pubsub_channels"] == 1
+    listener.close()
+    wait_for(lambda: client.pubsub_channels() == [], 10, "the closed subscriber to go")
+    assert client.publish("jobs", "nobody") == 0
+
+
+def test_a_subscriber_that_stops_reading_is_dropped(make_daemon):
+    server = make_daemon("--max-output-buffer", "1048576")
+    lazy, publisher = Peer(server.socket, 2), server.client(protocol=2)
+    lazy.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    lazy.call(b"SUBSCRIBE", b"firehose")
+    payload = b"x" * 65536
+    for _ in range(200):  # ~13 MB the subscriber never reads
+        if publisher.publish("firehose", payload) == 0:
+            break
+    wait_for(lambda: publisher.pubsub_numsub("firehose") == [(b"firehose", 0)], 10,
+             "the lazy subscriber to be dropped")
+    assert "pub/sub client dropped" in server.log() and publisher.ping()
