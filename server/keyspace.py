@@ -38,8 +38,9 @@ if TYPE_CHECKING:
 
 WRONGTYPE = error("WRONGTYPE Operation against a key holding the wrong kind of value")
 # The types of values (storage's `kind`); 0 is a string.
-STRING, HASH, LIST, SET, ZSET = 0, 1, 2, 3, 4
-TYPE_NAMES = {STRING: "string", HASH: "hash", LIST: "list", SET: "set", ZSET: "zset"}
+STRING, HASH, LIST, SET, ZSET, STREAM = 0, 1, 2, 3, 4, 5
+TYPE_NAMES = {STRING: "string", HASH: "hash", LIST: "list", SET: "set", ZSET: "zset",
+              STREAM: "stream"}
 
 
 def now_ms() -> int:

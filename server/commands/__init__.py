@@ -8,6 +8,7 @@
     zsets.py       ZADD ZRANGE ZRANK ZSCORE ZPOPMIN BZPOPMIN ZUNION...          (t_zset.c)
     sort.py        SORT SORT_RO                                                (sort.c)
     pubsub.py      SUBSCRIBE PSUBSCRIBE PUBLISH PUBSUB SSUBSCRIBE...          (pubsub.c)
+    streams.py     XADD XRANGE XREVRANGE XLEN XDEL XTRIM                   (t_stream.c)
     keys.py        DEL EXISTS KEYS SCAN DBSIZE TYPE TTL RENAME COPY...    (db.c, expire.c)
     dump.py        DUMP RESTORE MIGRATE                                    (cluster.c)
     connection.py  PING ECHO SELECT QUIT AUTH HELLO CLIENT
@@ -46,6 +47,7 @@ from . import (
     scripting,
     sets,
     sort,
+    streams,
     strings,
     transactions,
     zsets,
@@ -72,6 +74,7 @@ def unknown_command(args: list[bytes]) -> bytes:
 def _table() -> dict[bytes, Command]:
     rows = [*strings.COMMANDS, *bits.COMMANDS, *hashes.COMMANDS, *lists.COMMANDS,
             *sets.COMMANDS, *zsets.COMMANDS, *sort.COMMANDS, *pubsub.COMMANDS,
+            *streams.COMMANDS,
             *keys.COMMANDS, *dump.COMMANDS,
             *connection.COMMANDS, *admin.COMMANDS, *transactions.COMMANDS, *scripting.COMMANDS,
             row("command", introspection.command,

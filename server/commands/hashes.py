@@ -171,7 +171,8 @@ def write(ctx: Context, key: bytes, hash_: Hash, kind: int = HASH) -> None:
     packed = msgpack.packb([int(hash_.converted), fields])
     split_past = (config.hash_max_listpack_entries if kind == HASH
                   else config.zset_max_listpack_entries if kind == ZSET
-                  else config.set_max_intset_entries)
+                  else config.set_max_intset_entries if kind == SET
+                  else 128)  # (a stream's entries)
     if len(fields) <= split_past and len(packed) <= PACKED_MAX_BYTES:
         keyspace.put(key, packed, keyspace.deadline(key), kind=kind)
         return
@@ -190,6 +191,8 @@ def _converts(config, kind: int, fields: MutableMapping[bytes, bytes]) -> bool:
         limit = config.hash_max_listpack_value
         return len(fields) > config.hash_max_listpack_entries or any(
             len(f) > limit or len(v) > limit for f, v in fields.items())
+    if kind not in (SET, ZSET):  # a stream: its encoding has one name
+        return False
     if kind == ZSET:  # (a skiplist, once past its listpack limits)
         limit = config.zset_max_listpack_value
         return len(fields) > config.zset_max_listpack_entries or any(

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..glob import compile_glob
-from ..keyspace import LIST, STRING, TYPE_NAMES, ZSET, now_ms
+from ..keyspace import LIST, STREAM, STRING, TYPE_NAMES, ZSET, now_ms
 from ..protocol import parse_strict_int
 from ..resp import OK, ONE, ZERO, array, bulk, error, integer, status
 from . import hashes
@@ -278,6 +278,8 @@ def collection_encoding(ctx: Context, key: bytes, found: tuple[bytes, int]) -> b
     `key` and its type)."""
     if found[1] == LIST:
         return b"quicklist"  # (Redis 7.0's only list encoding)
+    if found[1] == STREAM:
+        return b"stream"
     if ctx.keyspace.collection_version(key):
         return b"skiplist" if found[1] == ZSET else b"hashtable"
     return hashes.encoding(found[0], found[1])
