@@ -213,6 +213,6 @@ def test_the_drain_answers_blocked_clients_and_goes_on(make_daemon):
 def test_the_idle_timeout_spares_a_blocked_client(make_daemon):
     server = make_daemon("--client-timeout", "1")
     waiter, other = Raw(server.socket, 2), server.client(protocol=2)
-    waiter.send(b"BLPOP", b"q", b"2.5")
+    waiter.send(b"BLPOP", b"q", b"1.6")
     assert waiter.read() == b"*-1\r\n"  # its own timeout, not the idle one (1 s)
     assert other.ping()
