@@ -1,12 +1,16 @@
-"""Real job queues against a real kvd: RQ's whole basic flow with its defaults -- enqueue,
-a worker (which forks a work horse per job, subscribes to its pub/sub channel, records
-the job in its registries), and the job's result read back (kept in a stream)."""
+"""Real job queues against a real kvd, with their defaults: RQ's whole basic flow --
+enqueue, a worker (which forks a work horse per job, subscribes to its pub/sub channel,
+records the job in its registries), the job's result read back (kept in a stream) -- and
+a Celery worker running tasks and returning their results."""
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 
+import pytest
 from redis import Redis
 from rq import Queue, Worker
 
@@ -31,3 +35,44 @@ def test_rq_enqueue_work_and_result(kvd, monkeypatch):
     assert "ZeroDivisionError" in failing.latest_result().exc_string
     assert queue.count == 0 and len(queue.failed_job_registry) == 1
     assert sys.modules["arithmetic"] is arithmetic
+
+
+CELERY_APP = '''
+from celery import Celery
+
+app = Celery("tasks", broker="redis://127.0.0.1:{port}/2", backend="redis://127.0.0.1:{port}/3")
+
+
+@app.task
+def add(x, y):
+    return x + y
+'''
+
+
+@pytest.mark.slow
+def test_celery_worker_runs_a_task_and_returns_its_result(make_daemon, tmp_path, monkeypatch):
+    """A Celery worker with its defaults (prefork pool, kombu's Redis transport: lists,
+    sets, sorted sets, pub/sub; the Redis result backend: pub/sub and keys)."""
+    server = make_daemon(tcp=True)
+    (tmp_path / "tasks.py").write_text(CELERY_APP.format(port=server.port))
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "tasks", "worker",
+                               "--loglevel=INFO", "--concurrency=1"], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in worker.stderr:  # readiness: the worker says so
+            if " ready." in line:
+                break
+        else:
+            pytest.fail(f"the celery worker exited: {worker.wait()}")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        import tasks
+
+        assert tasks.add.delay(2, 3).get(timeout=30) == 5
+        assert [tasks.add.delay(i, i).get(timeout=30) for i in range(3)] == [0, 2, 4]
+    finally:
+        worker.send_signal(signal.SIGTERM)  # a warm shutdown
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
