@@ -20,7 +20,7 @@ left without fields is deleted, as in Redis.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import TYPE_CHECKING
 
 import msgpack
@@ -393,27 +393,44 @@ def hscan(ctx: Context, conn: Connection, args: list) -> bytes:
     """HSCAN key cursor [MATCH pattern] [COUNT count]: a packed hash answers whole, with
     cursor 0, as Redis answers for a listpack; a split one a step at a time, as SCAN
     (every field present for the whole scan returned once)."""
-    cursor = parse_strict_int(args[2])
-    if cursor is None or cursor < 0:
-        return error("ERR invalid cursor")
+    cursor = parse_cursor(args[2])
+    if cursor is None:
+        return INVALID_CURSOR
     hash_ = read(ctx.keyspace, args[1])
     if hash_ is None:  # before the options are read, as Redis
         return array([bulk(b"0"), array([])])
+    fields = hash_.fields
+    step = scan_step(ctx, args, cursor, fields, lambda: list(fields))
+    if isinstance(step, bytes):
+        return step
+    return array([bulk(b"%d" % step[0]), conn.resp.bulks(
+        [part for field in step[1] for part in (field, fields[field])])])
+
+
+INVALID_CURSOR = error("ERR invalid cursor")
+
+
+def parse_cursor(arg: bytes) -> int | None:
+    """A cursor as Redis's strtoul reads it (a negative one wraps around)."""
+    cursor = parse_strict_int(arg)
+    return None if cursor is None else cursor % (1 << 64)
+
+
+def scan_step(ctx: Context, args: list, cursor: int, fields: MutableMapping,
+              packed_names: Callable[[], list[bytes]]) -> tuple[int, list[bytes]] | bytes:
+    """HSCAN's, SSCAN's and ZSCAN's step over a collection's `fields` (options from
+    args[3]): a packed one answers whole with cursor 0 (`packed_names()` in the order
+    Redis would list them), a split one `COUNT` names per call, as SCAN (every name
+    present for the whole scan returned once); (next cursor, names) or the error reply."""
     options = scan_options(args, 3, with_type=False)
     if isinstance(options, bytes):
         return options
-    match, fields = options.match, hash_.fields
+    match = options.match
     if isinstance(fields, StoredFields):
         step = ctx.keyspace.element_scans.step(lambda: fields, fields.__contains__, cursor,
                                                options.count, match)
-        if step is None:
-            return error("ERR invalid cursor")
-        cursor, names = step
-        found = [part for field in names for part in (field, fields[field])]
-        return array([bulk(b"%d" % cursor), conn.resp.bulks(found)])
-    found = [part for field, value in fields.items() if match is None or match(field)
-             for part in (field, value)]
-    return array([bulk(b"0"), conn.resp.bulks(found)])
+        return INVALID_CURSOR if step is None else step
+    return 0, [name for name in packed_names() if match is None or match(name)]
 
 
 COMMANDS = [

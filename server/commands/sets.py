@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 from ..keyspace import SET
 from ..protocol import parse_strict_int
 from ..resp import ONE, ZERO, array, bulk, error, integer
-from .common import INT64_MAX, INT64_MIN, NOT_INTEGER, SYNTAX, parse_limit, scan_options
-from .hashes import Hash, StoredFields, _for_write, read, write
+from .common import INT64_MAX, INT64_MIN, NOT_INTEGER, SYNTAX, parse_limit
+from .hashes import INVALID_CURSOR, Hash, _for_write, parse_cursor, read, scan_step, write
 from .table import row
 
 if TYPE_CHECKING:
@@ -241,24 +241,16 @@ def sintercard(ctx: Context, conn: Connection, args: list) -> bytes:
 def sscan(ctx: Context, conn: Connection, args: list) -> bytes:
     """SSCAN key cursor [MATCH pattern] [COUNT count]: a packed set answers whole with
     cursor 0 (as Redis for an intset); a split one a step at a time."""
-    cursor = parse_strict_int(args[2])
-    if cursor is None or cursor < 0:
-        return error("ERR invalid cursor")
+    cursor = parse_cursor(args[2])
+    if cursor is None:
+        return INVALID_CURSOR
     found = read_set(ctx.keyspace, args[1])
     if found is None:
         return array([bulk(b"0"), array([])])
-    options = scan_options(args, 3, with_type=False)
-    if isinstance(options, bytes):
-        return options
-    match, fields = options.match, found.fields
-    if isinstance(fields, StoredFields):
-        step = ctx.keyspace.element_scans.step(lambda: fields, fields.__contains__, cursor,
-                                               options.count, match)
-        if step is None:
-            return error("ERR invalid cursor")
-        return array([bulk(b"%d" % step[0]), conn.resp.bulks(step[1])])
-    found_members = [m for m in members(found) if match is None or match(m)]
-    return array([bulk(b"0"), conn.resp.bulks(found_members)])
+    step = scan_step(ctx, args, cursor, found.fields, lambda: members(found))
+    if isinstance(step, bytes):
+        return step
+    return array([bulk(b"%d" % step[0]), conn.resp.bulks(step[1])])
 
 
 COMMANDS = [

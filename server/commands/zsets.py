@@ -36,9 +36,17 @@ from .common import (
     keyword,
     parse_limit,
     parse_multi_pop,
-    scan_options,
 )
-from .hashes import Hash, StoredFields, _for_write, read, write
+from .hashes import (
+    INVALID_CURSOR,
+    Hash,
+    StoredFields,
+    _for_write,
+    parse_cursor,
+    read,
+    scan_step,
+    write,
+)
 from .lists import block, may_block, parse_timeout
 from .table import row
 
@@ -698,26 +706,18 @@ def zrandmember(ctx: Context, conn: Connection, args: list) -> bytes:
 def zscan(ctx: Context, conn: Connection, args: list) -> bytes:
     """ZSCAN key cursor [MATCH pattern] [COUNT count]: members and their scores (as Redis
     writes them: d2string)."""
-    cursor = parse_strict_int(args[2])
-    if cursor is None or cursor < 0:
-        return error("ERR invalid cursor")
+    cursor = parse_cursor(args[2])
+    if cursor is None:
+        return INVALID_CURSOR
     zset = load(ctx.keyspace, args[1])
     if zset is None:
         return array([bulk(b"0"), array([])])
-    options = scan_options(args, 3, with_type=False)
-    if isinstance(options, bytes):
-        return options
-    match, scores = options.match, zset.index.scores
-    if isinstance(zset.hash.fields, StoredFields):
-        step = ctx.keyspace.element_scans.step(lambda: list(scores), scores.__contains__,
-                                               cursor, options.count, match)
-        if step is None:
-            return error("ERR invalid cursor")
-        cursor, names = step
-    else:
-        cursor, names = 0, [m for _, m in zset.index.order if match is None or match(m)]
-    return array([bulk(b"%d" % cursor), conn.resp.bulks(
-        [part for m in names for part in (m, score_text(scores[m]))])])
+    index = zset.index
+    step = scan_step(ctx, args, cursor, zset.hash.fields, lambda: [m for _, m in index.order])
+    if isinstance(step, bytes):
+        return step
+    return array([bulk(b"%d" % step[0]), conn.resp.bulks(
+        [part for m in step[1] for part in (m, score_text(index.scores[m]))])])
 
 
 # -- combining ----------------------------------------------------------------------------
