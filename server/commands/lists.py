@@ -179,7 +179,7 @@ def pop(ctx: Context, conn: Connection, args: list) -> bytes:
         count = parse_strict_int(args[2])
         if count is None or count < 0:  # (Redis's getPositiveLongFromObjectOrReply)
             return NOT_POSITIVE
-    target = read(ctx.keyspace, args[1])
+    target = read(ctx.keyspace, args[1], counted=False)  # (a write's: as lookupKeyWrite)
     if target is None:
         return conn.resp.null if count is None else conn.resp.null_array
     if count == 0:
@@ -388,20 +388,27 @@ def parse_mpop(args: list, numkeys_at: int) -> tuple[list[bytes], bool, int] | b
     return parse_multi_pop(args, numkeys_at, (b"right", b"left"))
 
 
+def popped_from(keyspace: Keyspace, key: bytes, left: bool, count: int) -> list[bytes] | None:
+    """Pop up to `count` elements of the list at `key` (one batch), None if there is no
+    list there (WRONGTYPE for another type)."""
+    target = read(keyspace, key, counted=False)
+    if target is None:
+        return None
+    keyspace.begin_batch()
+    try:
+        return target.pop(count, left)
+    finally:
+        keyspace.end_batch()
+
+
 def mpop_from(ctx: Context, conn: Connection, keys: list[bytes], left: bool,
               count: int) -> bytes | None:
-    """The reply [key, [elements]] of the first non-empty list of `keys`, or None."""
-    keyspace = ctx.keyspace
+    """The reply [key, [elements]] of the first non-empty list of `keys`, or None. (A
+    write's lookups, not counted as hits or misses, as Redis's mpopGenericCommand.)"""
     for key in keys:
-        target = read(keyspace, key)
-        if target is None:
-            continue
-        keyspace.begin_batch()
-        try:
-            values = target.pop(count, left)
-        finally:
-            keyspace.end_batch()
-        return array([bulk(key), conn.resp.bulks(values)])
+        values = popped_from(ctx.keyspace, key, left, count)
+        if values:
+            return array([bulk(key), conn.resp.bulks(values)])
     return None
 
 
@@ -445,19 +452,6 @@ def block(ctx: Context, conn: Connection, keys: list[bytes], seconds: float,
     ctx.databases.blocking.block(Blocked(conn, conn.db, keys, deadline, timeout_reply, serve,
                                          command))
     return BLOCKED
-
-
-def popped_from(keyspace: Keyspace, key: bytes, left: bool, count: int) -> list[bytes] | None:
-    """Pop up to `count` elements of the list at `key` (one batch), None if there is no
-    list there (WRONGTYPE for another type)."""
-    target = read(keyspace, key, counted=False)
-    if target is None:
-        return None
-    keyspace.begin_batch()
-    try:
-        return target.pop(count, left)
-    finally:
-        keyspace.end_batch()
 
 
 def _when_served(serve):

@@ -34,7 +34,6 @@ from .common import (
     NOT_INTEGER,
     SYNTAX,
     keyword,
-    parse_limit,
     parse_multi_pop,
 )
 from .hashes import (
@@ -723,8 +722,9 @@ def zscan(ctx: Context, conn: Connection, args: list) -> bytes:
 # -- combining ----------------------------------------------------------------------------
 
 def _source(keyspace: Keyspace, key: bytes) -> dict[bytes, float] | None:
-    """A ZUNION/ZINTER/ZDIFF input: a sorted set's scores, a set's members at 1."""
-    found = keyspace.read_any(key, counted=False)
+    """A ZUNION/ZINTER/ZDIFF input: a sorted set's scores, a set's members at 1. (Read, so
+    counted as a hit or miss, as Redis's lookupKeyRead -- for the STORE forms too.)"""
+    found = keyspace.read_any(key)
     if found is None:
         return None
     if found[1] == SET:
@@ -736,8 +736,22 @@ def _source(keyspace: Keyspace, key: bytes) -> dict[bytes, float] | None:
     return dict(zset.index.scores) if zset is not None else None
 
 
-def parse_combine(args: list, at: int, how: str, withscores_ok: bool
-                  ) -> tuple[list[bytes], list[float], str, bool] | bytes:
+class Combine:
+    """What ZUNION, ZINTER, ZDIFF (their STORE forms) and ZINTERCARD asked for."""
+
+    __slots__ = ("sources", "weights", "aggregate", "scores", "limit")
+
+    def __init__(self, sources: list[dict[bytes, float] | None]) -> None:
+        self.sources = sources
+        self.weights = [1.0] * len(sources)
+        self.aggregate, self.scores, self.limit = "sum", False, 0
+
+
+def parse_combine(ctx: Context, args: list, at: int, how: str, option: bytes | None
+                  ) -> Combine | bytes:
+    """numkeys at args[at], the keys, then the options, in Redis's order (its
+    zunionInterDiffGenericCommand): the keys are read -- WRONGTYPE, hits and misses --
+    before the options are parsed. `option`: WITHSCORES or LIMIT, where allowed."""
     numkeys = parse_strict_int(args[at])
     if numkeys is None:
         return NOT_INTEGER
@@ -746,41 +760,45 @@ def parse_combine(args: list, at: int, how: str, withscores_ok: bool
         return error(f"ERR at least 1 input key is needed for '{name}' command")
     if at + 1 + numkeys > len(args):
         return SYNTAX
-    keys = args[at + 1:at + 1 + numkeys]
-    weights = [1.0] * numkeys
-    aggregate, scores = "sum", False
+    asked = Combine([_source(ctx.keyspace, key) for key in args[at + 1:at + 1 + numkeys]])
+    weighted = how != "diff" and option != b"limit"
     j = at + 1 + numkeys
     while j < len(args):
-        option, left = keyword(args[j]), len(args) - j - 1
-        if how != "diff" and option == b"weights" and left >= numkeys:
-            parsed = [parse_score(w) for w in args[j + 1:j + 1 + numkeys]]
-            if None in parsed:
+        word, left = keyword(args[j]), len(args) - j - 1
+        if weighted and word == b"weights" and left >= numkeys:
+            weights = [parse_score(w) for w in args[j + 1:j + 1 + numkeys]]
+            if None in weights:
                 return error("ERR weight value is not a float")
-            weights = parsed  # type: ignore[assignment]
+            asked.weights = weights  # type: ignore[assignment]
             j += numkeys
-        elif how != "diff" and option == b"aggregate" and left >= 1:
-            aggregate = keyword(args[j + 1]).decode()
-            if aggregate not in ("sum", "min", "max"):
+        elif weighted and word == b"aggregate" and left >= 1:
+            asked.aggregate = keyword(args[j + 1]).decode()
+            if asked.aggregate not in ("sum", "min", "max"):
                 return SYNTAX
             j += 1
-        elif withscores_ok and option == b"withscores":
-            scores = True
+        elif option == b"withscores" and word == b"withscores":
+            asked.scores = True
+        elif option == b"limit" and word == b"limit" and left >= 1:
+            limit = parse_strict_int(args[j + 1])
+            if limit is None or limit < 0:
+                return error("ERR LIMIT can't be negative")
+            asked.limit = limit
+            j += 1
         else:
             return SYNTAX
         j += 1
-    return keys, weights, aggregate, scores
+    return asked
 
 
-def _combined(keyspace: Keyspace, keys: list[bytes], weights: list[float], aggregate: str,
-              how: str) -> list[tuple[bytes, float]]:
-    sources = [_source(keyspace, key) for key in keys]
+def _combined(asked: Combine, how: str) -> list[tuple[bytes, float]]:
+    sources = asked.sources
     if how == "diff":
         first = sources[0] or {}
         rest = [s for s in sources[1:] if s]
         result = {m: s for m, s in first.items() if not any(m in other for other in rest)}
     else:
         weighted = [{m: _weigh(s, w) for m, s in source.items()} if source else {}
-                    for source, w in zip(sources, weights)]
+                    for source, w in zip(sources, asked.weights)]
         if how == "inter":
             if any(not source for source in weighted):
                 return []
@@ -791,7 +809,7 @@ def _combined(keyspace: Keyspace, keys: list[bytes], weights: list[float], aggre
         result = {}
         for m in members:
             values = [source[m] for source in weighted if m in source]
-            result[m] = _aggregate(values, aggregate)
+            result[m] = _aggregate(values, asked.aggregate)
     return sorted(result.items(), key=lambda item: (item[1], item[0]))
 
 
@@ -817,12 +835,11 @@ def zcombine(ctx: Context, conn: Connection, args: list) -> bytes:
     """ZUNION / ZINTER / ZDIFF numkeys key [key ...] [WEIGHTS ...] [AGGREGATE ...]
     [WITHSCORES]."""
     how = args[0].decode().lower()[1:]
-    parsed = parse_combine(args, 1, how, withscores_ok=True)
-    if isinstance(parsed, bytes):
-        return parsed
-    keys, weights, aggregate, scores = parsed
-    items = _combined(ctx.keyspace, keys, weights, aggregate, how)
-    if scores:
+    asked = parse_combine(ctx, args, 1, how, b"withscores")
+    if isinstance(asked, bytes):
+        return asked
+    items = _combined(asked, how)
+    if asked.scores:
         return with_scores(conn, items, pairs=True)
     return conn.resp.bulks([m for m, _ in items])
 
@@ -830,29 +847,21 @@ def zcombine(ctx: Context, conn: Connection, args: list) -> bytes:
 def zcombine_store(ctx: Context, conn: Connection, args: list) -> bytes:
     """ZUNIONSTORE / ZINTERSTORE / ZDIFFSTORE destination numkeys key [key ...] ..."""
     how = args[0].decode().lower()[1:-5]
-    parsed = parse_combine(args, 2, how, withscores_ok=False)
-    if isinstance(parsed, bytes):
-        return parsed
-    keys, weights, aggregate, _ = parsed
-    items = _combined(ctx.keyspace, keys, weights, aggregate, how)
+    asked = parse_combine(ctx, args, 2, how, None)
+    if isinstance(asked, bytes):
+        return asked
+    items = _combined(asked, how)
     store_result(ctx, args[1], items)
     return integer(len(items))
 
 
 def zintercard(ctx: Context, conn: Connection, args: list) -> bytes:
-    """ZINTERCARD numkeys key [key ...] [LIMIT limit]."""
-    numkeys = parse_strict_int(args[1])  # (checked as ZUNION's: the same code in Redis)
-    if numkeys is None:
-        return NOT_INTEGER
-    if numkeys < 1:
-        return error("ERR at least 1 input key is needed for 'zintercard' command")
-    if numkeys > len(args) - 2:
-        return SYNTAX
-    limit = parse_limit(args, 2 + numkeys)
-    if isinstance(limit, bytes):
-        return limit
-    found = len(_combined(ctx.keyspace, args[2:2 + numkeys], [1.0] * numkeys, "sum", "inter"))
-    return integer(min(found, limit) if limit else found)
+    """ZINTERCARD numkeys key [key ...] [LIMIT limit] (Redis parses it as ZINTER's)."""
+    asked = parse_combine(ctx, args, 1, "inter", b"limit")
+    if isinstance(asked, bytes):
+        return asked
+    found = len(_combined(asked, "inter"))
+    return integer(min(found, asked.limit) if asked.limit else found)
 
 
 COMMANDS = [

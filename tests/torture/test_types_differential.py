@@ -123,6 +123,9 @@ COMMANDS = st.one_of(
               st.sampled_from([b"ZUNIONSTORE", b"ZINTERSTORE", b"ZDIFFSTORE"]), KEY,
               st.lists(KEY, min_size=1, max_size=3)),
     st.tuples(st.just(b"ZRANGESTORE"), KEY, KEY, INDEX, INDEX),
+    st.builds(lambda keys, o: (b"ZINTERCARD", b"%d" % len(keys), *keys, *o),
+              st.lists(KEY, min_size=1, max_size=3),
+              st.sampled_from([(), (b"LIMIT", b"1"), (b"LIMIT", b"-1"), (b"WEIGHTS", b"1")])),
     st.builds(lambda keys, o: (b"ZMPOP", b"%d" % len(keys), *keys, *o),
               st.lists(KEY, min_size=1, max_size=2),
               st.sampled_from([(b"MIN",), (b"MAX", b"COUNT", b"2")])),
@@ -161,12 +164,28 @@ def servers(tmp_path_factory):
         reference.stop()
 
 
-def reply(client: redis.Redis, command: tuple) -> object:
-    """The reply in a form both servers must agree on."""
+def lookups(client: redis.Redis) -> tuple[int, int]:
+    """INFO's keyspace hits and misses (INFO itself counts neither)."""
+    stats = client.info("stats")
+    return stats.get("keyspace_hits", 0), stats.get("keyspace_misses", 0)
+
+
+def counted(client: redis.Redis, command: tuple) -> tuple[object, tuple[int, int]]:
+    """The reply to `command` (as `reply` compares it), and the keyspace hits and misses
+    the command itself counted (Redis counts reads, not the lookups of writes)."""
+    before = lookups(client)
     try:
         result = client.execute_command(*command, NEVER_DECODE=True)
     except redis.ResponseError as exc:
-        return ("error", str(exc))
+        result = exc
+    after = lookups(client)
+    return reply(client, command, result), (after[0] - before[0], after[1] - before[1])
+
+
+def reply(client: redis.Redis, command: tuple, result: object) -> object:
+    """The reply in a form both servers must agree on."""
+    if isinstance(result, redis.ResponseError):
+        return ("error", str(result))
     name = command[0]
     if name == b"HGETALL":
         pairs = result.items() if isinstance(result, dict) else zip(result[::2], result[1::2])
@@ -229,9 +248,13 @@ def snapshot(client: redis.Redis) -> list:
 def test_collections_answer_like_redis(servers, commands):
     for client in servers:
         client.flushall()
+    exact = shutil.which("redis-server") is not None  # (fakeredis keeps no INFO stats)
     for command in commands:
-        kvd, expected = (reply(client, command) for client in servers)
+        (kvd, kvd_lookups), (expected, expected_lookups) = (counted(client, command)
+                                                            for client in servers)
         assert kvd == expected, f"{command!r}: kvd {kvd!r:.300} vs Redis {expected!r:.300}"
+        if exact:  # the same reads count as keyspace hits and misses
+            assert kvd_lookups == expected_lookups, (command, kvd_lookups, expected_lookups)
         kvd_state, expected_state = (snapshot(client) for client in servers)
         assert kvd_state == expected_state, command
 
