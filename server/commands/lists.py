@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..blocking import BLOCKED, Blocked
@@ -34,6 +35,8 @@ OUT_OF_RANGE = error("ERR index out of range")
 NO_SUCH_KEY = error("ERR no such key")
 NOT_POSITIVE = error("ERR value is out of range, must be positive")
 LEFT, RIGHT = True, False
+# take(keyspace, key): pop what `key` holds for a client, and the reply; None if nothing
+Take = Callable[["Keyspace", bytes], "bytes | None"]
 
 
 class StoredList:
@@ -370,15 +373,23 @@ def move(ctx: Context, keyspace: Keyspace, source: bytes, destination: bytes, fr
     return value
 
 
+def move_ends(args: list) -> tuple[bool, bool] | None:
+    """(from LEFT, to LEFT) of LMOVE and BLMOVE; RPOPLPUSH's and BRPOPLPUSH's fixed ones
+    (their name ends in PUSH); None for a word that is neither LEFT nor RIGHT."""
+    if args[0].upper().endswith(b"PUSH"):
+        return RIGHT, LEFT
+    from_side, to_side = side(args[3]), side(args[4])
+    if from_side is None or to_side is None:
+        return None
+    return from_side, to_side
+
+
 def lmove(ctx: Context, conn: Connection, args: list) -> bytes:
     """LMOVE source destination LEFT|RIGHT LEFT|RIGHT; RPOPLPUSH source destination."""
-    if args[0].upper() == b"RPOPLPUSH":
-        from_left, to_left = RIGHT, LEFT
-    else:
-        from_side, to_side = side(args[3]), side(args[4])
-        if from_side is None or to_side is None:
-            return SYNTAX
-        from_left, to_left = from_side, to_side
+    ends = move_ends(args)
+    if ends is None:
+        return SYNTAX
+    from_left, to_left = ends
     value = move(ctx, ctx.keyspace, args[1], args[2], from_left, to_left)
     return conn.resp.null if value is None else bulk(value)
 
@@ -401,14 +412,21 @@ def popped_from(keyspace: Keyspace, key: bytes, left: bool, count: int) -> list[
         keyspace.end_batch()
 
 
-def mpop_from(ctx: Context, conn: Connection, keys: list[bytes], left: bool,
-              count: int) -> bytes | None:
-    """The reply [key, [elements]] of the first non-empty list of `keys`, or None. (A
-    write's lookups, not counted as hits or misses, as Redis's mpopGenericCommand.)"""
+def mpop_taker(conn: Connection, left: bool, count: int) -> Take:
+    """LMPOP's and BLMPOP's pop of one key: [key, [elements]], None if it has none. (A
+    write's lookup, not counted as a hit or miss, as Redis's mpopGenericCommand.)"""
+    def take(keyspace: Keyspace, key: bytes) -> bytes | None:
+        values = popped_from(keyspace, key, left, count)
+        return array([bulk(key), conn.resp.bulks(values)]) if values else None
+    return take
+
+
+def first_taken(keyspace: Keyspace, keys: list[bytes], take: Take) -> bytes | None:
+    """The reply of the first of `keys` that `take` pops from, or None."""
     for key in keys:
-        values = popped_from(ctx.keyspace, key, left, count)
-        if values:
-            return array([bulk(key), conn.resp.bulks(values)])
+        reply = take(keyspace, key)
+        if reply is not None:
+            return reply
     return None
 
 
@@ -417,7 +435,8 @@ def lmpop(ctx: Context, conn: Connection, args: list) -> bytes:
     parsed = parse_mpop(args, 1)
     if isinstance(parsed, bytes):
         return parsed
-    found = mpop_from(ctx, conn, *parsed)
+    keys, left, count = parsed
+    found = first_taken(ctx.keyspace, keys, mpop_taker(conn, left, count))
     return conn.resp.null_array if found is None else found
 
 
@@ -454,15 +473,26 @@ def block(ctx: Context, conn: Connection, keys: list[bytes], seconds: float,
     return BLOCKED
 
 
-def _when_served(serve):
-    """A blocked client's serving function: a key that holds another type by now serves
-    nothing (the client waits on), as Redis skips it."""
+def pop_or_block(ctx: Context, conn: Connection, keys: list[bytes], seconds: float,
+                 take: Take, command: str) -> bytes:
+    """The path BLPOP, BRPOP, BLMPOP, BZPOPMIN, BZPOPMAX and BZMPOP share: the first of
+    `keys` that `take` pops from answers now (WRONGTYPE for one of another type); else the
+    client waits, served later by the same `take` -- where a key that holds another type
+    by then serves nothing, as Redis skips it -- or, where it may not wait (inside EXEC, a
+    script), gets the null a timeout would give."""
+    found = first_taken(ctx.keyspace, keys, take)
+    if found is not None:
+        return found
+    if not may_block(conn):
+        return conn.resp.null_array
+
     def served(keyspace: Keyspace, key: bytes) -> bytes | None:
         try:
-            return serve(keyspace, key)
+            return take(keyspace, key)
         except CommandError:
             return None
-    return served
+
+    return block(ctx, conn, keys, seconds, conn.resp.null_array, served, command)
 
 
 def bpop(ctx: Context, conn: Connection, args: list) -> bytes:
@@ -471,32 +501,22 @@ def bpop(ctx: Context, conn: Connection, args: list) -> bytes:
     seconds = parse_timeout(args[-1])
     if isinstance(seconds, bytes):
         return seconds
-    keys, left = args[1:-1], args[0].upper() == b"BLPOP"
-    for key in keys:
-        values = popped_from(ctx.keyspace, key, left, 1)
-        if values:
-            return conn.resp.bulks([key, values[0]])
-    if not may_block(conn):
-        return conn.resp.null_array
+    left = args[0].upper() == b"BLPOP"
 
-    def serve(keyspace: Keyspace, key: bytes) -> bytes | None:
+    def take(keyspace: Keyspace, key: bytes) -> bytes | None:
         values = popped_from(keyspace, key, left, 1)
         return conn.resp.bulks([key, values[0]]) if values else None
 
-    return block(ctx, conn, keys, seconds, conn.resp.null_array, _when_served(serve),
-                 args[0].decode().lower())
+    return pop_or_block(ctx, conn, args[1:-1], seconds, take, args[0].decode().lower())
 
 
 def blmove(ctx: Context, conn: Connection, args: list) -> bytes:
     """BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout; BRPOPLPUSH source
     destination timeout."""
-    if args[0].upper() == b"BRPOPLPUSH":
-        from_left, to_left = RIGHT, LEFT
-    else:
-        from_side, to_side = side(args[3]), side(args[4])
-        if from_side is None or to_side is None:
-            return SYNTAX
-        from_left, to_left = from_side, to_side
+    ends = move_ends(args)
+    if ends is None:
+        return SYNTAX
+    from_left, to_left = ends
     seconds = parse_timeout(args[-1])
     if isinstance(seconds, bytes):
         return seconds
@@ -532,17 +552,7 @@ def blmpop(ctx: Context, conn: Connection, args: list) -> bytes:
     if isinstance(parsed, bytes):
         return parsed
     keys, left, count = parsed
-    found = mpop_from(ctx, conn, keys, left, count)
-    if found is not None:
-        return found
-    if not may_block(conn):
-        return conn.resp.null_array
-
-    def serve(keyspace: Keyspace, key: bytes) -> bytes | None:
-        values = popped_from(keyspace, key, left, count)
-        return array([bulk(key), conn.resp.bulks(values)]) if values else None
-
-    return block(ctx, conn, keys, seconds, conn.resp.null_array, _when_served(serve), "blmpop")
+    return pop_or_block(ctx, conn, keys, seconds, mpop_taker(conn, left, count), "blmpop")
 
 
 COMMANDS = [

@@ -46,7 +46,7 @@ from .hashes import (
     scan_step,
     write,
 )
-from .lists import block, may_block, parse_timeout
+from .lists import Take, first_taken, parse_timeout, pop_or_block
 from .table import row
 
 if TYPE_CHECKING:
@@ -599,9 +599,18 @@ def parse_mpop(args: list, at: int) -> tuple[list[bytes], bool, int] | bytes:
     return parse_multi_pop(args, at, (b"min", b"max"))
 
 
-def _mpop_reply(conn: Connection, key: bytes, items: list[tuple[bytes, float]]) -> bytes:
-    return array([bulk(key), array([array([bulk(m), conn.resp.double(s)])
-                                    for m, s in items])])
+def zpop_taker(ctx: Context, conn: Connection, maximum: bool, count: int | None) -> Take:
+    """ZMPOP's, BZMPOP's (count) and BZPOPMIN/MAX's (None: [key, member, score]) pop of
+    one key; None if it holds nothing."""
+    def take(keyspace: Keyspace, key: bytes) -> bytes | None:
+        items = popped(ctx, keyspace, key, maximum, count or 1)
+        if not items:
+            return None
+        if count is None:
+            return array([bulk(key), bulk(items[0][0]), conn.resp.double(items[0][1])])
+        return array([bulk(key), array([array([bulk(m), conn.resp.double(s)])
+                                        for m, s in items])])
+    return take
 
 
 def zmpop(ctx: Context, conn: Connection, args: list) -> bytes:
@@ -609,11 +618,8 @@ def zmpop(ctx: Context, conn: Connection, args: list) -> bytes:
     if isinstance(parsed, bytes):
         return parsed
     keys, maximum, count = parsed
-    for key in keys:
-        items = popped(ctx, ctx.keyspace, key, maximum, count)
-        if items:
-            return _mpop_reply(conn, key, items)
-    return conn.resp.null_array
+    found = first_taken(ctx.keyspace, keys, zpop_taker(ctx, conn, maximum, count))
+    return conn.resp.null_array if found is None else found
 
 
 def bzpop(ctx: Context, conn: Connection, args: list) -> bytes:
@@ -621,25 +627,8 @@ def bzpop(ctx: Context, conn: Connection, args: list) -> bytes:
     seconds = parse_timeout(args[-1])
     if isinstance(seconds, bytes):
         return seconds
-    keys, maximum = args[1:-1], args[0].upper() == b"BZPOPMAX"
-    for key in keys:
-        items = popped(ctx, ctx.keyspace, key, maximum, 1)
-        if items:
-            return array([bulk(key), bulk(items[0][0]), conn.resp.double(items[0][1])])
-    if not may_block(conn):
-        return conn.resp.null_array
-
-    def serve(keyspace: Keyspace, key: bytes) -> bytes | None:
-        try:
-            items = popped(ctx, keyspace, key, maximum, 1)
-        except CommandError:
-            return None
-        if not items:
-            return None
-        return array([bulk(key), bulk(items[0][0]), conn.resp.double(items[0][1])])
-
-    return block(ctx, conn, keys, seconds, conn.resp.null_array, serve,
-                 args[0].decode().lower())
+    take = zpop_taker(ctx, conn, args[0].upper() == b"BZPOPMAX", None)
+    return pop_or_block(ctx, conn, args[1:-1], seconds, take, args[0].decode().lower())
 
 
 def bzmpop(ctx: Context, conn: Connection, args: list) -> bytes:
@@ -651,21 +640,8 @@ def bzmpop(ctx: Context, conn: Connection, args: list) -> bytes:
     if isinstance(parsed, bytes):
         return parsed
     keys, maximum, count = parsed
-    for key in keys:
-        items = popped(ctx, ctx.keyspace, key, maximum, count)
-        if items:
-            return _mpop_reply(conn, key, items)
-    if not may_block(conn):
-        return conn.resp.null_array
-
-    def serve(keyspace: Keyspace, key: bytes) -> bytes | None:
-        try:
-            items = popped(ctx, keyspace, key, maximum, count)
-        except CommandError:
-            return None
-        return _mpop_reply(conn, key, items) if items else None
-
-    return block(ctx, conn, keys, seconds, conn.resp.null_array, serve, "bzmpop")
+    return pop_or_block(ctx, conn, keys, seconds, zpop_taker(ctx, conn, maximum, count),
+                        "bzmpop")
 
 
 # -- random members, scans ----------------------------------------------------------------
