@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -104,6 +105,34 @@ def parse_multi_pop(args: list[bytes], numkeys_at: int, ends: tuple[bytes, bytes
         else:
             return SYNTAX
     return args[numkeys_at + 1:where_at], where == ends[1], max(count, 1)
+
+
+def parse_random_count(args: list[bytes], word: bytes | None) -> tuple[int, bool] | bytes:
+    """HRANDFIELD's, SRANDMEMBER's and ZRANDMEMBER's count (args[2]: Redis's range is
+    -LONG_MAX..LONG_MAX) and, where `word` names one (withvalues, withscores), whether
+    args[3] asks for the values too; or the error reply."""
+    count = parse_strict_int(args[2])
+    if count is None:
+        return NOT_INTEGER
+    if count == INT64_MIN:
+        return error(f"ERR value is out of range, value must between {-INT64_MAX} and "
+                     f"{INT64_MAX}")
+    if word is None:
+        return count, False
+    if len(args) > 4 or (len(args) == 4 and keyword(args[3]) != word):
+        return SYNTAX
+    with_values = len(args) == 4
+    if with_values and not -INT64_MAX // 2 <= count <= INT64_MAX // 2:
+        return error("ERR value is out of range")
+    return count, with_values
+
+
+def random_picks(names: list[bytes], count: int) -> list[bytes]:
+    """A positive count: that many distinct names (all of them, in their order, if there
+    are no more); a negative one: that many picks that may repeat."""
+    if count < 0:
+        return [random.choice(names) for _ in range(-count)]
+    return names if count >= len(names) else random.sample(names, count)
 
 
 def parse_limit(args: list[bytes], start: int) -> int | bytes:

@@ -35,7 +35,8 @@ from .common import (
     INT64_MIN,
     NOT_FLOAT,
     NOT_INTEGER,
-    SYNTAX,
+    parse_random_count,
+    random_picks,
     scan_options,
     wrong_arity,
 )
@@ -359,27 +360,14 @@ def hrandfield(ctx: Context, conn: Connection, args: list) -> bytes:
         if hash_ is None:
             return conn.resp.null
         return bulk(random.choice(list(hash_.fields)))
-    count = parse_strict_int(args[2])
-    if count is None:
-        return NOT_INTEGER
-    if count == INT64_MIN:  # Redis's range is -LONG_MAX..LONG_MAX
-        return error(f"ERR value is out of range, value must between {-INT64_MAX} and "
-                     f"{INT64_MAX}")
-    if len(args) > 4 or (len(args) == 4 and args[3].lower() != b"withvalues"):
-        return SYNTAX
-    with_values = len(args) == 4
-    if with_values and not -INT64_MAX // 2 <= count <= INT64_MAX // 2:
-        return error("ERR value is out of range")
+    parsed = parse_random_count(args, b"withvalues")
+    if isinstance(parsed, bytes):
+        return parsed
+    count, with_values = parsed
     hash_ = read(ctx.keyspace, args[1])
     if hash_ is None or count == 0:
         return array([])
-    names = list(hash_.fields)
-    if count < 0:
-        chosen = [random.choice(names) for _ in range(-count)]
-    elif count >= len(names):
-        chosen = names
-    else:
-        chosen = random.sample(names, count)
+    chosen = random_picks(list(hash_.fields), count)
     if not with_values:
         return conn.resp.bulks(chosen)
     fields = hash_.fields

@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING
 from ..keyspace import SET
 from ..protocol import parse_strict_int
 from ..resp import ONE, ZERO, array, bulk, error, integer
-from .common import INT64_MAX, INT64_MIN, NOT_INTEGER, SYNTAX, parse_limit
+from .common import (
+    SYNTAX,
+    parse_limit,
+    parse_random_count,
+    random_picks,
+)
 from .hashes import INVALID_CURSOR, Hash, _for_write, parse_cursor, read, scan_step, write
 from .table import row
 
@@ -119,19 +124,15 @@ def srandmember(ctx: Context, conn: Connection, args: list) -> bytes:
         if found is None:
             return conn.resp.null
         return bulk(random.choice(list(found.fields)))
-    count = parse_strict_int(args[2])
-    if count is None:
-        return NOT_INTEGER
-    if count == INT64_MIN:
-        return error(f"ERR value is out of range, value must between {-INT64_MAX} and "
-                     f"{INT64_MAX}")
+    parsed = parse_random_count(args, None)
+    if isinstance(parsed, bytes):
+        return parsed
+    count = parsed[0]
     found = read_set(ctx.keyspace, args[1])
     if found is None or count == 0:
         return array([])
-    names = members(found)  # (all of them, when asked for as many: in Redis's order)
-    if count < 0:
-        return conn.resp.bulks([random.choice(names) for _ in range(-count)])
-    return conn.resp.bulks(names if count >= len(names) else random.sample(names, count))
+    # (all of them, when asked for as many: in Redis's order)
+    return conn.resp.bulks(random_picks(members(found), count))
 
 
 def spop(ctx: Context, conn: Connection, args: list) -> bytes:

@@ -29,12 +29,12 @@ from ..keyspace import SET, WRONGTYPE, ZSET
 from ..protocol import parse_strict_int
 from ..resp import ZERO, array, bulk, error, integer
 from .common import (
-    INT64_MAX,
-    INT64_MIN,
     NOT_INTEGER,
     SYNTAX,
     keyword,
     parse_multi_pop,
+    parse_random_count,
+    random_picks,
 )
 from .hashes import (
     INVALID_CURSOR,
@@ -653,26 +653,15 @@ def zrandmember(ctx: Context, conn: Connection, args: list) -> bytes:
         if zset is None:
             return conn.resp.null
         return bulk(random.choice(list(zset.index.scores)))
-    count = parse_strict_int(args[2])
-    if count is None:
-        return NOT_INTEGER
-    if count == INT64_MIN:
-        return error(f"ERR value is out of range, value must between {-INT64_MAX} and "
-                     f"{INT64_MAX}")
-    if len(args) > 4 or (len(args) == 4 and keyword(args[3]) != b"withscores"):
-        return SYNTAX
-    scores_too = len(args) == 4
-    if scores_too and not -INT64_MAX // 2 <= count <= INT64_MAX // 2:
-        return error("ERR value is out of range")
+    parsed = parse_random_count(args, b"withscores")
+    if isinstance(parsed, bytes):
+        return parsed
+    count, scores_too = parsed
     zset = load(ctx.keyspace, args[1])
     if zset is None or count == 0:
         return array([])
     scores = zset.index.scores
-    names = [m for _, m in zset.index.order]
-    if count < 0:
-        chosen = [random.choice(names) for _ in range(-count)]
-    else:
-        chosen = names if count >= len(names) else random.sample(names, count)
+    chosen = random_picks([m for _, m in zset.index.order], count)
     if scores_too:
         return with_scores(conn, [(m, scores[m]) for m in chosen], pairs=True)
     return conn.resp.bulks(chosen)
