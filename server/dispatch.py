@@ -221,7 +221,8 @@ class Dispatcher:
             if conn.db != runs.parts.keyspace.db:  # SELECT (or an EXEC with one in it)
                 runs.parts = self._fast_parts[conn.db]
             short = self._short(conn, busy, monitors)  # MULTI, MONITOR, AUTH... change it
-            subscribed = conn.resp.version == 2 and conn.subscriptions > 0
+            if "pubsub" in command.flags:  # (only (UN)SUBSCRIBE and kin change it)
+                subscribed = conn.resp.version == 2 and conn.subscriptions > 0
             if conn.closing:  # QUIT: nothing after it is executed, nor kept
                 stop = index + 1
                 requests = requests[:stop]

@@ -442,13 +442,12 @@ class Keyspace:
         if not self.collection_version(source):
             destination.put(target, found[0], deadline, kind=found[1])
             return True
-        store, db = self.store, self.db
+        names = self.store.element_names(source, self.db)
+        values = self.store.get_elements(source, names, self.db)
         self.begin_batch()
         try:
             destination.create_collection(target, found[1], deadline)
-            destination.write_elements(target, {
-                field: store.get_element(source, field, db)
-                for field in store.element_names(source, db)})
+            destination.write_elements(target, dict(zip(names, values)))
         finally:
             self.end_batch()
         return True
