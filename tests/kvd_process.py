@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import hiredis
 import pytest
 import redis
 from redis.backoff import NoBackoff
@@ -205,6 +206,51 @@ def run_kvd(args: list[str], cwd: Path | str, timeout: float = 60,
             env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([KVD, *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
+
+
+class RawConnection:
+    """A connection speaking RESP `protocol` that sends requests and reads replies apart,
+    as their raw bytes: byte-for-byte comparisons with Redis, blocked clients, pub/sub
+    messages (redis-py would hide a `$-1` sent where RESP3 wants `_`)."""
+
+    def __init__(self, address: str | tuple[str, int], protocol: int = 2) -> None:
+        family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.settimeout(10)
+        self.sock.connect(address)
+        self.pending = bytearray()
+        if protocol == 3:
+            self.call(b"HELLO", b"3")
+
+    def send(self, *args: bytes) -> None:
+        self.sock.sendall(b"*%d\r\n" % len(args)
+                          + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
+
+    def read(self, count: int = 1) -> bytes:
+        """The bytes of the next `count` replies (what arrives after them is kept for the
+        next read; the end of a reply is found by parsing growing prefixes, fine for the
+        small replies tests read)."""
+        return b"".join(self._one() for _ in range(count))
+
+    def _one(self) -> bytes:
+        while True:
+            for end in range(1, len(self.pending) + 1):
+                probe = hiredis.Reader()
+                probe.feed(bytes(self.pending[:end]))
+                if probe.gets() is not False:
+                    reply = bytes(self.pending[:end])
+                    del self.pending[:end]
+                    return reply
+            chunk = self.sock.recv(65536)
+            assert chunk, f"connection closed after {bytes(self.pending)!r}"
+            self.pending += chunk
+
+    def call(self, *args: bytes, expect: int = 1) -> bytes:
+        self.send(*args)
+        return self.read(expect)
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def check_through_kill_compaction_and_restart(server: Daemon,

@@ -9,53 +9,11 @@ by sleeping."""
 from __future__ import annotations
 
 import signal
-import socket
 
-import hiredis
 import pytest
 import redis
 
-from tests.kvd_process import kvd_beside_redis, wait_for
-
-
-class Raw:
-    """A connection sending requests and reading replies separately, as raw bytes."""
-
-    def __init__(self, address, protocol: int) -> None:
-        family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.settimeout(10)
-        self.sock.connect(address)
-        self.pending = bytearray()
-        if protocol == 3:
-            self.send(b"HELLO", b"3")
-            self.read()
-
-    def send(self, *args: bytes) -> None:
-        self.sock.sendall(b"*%d\r\n" % len(args)
-                          + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
-
-    def read(self) -> bytes:
-        """The next reply's bytes (replies here are small: the end of the first one is
-        found by parsing growing prefixes of what has arrived)."""
-        while True:
-            for end in range(1, len(self.pending) + 1):
-                probe = hiredis.Reader()
-                probe.feed(bytes(self.pending[:end]))
-                if probe.gets() is not False:
-                    reply = bytes(self.pending[:end])
-                    del self.pending[:end]
-                    return reply
-            chunk = self.sock.recv(65536)
-            assert chunk, f"connection closed after {bytes(self.pending)!r}"
-            self.pending += chunk
-
-    def call(self, *args: bytes) -> bytes:
-        self.send(*args)
-        return self.read()
-
-    def close(self) -> None:
-        self.sock.close()
+from tests.kvd_process import RawConnection, kvd_beside_redis, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +86,7 @@ SCENARIOS = {
 
 
 def play(address, protocol: int, steps: list) -> list[bytes]:
-    clients = [Raw(address, protocol) for _ in range(4)]
+    clients = [RawConnection(address, protocol) for _ in range(4)]
     seen: list[bytes] = []
     ids: dict[int, bytes] = {}
     try:
@@ -165,7 +123,7 @@ def test_blocking_scenarios_byte_for_byte(pair, protocol, scenario):
 
 
 def test_a_blocked_client_shows_and_holds_its_pipelined_requests(kvd):
-    waiter, other = Raw(kvd.socket, 2), kvd.client(protocol=2)
+    waiter, other = RawConnection(kvd.socket, 2), kvd.client(protocol=2)
     waiter.sock.sendall(b"*3\r\n$5\r\nBLPOP\r\n$1\r\nq\r\n$1\r\n0\r\n"
                         b"*2\r\n$4\r\nLLEN\r\n$1\r\nq\r\n*1\r\n$4\r\nPING\r\n")
     wait_for(lambda: other.info("clients")["blocked_clients"] == 1, 10, "BLPOP to block")
@@ -179,7 +137,8 @@ def test_a_blocked_client_shows_and_holds_its_pipelined_requests(kvd):
 
 
 def test_a_client_that_disconnects_while_blocked_takes_nothing(kvd):
-    gone, stays, other = Raw(kvd.socket, 2), Raw(kvd.socket, 2), kvd.client(protocol=2)
+    gone, stays = RawConnection(kvd.socket, 2), RawConnection(kvd.socket, 2)
+    other = kvd.client(protocol=2)
     gone.send(b"BLPOP", b"q", b"0")
     wait_for(lambda: other.info("clients")["blocked_clients"] == 1, 10, "first to block")
     stays.send(b"BLPOP", b"q", b"0")
@@ -188,7 +147,7 @@ def test_a_client_that_disconnects_while_blocked_takes_nothing(kvd):
     wait_for(lambda: other.info("clients")["blocked_clients"] == 1, 10, "the close to count")
     other.rpush("q", "job")
     assert stays.read() == b"*2\r\n$1\r\nq\r\n$3\r\njob\r\n"
-    gone_again = Raw(kvd.socket, 2)
+    gone_again = RawConnection(kvd.socket, 2)
     gone_again.send(b"BLPOP", b"q", b"0")
     wait_for(lambda: other.info("clients")["blocked_clients"] == 1, 10, "third to block")
     gone_again.close()
@@ -199,9 +158,9 @@ def test_a_client_that_disconnects_while_blocked_takes_nothing(kvd):
 
 def test_the_drain_answers_blocked_clients_and_goes_on(make_daemon):
     server = make_daemon()
-    waiter, other = Raw(server.socket, 2), server.client(protocol=2)
+    waiter, other = RawConnection(server.socket, 2), server.client(protocol=2)
     waiter.send(b"BLPOP", b"q", b"0")
-    moving = Raw(server.socket, 3)
+    moving = RawConnection(server.socket, 3)
     moving.send(b"BLMOVE", b"q", b"r", b"LEFT", b"LEFT", b"0")
     wait_for(lambda: other.info("clients")["blocked_clients"] == 2, 10, "both to block")
     other.close()
@@ -212,7 +171,7 @@ def test_the_drain_answers_blocked_clients_and_goes_on(make_daemon):
 
 def test_the_idle_timeout_spares_a_blocked_client(make_daemon):
     server = make_daemon("--client-timeout", "1")
-    waiter, other = Raw(server.socket, 2), server.client(protocol=2)
+    waiter, other = RawConnection(server.socket, 2), server.client(protocol=2)
     waiter.send(b"BLPOP", b"q", b"1.6")
     assert waiter.read() == b"*-1\r\n"  # its own timeout, not the idle one (1 s)
     assert other.ping()

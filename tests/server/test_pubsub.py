@@ -10,39 +10,7 @@ import socket
 import hiredis
 import pytest
 
-from tests.kvd_process import kvd_beside_redis, wait_for
-
-
-class Peer:
-    """One connection; `read` takes what has arrived once `expect` replies are whole."""
-
-    def __init__(self, address, protocol: int) -> None:
-        family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.settimeout(10)
-        self.sock.connect(address)
-        if protocol == 3:
-            self.call(b"HELLO", b"3")
-
-    def send(self, *args: bytes) -> None:
-        self.sock.sendall(b"*%d\r\n" % len(args)
-                          + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
-
-    def read(self, expect: int = 1) -> bytes:
-        reader, received, whole = hiredis.Reader(), bytearray(), 0
-        while whole < expect:
-            chunk = self.sock.recv(65536)
-            assert chunk, "connection closed"
-            received += chunk
-            reader.feed(chunk)
-            while reader.gets() is not False:
-                whole += 1
-        return bytes(received)
-
-    def call(self, *args: bytes, expect: int = 1) -> bytes:
-        self.send(*args)
-        return self.read(expect)
-
+from tests.kvd_process import RawConnection, kvd_beside_redis, wait_for
 
 STEPS = [  # (who, command, replies expected: the subscriber's confirmations are several)
     ("sub", (b"SUBSCRIBE", b"a", b"b"), 2), ("sub", (b"PSUBSCRIBE", b"n*"), 1),
@@ -59,7 +27,7 @@ STEPS = [  # (who, command, replies expected: the subscriber's confirmations are
 
 
 def play(address, protocol: int) -> list[bytes]:
-    peers = {"sub": Peer(address, protocol), "pub": Peer(address, protocol)}
+    peers = {"sub": RawConnection(address, protocol), "pub": RawConnection(address, protocol)}
     seen = []
     try:
         peers["pub"].call(b"FLUSHALL")
@@ -114,7 +82,7 @@ def test_redis_py_pubsub_loop(kvd):
 
 def test_a_subscriber_that_stops_reading_is_dropped(make_daemon):
     server = make_daemon("--max-output-buffer", "1048576")
-    lazy, publisher = Peer(server.socket, 2), server.client(protocol=2)
+    lazy, publisher = RawConnection(server.socket, 2), server.client(protocol=2)
     lazy.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     lazy.call(b"SUBSCRIBE", b"firehose")
     payload = b"x" * 65536
