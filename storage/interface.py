@@ -42,7 +42,6 @@ class StoreStats:
     compaction_in_progress: bool
     last_compaction: dict | None  # CompactionResult.as_dict() of the last one
     mapped_segments: int = 0  # (the log engine: sealed segments mapped now)
-    elements: int = 0  # elements of collections kept as element records (log engine)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -981,8 +981,6 @@ class LogStore(DatabaseQueries):
             corrupt_records=self.corrupt_records,
             compaction_in_progress=self._plan is not None,
             last_compaction=self._last_compaction,
-            elements=sum(len(elements.fields) for space in spaces
-                         for elements in space.collections.values()),
         )
 
     # -- compaction (see storage.compaction for the protocol) ----------------
