@@ -104,22 +104,12 @@ class KeyDir:
     def __len__(self) -> int:
         return len(self.locations)
 
-    def __contains__(self, key: bytes) -> bool:
-        return key in self.locations
-
     def keys(self, prefix: bytes = b"") -> Iterator[bytes]:
         """The keys as of the call (a snapshot: writes may follow), those with `prefix`."""
         snapshot = list(self.locations)
         if not prefix:
             return iter(snapshot)
         return (k for k in snapshot if k.startswith(prefix))
-
-    def set_location(self, key: bytes, location: int) -> None:
-        """`key`'s newest record is at `location` now (its type, deadline and elements are
-        the caller's)."""
-        old = self.locations.get(key)
-        self.locations[key] = location
-        self.live += (location & MASK32) - (old & MASK32 if old is not None else 0)
 
     def forget(self, key: bytes) -> None:
         """`key` is gone (deleted, expired, or its record lost): its location, type,

@@ -924,10 +924,7 @@ class LogStore(DatabaseQueries):
         """Live keys of database `db` (in no particular order), as of the call."""
         self._check_open()
         space = self._slots.find(db)
-        snapshot = list(space.locations) if space is not None else []
-        if not prefix:
-            return iter(snapshot)
-        return (k for k in snapshot if k.startswith(prefix))
+        return space.keys(prefix) if space is not None else iter(())
 
     def __len__(self) -> int:
         """Keys in all databases."""
