@@ -77,13 +77,20 @@ class Stream:
 
     def __init__(self, hash_: Hash) -> None:
         self.hash = hash_
-        fields = hash_.fields
-        last = fields.get(LAST)
+        last = hash_.fields.get(LAST)
         self.last: StreamID = ID.unpack(last) if last else (0, 0)
-        self.ids = sorted(key for key in fields if len(key) == 16)
+        self._ids: list[bytes] | None = None
+
+    @property
+    def ids(self) -> list[bytes]:
+        """The entries' IDs in order: sorted when first asked for (by a range or a trim;
+        a large stream keeps no ordered index yet), not for XADD or XLEN."""
+        if self._ids is None:
+            self._ids = sorted(key for key in self.hash.fields if len(key) == 16)
+        return self._ids
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.hash.fields) - 1  # (every field but LAST, which every stream has)
 
     def entry(self, packed_id: bytes) -> list:
         return [bulk(id_text(ID.unpack(packed_id))),
@@ -220,13 +227,11 @@ def xadd(ctx: Context, conn: Connection, args: list) -> bytes:
     for value in pairs:
         keyspace.check_sizes(key, value)
     hash_ = _for_write(ctx, key, STREAM)
-    stream = Stream(hash_)
     packed = ID.pack(*new)
     hash_.fields[packed] = msgpack.packb(list(pairs))
     hash_.fields[LAST] = packed
-    stream.ids.append(packed)
     if strategy is not None:
-        _trim(stream, strategy, threshold, approximate, limit)
+        _trim(Stream(hash_), strategy, threshold, approximate, limit)
     write(ctx, key, hash_, STREAM)
     return bulk(id_text(new))
 
