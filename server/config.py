@@ -17,8 +17,10 @@ import os
 
 from storage import ENGINES, FSYNC_POLICIES
 
+from .notify import parse_classes
 from .settings import (
     Choice,
+    EventClasses,
     Integer,
     MemoryAmount,
     Number,
@@ -134,6 +136,11 @@ class Config:
     zset_max_listpack_value: int = setting(
         64, MemoryAmount(), "Bytes of a member of a sorted set kept packed.", option=None,
         mutable=True, names=("zset-max-listpack-value", "zset-max-ziplist-value"))
+    notify_keyspace_events: str = setting(
+        "", EventClasses(), "Keyspace notifications to publish, as Redis's classes: K and/or "
+        "E, and the events (A all, g generic, $ string, l list, s set, h hash, z sorted set, "
+        "t stream, x expired, m key miss, n new key); '' (none) by default.",
+        names=("notify-keyspace-events",), mutable=True, apply="notifications")
     max_key_size: int = setting(1 * MIB, Integer(1), "Largest key in bytes.",
                                 names=("kvd-max-key-size",))
     max_value_size: int = setting(64 * MIB, Integer(1, 2**31 - 1), "Largest value in bytes.",
@@ -243,6 +250,9 @@ class Config:
             raise ConfigError("--script-memory must be at least 4 MiB")
         if self.slowlog_max_len < 0:
             raise ConfigError("--slowlog-max-len must not be negative")
+        if parse_classes(self.notify_keyspace_events) is None:
+            raise ConfigError("--notify-keyspace-events takes Redis's class characters "
+                              f"(Ag$lshzxeKEtmdn), not {self.notify_keyspace_events!r}")
         if self.drain_timeout < 0:
             raise ConfigError("--drain-timeout must not be negative")
 

@@ -36,7 +36,7 @@ class Connection:
         "deferred", "callback",
         "name", "lib_name", "lib_ver", "created", "last_command", "last_active",
         "closing", "draining", "reading", "writing", "commands", "tx", "paused", "no_evict",
-        "db", "blocked", "channels", "patterns", "shard_channels",
+        "db", "blocked", "channels", "patterns", "shard_channels", "muted",
     )
 
     def __init__(self, sock: socket.socket, addr: str, kind: str, parser: RequestParser) -> None:
@@ -71,6 +71,9 @@ class Connection:
         self.channels: set[bytes] = set()
         self.patterns: set[bytes] = set()
         self.shard_channels: set[bytes] = set()
+        # CLIENT REPLY: "" (ON), "off", "skip-next" (SKIP was just sent), "skip" (this
+        # command's reply goes): dispatch.py
+        self.muted = ""
 
     @property
     def subscriptions(self) -> int:

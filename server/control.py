@@ -18,9 +18,11 @@ from .compactor import Compactor
 from .config import SETTINGS, Config, is_loopback
 from .connection import Connection
 from .context import Auth
+from .databases import Databases
 from .eventloop import EventLoop
 from .latency import LatencyMonitor
 from .network import Network
+from .notify import parse_classes
 from .scripting import Scripts
 from .settings import Text
 from .slowlog import SlowLog
@@ -39,6 +41,7 @@ class Running(Protocol):
     commit: GroupCommit
     compaction: Compactor
     scripts: Scripts
+    databases: Databases
     auth: Auth
     slowlog: SlowLog
     latency: LatencyMonitor
@@ -60,7 +63,8 @@ class ServerControl:
         self._reapply = {"clients": self._reapply_clients, "auth": self._reapply_auth,
                          "compaction": self._reapply_compaction, "slowlog": self._reapply_slowlog,
                          "latency": self._reapply_latency, "log": self._reapply_log,
-                         "timeout": self._reapply_timeout}
+                         "timeout": self._reapply_timeout,
+                         "notifications": self._reapply_notifications}
 
     def request_compaction(self, source: str) -> None:
         if self.server.draining:
@@ -132,6 +136,10 @@ class ServerControl:
 
     def _reapply_latency(self) -> None:
         self.server.latency.threshold_ms = self.server.config.latency_monitor_threshold
+
+    def _reapply_notifications(self) -> None:
+        server = self.server
+        server.databases.events.flags = parse_classes(server.config.notify_keyspace_events) or 0
 
     def _reapply_timeout(self) -> None:
         self.server.schedule_idle_check(time.monotonic())

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from .blocking import BlockedClients
 from .keyspace import Keyspace, now_ms
+from .notify import KeyspaceEvents
 from .stats import Stats
 from .transaction import Watches
 
@@ -23,13 +24,14 @@ if TYPE_CHECKING:
 
 class Databases:
     def __init__(self, store: Store, stats: Stats, max_key_size: int, max_value_size: int,
-                 count: int) -> None:
+                 count: int, events: KeyspaceEvents | None = None) -> None:
         store.open_databases(count)
         self.store = store
         self.watches = Watches()
         self.blocking = BlockedClients()  # clients waiting in BLPOP and the like
+        self.events = events if events is not None else KeyspaceEvents()  # (notify.py)
         self.keyspaces = [Keyspace(store, stats, max_key_size, max_value_size, db, self.watches,
-                                   self.blocking)
+                                   self.blocking, self.events)
                           for db in range(count)]
 
     def __getitem__(self, db: int) -> Keyspace:

@@ -45,10 +45,15 @@ NOAUTH = error("NOAUTH Authentication required.")
 QUEUED = status("QUEUED")
 NO_MULTI = error("ERR Command not allowed inside a transaction")
 # What a RESP2 client may run while subscribed (processCommand).
+# CLIENT REPLY's states (conn.muted; "" is ON)
+OFF, SKIP_NEXT, SKIP = "off", "skip-next", "skip"
+# The commands whose replies are confirmations Redis sends even under CLIENT REPLY OFF
+CONFIRMED = frozenset({"subscribe", "ssubscribe", "unsubscribe", "sunsubscribe",
+                       "psubscribe", "punsubscribe"})
 SUBSCRIBED_MAY = frozenset({"subscribe", "ssubscribe", "unsubscribe", "sunsubscribe",
                             "psubscribe", "punsubscribe", "ping", "quit", "reset"})
 # Inside MULTI these run at once; everything else is queued until EXEC (processCommand).
-TRANSACTION_CONTROL = frozenset({"exec", "discard", "multi", "watch", "quit"})
+TRANSACTION_CONTROL = frozenset({"exec", "discard", "multi", "watch", "quit", "reset"})
 GET, SET = LOOKUP[b"GET"], LOOKUP[b"SET"]
 UNKNOWN_FROM_SCRIPT = error("ERR Unknown Redis command called from script")
 ARITY_FROM_SCRIPT = error("ERR Wrong number of args calling Redis command from script")
@@ -74,6 +79,39 @@ class Dispatcher:
 
     def run(self, conn: Connection, requests: list[list[bytes]], busy: bool = False,
             admitted: bool = False) -> list[list[bytes]]:
+        """Execute requests in order (see _run); under CLIENT REPLY OFF or SKIP one at a
+        time, dropping the replies they should not send."""
+        if conn.muted:
+            return self._run_muted(conn, requests, busy, admitted)
+        return self._run(conn, requests, busy, admitted)
+
+    def _run_muted(self, conn: Connection, requests: list[list[bytes]], busy: bool,
+                   admitted: bool) -> list[list[bytes]]:
+        """CLIENT REPLY OFF drops every reply until CLIENT REPLY ON; SKIP drops the next
+        command's. Pushes stay -- (un)subscribe confirmations, messages, notifications,
+        as Redis sends them whatever the setting. (A reply left empty keeps its place in
+        the pass: write slots are positions.)"""
+        replies = conn.replies
+        for index, args in enumerate(requests):
+            if conn.muted == SKIP_NEXT:  # (the SKIP is done: this request's reply goes)
+                conn.muted = SKIP
+            before, mark = conn.muted, len(replies)
+            left = self._run(conn, [args], busy, admitted)
+            if left:  # held (a pause) or kept back (the output cap)
+                return left + requests[index + 1:]
+            if (conn.muted and args[0].lower().decode(errors="replace") not in CONFIRMED):
+                replies[mark:] = [reply if reply[:1] == b">" else b""
+                                  for reply in replies[mark:]]
+            if conn.blocked:  # (its reply, when it comes, is muted by the same rule)
+                return requests[index + 1:]
+            if before == SKIP and conn.muted == SKIP:
+                conn.muted = ""
+            if not conn.muted:
+                return self._run(conn, requests[index + 1:], busy, admitted)
+        return []
+
+    def _run(self, conn: Connection, requests: list[list[bytes]], busy: bool = False,
+             admitted: bool = False) -> list[list[bytes]]:
         """Execute requests in order, collecting their replies on the connection; return
         those left for later.
 
@@ -127,6 +165,7 @@ class Dispatcher:
                         ctx.config.max_output_buffer - len(conn.out) - sum(map(len, replies)),
                         slow_ns if timing else None, started)
         stop = len(requests)  # requests[stop:] are left for later
+        muted_rest: list[list[bytes]] = []  # (see conn.muted below)
         for index, args in enumerate(requests):
             arity = short.get(args[0])
             if arity is not None and len(args) == arity:
@@ -221,11 +260,15 @@ class Dispatcher:
             if conn.db != runs.parts.keyspace.db:  # SELECT (or an EXEC with one in it)
                 runs.parts = self._fast_parts[conn.db]
             short = self._short(conn, busy, monitors)  # MULTI, MONITOR, AUTH... change it
-            if "pubsub" in command.flags:  # (only (UN)SUBSCRIBE and kin change it)
+            if "pubsub" in command.flags or command.name == "reset":  # (what changes it)
                 subscribed = conn.resp.version == 2 and conn.subscriptions > 0
             if conn.closing:  # QUIT: nothing after it is executed, nor kept
                 stop = index + 1
                 requests = requests[:stop]
+                break
+            if conn.muted:  # CLIENT REPLY OFF or SKIP: the rest runs one by one
+                stop = index + 1
+                muted_rest, requests = requests[stop:], requests[:stop]
                 break
             if runs.room < 0:
                 stop = index + 1
@@ -242,6 +285,8 @@ class Dispatcher:
             commit.dirty = True
         if stop:
             conn.last_command = requests[stop - 1]  # CLIENT LIST's cmd= (its name, for |sub)
+        if muted_rest:
+            return self._run_muted(conn, muted_rest, busy, admitted)
         return requests[stop:]
 
     def _serve_blocked(self, conn: Connection) -> None:
@@ -256,10 +301,10 @@ class Dispatcher:
     def _short(self, conn: Connection, busy: bool, monitors) -> dict[bytes, int]:
         """The short way's table (fastpath.py) while nothing the gate checks for GET and
         SET is in play (a transaction queueing, a monitor, auth to come, a store refusing
-        writes, a busy script), else an empty one."""
+        writes, a busy script, keyspace notifications to send), else an empty one."""
         if (busy or conn.tx.queued is not None or monitors or conn.parser.unauthenticated
                 or self.commit.write_error is not None or self.ctx.pause.mode
-                or conn.subscriptions):
+                or conn.subscriptions or self.ctx.keyspace.events.flags):
             return fastpath.NONE
         return fastpath.SHORT
 

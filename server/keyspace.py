@@ -26,8 +26,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import notify
 from .blocking import BlockedClients
 from .errors import CommandError
+from .notify import KeyspaceEvents
 from .resp import error
 from .stats import Stats
 from .transaction import Watches
@@ -53,7 +55,8 @@ class Keyspace:
 
     def __init__(self, store: Store, stats: Stats, max_key_size: int, max_value_size: int,
                  db: int = 0, watches: Watches | None = None,
-                 blocking: BlockedClients | None = None) -> None:
+                 blocking: BlockedClients | None = None,
+                 events: KeyspaceEvents | None = None) -> None:
         self.store = store
         self.db = db
         self.stats = stats
@@ -68,6 +71,8 @@ class Keyspace:
         # Told when a key gets elements (clients may wait on it: blocking.py)
         self.blocking = blocking if blocking is not None else BlockedClients()
         self._waiting = self.blocking.waiting  # its dict: a test without a call
+        # Keyspace notifications (notify.py), shared by the databases
+        self.events = events if events is not None else KeyspaceEvents()
         self._get: Callable[[bytes], bytes | None] = (
             store.get if not db else functools.partial(store.get, db=db))
         self.deadlines = store.deadlines_of(db)
@@ -104,6 +109,17 @@ class Keyspace:
     def _touch(self, key: bytes, exists_after: bool) -> None:
         self.watches.touch((self.db, key), exists_after)
 
+    def notify(self, kind: int, event: bytes, key: bytes) -> None:
+        """A keyspace notification of `event` (Redis's name) on `key`, of class `kind`
+        (notify.py): published if that class is on."""
+        if self.events.flags & kind:
+            self.events(kind, event, key, self.db)
+
+    def _tell_if_new(self, key: bytes) -> None:
+        """The "new" notification, before a write that may add `key` (Redis's dbAdd)."""
+        if self.events.flags & notify.NEW and not self.store.contains(key, self.db):
+            self.events(notify.NEW, b"new", key, self.db)
+
     # -- expiry -------------------------------------------------------------------
 
     def _expired(self, key: bytes) -> bool:
@@ -125,6 +141,8 @@ class Keyspace:
         self.stats.expired_keys += 1
         if self._watched:
             self._touch(key, exists_after=False)
+        if self.events.flags:
+            self.notify(notify.EXPIRED, b"expired", key)
 
     def is_expired(self, key: bytes) -> bool:
         """Whether `key` exists but its deadline has passed (nothing is dropped)."""
@@ -176,6 +194,8 @@ class Keyspace:
             value = None
         if value is None:
             self.stats.keyspace_misses += 1
+            if self.events.flags & notify.KEY_MISS:
+                self.events(notify.KEY_MISS, b"keymiss", key, self.db)
         else:
             self.stats.keyspace_hits += 1  # (a hit even if of another type, as Redis)
             if self._types:
@@ -220,6 +240,10 @@ class Keyspace:
                         break
         misses = values.count(None)
         self.stats.keyspace_misses += misses
+        if misses and self.events.flags & notify.KEY_MISS:
+            for key, value in zip(keys, values):
+                if value is None:
+                    self.events(notify.KEY_MISS, b"keymiss", key, self.db)
         self.stats.keyspace_hits += len(values) - misses
         return values
 
@@ -240,6 +264,8 @@ class Keyspace:
             self.stats.keyspace_hits += 1
             return True
         self.stats.keyspace_misses += 1
+        if self.events.flags & notify.KEY_MISS:
+            self.events(notify.KEY_MISS, b"keymiss", key, self.db)
         return False
 
     def peek(self, key: bytes) -> bytes | None:
@@ -261,6 +287,8 @@ class Keyspace:
         if counted:
             if value is None:
                 self.stats.keyspace_misses += 1
+                if self.events.flags & notify.KEY_MISS:
+                    self.events(notify.KEY_MISS, b"keymiss", key, self.db)
             else:
                 self.stats.keyspace_hits += 1
         if value is None:
@@ -337,6 +365,8 @@ class Keyspace:
         as Redis does, until the key is written whole again (kept in memory only)."""
         if len(key) > self.max_key_size or len(value) > self.max_value_size:
             raise CommandError(self._too_large(key, value))
+        if self.events.flags:
+            self._tell_if_new(key)
         self.store.put(key, value, deadline, self.db, kind)
         if self.zindexes:
             self.zindexes.pop(key, None)
@@ -362,6 +392,9 @@ class Keyspace:
                 refusal.items_written = index  # type: ignore[attr-defined]
                 raise refusal
         written = len(pairs)
+        if self.events.flags:
+            for key, _ in pairs:
+                self._tell_if_new(key)
         if self.built_in_place:
             self.built_in_place.difference_update(key for key, _ in pairs)
         try:
@@ -375,13 +408,24 @@ class Keyspace:
                     self._touch(key, exists_after=True)
 
     def set_deadline(self, key: bytes, deadline: int) -> bool:
-        """Give an existing key a deadline (0: none); one already passed deletes it."""
+        """Give an existing key a deadline (0: none); one already passed deletes it. As
+        EXPIRE, GETEX and PERSIST, tells "expire", "del" or "persist"."""
         if deadline and deadline <= now_ms():
-            return self.delete(key)
+            return self.remove(key)
         changed = self.store.expire(key, deadline, self.db)
         if changed and self._watched:
             self._touch(key, exists_after=True)
+        if self.events.flags & notify.GENERIC and (changed or deadline):
+            self.events(notify.GENERIC, b"expire" if deadline else b"persist", key, self.db)
         return changed
+
+    def remove(self, key: bytes) -> bool:
+        """delete() as a command that deletes does it: the "del" notification told."""
+        if not self.delete(key):
+            return False
+        if self.events.flags & notify.GENERIC:
+            self.events(notify.GENERIC, b"del", key, self.db)
+        return True
 
     def delete(self, key: bytes) -> bool:
         if self._deadline_of and self._expired(key):
@@ -413,6 +457,10 @@ class Keyspace:
         is checked before anything is written, and on disk the batch is all or nothing."""
         for key, value, *_ in ops:
             self.check_sizes(key, value or b"")
+        if self.events.flags:
+            for key, value, *_ in ops:
+                if value is not None:
+                    self._tell_if_new(key)
         self.store.write_batch(ops, self.db)
         if self.built_in_place:
             self.built_in_place.difference_update(key for key, *_ in ops)
@@ -439,6 +487,9 @@ class Keyspace:
         if found is None:
             return False
         deadline = self.deadline(source)
+        if destination.events.flags and target in destination:
+            # Redis deletes what the target held and adds the key again: "new" each time
+            destination.notify(notify.NEW, b"new", target)
         if not self.collection_version(source):
             destination.put(target, found[0], deadline, kind=found[1])
             return True
@@ -461,6 +512,8 @@ class Keyspace:
     def create_collection(self, key: bytes, kind: int, deadline: int = 0) -> None:
         """`key` becomes an empty collection of element records, under a new version."""
         self.check_sizes(key)
+        if self.events.flags:
+            self._tell_if_new(key)
         self.store.create_collection(key, kind, deadline, self.db)
         if self.built_in_place:
             self.built_in_place.discard(key)

@@ -46,6 +46,7 @@ from .latency import LatencyMonitor
 from .listeners import Listener, listen_tcp, listen_unix
 from .monitor import Monitors
 from .network import Network
+from .notify import KeyspaceEvents, parse_classes
 from .pause import ClientPause
 from .pidfile import PidFile, PidFileError
 from .scripting import ScriptAbandoned, Scripts
@@ -168,7 +169,9 @@ class Server:
         self.latency = LatencyMonitor(config.latency_monitor_threshold)
         self.commit = GroupCommit(store, self.stats, self.latency)
         self.databases = Databases(store, self.stats, config.max_key_size,
-                                   config.max_value_size, config.databases)
+                                   config.max_value_size, config.databases,
+                                   KeyspaceEvents(parse_classes(config.notify_keyspace_events)
+                                                  or 0))
         self.keyspace = self.databases[0]
         hidden = [db for db in range(config.databases, store.databases()) if store.count(db)]
         if hidden:
@@ -188,6 +191,7 @@ class Server:
                                              self.slowlog, self.latency, self.pause,
                                              self.databases),
                                      self.commit)
+        self.databases.events.publish = self.dispatcher.ctx.pubsub.publish
         self.network = Network(config, loop, self.stats, self.auth, listeners,
                                self.dispatcher.run, self.commit, self.monitors,
                                self.databases.watches, self.databases.blocking,

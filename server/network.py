@@ -280,6 +280,10 @@ class Network:
             return
         if written:
             conn.write_slots.append(len(conn.replies))
+        if conn.muted:  # CLIENT REPLY OFF, or SKIP before the blocking command
+            reply = b""
+            if conn.muted == "skip":
+                conn.muted = ""
         conn.replies.append(reply)
         self.touched.add(conn)
         self.ready.add(conn)

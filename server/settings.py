@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .notify import parse_classes, show_classes
 from .protocol import parse_strict_int
 
 Config = Any  # (config.Config: the table is declared there, with these)
@@ -146,6 +147,18 @@ class Text(Kind):
         if self.empty_is_none and not text:
             return None
         return text.decode()
+
+
+@dataclass(frozen=True)
+class EventClasses(Kind):
+    """notify-keyspace-events: Redis's class characters (K E g $ l s h z x e t m d n A),
+    kept as CONFIG GET shows them."""
+
+    def parse(self, text: bytes) -> str:
+        flags = parse_classes(text.decode(errors="replace"))
+        if flags is None:
+            raise Refused("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.")
+        return show_classes(flags)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from functools import reduce
 from operator import and_, or_, xor
 from typing import TYPE_CHECKING
 
+from .. import notify
 from ..protocol import parse_strict_int
 from ..resp import ONE, ZERO, array, error, integer
 from .common import NOT_INTEGER, SYNTAX, c_string, keyword
@@ -79,6 +80,7 @@ def setbit(ctx: Context, conn: Connection, args: list) -> bytes:
     if grown or bool(was) != bool(on):
         value[byte] = (value[byte] & ~mask) | (mask if on else 0)
         keyspace.put(key, bytes(value), keyspace.deadline(key), raw=True)
+        keyspace.notify(notify.STRING, b"setbit", key)
     return ONE if was else ZERO
 
 
@@ -196,7 +198,7 @@ def bitop(ctx: Context, conn: Connection, args: list) -> bytes:
     sources = [keyspace.read(key) or b"" for key in args[3:]]
     size = max(len(source) for source in sources)
     if not size:
-        keyspace.delete(args[2])
+        keyspace.remove(args[2])
         return ZERO
     numbers = [int.from_bytes(source.ljust(size, b"\0"), "big") for source in sources]
     if name == b"not":
@@ -204,6 +206,7 @@ def bitop(ctx: Context, conn: Connection, args: list) -> bytes:
     else:
         result = reduce(_BITOPS[name] or and_, numbers)  # (NOT is not reduced)
     keyspace.put(args[2], result.to_bytes(size, "big"), raw=True)
+    keyspace.notify(notify.STRING, b"set", args[2])
     return integer(size)
 
 
@@ -320,6 +323,7 @@ def bitfield(ctx: Context, conn: Connection, args: list) -> bytes:
         replies.append(integer(stored if op.kind == b"incrby" else current))
     if old is None or bytes(value) != old:
         keyspace.put(key, bytes(value), keyspace.deadline(key), raw=True)
+        keyspace.notify(notify.STRING, b"setbit", key)
     return array(replies)
 
 

@@ -9,7 +9,7 @@ from ..blocking import UNBLOCKED_ERROR
 from ..context import REDIS_VERSION
 from ..pause import ALL, WRITE
 from ..protocol import parse_strict_int
-from ..resp import ENCODERS, OK, ONE, PONG, ZERO, array, bulk, error, integer
+from ..resp import ENCODERS, OK, ONE, PONG, ZERO, array, bulk, error, integer, status
 from .common import (
     DB_OUT_OF_RANGE,
     NOT_INTEGER,
@@ -52,6 +52,22 @@ def select(ctx: Context, conn: Connection, args: list) -> bytes:
     conn.db = index
     ctx.keyspace = ctx.databases[index]
     return OK
+
+
+def reset(ctx: Context, conn: Connection, args: list) -> bytes:
+    """RESET (Redis's clearClientConnectionState): the connection as new -- out of MULTI,
+    WATCH, MONITOR, every subscription and CLIENT REPLY OFF; database 0, RESP2, no name,
+    and unauthenticated again if a password is set."""
+    conn.tx.discard(ctx.keyspace.watches)
+    ctx.monitors.discard(conn)
+    ctx.pubsub.forget(conn)
+    conn.db = 0
+    ctx.keyspace = ctx.databases[0]
+    conn.resp = ENCODERS[2]
+    conn.name = b""
+    conn.muted = ""
+    conn.parser.unauthenticated = ctx.auth.required
+    return status("RESET")
 
 
 def quit_(ctx: Context, conn: Connection, args: list) -> bytes:
@@ -163,9 +179,27 @@ def client(ctx: Context, conn: Connection, args: list) -> bytes:
             return SYNTAX
         conn.no_evict = setting == b"ON"
         return OK
+    if sub == b"REPLY" and len(args) == 3:
+        return _client_reply(conn, args[2].upper())
     if sub == b"HELP":
         return help_reply("CLIENT", CLIENT_HELP)
     return unknown_subcommand(args)
+
+
+def _client_reply(conn: Connection, mode: bytes) -> bytes:
+    """CLIENT REPLY ON|OFF|SKIP: OFF and SKIP answer nothing (the gate drops the replies
+    that follow: dispatch.py); SKIP does nothing under OFF, as in Redis."""
+    if mode == b"ON":
+        conn.muted = ""
+        return OK
+    if mode == b"OFF":
+        conn.muted = "off"
+    elif mode == b"SKIP":
+        if conn.muted != "off":
+            conn.muted = "skip-next"
+    else:
+        return SYNTAX
+    return b""
 
 
 def _client_unblock(ctx: Context, args: list) -> bytes:
@@ -239,8 +273,8 @@ def _client_kill(ctx: Context, conn: Connection, args: list) -> bytes:
             continue
         if laddr is not None and client.local_address().encode() != laddr:
             continue
-        if kind is not None and kind != b"normal":  # kvd has no replicas; pub/sub: none yet
-            continue
+        if kind is not None and kind != (b"pubsub" if client.subscriptions else b"normal"):
+            continue  # (kvd has no replicas or masters)
         if client_id and client.id != client_id:
             continue
         if max_age and now - client.created <= max_age:
@@ -318,6 +352,8 @@ CLIENT_HELP = [
     "    Unblock the specified blocked client.",
     "PAUSE <timeout> [WRITE|ALL]",
     "    Suspend all, or just write, clients for <timeout> milliseconds.",
+    "REPLY (ON|OFF|SKIP)",
+    "    Control the replies sent to the current connection.",
     "SETINFO <option> <value>",
     "    Set client meta attr. Options are:",
     "    * LIB-NAME: the client lib name.",
@@ -334,10 +370,11 @@ COMMANDS = [
     row("echo", echo),
     row("select", select),
     row("quit", quit_),
+    row("reset", reset),
     row("auth", auth),
     row("hello", hello),
     row("client", client,
-        subcommands=["getname", "id", "info", "kill", "list", "no-evict", "pause", "setname",
-                     "unblock", "unpause", "help"],
+        subcommands=["getname", "id", "info", "kill", "list", "no-evict", "pause", "reply",
+                     "setname", "unblock", "unpause", "help"],
         extra_subcommands={"setinfo": (4, ["noscript", "loading", "stale"])}),
 ]

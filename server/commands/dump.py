@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING
 
-from .. import rdb
+from .. import notify, rdb
 from ..keyspace import STRING, TYPE_NAMES, now_ms
 from ..protocol import encode_request, parse_strict_int
 from ..resp import OK, error, status
@@ -84,9 +84,10 @@ def restore(ctx: Context, conn: Connection, args: list) -> bytes:
     deadline = ttl if absolute or not ttl else ttl + now_ms()
     if deadline and deadline <= now_ms():  # already expired: only the REPLACE's delete
         if replace:
-            keyspace.delete(key)
+            keyspace.remove(key)
         return OK
     keyspace.put(key, value, deadline)
+    keyspace.notify(notify.GENERIC, b"restore", key)
     return OK
 
 
@@ -179,7 +180,7 @@ def migrate(ctx: Context, conn: Connection, args: list) -> bytes:
         finally:
             if not copy:
                 for key in moved:
-                    keyspace.delete(key)
+                    keyspace.remove(key)
         if target_error is not None:
             return error(b"ERR Target instance replied with error: " + target_error[1:])
         if len(moved) < len(restores):

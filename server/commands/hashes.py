@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING
 
 import msgpack
 
-from .. import longdouble
+from .. import longdouble, notify
 from ..errors import CommandError
-from ..keyspace import HASH, SET, WRONGTYPE, ZSET
+from ..keyspace import HASH, SET, STREAM, WRONGTYPE, ZSET
 from ..protocol import parse_strict_int
 from ..resp import OK, ONE, ZERO, array, bulk, error, integer
 from .common import (
@@ -154,14 +154,41 @@ def read(keyspace: Keyspace, key: bytes, counted: bool = True, kind: int = HASH
 DECODED_CACHE_SIZE = 1024
 
 
-def write(ctx: Context, key: bytes, hash_: Hash, kind: int = HASH) -> None:
-    """Store `hash_` (keeping the key's deadline), or delete the key if it is empty: a
-    split hash writes its staged changes, a packed one its record, or splits (one batch).
-    A set (`kind` SET) is stored the same way, its members as fields."""
+# The class of keyspace notifications (notify.py) of each type's events
+EVENT_CLASS = {HASH: notify.HASH, SET: notify.SET, ZSET: notify.ZSET, STREAM: notify.STREAM}
+
+
+def write(ctx: Context, key: bytes, hash_: Hash, kind: int = HASH, event: bytes = b"",
+          deadline: int | None = None) -> None:
+    """Store `hash_` (keeping the key's deadline, or with `deadline`), or delete the key if
+    it is empty: a split hash writes its staged changes, a packed one its record, or
+    splits (one batch). A set (`kind` SET) is stored the same way, its members as fields.
+    Then the command's notification `event` (Redis's name), and "del" if the key went."""
+    _store(ctx, key, hash_, kind, deadline)
+    keyspace = ctx.keyspace
+    if keyspace.events.flags:
+        if event:
+            keyspace.notify(EVENT_CLASS[kind], event, key)
+        if not hash_.fields:
+            keyspace.notify(notify.GENERIC, b"del", key)
+
+
+def replace(ctx: Context, key: bytes, hash_: Hash, kind: int, event: bytes) -> None:
+    """`key` becomes `hash_` whatever it held, without a deadline (a *STORE command's
+    result, told as `event`); an empty one deletes it (told as "del" if it was there)."""
+    if hash_.fields:
+        write(ctx, key, hash_, kind, event, deadline=0)
+    else:
+        ctx.keyspace.remove(key)
+
+
+def _store(ctx: Context, key: bytes, hash_: Hash, kind: int, deadline: int | None) -> None:
     keyspace, fields = ctx.keyspace, hash_.fields
     if not fields:
         keyspace.delete(key)
         return
+    if deadline is None:
+        deadline = keyspace.deadline(key)
     if isinstance(fields, StoredFields):
         keyspace.write_elements(key, fields.changes)
         fields.written()
@@ -175,11 +202,11 @@ def write(ctx: Context, key: bytes, hash_: Hash, kind: int = HASH) -> None:
                   else config.set_max_intset_entries if kind == SET
                   else 128)  # (a stream's entries)
     if len(fields) <= split_past and len(packed) <= PACKED_MAX_BYTES:
-        keyspace.put(key, packed, keyspace.deadline(key), kind=kind)
+        keyspace.put(key, packed, deadline, kind=kind)
         return
     keyspace.begin_batch()
     try:
-        keyspace.create_collection(key, kind, keyspace.deadline(key))
+        keyspace.create_collection(key, kind, deadline)
         keyspace.write_elements(key, dict(fields))
     finally:
         keyspace.end_batch()
@@ -243,7 +270,7 @@ def hset(ctx: Context, conn: Connection, args: list) -> bytes:
         if args[i] not in fields:
             added += 1
         fields[args[i]] = args[i + 1]
-    write(ctx, key, hash_)
+    write(ctx, key, hash_, event=b"hset")
     return OK if args[0].upper() == b"HMSET" else integer(added)
 
 
@@ -254,7 +281,7 @@ def hsetnx(ctx: Context, conn: Connection, args: list) -> bytes:
         return ZERO
     ctx.keyspace.check_sizes(key, args[3])
     hash_.fields[field] = args[3]
-    write(ctx, key, hash_)
+    write(ctx, key, hash_, event=b"hset")
     return ONE
 
 
@@ -288,7 +315,7 @@ def hdel(ctx: Context, conn: Connection, args: list) -> bytes:
     hash_ = _for_write(ctx, key)
     deleted = sum(1 for field in args[2:] if hash_.fields.pop(field, None) is not None)
     if deleted:
-        write(ctx, key, hash_)
+        write(ctx, key, hash_, event=b"hdel")
     return integer(deleted)
 
 
@@ -324,7 +351,7 @@ def hincrby(ctx: Context, conn: Connection, args: list) -> bytes:
     if not INT64_MIN <= value + increment <= INT64_MAX:
         return error("ERR increment or decrement would overflow")
     hash_.fields[field] = b"%d" % (value + increment)
-    write(ctx, key, hash_)
+    write(ctx, key, hash_, event=b"hincrby")
     return integer(value + increment)
 
 
@@ -348,7 +375,7 @@ def hincrbyfloat(ctx: Context, conn: Connection, args: list) -> bytes:
         return error("ERR increment would produce NaN or Infinity")
     text = longdouble.format_human(result)
     hash_.fields[field] = text
-    write(ctx, key, hash_)
+    write(ctx, key, hash_, event=b"hincrbyfloat")
     return bulk(text)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .. import notify
 from ..glob import compile_glob
 from ..keyspace import LIST, STREAM, STRING, TYPE_NAMES, ZSET, now_ms
 from ..protocol import parse_strict_int
@@ -51,8 +52,8 @@ OBJECT_HELP = [
 
 
 def del_(ctx: Context, conn: Connection, args: list) -> bytes:
-    delete = ctx.keyspace.delete
-    return integer(sum(1 for key in args[1:] if delete(key)))
+    remove = ctx.keyspace.remove
+    return integer(sum(1 for key in args[1:] if remove(key)))
 
 
 def exists(ctx: Context, conn: Connection, args: list) -> bytes:
@@ -164,10 +165,7 @@ def expire(ctx: Context, conn: Connection, args: list) -> bytes:
             return ZERO
         if b"LT" in flags and current is not None and when >= current:
             return ZERO
-    if when <= now_ms():  # a deadline already passed deletes the key, as in Redis 7
-        keyspace.delete(key)
-    else:
-        keyspace.set_deadline(key, when)
+    keyspace.set_deadline(key, when)  # (one already passed deletes the key, as in Redis 7)
     return ONE
 
 
@@ -203,6 +201,8 @@ def rename(ctx: Context, conn: Connection, args: list) -> bytes:
         return ZERO
     keyspace.check_sizes(target)
     keyspace.rename(source, target)
+    keyspace.notify(notify.GENERIC, b"rename_from", source)
+    keyspace.notify(notify.GENERIC, b"rename_to", target)
     return ONE if only_new else OK
 
 
@@ -234,6 +234,7 @@ def copy(ctx: Context, conn: Connection, args: list) -> bytes:
     if target in destination and not replace:
         return ZERO
     keyspace.copy_to(source, destination, target, counted=False)
+    destination.notify(notify.GENERIC, b"copy_to", target)
     return ONE
 
 
@@ -311,6 +312,8 @@ def move(ctx: Context, conn: Connection, args: list) -> bytes:
     if key not in keyspace or key in target:  # lookups to write: not counted, as Redis
         return ZERO
     keyspace.move_to(target, key)
+    keyspace.notify(notify.GENERIC, b"move_from", key)
+    target.notify(notify.GENERIC, b"move_to", key)
     return ONE
 
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .. import notify
 from ..blocking import BLOCKED, Blocked
 from ..connection import Connection
 from ..errors import CommandError
@@ -153,7 +154,17 @@ def push_to(keyspace: Keyspace, key: bytes, values: list[bytes], left: bool,
         target.push(values, left)
     finally:
         keyspace.end_batch()
+    keyspace.notify(notify.LIST, b"lpush" if left else b"rpush", key)
     return len(target)
+
+
+def tell_popped(keyspace: Keyspace, key: bytes, left: bool) -> None:
+    """The notifications of a pop (Redis's listElementsRemoved): "lpop" or "rpop", then
+    "del" if the list went."""
+    if keyspace.events.flags:
+        keyspace.notify(notify.LIST, b"lpop" if left else b"rpop", key)
+        if not keyspace.store.contains(key, keyspace.db):
+            keyspace.notify(notify.GENERIC, b"del", key)
 
 
 def side(arg: bytes) -> bool | None:
@@ -187,11 +198,13 @@ def pop(ctx: Context, conn: Connection, args: list) -> bytes:
         return conn.resp.null if count is None else conn.resp.null_array
     if count == 0:
         return array([])
+    left = args[0].upper().startswith(b"L")
     ctx.keyspace.begin_batch()
     try:
-        values = target.pop(count or 1, args[0].upper().startswith(b"L"))
+        values = target.pop(count or 1, left)
     finally:
         ctx.keyspace.end_batch()
+    tell_popped(ctx.keyspace, args[1], left)
     return bulk(values[0]) if count is None else conn.resp.bulks(values)
 
 
@@ -232,6 +245,7 @@ def lset(ctx: Context, conn: Connection, args: list) -> bytes:
         return OUT_OF_RANGE
     ctx.keyspace.check_sizes(args[1], args[3])
     ctx.keyspace.write_elements(args[1], {target.head + index: args[3]})
+    ctx.keyspace.notify(notify.LIST, b"lset", args[1])
     return OK
 
 
@@ -262,6 +276,9 @@ def ltrim(ctx: Context, conn: Connection, args: list) -> bytes:
         positions = [*range(target.head, target.head + start),
                      *range(target.tail - 1, target.head + stop, -1)]
         keyspace.write_elements(args[1], dict.fromkeys(positions))
+    keyspace.notify(notify.LIST, b"ltrim", args[1])
+    if keep <= 0:
+        keyspace.notify(notify.GENERIC, b"del", args[1])
     return OK
 
 
@@ -280,6 +297,7 @@ def linsert(ctx: Context, conn: Connection, args: list) -> bytes:
     ctx.keyspace.check_sizes(args[1], args[4])
     values.insert(at + (where == b"after"), args[4])
     target.rewrite(values)
+    ctx.keyspace.notify(notify.LIST, b"linsert", args[1])
     return integer(len(values))
 
 
@@ -301,6 +319,9 @@ def lrem(ctx: Context, conn: Connection, args: list) -> bytes:
                 break
     if removed:
         target.rewrite([v for i, v in enumerate(values) if i not in removed])
+        ctx.keyspace.notify(notify.LIST, b"lrem", args[1])
+        if len(removed) == len(values):
+            ctx.keyspace.notify(notify.GENERIC, b"del", args[1])
     return integer(len(removed))
 
 
@@ -370,6 +391,7 @@ def move(ctx: Context, keyspace: Keyspace, source: bytes, destination: bytes, fr
         push_to(keyspace, destination, [value], to_left, target)
     finally:
         keyspace.end_batch()
+    tell_popped(keyspace, source, from_left)  # (after the push's, as Redis tells them)
     return value
 
 
@@ -407,9 +429,11 @@ def popped_from(keyspace: Keyspace, key: bytes, left: bool, count: int) -> list[
         return None
     keyspace.begin_batch()
     try:
-        return target.pop(count, left)
+        values = target.pop(count, left)
     finally:
         keyspace.end_batch()
+    tell_popped(keyspace, key, left)
+    return values
 
 
 def mpop_taker(conn: Connection, left: bool, count: int) -> Take:

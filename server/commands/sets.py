@@ -24,7 +24,16 @@ from .common import (
     parse_random_count,
     random_picks,
 )
-from .hashes import INVALID_CURSOR, Hash, _for_write, parse_cursor, read, scan_step, write
+from .hashes import (
+    INVALID_CURSOR,
+    Hash,
+    _for_write,
+    parse_cursor,
+    read,
+    replace,
+    scan_step,
+    write,
+)
 from .table import row
 
 if TYPE_CHECKING:
@@ -49,17 +58,10 @@ def read_set(keyspace: Keyspace, key: bytes, counted: bool = True) -> Hash | Non
     return read(keyspace, key, counted, kind=SET)
 
 
-def store_set(ctx: Context, key: bytes, result: list[bytes]) -> None:
+def store_set(ctx: Context, key: bytes, result: list[bytes], event: bytes) -> None:
     """`key` becomes a new set of `result` (whatever it held, and without a deadline), or
     is deleted if `result` is empty: one batch."""
-    keyspace = ctx.keyspace
-    keyspace.begin_batch()
-    try:
-        keyspace.delete(key)
-        if result:
-            write(ctx, key, Hash(dict.fromkeys(result, b"")), SET)
-    finally:
-        keyspace.end_batch()
+    replace(ctx, key, Hash(dict.fromkeys(result, b"")), SET, event)
 
 
 # -- the commands -----------------------------------------------------------------------
@@ -75,7 +77,7 @@ def sadd(ctx: Context, conn: Connection, args: list) -> bytes:
             fields[member] = b""
             added += 1
     if added:
-        write(ctx, key, found, SET)
+        write(ctx, key, found, SET, b"sadd")
     return integer(added)
 
 
@@ -90,7 +92,7 @@ def srem(ctx: Context, conn: Connection, args: list) -> bytes:
             del found.fields[member]
             removed += 1
     if removed:
-        write(ctx, key, found, SET)
+        write(ctx, key, found, SET, b"srem")
     return integer(removed)
 
 
@@ -155,7 +157,7 @@ def spop(ctx: Context, conn: Connection, args: list) -> bytes:
     chosen = names if (count or 1) >= len(names) else random.sample(names, count or 1)
     for member in chosen:
         del found.fields[member]
-    write(ctx, key, found, SET)
+    write(ctx, key, found, SET, b"spop")
     if count is None:
         return bulk(chosen[0])
     return conn.resp.set_of([bulk(m) for m in chosen])
@@ -176,11 +178,11 @@ def smove(ctx: Context, conn: Connection, args: list) -> bytes:
     try:
         changed = _for_write(ctx, source, SET)
         del changed.fields[member]
-        write(ctx, source, changed, SET)
+        write(ctx, source, changed, SET, b"srem")
         if target is None or member not in target.fields:
             receiving = _for_write(ctx, destination, SET)
             receiving.fields[member] = b""
-            write(ctx, destination, receiving, SET)
+            write(ctx, destination, receiving, SET, b"sadd")
     finally:
         keyspace.end_batch()
     return ONE
@@ -222,7 +224,7 @@ def combine_store(ctx: Context, conn: Connection, args: list) -> bytes:
     result, stored (or the destination deleted if it is empty)."""
     how = args[0].lower().decode()[1:-5]
     result = _combined(ctx, args[2:], how)
-    store_set(ctx, args[1], result)
+    store_set(ctx, args[1], result, args[0].lower())
     return integer(len(result))
 
 

@@ -9,6 +9,7 @@ import math
 from functools import cmp_to_key
 from typing import TYPE_CHECKING
 
+from .. import notify
 from ..connection import Connection
 from ..keyspace import HASH, LIST, SET, STRING, WRONGTYPE, ZSET
 from ..protocol import parse_strict_int
@@ -177,14 +178,16 @@ def _sorted(keyspace: Keyspace, elements: list[bytes], by: bytes | None, alpha: 
 def _store(ctx: Context, key: bytes, values: list[bytes]) -> None:
     """The destination becomes a list of `values` (no deadline), or goes if empty."""
     keyspace = ctx.keyspace
+    if not values:
+        keyspace.remove(key)
+        return
     keyspace.begin_batch()
     try:
-        keyspace.delete(key)
-        if values:
-            keyspace.create_collection(key, LIST)
-            keyspace.write_elements(key, dict(enumerate(values)))
+        keyspace.create_collection(key, LIST)  # (a new version replaces what was there)
+        keyspace.write_elements(key, dict(enumerate(values)))
     finally:
         keyspace.end_batch()
+    keyspace.notify(notify.LIST, b"sortstore", key)
 
 
 COMMANDS = [

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import msgpack
 
+from .. import notify
 from ..keyspace import STREAM
 from ..protocol import parse_strict_int
 from ..resp import ZERO, array, bulk, error, integer
@@ -230,9 +231,12 @@ def xadd(ctx: Context, conn: Connection, args: list) -> bytes:
     packed = ID.pack(*new)
     hash_.fields[packed] = msgpack.packb(list(pairs))
     hash_.fields[LAST] = packed
+    trimmed = 0
     if strategy is not None:
-        _trim(Stream(hash_), strategy, threshold, approximate, limit)
-    write(ctx, key, hash_, STREAM)
+        trimmed = _trim(Stream(hash_), strategy, threshold, approximate, limit)
+    write(ctx, key, hash_, STREAM, b"xadd")
+    if trimmed:
+        keyspace.notify(notify.STREAM, b"xtrim", key)
     return bulk(id_text(new))
 
 
@@ -311,7 +315,7 @@ def xdel(ctx: Context, conn: Connection, args: list) -> bytes:
             del hash_.fields[packed]
             deleted += 1
     if deleted:
-        write(ctx, args[1], hash_, STREAM)
+        write(ctx, args[1], hash_, STREAM, b"xdel")
     return integer(deleted)
 
 
@@ -326,7 +330,7 @@ def xtrim(ctx: Context, conn: Connection, args: list) -> bytes:
     hash_ = _for_write(ctx, args[1], STREAM)
     trimmed = _trim(Stream(hash_), strategy, threshold, approximate, limit)
     if trimmed:
-        write(ctx, args[1], hash_, STREAM)
+        write(ctx, args[1], hash_, STREAM, b"xtrim")
     return integer(trimmed)
 
 

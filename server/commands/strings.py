@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .. import longdouble
+from .. import longdouble, notify
 from ..keyspace import STRING, now_ms
 from ..lcs import LcsTable
 from ..protocol import parse_strict_int
@@ -99,6 +99,8 @@ def set_(ctx: Context, conn: Connection, args: list) -> bytes:
     keyspace = ctx.keyspace
     if len(args) == 3:  # the plain SET every benchmark sends
         keyspace.put(key, value)
+        if keyspace.events.flags:
+            keyspace.notify(notify.STRING, b"set", key)
         return OK
     options = parse_options(args, 3, for_set=True)
     if isinstance(options, bytes):
@@ -126,6 +128,9 @@ def _set(ctx: Context, conn: Connection, key: bytes, value: bytes, options: _Opt
     if b"KEEPTTL" in flags:
         deadline = keyspace.deadline(key)
     keyspace.put(key, value, deadline)
+    keyspace.notify(notify.STRING, b"set", key)
+    if options.expire is not None:
+        keyspace.notify(notify.GENERIC, b"expire", key)
     return conn.resp.bulk_or_null(old) if get else OK
 
 
@@ -161,6 +166,7 @@ def setnx(ctx: Context, conn: Connection, args: list) -> bytes:
     if args[1] in keyspace:  # a lookup to write: no hit or miss counted, as Redis
         return ZERO
     keyspace.put(args[1], args[2])
+    keyspace.notify(notify.STRING, b"set", args[1])
     return ONE
 
 
@@ -168,13 +174,14 @@ def getset(ctx: Context, conn: Connection, args: list) -> bytes:
     ctx.keyspace.check_sizes(args[1], args[2])
     old = ctx.keyspace.read(args[1])
     ctx.keyspace.put(args[1], args[2])
+    ctx.keyspace.notify(notify.STRING, b"set", args[1])
     return conn.resp.bulk_or_null(old)
 
 
 def getdel(ctx: Context, conn: Connection, args: list) -> bytes:
     old = ctx.keyspace.read(args[1])
     if old is not None:
-        ctx.keyspace.delete(args[1])
+        ctx.keyspace.remove(args[1])
     return conn.resp.bulk_or_null(old)
 
 
@@ -186,6 +193,7 @@ def mset(ctx: Context, conn: Connection, args: list) -> bytes:
     if len(args) % 2 == 0:
         return wrong_arity(args[0])
     ctx.keyspace.write_batch(list(zip(args[1::2], args[2::2])))
+    _tell_set(ctx, args[1::2])
     return OK
 
 
@@ -197,7 +205,14 @@ def msetnx(ctx: Context, conn: Connection, args: list) -> bytes:
     if any(key in keyspace for key in args[1::2]):
         return ZERO
     keyspace.write_batch(list(zip(args[1::2], args[2::2])))
+    _tell_set(ctx, args[1::2])
     return ONE
+
+
+def _tell_set(ctx: Context, keys: list) -> None:
+    if ctx.keyspace.events.flags:
+        for key in keys:
+            ctx.keyspace.notify(notify.STRING, b"set", key)
 
 
 def append(ctx: Context, conn: Connection, args: list) -> bytes:
@@ -205,6 +220,7 @@ def append(ctx: Context, conn: Connection, args: list) -> bytes:
     old = ctx.keyspace.peek(key)
     value = (old or b"") + args[2]
     ctx.keyspace.put(key, value, ctx.keyspace.deadline(key), raw=old is not None)
+    ctx.keyspace.notify(notify.STRING, b"append", key)
     return integer(len(value))
 
 
@@ -222,6 +238,7 @@ def _add(ctx: Context, key: bytes, delta: int) -> bytes:
     if not INT64_MIN <= result <= INT64_MAX:
         return OVERFLOW
     ctx.keyspace.put(key, b"%d" % result, ctx.keyspace.deadline(key))
+    ctx.keyspace.notify(notify.STRING, b"incrby", key)
     return integer(result)
 
 
@@ -262,6 +279,7 @@ def incrbyfloat(ctx: Context, conn: Connection, args: list) -> bytes:
         return error("ERR increment would produce NaN or Infinity")
     text = longdouble.format_human(result)
     keyspace.put(key, text, keyspace.deadline(key))
+    keyspace.notify(notify.STRING, b"incrbyfloat", key)
     return bulk(text)
 
 
@@ -303,6 +321,7 @@ def setrange(ctx: Context, conn: Connection, args: list) -> bytes:
     old = old or b""
     value = old[:offset].ljust(offset, b"\0") + patch + old[offset + len(patch):]
     keyspace.put(key, value, keyspace.deadline(key), raw=True)
+    keyspace.notify(notify.STRING, b"setrange", key)
     return integer(len(value))
 
 

@@ -206,9 +206,10 @@ def for_write(ctx: Context, key: bytes) -> Zset:
     return Zset(keyspace, key, hash_, _index_of(keyspace, key, hash_))
 
 
-def save(ctx: Context, zset: Zset, changes: dict[bytes, float | None]) -> None:
+def save(ctx: Context, zset: Zset, changes: dict[bytes, float | None], event: bytes = b"",
+         deadline: int | None = None) -> None:
     """Write `changes` (member -> new score, or None: removed) to the set and its index:
-    one batch; the key goes once empty."""
+    one batch; the key goes once empty. `event`, `deadline`: as hashes.write's."""
     if not changes:
         return
     fields, index = zset.hash.fields, zset.index
@@ -221,24 +222,21 @@ def save(ctx: Context, zset: Zset, changes: dict[bytes, float | None]) -> None:
             fields[member] = pack_score(score)
             index.set(member, score)
     keyspace, key = zset.keyspace, zset.key
-    write(ctx, key, zset.hash, ZSET)
+    write(ctx, key, zset.hash, ZSET, event, deadline)
     version = keyspace.collection_version(key)
     if version and len(index):
         keyspace.zindexes[key] = (version, index)
 
 
-def store_result(ctx: Context, key: bytes, items: list[tuple[bytes, float]]) -> None:
-    """`key` becomes a new sorted set of `items` (whatever it held, deadline included), or
-    is deleted if there are none: one batch."""
+def store_result(ctx: Context, key: bytes, items: list[tuple[bytes, float]],
+                 event: bytes) -> None:
+    """`key` becomes a new sorted set of `items` (whatever it held, deadline included),
+    told as `event`; or is deleted if there are none (told as "del" if it was there)."""
     keyspace = ctx.keyspace
-    keyspace.begin_batch()
-    try:
-        keyspace.delete(key)
-        if items:
-            fresh = Zset(keyspace, key, Hash({}), ZIndex())
-            save(ctx, fresh, dict(items))
-    finally:
-        keyspace.end_batch()
+    if items:
+        save(ctx, Zset(keyspace, key, Hash({}), ZIndex()), dict(items), event, deadline=0)
+    else:
+        keyspace.remove(key)
 
 
 # -- replies ------------------------------------------------------------------------------
@@ -309,7 +307,7 @@ def zadd(ctx: Context, conn: Connection, args: list) -> bytes:
             if incr:
                 score += current
                 if math.isnan(score):
-                    save(ctx, zset, changes)
+                    save(ctx, zset, changes, b"zincr" if incr else b"zadd")
                     return NAN_RESULT
             if (lt and score >= current) or (gt and score <= current):
                 continue
@@ -323,7 +321,7 @@ def zadd(ctx: Context, conn: Connection, args: list) -> bytes:
             changes[member] = score
             added += 1
             result = score
-    save(ctx, zset, changes)
+    save(ctx, zset, changes, b"zincr" if incr else b"zadd")
     if incr:
         return conn.resp.null if result is None else conn.resp.double(result)
     return integer(added + updated if ch else added)
@@ -335,7 +333,7 @@ def zrem(ctx: Context, conn: Connection, args: list) -> bytes:
         return ZERO
     zset = for_write(ctx, key)
     gone = {m: None for m in dict.fromkeys(args[2:]) if m in zset.index.scores}
-    save(ctx, zset, gone)  # type: ignore[arg-type]
+    save(ctx, zset, gone, b"zrem")  # type: ignore[arg-type]
     return integer(len(gone))
 
 
@@ -522,7 +520,7 @@ def zrangestore(ctx: Context, conn: Connection, args: list) -> bytes:
         return query
     zset = load(ctx.keyspace, query.key)
     items = [] if zset is None else run_range(zset.index, query)
-    store_result(ctx, args[1], items)
+    store_result(ctx, args[1], items, b"zrangestore")
     return integer(len(items))
 
 
@@ -551,7 +549,7 @@ def zremrange(ctx: Context, conn: Connection, args: list) -> bytes:
     gone = [m for _, m in index.order.islice(begin, end)]
     if gone:
         zset = for_write(ctx, args[1])
-        save(ctx, zset, dict.fromkeys(gone))
+        save(ctx, zset, dict.fromkeys(gone), b"zremrangeby" + by.encode())
     return integer(len(gone))
 
 
@@ -568,7 +566,7 @@ def popped(ctx: Context, keyspace: Keyspace, key: bytes, maximum: bool, count: i
         order = zset.index.order
         picked = (list(order.islice(len(order) - count, len(order)))[::-1] if maximum
                   else list(order.islice(0, count)))
-        save(ctx, zset, {m: None for _, m in picked})
+        save(ctx, zset, {m: None for _, m in picked}, b"zpopmax" if maximum else b"zpopmin")
     finally:
         ctx.keyspace = previous
     return [(m, s) for s, m in picked]
@@ -816,7 +814,7 @@ def zcombine_store(ctx: Context, conn: Connection, args: list) -> bytes:
     if isinstance(asked, bytes):
         return asked
     items = _combined(asked, how)
-    store_result(ctx, args[1], items)
+    store_result(ctx, args[1], items, args[0].lower())
     return integer(len(items))
 
 

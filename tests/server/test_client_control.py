@@ -12,7 +12,8 @@ import time
 import pytest
 import redis
 
-from tests.kvd_process import read_until, wait_for
+from server.protocol import encode_request
+from tests.kvd_process import RawConnection, kvd_beside_redis, read_until, wait_for
 from tests.torture.test_differential import answers_beside_redis
 
 REFUSED = [
@@ -258,3 +259,80 @@ def test_a_copy_of_the_data_directory_taken_while_writes_are_paused_serves_that_
     client = restored.client(protocol=2)
     assert client.dbsize() == 2000  # "expiring" expired: gone at start, as on the original
     assert client.get("key:1999") == b"v1999" and client.get("late") is None
+
+
+REPLY_SCRIPT = [  # CLIENT REPLY's states, pipelined; the last reply is "end"
+    ("CLIENT", "REPLY", "OFF"), ("SET", "a", "1"), ("GET", "a"), ("NOSUCH",),
+    ("CLIENT", "REPLY", "ON"), ("GET", "a"), ("CLIENT", "REPLY", "SKIP"), ("GET", "a"),
+    ("ECHO", "x"), ("CLIENT", "REPLY", "SKIP"), ("CLIENT", "REPLY", "ON"),
+    ("CLIENT", "REPLY", "bogus"), ("CLIENT", "REPLY", "OFF"), ("CLIENT", "REPLY", "SKIP"),
+    ("ECHO", "hidden"), ("CLIENT", "REPLY", "ON"), ("CLIENT", "REPLY", "SKIP"),
+    ("CLIENT", "REPLY", "SKIP"), ("ECHO", "skipped"), ("ECHO", "shown"),
+    ("CLIENT", "REPLY", "SKIP"), ("BLPOP", "q", "0.05"), ("ECHO", "after"),
+    ("CLIENT", "REPLY", "OFF"), ("SUBSCRIBE", "ch"), ("PUBLISH", "ch", "to-myself"),
+    ("UNSUBSCRIBE", "ch"), ("CLIENT", "REPLY", "ON"), ("ECHO", "end"),
+]
+
+
+def replies_to_script(address, protocol: int) -> bytes:
+    connection = RawConnection(address, protocol)
+    try:
+        connection.sock.sendall(b"".join(
+            encode_request(*(part.encode() for part in request)) for request in REPLY_SCRIPT))
+        received = b""
+        while not received.endswith(b"$3\r\nend\r\n"):
+            chunk = connection.sock.recv(65536)
+            assert chunk, f"closed after {received!r}"
+            received += chunk
+        return received
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("protocol", [2, 3], ids=["resp2", "resp3"])
+def test_client_reply_on_off_skip_as_redis(tmp_path, protocol):
+    """CLIENT REPLY: OFF drops every reply until ON, SKIP the next command's (a blocking
+    one's too), errors included; (un)subscribe confirmations and messages still come
+    (RESP2 refuses the PUBLISH of a subscribed client: its error is dropped too)."""
+    with kvd_beside_redis(tmp_path, tcp=True) as (kvd, reference):
+        ours = replies_to_script(kvd.socket, protocol)
+        theirs = replies_to_script(("127.0.0.1", reference.port), protocol)
+    assert ours == theirs
+    assert b"hidden" not in ours and b"skipped" not in ours and b"shown" in ours
+
+
+RESET_SCRIPT = [  # pipelined after HELLO 3 AUTH; the last reply is "end"
+    ("SELECT", "3"), ("SET", "k", "in-3"), ("CLIENT", "GETNAME"),
+    ("CLIENT", "SETNAME", "before"), ("WATCH", "k"), ("MULTI",), ("SET", "a", "1"),
+    ("RESET",), ("CLIENT", "GETNAME"), ("AUTH", "pw"), ("CLIENT", "GETNAME"), ("GET", "k"),
+    ("EXEC",), ("SUBSCRIBE", "ch"), ("RESET",), ("AUTH", "pw"), ("PING",),
+    ("CLIENT", "REPLY", "OFF"), ("ECHO", "hidden"), ("RESET",), ("AUTH", "pw"), ("GET", "a"),
+    ("ECHO", "end"),
+]
+
+
+def replies_to_reset(address) -> bytes:
+    connection = RawConnection(address, 2)
+    try:
+        assert connection.call(b"HELLO", b"3", b"AUTH", b"default", b"pw").startswith(b"%7")
+        connection.sock.sendall(b"".join(
+            encode_request(*(part.encode() for part in request)) for request in RESET_SCRIPT))
+        received = b""
+        while not received.endswith(b"$3\r\nend\r\n"):
+            chunk = connection.sock.recv(65536)
+            assert chunk, f"closed after {received!r}"
+            received += chunk
+        return received
+    finally:
+        connection.close()
+
+
+def test_reset_as_redis(tmp_path):
+    """RESET: out of MULTI (the queued SET never runs), WATCH, subscriptions and CLIENT
+    REPLY OFF; database 0, RESP2, no name, and a password to give again."""
+    with kvd_beside_redis(tmp_path, tcp=True, password="pw") as (kvd, reference):
+        ours = replies_to_reset(kvd.socket)
+        theirs = replies_to_reset(("127.0.0.1", reference.port))
+    assert ours == theirs
+    assert ours.count(b"+RESET\r\n") == 3 and b"NOAUTH" in ours and b"hidden" not in ours
+    assert b"_\r\n" in ours and b"$-1\r\n" in ours  # RESP3's null, then RESP2's

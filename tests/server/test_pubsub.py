@@ -92,3 +92,19 @@ def test_a_subscriber_that_stops_reading_is_dropped(make_daemon):
     wait_for(lambda: publisher.pubsub_numsub("firehose") == [(b"firehose", 0)], 10,
              "the lazy subscriber to be dropped")
     assert "pub/sub client dropped" in server.log() and publisher.ping()
+
+
+def test_client_kill_type_pubsub_closes_subscribers_only(kvd):
+    admin = kvd.client(protocol=2)
+    subscriber = RawConnection(kvd.socket, 2)
+    plain = RawConnection(kvd.socket, 2)
+    try:
+        subscriber.call(b"SUBSCRIBE", b"ch")
+        plain.call(b"PING")
+        assert admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub") == 1
+        assert subscriber.sock.recv(100) == b""  # closed
+        assert plain.call(b"PING") == b"+PONG\r\n"
+        assert admin.pubsub_numsub("ch") == [(b"ch", 0)]
+    finally:
+        subscriber.close()
+        plain.close()

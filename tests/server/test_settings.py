@@ -9,7 +9,16 @@ import pytest
 
 from server.cli import start
 from server.config import SETTINGS, Config
-from server.settings import REPORTED, Choice, Integer, MemoryAmount, Number, Text, YesNo
+from server.settings import (
+    REPORTED,
+    Choice,
+    EventClasses,
+    Integer,
+    MemoryAmount,
+    Number,
+    Text,
+    YesNo,
+)
 from tests.server.test_commands_inprocess import Harness
 from tests.torture.test_differential import answers_beside_redis
 
@@ -56,6 +65,8 @@ def _a_valid_value(row) -> bytes:
         return kind.values[-1].encode()
     if isinstance(kind, Text):
         return b"sekret"
+    if isinstance(kind, EventClasses):
+        return b"AKE"
     raise AssertionError(f"no value to try for {row.field}")
 
 
