@@ -35,7 +35,17 @@ from .pidfile import (
     unresponsive,
     wait_for_exit,
 )
-from .settings import LONG_MAX, Choice, Integer, Number, Octal, Setting, YesNo
+from .settings import (
+    LONG_MAX,
+    Choice,
+    Integer,
+    Number,
+    Octal,
+    OutputLimits,
+    Refused,
+    Setting,
+    YesNo,
+)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 DEFAULTS = Config()
@@ -92,10 +102,22 @@ def _setting_option(row: Setting):
         extra["type"] = click.Choice(kind.values)
     elif isinstance(kind, Octal):
         default = f"{default:o}"  # read as octal by _build_config
+    elif isinstance(kind, OutputLimits):
+        extra["callback"] = _limits_option
+        default = kind.show(default)
     if row.field == "log_file":
         default = None  # stderr with --foreground, kvd.log otherwise: see _build_config
     return _option(row.option, row.help, default=default, show_default=default is not None,
                    **extra)
+
+
+def _limits_option(context: click.Context, parameter: click.Parameter, text: str) -> tuple:
+    """--client-output-buffer-limit's text, the classes not named keeping their defaults."""
+    kind = OutputLimits()
+    try:
+        return kind.merge(DEFAULTS.client_output_buffer_limit, kind.parse(text.encode()))
+    except Refused as refused:
+        raise click.BadParameter(str(refused)) from None
 
 
 def server_options(fn):

@@ -25,6 +25,7 @@ from .settings import (
     MemoryAmount,
     Number,
     Octal,
+    OutputLimits,
     Path,
     Setting,
     Text,
@@ -151,6 +152,14 @@ class Config:
     max_output_buffer: int = setting(
         8 * MIB, Integer(1), "Reply bytes a client may owe before kvd stops running and "
         "reading its requests until it has read its replies.", names=("kvd-max-output-buffer",))
+    client_output_buffer_limit: tuple = setting(
+        (("normal", 0, 0, 0), ("slave", 256 * MIB, 64 * MIB, 60),
+         ("pubsub", 32 * MIB, 8 * MIB, 60)),
+        OutputLimits(), "Redis's limits on what a client may owe, by class: "
+        "'pubsub <hard> <soft> <seconds>' disconnects a subscriber owing more than <hard> "
+        "bytes, or more than <soft> for <seconds> (default pubsub 32mb 8mb 60); 'normal' "
+        "ones past --max-output-buffer's backpressure; 'replica' ones are kept, unused.",
+        names=("client-output-buffer-limit",), mutable=True)
     max_transaction_size: int = setting(
         128 * MIB, Integer(1), "Bytes of requests one MULTI may queue before EXEC; past it "
         "the transaction is refused.", names=("kvd-max-transaction-size",))

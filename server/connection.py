@@ -37,6 +37,7 @@ class Connection:
         "name", "lib_name", "lib_ver", "created", "last_command", "last_active",
         "closing", "draining", "reading", "writing", "commands", "tx", "paused", "no_evict",
         "db", "blocked", "channels", "patterns", "shard_channels", "muted",
+        "over_soft_since",
     )
 
     def __init__(self, sock: socket.socket, addr: str, kind: str, parser: RequestParser) -> None:
@@ -74,6 +75,8 @@ class Connection:
         # CLIENT REPLY: "" (ON), "off", "skip-next" (SKIP was just sent), "skip" (this
         # command's reply goes): dispatch.py
         self.muted = ""
+        # Since when it has owed more than its soft output limit (0: it does not)
+        self.over_soft_since = 0.0
 
     @property
     def subscriptions(self) -> int:

@@ -104,6 +104,7 @@ class ServerControl:
                     "a password (restart it with --no-protected-mode to allow that)")
         rows = {row.field: row for row in SETTINGS}
         for field, value in changes.items():
+            value = rows[field].kind.merge(getattr(config, field), value)
             setattr(config, field, value)
             kind = rows[field].kind
             secret = isinstance(kind, Text) and kind.secret

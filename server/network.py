@@ -379,17 +379,18 @@ class Network:
                 return
             del out[:sent]
         if out:
-            over = len(out) > self.config.max_output_buffer
-            if over and (conn in self.monitors.clients or conn.subscriptions):
+            reason = self._past_limits(conn, len(out))
+            if reason is not None:
                 # Other clients' commands (or messages) keep coming: a monitor or subscriber
                 # that does not keep up is dropped (as Redis's output buffer limits drop
                 # it), never a memory leak.
-                log.warning("%s: %s client dropped: %d bytes unread (--max-output-buffer)",
-                            conn.describe(), "MONITOR" if conn in self.monitors.clients
-                            else "pub/sub", len(out))
+                log.warning("%s: %s client dropped: %d bytes unread (%s)", conn.describe(),
+                            "MONITOR" if conn in self.monitors.clients else
+                            "pub/sub" if conn.subscriptions else "normal", len(out), reason)
                 self.close(conn)
                 return
             # Backpressure: stop reading from a client that does not read its replies.
+            over = len(out) > self.config.max_output_buffer
             reading = conn.reading and not over and not conn.paused
             self._set_events(conn, reading=reading, writing=True)
             return
@@ -401,6 +402,26 @@ class Network:
         self._set_events(conn, reading=not conn.paused, writing=False)
         if conn.deferred and not conn.paused:
             self.ready.add(conn)  # the client has read all it was owed
+
+    def _past_limits(self, conn: Connection, owed: int) -> str | None:
+        """Why a client that owes `owed` bytes must go, or None: a monitor past
+        --max-output-buffer; a subscriber (or, if limits are set for it, a normal client)
+        past its class's client-output-buffer-limit -- the hard one at once, the soft one
+        once it has lasted its seconds (Redis's checkClientOutputBufferLimits)."""
+        if conn in self.monitors.clients:
+            return "--max-output-buffer" if owed > self.config.max_output_buffer else None
+        limits = self.config.client_output_buffer_limit
+        name, hard, soft, seconds = limits[2] if conn.subscriptions else limits[0]
+        if hard and owed >= hard:
+            return f"client-output-buffer-limit {name} hard limit {hard}"
+        if soft and owed >= soft:
+            if not conn.over_soft_since:
+                conn.over_soft_since = self.now or time.monotonic()
+            elif (self.now or time.monotonic()) - conn.over_soft_since > seconds:
+                return f"client-output-buffer-limit {name} soft limit {soft} for {seconds} s"
+        else:
+            conn.over_soft_since = 0.0
+        return None
 
     def _set_events(self, conn: Connection, reading: bool | None = None,
                     writing: bool | None = None) -> None:

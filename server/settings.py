@@ -46,6 +46,10 @@ class Kind:
     def show(self, value: Any) -> str:
         return "" if value is None else str(value)
 
+    def merge(self, old: Any, new: Any) -> Any:
+        """The value CONFIG SET leaves, from the one in force and the one parsed."""
+        return new
+
 
 @dataclass(frozen=True)
 class Integer(Kind):
@@ -159,6 +163,46 @@ class EventClasses(Kind):
         if flags is None:
             raise Refused("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.")
         return show_classes(flags)
+
+
+# client-output-buffer-limit's value: (class, hard bytes, soft bytes, soft seconds) for
+# each of Redis's classes, in the order CONFIG GET shows them
+Limits = tuple[tuple[str, int, int, int], ...]
+LIMIT_CLASSES = ("normal", "slave", "pubsub")
+
+
+@dataclass(frozen=True)
+class OutputLimits(Kind):
+    """client-output-buffer-limit: `<class> <hard> <soft> <soft seconds>` for some of
+    the classes (normal, replica or slave, pubsub), as Redis's updateClientOutputBufferLimit
+    reads it; the classes not named keep their limits (`merge`)."""
+
+    def parse(self, text: bytes) -> Limits:
+        words = text.decode(errors="replace").split()
+        if len(words) % 4:
+            raise Refused("Wrong number of arguments in buffer limit configuration.")
+        given = []
+        for i in range(0, len(words), 4):
+            name = {"replica": "slave"}.get(words[i].lower(), words[i].lower())
+            if name not in LIMIT_CLASSES:
+                raise Refused("Invalid client class specified in buffer limit configuration.")
+            try:
+                hard, soft = (MemoryAmount().parse(word.encode()) for word in words[i + 1:i + 3])
+                seconds = int(words[i + 3])
+            except (Refused, ValueError):
+                seconds = -1
+            if seconds < 0:
+                raise Refused("Error in hard, soft or soft_seconds setting in buffer limit "
+                              "configuration.")
+            given.append((name, hard, soft, seconds))
+        return tuple(given)
+
+    def merge(self, old: Limits, new: Limits) -> Limits:
+        named = {limit[0]: limit for limit in new}
+        return tuple(named.get(limit[0], limit) for limit in old)
+
+    def show(self, value: Any) -> str:
+        return " ".join(f"{name} {hard} {soft} {seconds}" for name, hard, soft, seconds in value)
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,11 @@ and what happens to a subscriber that disconnects or stops reading."""
 from __future__ import annotations
 
 import socket
+import time
 
 import hiredis
 import pytest
+import redis
 
 from tests.kvd_process import RawConnection, kvd_beside_redis, wait_for
 
@@ -80,18 +82,65 @@ def test_redis_py_pubsub_loop(kvd):
     assert client.publish("jobs", "nobody") == 0
 
 
-def test_a_subscriber_that_stops_reading_is_dropped(make_daemon):
-    server = make_daemon("--max-output-buffer", "1048576")
-    lazy, publisher = RawConnection(server.socket, 2), server.client(protocol=2)
-    lazy.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    lazy.call(b"SUBSCRIBE", b"firehose")
+def flood(publisher, channel: str, megabytes: int) -> None:
     payload = b"x" * 65536
-    for _ in range(200):  # ~13 MB the subscriber never reads
-        if publisher.publish("firehose", payload) == 0:
+    for _ in range(megabytes * 16):
+        if publisher.publish(channel, payload) == 0:
             break
+
+
+def lazy_subscriber(server, channel: bytes) -> RawConnection:
+    lazy = RawConnection(server.socket, 2)
+    lazy.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    lazy.call(b"SUBSCRIBE", channel)
+    return lazy
+
+
+def test_a_subscriber_that_stops_reading_is_dropped_at_the_hard_limit(make_daemon):
+    server = make_daemon("--client-output-buffer-limit", "pubsub 1mb 0 0")
+    lazy, publisher = lazy_subscriber(server, b"firehose"), server.client(protocol=2)
+    flood(publisher, "firehose", 13)  # the lazy one never reads them
     wait_for(lambda: publisher.pubsub_numsub("firehose") == [(b"firehose", 0)], 10,
              "the lazy subscriber to be dropped")
     assert "pub/sub client dropped" in server.log() and publisher.ping()
+    assert "client-output-buffer-limit pubsub hard limit 1048576" in server.log()
+    lazy.close()
+
+
+def test_the_soft_limit_drops_a_subscriber_only_after_its_seconds(make_daemon):
+    server = make_daemon("--client-output-buffer-limit", "pubsub 0 512kb 1")
+    publisher = server.client(protocol=2)
+    assert publisher.config_get("client-output-buffer-limit") == {
+        "client-output-buffer-limit":
+            "normal 0 0 0 slave 268435456 67108864 60 pubsub 0 524288 1"}
+    lazy = lazy_subscriber(server, b"slow")
+    flood(publisher, "slow", 2)  # past the soft limit: not yet dropped
+    assert publisher.pubsub_numsub("slow") == [(b"slow", 1)]
+    began = time.monotonic()
+    wait_for(lambda: publisher.publish("slow", "more") == 0, 10,
+             "the subscriber to be dropped once past the soft limit for a second")
+    assert time.monotonic() - began >= 0.5  # (it lasted, as the limit asks)
+    assert "soft limit 524288 for 1 s" in server.log()
+    lazy.close()
+
+
+def test_client_output_buffer_limit_config_as_redis(pair):
+    """CONFIG SET merges the classes named into those in force; Redis's errors."""
+    kvd, reference = pair
+    seen = {}
+    for name, client in (("kvd", kvd.client(protocol=2)), ("redis", reference.client())):
+        shown = []
+        for value in ("pubsub 64mb 16mb 90", "replica 1gb 0 0 normal 1000 2k 5", "",
+                      "pubsub 1 2", "bogus 1 2 3", "pubsub x 1 1", "pubsub 1 1 -1",
+                      "master 1 1 1", "normal 0 0 0 slave 268435456 67108864 60 "
+                      "pubsub 33554432 8388608 60"):
+            try:
+                client.config_set("client-output-buffer-limit", value)
+                shown.append(client.config_get("client-output-buffer-limit"))
+            except redis.ResponseError as refused:
+                shown.append(str(refused))
+        seen[name] = shown
+    assert seen["kvd"] == seen["redis"]
 
 
 def test_client_kill_type_pubsub_closes_subscribers_only(kvd):

@@ -16,6 +16,7 @@ from server.settings import (
     Integer,
     MemoryAmount,
     Number,
+    OutputLimits,
     Text,
     YesNo,
 )
@@ -67,6 +68,8 @@ def _a_valid_value(row) -> bytes:
         return b"sekret"
     if isinstance(kind, EventClasses):
         return b"AKE"
+    if isinstance(kind, OutputLimits):
+        return b"normal 0 0 0 slave 1 2 3 pubsub 4 5 6"
     raise AssertionError(f"no value to try for {row.field}")
 
 
