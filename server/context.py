@@ -27,6 +27,7 @@ from .stats import Stats
 if TYPE_CHECKING:
     from .connection import Connection
     from .databases import Databases
+    from .functions import Functions
     from .scripting import Run
 
 REDIS_VERSION = "7.0.0"  # the Redis whose command semantics kvd follows
@@ -97,6 +98,7 @@ class Context:
     # Every database; `keyspace` above is the current client's (the gate points it at
     # conn.db before running the client's commands, SELECT moves it).
     databases: Databases
+    functions: Functions  # Redis 7's function libraries (FUNCTION, FCALL)
     # Set by the gate (dispatch.py): runs one command past it (EXEC runs its queue with
     # it), runs one command a script calls, finds a command by name.
     # (a Command is commands.Command, which imports this module: Any here)

@@ -34,7 +34,7 @@ from .errors import CommandError
 from .fastpath import FastPath, Parts
 from .protocol import Refused
 from .resp import error, status
-from .scripting import BUSY, Run
+from .scripting import Run
 from .slowlog import OFF as NEVER_SLOW
 
 log = logging.getLogger("kvd.server")
@@ -204,7 +204,7 @@ class Dispatcher:
                                                 refused, args))
                     continue
             if busy and not command.has("allow_busy", args):
-                replies.append(self._reject(conn, command, BUSY, args))
+                replies.append(self._reject(conn, command, ctx.scripts.busy_reply(), args))
                 continue
             if subscribed and command.name not in SUBSCRIBED_MAY:
                 replies.append(self._reject(conn, command, error(

@@ -42,6 +42,7 @@ from .dispatch import Dispatcher
 from .errors import StartupError
 from .eventloop import READ, EventLoop
 from .expiry import ActiveExpiry
+from .functions import Functions
 from .latency import LatencyMonitor
 from .listeners import Listener, listen_tcp, listen_unix
 from .monitor import Monitors
@@ -184,12 +185,13 @@ class Server:
         self.monitors = Monitors(config.socket)
         self.slowlog = SlowLog(config.slowlog_log_slower_than, config.slowlog_max_len)
         self.control = ServerControl(self)
+        self.functions = Functions(self.scripts, store)  # (the libraries kept on disk)
         self.pause = ClientPause(loop.timers, self.databases, self._resume_held,
-                                 self.scripts.may_write)
+                                 self.functions.may_write)
         self.dispatcher = Dispatcher(Context(self.keyspace, self.stats, config, self.control,
                                              self.auth, self.scripts, self.monitors,
                                              self.slowlog, self.latency, self.pause,
-                                             self.databases),
+                                             self.databases, self.functions),
                                      self.commit)
         self.databases.events.publish = self.dispatcher.ctx.pubsub.publish
         self.network = Network(config, loop, self.stats, self.auth, listeners,

@@ -76,7 +76,7 @@ class Sandbox:
         loader = self.runtime.eval(b"function(code) return loadstring(code, '=kvd') end")
         chunk = loader(_lua_source("sandbox"))
         (self._prepare, self._run, self._compile, self.classify,
-         self.new_table) = chunk(self.table_from(values))
+         self.new_table, self._load_library, self._end_load) = chunk(self.table_from(values))
         # Releasing a reference lupa holds into Lua writes the registry's free list, at
         # key 0; made to exist now, so that no release ever allocates (see _guarded).
         self.table_from([]).__len__()
@@ -116,18 +116,41 @@ class Sandbox:
             return result[0], result[1] if len(result) > 1 else None
         return result, None
 
-    def run(self, function: object, keys: list[bytes], args: list[bytes]) -> tuple:
-        """(True, result) or (False, error) of a compiled script.
+    def load_library(self, code: bytes) -> list[tuple] | bytes:
+        """Run a function library's code (FUNCTION LOAD): the functions it registered,
+        (name, callback, description or False, flags) each, or the error text. Under the
+        memory limit, as a script; the load hook (api's load_tick) stops a slow one."""
+        self._limited = True
+        self.runtime.set_max_memory(self.max_memory)
+        try:
+            ok, result = self._load_library(code)
+        except lua51.LuaError as exc:  # (out of memory, say: outside the load's pcall)
+            self.runtime.set_max_memory(0)
+            self._end_load()
+            message = b"not enough memory" if isinstance(exc, lua51.LuaMemoryError) else str(
+                exc).encode()
+            return b"Error registering functions: ERR " + message
+        finally:
+            self._limited = False
+            self.runtime.set_max_memory(0)
+        if not ok:
+            return result
+        return [tuple(entry[i] for i in (1, 2, 3, 4)) for entry in result.values()]
+
+    def run(self, function: object, keys: list[bytes], args: list[bytes],
+            as_function: bool = False) -> tuple:
+        """(True, result) or (False, error) of a compiled script (or, `as_function`, of a
+        library's function: FCALL hands it KEYS and ARGV as its arguments).
 
         The memory limit holds only while the script runs: lupa pushes values into
         Lua outside any protected call, where running out of memory aborts the
         process, so KEYS and ARGV are made first, without the limit, and whatever the
         script leaves behind is collected afterwards."""
-        self._prepare(len(keys), *keys, *args)
+        self._prepare(as_function, len(keys), *keys, *args)
         self._limited = True
         self.runtime.set_max_memory(self.max_memory)
         try:
-            return self._run(function)
+            return self._run(function, as_function)
         finally:
             self._limited = False
             self.runtime.set_max_memory(0)

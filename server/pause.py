@@ -40,7 +40,7 @@ class Command(Protocol):
     def resolve(self, args: list[bytes]) -> _Flagged: ...
 
 _MAY_CHANGE = frozenset({"write", "may_replicate"})
-_SCRIPTS = frozenset({"eval", "evalsha"})  # (the _ro forms never write)
+_SCRIPTS = frozenset({"eval", "evalsha", "fcall"})  # (the _ro forms never write)
 
 
 class ClientPause:
@@ -53,7 +53,7 @@ class ClientPause:
         self.held: dict[Connection, None] = {}  # the clients waiting, in order
         self._timers = timers
         self._resume = resume  # runs the held clients' requests (the network's ready set)
-        self._may_write = may_write  # whether a script (EVAL/EVALSHA args) may write
+        self._may_write = may_write  # whether a script (EVAL/EVALSHA/FCALL args) may write
 
     def pause(self, mode: int, until: float) -> None:
         """Pause (or keep pausing) until `until`, the stricter of the modes."""

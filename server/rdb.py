@@ -203,3 +203,40 @@ def lzf_decompress(data: bytes, size: int) -> bytes:
     if len(out) != size:
         raise PayloadError("ERR Bad data format")
     return bytes(out)
+
+
+# -- function libraries (FUNCTION DUMP / RESTORE) ------------------------------------------
+
+RDB_OPCODE_FUNCTION_PRE_GA = 246  # Redis 7.0's release candidates' format: not read
+RDB_OPCODE_FUNCTION2 = 245
+
+
+def dump_libraries(codes: list[bytes]) -> bytes:
+    """FUNCTION DUMP's payload: each library's code after the FUNCTION2 opcode (Redis's
+    rdbSaveFunctions), then the RDB version and the CRC-64, as a key's DUMP."""
+    body = b"".join(bytes([RDB_OPCODE_FUNCTION2]) + _length(len(code)) + code
+                    for code in codes) + struct.pack("<H", RDB_VERSION)
+    return body + struct.pack("<Q", crc64(body))
+
+
+def load_libraries(payload: bytes) -> list[bytes]:
+    """The library codes of a FUNCTION DUMP payload; PayloadError with Redis's text."""
+    try:
+        verify(payload)
+    except PayloadError:
+        raise PayloadError("ERR DUMP payload version or checksum are wrong") from None
+    body = memoryview(payload)[:-10]
+    codes, at = [], 0
+    while at < len(body):
+        kind = body[at]
+        if kind == RDB_OPCODE_FUNCTION_PRE_GA:
+            raise PayloadError("ERR kvd does not read the libraries of Redis 7.0's release "
+                               "candidates (FUNCTION opcode 246)")
+        if kind != RDB_OPCODE_FUNCTION2:
+            raise PayloadError("ERR given type is not a function")
+        try:
+            code, at = _read_string(body, at + 1)
+        except (IndexError, struct.error, PayloadError):
+            raise PayloadError("ERR Failed loading library payload") from None
+        codes.append(code)
+    return codes

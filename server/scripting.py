@@ -49,6 +49,9 @@ lua_type = lua51.lua_type
 NOSCRIPT = error("NOSCRIPT No matching script. Please use EVAL.")
 BUSY = error("BUSY Redis is busy running a script. You can only call SCRIPT KILL or "
              "SHUTDOWN NOSAVE.")
+BUSY_FUNCTION = error("BUSY Redis is busy running a script. You can only call FUNCTION KILL or "
+                      "SHUTDOWN NOSAVE.")
+LOAD_TIMEOUT_S = 0.5  # a library's code runs at most this long at FUNCTION LOAD, as Redis
 NOTBUSY = error("NOTBUSY No scripts in execution right now.")
 UNKILLABLE = error("UNKILLABLE Sorry the script already executed write commands against the "
                    "dataset. You can either wait the script termination or kill the server in "
@@ -92,11 +95,12 @@ class ScriptAbandoned(BaseException):
 
 
 class Script(NamedTuple):
-    sha: bytes  # 40 lower-case hex digits
+    sha: bytes  # 40 lower-case hex digits; a library function's name (functions.py)
     body: bytes
     function: object  # the compiled Lua function
     compat: bool  # no shebang line: Redis's eval compatibility mode
     no_writes: bool  # `#!lua flags=no-writes`
+    in_library: bool = False  # a function FCALL runs (functions.py), not EVAL's
 
 
 class ScriptClient:
@@ -119,9 +123,11 @@ class Run:
     """The script running now."""
 
     __slots__ = ("ctx", "caller", "client", "script", "read_only", "started", "wrote", "busy",
-                 "killed", "abandoned", "counted")
+                 "killed", "abandoned", "counted", "args")
 
-    def __init__(self, ctx: Host, caller: Connection, script: Script, read_only: bool) -> None:
+    def __init__(self, ctx: Host, caller: Connection, script: Script, read_only: bool,
+                 args: list[bytes] = ()) -> None:  # type: ignore[assignment]
+        self.args = args  # the command that runs it (FUNCTION STATS shows it)
         self.ctx = ctx
         self.caller = caller
         self.client = ScriptClient(caller.db)
@@ -197,6 +203,11 @@ class Scripts:
         # (the gate compares by identity).
         self.counted_reply: bytes | None = None
         self._sandbox = self._new_sandbox()
+        self._active = self._sandbox  # the Lua state of what runs now (replies go there)
+        # The library functions' own Lua state (functions.py), as Redis keeps them apart
+        # from EVAL's: SCRIPT FLUSH leaves them, FUNCTION FLUSH starts it anew.
+        self.function_sandbox = self._new_sandbox()
+        self.load_started = 0.0  # when the library FUNCTION LOAD runs began
 
     def _new_sandbox(self) -> Sandbox:
         major, minor, patch = (int(part) for part in self.version.split("."))
@@ -204,6 +215,7 @@ class Scripts:
             "call": self._call_raising, "pcall": self._call, "sha1hex": self._sha1hex,
             "log": self._log, "setresp": self._setresp, "set_repl": self._set_repl,
             "acl_check_cmd": self._acl_check_cmd, "tick": self._tick,
+            "load_tick": self._load_tick,
             "version": self.version.encode(),
             "version_num": major << 16 | minor << 8 | patch,
         }
@@ -247,24 +259,38 @@ class Scripts:
         self.cache.clear()
         self._sandbox = self._new_sandbox()
 
-    def memory(self) -> tuple[int, int]:
-        """(bytes the Lua state uses, bytes of cached script bodies)."""
-        return self._sandbox.memory(), sum(len(s.body) + 40 for s in self.cache.values())
+    def new_function_sandbox(self) -> None:
+        """FUNCTION FLUSH: a fresh Lua state for library functions."""
+        self.function_sandbox = self._new_sandbox()
+
+    def _load_tick(self) -> bool:
+        """The load hook's question: has the library's code run too long?"""
+        return time.monotonic() - self.load_started > LOAD_TIMEOUT_S
+
+    def memory(self) -> tuple[int, int, int]:
+        """(bytes EVAL's Lua state uses, bytes of cached script bodies, bytes the library
+        functions' Lua state uses)."""
+        return (self._sandbox.memory(), sum(len(s.body) + 40 for s in self.cache.values()),
+                self.function_sandbox.memory())
 
     # -- running ------------------------------------------------------------------------
 
     def execute(self, ctx: Host, conn: Connection, script: Script, keys: list[bytes],
-                args: list[bytes], read_only: bool) -> bytes:
-        """Run `script` for `conn`; its reply, in the protocol of `conn`."""
+                args: list[bytes], read_only: bool, command: list[bytes] = ()  # type: ignore
+                ) -> bytes:
+        """Run `script` (or a library's function) for `conn`; its reply, in the protocol
+        of `conn`."""
         if not script.compat and not script.no_writes and read_only:
             return error("ERR Can not execute a script with write flag using *_ro command.")
-        run = Run(ctx, conn, script, read_only or script.no_writes)
+        run = Run(ctx, conn, script, read_only or script.no_writes, command)
+        sandbox = self._active = (self.function_sandbox if script.in_library
+                                  else self._sandbox)
         keyspace, databases = ctx.keyspace, ctx.databases
         self.running = run
         databases.freeze(now_ms())
         keyspace.begin_batch()
         try:
-            result = self._sandbox.run(script.function, keys, args)
+            result = sandbox.run(script.function, keys, args, script.in_library)
         except lua51.LuaMemoryError:
             result = (False, b"not enough memory")
         finally:
@@ -322,7 +348,7 @@ class Scripts:
             return enc.null
         if depth >= MAX_REPLY_DEPTH:
             return error("ERR reached lua stack limit")
-        parts = self._sandbox.classify(value)
+        parts = self._active.classify(value)
         kind = parts[0]
         if kind == b"err":
             return error(parts[1])
@@ -384,9 +410,9 @@ class Scripts:
         if first == b":":
             return int(reply[1:-2])
         if first == b"+":
-            return self._sandbox.new_table(b"ok", reply[1:-2])
+            return self._active.new_table(b"ok", reply[1:-2])
         if first == b"-":
-            return self._sandbox.new_table(b"err", error_text(reply[:-2]))
+            return self._active.new_table(b"err", error_text(reply[:-2]))
         return self._parse(reply, 0)[0]
 
     def _parse(self, data: bytes, pos: int) -> tuple[object, int]:
@@ -399,22 +425,22 @@ class Scripts:
                 return False, after
             text = data[after:after + size]
             if kind == b"=":
-                return self._sandbox.new_table(b"verbatim", text[:3], text[4:]), after + size + 2
+                return self._active.new_table(b"verbatim", text[:3], text[4:]), after + size + 2
             return text, after + size + 2
         if kind == b":":
             return int(line), after
         if kind == b"+":
-            return self._sandbox.new_table(b"ok", line), after
+            return self._active.new_table(b"ok", line), after
         if kind == b"-":
-            return self._sandbox.new_table(b"err", error_text(b"-" + line)), after
+            return self._active.new_table(b"err", error_text(b"-" + line)), after
         if kind == b"_":
             return None, after
         if kind == b"#":
             return line == b"t", after
         if kind == b",":
-            return self._sandbox.new_table(b"double", float(line)), after
+            return self._active.new_table(b"double", float(line)), after
         if kind == b"(":
-            return self._sandbox.new_table(b"big_number", line), after
+            return self._active.new_table(b"big_number", line), after
         if kind in (b"*", b"~", b"%", b"|"):
             count = int(line)
             if count < 0:
@@ -427,14 +453,14 @@ class Scripts:
                 item, pos = self._parse(data, pos)
                 items.append(item)
             if kind == b"*":
-                return self._sandbox.table_from(items), pos
+                return self._active.table_from(items), pos
             if kind == b"~":
-                members = self._sandbox.table_from(dict.fromkeys(items, True))
-                return self._sandbox.new_table(b"set", members), pos
+                members = self._active.table_from(dict.fromkeys(items, True))
+                return self._active.new_table(b"set", members), pos
             if kind == b"|":  # an attribute: skipped, the reply follows it
                 return self._parse(data, pos)
             pairs = dict(zip(items[0::2], items[1::2]))
-            return self._sandbox.new_table(b"map", self._sandbox.table_from(pairs)), pos
+            return self._active.new_table(b"map", self._active.table_from(pairs)), pos
         raise ValueError(f"unexpected reply type {kind!r}")
 
     def _sha1hex(self, *args) -> bytes:
@@ -506,9 +532,9 @@ class Scripts:
                 return False
             run.busy = True
             log.warning("slow script detected: %s still running after %d ms; other clients get "
-                        "-BUSY until it ends, SCRIPT KILL stops it%s", run.script.sha.decode(),
-                        threshold, " (it has written: only SHUTDOWN NOSAVE or SIGTERM)"
-                        if run.wrote else "")
+                        "-BUSY until it ends, %s KILL stops it%s", run.script.sha.decode(),
+                        threshold, "FUNCTION" if run.script.in_library else "SCRIPT",
+                        " (it has written: only SHUTDOWN NOSAVE or SIGTERM)" if run.wrote else "")
         run.ctx.control.serve_while_busy(run.caller)
         return run.killed
 
@@ -517,15 +543,23 @@ class Scripts:
         """A script runs past the busy threshold: the others are answered -BUSY."""
         return self.running is not None and self.running.busy
 
-    def kill(self) -> bytes:
-        """SCRIPT KILL."""
+    def busy_reply(self) -> bytes:
+        """-BUSY, naming the KILL that would stop what runs (Redis's two texts)."""
+        run = self.running
+        return BUSY_FUNCTION if run is not None and run.script.in_library else BUSY
+
+    def kill(self, function: bool = False) -> bytes:
+        """SCRIPT KILL (or, `function`, FUNCTION KILL): each stops only its own kind."""
         run = self.running
         if run is None:
             return NOTBUSY
         if run.wrote:
             return UNKILLABLE
+        if run.script.in_library != function:
+            return BUSY_FUNCTION if function is False else BUSY
         run.killed = True
-        log.warning("the script %s is stopped by SCRIPT KILL", run.script.sha.decode())
+        log.warning("the script %s is stopped by %s KILL", run.script.sha.decode(),
+                    "FUNCTION" if function else "SCRIPT")
         return b"+OK\r\n"
 
     def stop(self, reason: str) -> None:

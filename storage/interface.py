@@ -200,6 +200,12 @@ class Store(Protocol):
 
     def __exit__(self, *exc_info: object) -> None: ...
 
+    def functions(self) -> bytes:
+        """The server's function libraries (a FUNCTION DUMP payload), b"" if none."""
+
+    def save_functions(self, payload: bytes) -> None:
+        """Replace the function libraries, durably, before returning (b"": none)."""
+
     def stats(self) -> StoreStats: ...
 
     # -- compaction --------------------------------------------------------------------

@@ -7,6 +7,8 @@
     <dir>/<id>.hint         log engine: the hint file of that segment
     <dir>/compaction/       log engine: a compaction's output until it is applied
     <dir>/kvd.sqlite3       sqlite engine: the database (plus -wal and -shm files)
+    <dir>/FUNCTIONS         the server's function libraries (FUNCTION DUMP's payload),
+                            replaced whole on each change; absent while there are none
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ SEGMENTS = "SEGMENTS"
 CORRUPT_DIR = "corrupt"  # damaged data kept aside by repair and compaction, never deleted
 COMPACTION_DIR = "compaction"
 SQLITE_FILE = "kvd.sqlite3"
+FUNCTIONS = "FUNCTIONS"
 # 2: write-batch markers in segments; 3: deadline changes; 4: databases (a record's
 # slot, the map record; the sqlite engine's table per slot). See record.py. An older
 # directory holds none of what came after it and is upgraded by writing the new version
@@ -119,6 +122,47 @@ def check_meta(directory: str, engine: str) -> None:
             f"{directory} has format version {meta.get('format')}; "
             f"this kvd reads version {FORMAT_VERSION}"
         )
+
+
+class LibraryFile:
+    """What both engines keep beside their data for the server: the function libraries
+    (Redis 7 keeps them in its RDB and AOF). A change is durable when the call returns:
+    the new file is written, fsynced and renamed over the old one, so a crash leaves the
+    old libraries or the new ones, never a mix; an error (a full disk) leaves the old."""
+
+    directory: str
+
+    def functions(self) -> bytes:
+        """The libraries' payload, b"" if there are none."""
+        try:
+            with open(os.path.join(self.directory, FUNCTIONS), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return b""
+
+    def save_functions(self, payload: bytes) -> None:
+        path = os.path.join(self.directory, FUNCTIONS)
+        if not payload:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                return
+            fsync_dir(self.directory)
+            return
+        tmp = path + ".tmp"
+        try:
+            with create(tmp) as f:
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        fsync_dir(self.directory)
 
 
 def _write_meta(path: str, engine: str) -> None:

@@ -29,6 +29,7 @@ from .errors import ClosedError, CompactionError, CorruptionError, StorageError
 from .interface import CompactionJob, StoreStats
 from .keydir import MASK32, Elements, KeyDir, pack, unpack
 from .layout import (
+    LibraryFile,
     change_segment_list,
     check_meta,
     checked_segment_ids,
@@ -55,7 +56,7 @@ MAX_SEGMENT_SIZE = (1 << 32) - 1
 FSYNC_POLICIES = ("always", "everysec", "no")
 
 
-class LogStore(DatabaseQueries):
+class LogStore(DatabaseQueries, LibraryFile):
     """A data directory of the log engine, open for reading and writing."""
 
     engine = "log"

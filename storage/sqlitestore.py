@@ -37,7 +37,7 @@ from .dirlock import DirectoryLock
 from .errors import ClosedError, CompactionError, StorageError
 from .interface import CompactionJob, StoreStats
 from .keydir import Elements, KeyDir
-from .layout import SQLITE_FILE, check_meta
+from .layout import SQLITE_FILE, LibraryFile, check_meta
 from .logstore import FSYNC_POLICIES
 from .private import open_fd, prepare_directory
 from .record import as_bytes, checked_ops, checked_pair
@@ -86,7 +86,7 @@ class SqliteCompaction:
         return self.pages_done * self.page_size
 
 
-class SqliteStore(DatabaseQueries):
+class SqliteStore(DatabaseQueries, LibraryFile):
     """A data directory of the sqlite engine, open for reading and writing."""
 
     engine = "sqlite"

@@ -15,6 +15,7 @@
     admin.py       INFO CONFIG COMPACT SHUTDOWN DEBUG TIME LASTSAVE WAIT MONITOR SLOWLOG MEMORY
     transactions.py MULTI EXEC DISCARD WATCH UNWATCH                        (multi.c)
     scripting.py   EVAL EVALSHA EVAL_RO EVALSHA_RO SCRIPT                  (eval.c)
+    functions.py   FUNCTION FCALL FCALL_RO                                 (functions.c)
     introspection.py COMMAND (INFO, DOCS from redis_commands.json)
     info.py        what INFO and CONFIG GET report
     common.py      the errors and argument readers the families share
@@ -39,6 +40,7 @@ from . import (
     bits,
     connection,
     dump,
+    functions,
     hashes,
     introspection,
     keys,
@@ -77,6 +79,7 @@ def _table() -> dict[bytes, Command]:
             *streams.COMMANDS,
             *keys.COMMANDS, *dump.COMMANDS,
             *connection.COMMANDS, *admin.COMMANDS, *transactions.COMMANDS, *scripting.COMMANDS,
+            *functions.COMMANDS,
             row("command", introspection.command,
                 subcommands=["count", "docs", "info", "list", "help"])]
     return {command.name.encode(): command for command in rows}

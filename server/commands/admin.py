@@ -12,7 +12,6 @@ from ..config import SETTINGS
 from ..glob import compile_glob
 from ..protocol import parse_strict_int
 from ..resp import OK, array, bulk, error, integer, status
-from ..scripting import BUSY
 from ..settings import config_values, parse_changes
 from . import info as info_
 from .common import NOT_INTEGER, SYNTAX, c_string, help_reply, unknown_subcommand
@@ -109,7 +108,7 @@ def shutdown(ctx: Context, conn: Connection, args: list) -> bytes:
         return error("ERR kvd cannot abort a shutdown")
     if ctx.scripts.busy:  # (SHUTDOWN is allow_busy)
         if not any(option.upper() == b"NOSAVE" for option in args[1:]):
-            return BUSY  # as Redis: only SHUTDOWN NOSAVE ends a busy script's server
+            return ctx.scripts.busy_reply()  # (only SHUTDOWN NOSAVE ends a busy script)
         ctx.scripts.stop("SHUTDOWN NOSAVE")
     ctx.control.request_shutdown("SHUTDOWN command")
     return OK

@@ -71,11 +71,17 @@ def _memory(ctx: Context, figures: dict) -> dict:
         used = (int(fields[1]) - int(fields[2])) * page
     except OSError:
         pass
-    lua, scripts = ctx.scripts.memory()
+    lua, scripts, functions = ctx.scripts.memory()
     return {"used_memory": used, "used_memory_rss": rss, "used_memory_human": _human(used),
             "used_memory_lua": lua, "used_memory_vm_eval": lua,
             "used_memory_lua_human": _human(lua), "used_memory_scripts_eval": scripts,
-            "number_of_cached_scripts": len(ctx.scripts.cache) if ctx.scripts else 0}
+            "number_of_cached_scripts": len(ctx.scripts.cache) if ctx.scripts else 0,
+            "number_of_functions": len(ctx.functions.functions),
+            "number_of_libraries": len(ctx.functions.libraries),
+            "used_memory_vm_functions": functions,
+            "used_memory_vm_total": lua + functions,
+            "used_memory_functions": sum(len(library.code) for library in
+                                         ctx.functions.libraries.values())}
 
 
 def _persistence(ctx: Context, figures: dict) -> dict:

@@ -318,19 +318,175 @@ local function hook()
   end
 end
 
-local function prepare(nkeys, ...)
+-- EVAL's scripts find their keys and arguments in the globals KEYS and ARGV; a
+-- function (FCALL) gets them as its two arguments, and there are no such globals.
+local function_keys, function_args
+local function prepare(as_function, nkeys, ...)
   local all, keys, argv = {...}, {}, {}
   for i = 1, nkeys do keys[i] = all[i] end
   for i = nkeys + 1, select("#", ...) do argv[i - nkeys] = all[i] end
-  hidden.KEYS, hidden.ARGV = keys, argv
+  if as_function then
+    function_keys, function_args = keys, argv
+  else
+    hidden.KEYS, hidden.ARGV = keys, argv
+  end
 end
 
-local function run(fn)
+local function run(fn, as_function)
   stopping = false
   sethook(hook, "", api.hook_instructions)
-  local ok, reply = xpcall(fn, where)
+  local ok, reply
+  if as_function then
+    local keys, args = function_keys, function_args
+    function_keys, function_args = nil, nil
+    ok, reply = xpcall(function() return fn(keys, args) end, where)
+  else
+    ok, reply = xpcall(fn, where)
+  end
   sethook()
   return ok, reply
+end
+
+-- == function libraries (FUNCTION LOAD), as Redis 7.0's function_lua.c ==
+--
+-- A library's code runs once, when it is loaded, with globals of its own that hold only
+-- `redis` -- register_function, log and its levels, the version -- and then registers
+-- its functions; they run later with the globals every script has.
+
+local FLAGS = {["no-writes"] = true, ["allow-oom"] = true, ["allow-stale"] = true,
+               ["no-cluster"] = true, ["allow-cross-slot-keys"] = true}
+local lower, match = string.lower, string.match
+local registering  -- the functions of the library being loaded, in order
+local end_load
+local function refused(message) error({err = "ERR " .. message}) end
+
+local function register_function(...)
+  if not registering then
+    refused("redis.register_function can only be called on FUNCTION LOAD command")
+  end
+  local n = select("#", ...)
+  if n < 1 or n > 2 then refused("wrong number of arguments to redis.register_function") end
+  local name, callback, description, flags = nil, nil, nil, {}
+  if n == 1 then
+    local named = ...
+    if type(named) ~= "table" then
+      refused("calling redis.register_function with a single argument is only applicable to "
+              .. "Lua table (representing named arguments).")
+    end
+    for key, value in next, named do
+      local kind = type(key)
+      if kind ~= "string" and kind ~= "number" then
+        refused("named argument key given to redis.register_function is not a string")
+      end
+      key = lower(tostring(key))
+      if key == "function_name" then
+        if type(value) ~= "string" and type(value) ~= "number" then
+          refused("function_name argument given to redis.register_function must be a string")
+        end
+        name = tostring(value)
+      elseif key == "description" then
+        if type(value) ~= "string" and type(value) ~= "number" then
+          refused("description argument given to redis.register_function must be a string")
+        end
+        description = tostring(value)
+      elseif key == "callback" then
+        if type(value) ~= "function" then
+          refused("callback argument given to redis.register_function must be a function")
+        end
+        callback = value
+      elseif key == "flags" then
+        if type(value) ~= "table" then
+          refused("flags argument to redis.register_function must be a table representing "
+                  .. "function flags")
+        end
+        local i = 1
+        while rawget(value, i) ~= nil do
+          local flag = rawget(value, i)
+          if (type(flag) ~= "string" and type(flag) ~= "number")
+             or not FLAGS[lower(tostring(flag))] then
+            refused("unknown flag given")
+          end
+          flags[#flags + 1] = lower(tostring(flag))
+          i = i + 1
+        end
+      else
+        refused("unknown argument given to redis.register_function")
+      end
+    end
+    if name == nil then refused("redis.register_function must get a function name argument") end
+    if callback == nil then refused("redis.register_function must get a callback argument") end
+  else
+    name, callback = ...
+    if type(name) ~= "string" and type(name) ~= "number" then
+      refused("first argument to redis.register_function must be a string")
+    end
+    name = tostring(name)
+    if type(callback) ~= "function" then
+      refused("second argument to redis.register_function must be a function")
+    end
+  end
+  if not match(name, "^[%w_]+$") then
+    refused("Library names can only contain letters, numbers, or underscores(_) and must be "
+            .. "at least one character long")
+  end
+  for i = 1, #registering do
+    if registering[i][1] == name then refused("Function already exists in the library") end
+  end
+  registering[#registering + 1] = {name, callback, description or false, flags}
+end
+
+local library_redis = {register_function = register_function, log = redis.log,
+                       LOG_DEBUG = 0, LOG_VERBOSE = 1, LOG_NOTICE = 2, LOG_WARNING = 3,
+                       REDIS_VERSION = api.version, REDIS_VERSION_NUM = api.version_num}
+mark(library_redis)
+local function nonexistent(_, name)
+  error("Script attempted to access nonexistent global variable '" .. tostring(name) .. "'", 2)
+end
+setmetatable(library_redis, {__index = nonexistent})
+local library_globals = setmetatable({redis = readonly(library_redis)},
+                                     {__index = nonexistent})
+
+-- The load hook: a library's code that runs too long is stopped (api.load_tick says when).
+local load_tick = api.load_tick
+local function load_hook()
+  local ok, late = load_tick()
+  relimit()
+  if ok and late then
+    sethook(load_hook, "l")
+    local info = getinfo(2, "S")
+    if info and info.source == "=kvd" then return end  -- not in load_library itself
+    error({err = "ERR FUNCTION LOAD timeout"})
+  end
+end
+
+-- The state every script expects, after a load (the server calls it too, should a load
+-- ever end in an error that escaped, such as running out of memory).
+end_load = function()
+  sethook()
+  globals_meta.__index = hidden
+  registering = nil
+end
+
+-- Load a library's code (after its shebang line): (true, {{name, callback, description,
+-- flags}...}) or (false, the error text).
+local function load_library(code)
+  local f, message = compile(code, "@user_function")
+  if not f then return false, "Error compiling function: " .. tostring(message) end
+  registering = {}
+  globals_meta.__index = library_globals
+  sethook(load_hook, "", api.hook_instructions)
+  local ok, err = lua_pcall(f)
+  local registered = registering
+  end_load()
+  if not ok then
+    if type(err) == "table" then
+      err = rawget(err, "err")
+    else
+      err = "ERR " .. tostring(err)
+    end
+    return false, "Error registering functions: " .. tostring(err)
+  end
+  return true, registered
 end
 
 -- A script's body, compiled: (the function to run) or (nil, the compiler's message).
@@ -381,4 +537,4 @@ local function new_table(kind, a, b)
   return a
 end
 
-return prepare, run, compile_script, classify, new_table
+return prepare, run, compile_script, classify, new_table, load_library, end_load

@@ -15,6 +15,7 @@ from server.connection import Connection
 from server.context import REDIS_VERSION, Auth, Context
 from server.databases import Databases
 from server.dispatch import Dispatcher
+from server.functions import Functions
 from server.latency import LatencyMonitor
 from server.monitor import Monitors
 from server.pause import ClientPause
@@ -79,12 +80,13 @@ class Harness:
         self.scripts = Scripts(self.config, REDIS_VERSION)
         self.timers = Timers()
         self.resumed: list[Connection] = []  # the clients a CLIENT PAUSE held, once it ends
+        self.functions = Functions(self.scripts, self.store)
         self.pause = ClientPause(self.timers, self.databases, self.resumed.extend,
-                                 self.scripts.may_write)
+                                 self.functions.may_write)
         self.gate = Dispatcher(Context(self.keyspace, self.stats, self.config, self.control,
                                        Auth(password), self.scripts, Monitors(""),
                                        SlowLog(-1, 128), LatencyMonitor(0), self.pause,
-                                       self.databases),
+                                       self.databases, self.functions),
                                self.commit)
         self._sockets = socket.socketpair()
         parser = RequestParser(1 << 20, 1 << 20, unauthenticated=password is not None)
