@@ -84,19 +84,32 @@ class PubSub:
 
     def publish(self, channel: bytes, message: bytes, shard: bool = False) -> int:
         """Deliver `message` to the subscribers of `channel` (and, unless `shard`, of the
-        patterns matching it); how many received it."""
+        patterns matching it); how many received it. The message is encoded once per
+        protocol, not once per subscriber."""
         received = 0
-        table = self.shard_channels if shard else self.channels
-        kind = b"smessage" if shard else b"message"
-        for conn in list(table.get(channel, ())):
-            self.deliver(conn, conn.resp.push([kind, channel, message]))
-            received += 1
+        deliver = self.deliver
+        listeners = (self.shard_channels if shard else self.channels).get(channel)
+        if listeners:
+            kind = b"smessage" if shard else b"message"
+            encoded: dict = {}
+            for conn in list(listeners):
+                resp = conn.resp
+                data = encoded.get(resp)
+                if data is None:
+                    data = encoded[resp] = resp.push([kind, channel, message])
+                deliver(conn, data)
+                received += 1
         if not shard:
-            for pattern, (matches, listeners) in list(self.patterns.items()):
-                if listeners and matches(channel):
-                    for conn in list(listeners):
-                        self.deliver(conn, conn.resp.push([b"pmessage", pattern, channel,
-                                                           message]))
+            for pattern, (matches, subscribers) in list(self.patterns.items()):
+                if subscribers and matches(channel):
+                    encoded = {}
+                    for conn in list(subscribers):
+                        resp = conn.resp
+                        data = encoded.get(resp)
+                        if data is None:
+                            data = encoded[resp] = resp.push([b"pmessage", pattern, channel,
+                                                              message])
+                        deliver(conn, data)
                         received += 1
         return received
 

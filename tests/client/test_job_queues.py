@@ -52,7 +52,8 @@ def add(x, y):
 @pytest.mark.slow
 def test_celery_worker_runs_a_task_and_returns_its_result(make_daemon, tmp_path, monkeypatch):
     """A Celery worker with its defaults (prefork pool, kombu's Redis transport: lists,
-    sets, sorted sets, pub/sub; the Redis result backend: pub/sub and keys)."""
+    sets, sorted sets, pub/sub; the Redis result backend: pub/sub and keys), and its
+    remote control through the broadcast (fanout) exchange."""
     server = make_daemon(tcp=True)
     (tmp_path / "tasks.py").write_text(CELERY_APP.format(port=server.port))
     worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "tasks", "worker",
@@ -69,6 +70,12 @@ def test_celery_worker_runs_a_task_and_returns_its_result(make_daemon, tmp_path,
 
         assert tasks.add.delay(2, 3).get(timeout=30) == 5
         assert [tasks.add.delay(i, i).get(timeout=30) for i in range(3)] == [0, 2, 4]
+        # Broadcast (kombu's fanout exchange: PUBLISH to the worker's PSUBSCRIBE) and the
+        # replies it sends back: the remote-control commands `celery inspect` uses.
+        replies = tasks.app.control.ping(timeout=10)
+        assert len(replies) == 1 and list(replies[0].values()) == [{"ok": "pong"}]
+        stats = tasks.app.control.inspect(timeout=10).stats()
+        assert stats and list(stats.values())[0]["pool"]["max-concurrency"] == 1
     finally:
         worker.send_signal(signal.SIGTERM)  # a warm shutdown
         try:

@@ -6,6 +6,7 @@ and what happens to a subscriber that disconnects or stops reading."""
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import hiredis
@@ -157,3 +158,38 @@ def test_client_kill_type_pubsub_closes_subscribers_only(kvd):
     finally:
         subscriber.close()
         plain.close()
+
+
+def test_redis_py_listen_and_run_in_thread(kvd):
+    """redis-py's other two ways to consume, with their defaults: the `listen()`
+    generator, and a handler per channel on a worker thread (`run_in_thread`)."""
+    client = kvd.client(decode_responses=True)
+    listener = client.pubsub()
+    listener.subscribe("news")
+    messages = listener.listen()
+    assert next(messages)["type"] == "subscribe"
+    client.publish("news", "first")
+    assert next(messages)["data"] == "first"
+    listener.close()
+
+    received: list[str] = []
+    done = threading.Event()
+
+    def handle(message: dict) -> None:
+        received.append(message["data"])
+        if len(received) == 3:
+            done.set()
+
+    threaded = client.pubsub()
+    threaded.psubscribe(**{"jobs.*": handle})
+    worker = threaded.run_in_thread(sleep_time=0.01, daemon=True)
+    try:
+        wait_for(lambda: client.pubsub_numpat() == 1, 10, "the pattern subscription")
+        for n in range(3):
+            client.publish(f"jobs.{n}", f"job {n}")
+        assert done.wait(10)
+        assert received == ["job 0", "job 1", "job 2"]
+    finally:
+        worker.stop()
+        worker.join(10)
+        threaded.close()
