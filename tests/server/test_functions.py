@@ -159,8 +159,9 @@ def test_payloads_move_both_ways(pair):
         client.function_flush()
 
 
-def test_libraries_survive_sigkill_compaction_and_restart(make_daemon):
-    kvd = make_daemon()
+@pytest.mark.parametrize("engine", ["log", "sqlite"])
+def test_libraries_survive_sigkill_compaction_and_restart(make_daemon, engine):
+    kvd = make_daemon("--engine", engine)
     client = kvd.client(protocol=2)
     client.function_load(LIBRARY.decode())
     client.function_load(OTHER.decode())
