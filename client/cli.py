@@ -23,7 +23,7 @@ from redis.retry import Retry
 
 from server.pidfile import PidFileError, inspect, send_signal, unresponsive
 
-from . import DEFAULT_SOCKET, connect, transfer
+from . import DEFAULT_SOCKET, connect, rdbfile, rdbimport, transfer
 
 EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_SERVER = 1, 2, 3, 4
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -501,6 +501,11 @@ def import_(settings: Settings, path: str, allow_any: bool) -> None:
     or any file written for `redis-cli --pipe`, in the protocol or as inline lines
     (SET greeting "hello world"). Existing keys are overwritten.
 
+    A Redis RDB file (dump.rdb, from SAVE or `redis-cli --rdb`) is imported key by key:
+    every database, hashes, lists, sets, sorted sets and strings with their TTLs, and the
+    function libraries; keys already expired, streams and module values are left out
+    and counted. Its checksum is checked before anything is sent.
+
     Only data commands run: those that write keys (not FLUSHALL, FLUSHDB, SWAPDB or
     another Redis calls dangerous, nor blocking ones), RESTORE, SELECT, MULTI/EXEC/DISCARD
     and PING. Another command stops the import before it is sent (exit 2), unless
@@ -511,8 +516,12 @@ def import_(settings: Settings, path: str, allow_any: bool) -> None:
       kvctl import backup.resp
       gunzip -c backup.resp.gz | kvctl import -
       printf 'SET a 1\nSET b 2\n' | kvctl import -
+      redis-cli -p 6379 --rdb dump.rdb && kvctl import dump.rdb
     """
     client = settings.client()
+    if path != "-" and _is_rdb(path):
+        _import_rdb(client, path)
+        return
     try:
         source = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 (with below)
     except OSError as exc:
@@ -530,6 +539,38 @@ def import_(settings: Settings, path: str, allow_any: bool) -> None:
         for text in done.first_errors:
             click.echo(f"kvctl: refused: {text}", err=True)
         raise Failure(f"{done.errors} commands were refused", EXIT_SERVER)
+
+
+def _is_rdb(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(5) == b"REDIS"
+    except OSError as exc:
+        raise Failure(f"cannot read {path}: {exc.strerror}", EXIT_USAGE) from None
+
+
+def _import_rdb(client: redis.Redis, path: str) -> None:
+    size = os.path.getsize(path)
+    try:
+        with _progress(size if size >= PROGRESS_BYTES else 0, "importing") as bar:
+            done = rdbimport.load_rdb(client, path, bar.update)
+    except rdbfile.RdbError as exc:
+        raise Failure(str(exc), EXIT_USAGE) from None
+    databases = ", ".join(f"db{db}: {count}" for db, count in sorted(done.by_db.items()))
+    rate = done.keys / done.seconds if done.seconds else 0
+    click.echo(f"imported {done.keys} keys ({databases or 'none'}) and {done.libraries} "
+               f"function libraries in {done.seconds:.2f} s ({rate:,.0f} keys/s, "
+               f"{size / 1e6 / max(done.seconds, 1e-9):.1f} MB/s)", err=True)
+    left_out = [f"{done.expired} already expired"] if done.expired else []
+    left_out += [f"{done.empty} empty"] if done.empty else []
+    left_out += [f"{count} {kind}{'s' if count > 1 else ''} (kvd does not restore them)"
+                 for kind, count in sorted(done.skipped.items())]
+    if left_out:
+        click.echo(f"left out: {', '.join(left_out)}", err=True)
+    if done.errors:
+        for text in done.first_errors:
+            click.echo(f"kvctl: refused: {text}", err=True)
+        raise Failure(f"{done.errors} keys were refused", EXIT_SERVER)
 
 
 class _NoClose:

@@ -1,10 +1,11 @@
 """DUMP payloads: Redis's serialization of one value, for DUMP, RESTORE and MIGRATE.
 
 A payload is the value as an RDB file stores it -- a type byte, then the
-string in one of RDB's encodings -- followed by the RDB version (2 bytes, little
+value in one of RDB's encodings -- followed by the RDB version (2 bytes, little
 endian) and a CRC-64 (Jones polynomial, as Redis's crc64.c) of everything
-before it (8 bytes, little endian). kvd holds strings only, so it reads and
-writes the string type (0) in all of RDB's string encodings:
+before it (8 bytes, little endian). This module has the framing, the CRC and
+RDB's strings (the collections' types are rdb_objects.py's), in all of RDB's
+string encodings:
 
 * a length-prefixed string;
 * an integer of 8, 16 or 32 bits (what Redis writes for short decimal strings);
@@ -24,9 +25,6 @@ import anycrc
 
 RDB_VERSION = 10  # Redis 7.0's
 RDB_TYPE_STRING = 0
-_TYPE_NAMES = {1: "list", 2: "set", 3: "zset", 4: "hash", 5: "zset", 6: "module", 7: "module",
-               9: "hash", 10: "list", 11: "set", 12: "list", 13: "hash", 14: "list", 15: "stream",
-               16: "hash", 17: "zset", 18: "list", 19: "stream"}
 _ENC_INT8, _ENC_INT16, _ENC_INT32, _ENC_LZF = 0, 1, 2, 3
 
 
@@ -108,27 +106,6 @@ def verify(payload: bytes) -> None:
     version, crc = struct.unpack("<HQ", payload[-10:])
     if version > RDB_VERSION or crc64(memoryview(payload)[:-8]) != crc:
         raise PayloadError("ERR DUMP payload version or checksum are wrong")
-
-
-def load(payload: bytes) -> bytes:
-    """The string a DUMP payload holds (checked by verify() first)."""
-    verify(payload)
-    body = memoryview(payload)[:-10]
-    if not len(body):
-        raise PayloadError("ERR Bad data format")
-    kind = body[0]
-    if kind != RDB_TYPE_STRING:
-        name = _TYPE_NAMES.get(kind)
-        if name is None:
-            raise PayloadError("ERR Bad data format")
-        raise PayloadError(f"ERR kvd holds strings only; this payload is a {name}")
-    try:
-        value, end = _read_string(body, 1)
-    except (IndexError, struct.error):
-        raise PayloadError("ERR Bad data format") from None
-    if end != len(body):
-        raise PayloadError("ERR Bad data format")
-    return value
 
 
 def _read_length(body: memoryview, at: int) -> tuple[int, bool, int]:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING
 
-from .. import notify, rdb
-from ..keyspace import STRING, TYPE_NAMES, now_ms
+from .. import notify
+from ..keyspace import now_ms
 from ..protocol import encode_request, parse_strict_int
+from ..rdb import PayloadError
+from ..rdb_objects import dump_payload, load_payload
 from ..resp import OK, error, status
 from .common import NOT_INTEGER, SYNTAX, keyword
 from .table import row
+from .values import read_value, write_value
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -25,17 +28,11 @@ if TYPE_CHECKING:
 BUSYKEY = error("BUSYKEY Target key name already exists.")
 
 
-NOT_YET = "ERR kvd dumps strings only so far; this key holds a {}"
-
-
 def dump(ctx: Context, conn: Connection, args: list) -> bytes:
-    found = ctx.keyspace.read_any(args[1])
-    if found is None:
+    value = read_value(ctx.keyspace, args[1])
+    if value is None:
         return conn.resp.null
-    value, kind = found
-    if kind != STRING:
-        return error(NOT_YET.format(TYPE_NAMES[kind]))
-    parts = rdb.dump_parts(value)
+    parts = dump_payload(value)
     return b"".join([b"$%d\r\n" % sum(map(len, parts)), *parts, b"\r\n"])  # one copy
 
 
@@ -78,15 +75,15 @@ def restore(ctx: Context, conn: Connection, args: list) -> bytes:
     if ttl < 0:
         return error("ERR Invalid TTL value, must be >= 0")
     try:
-        value = rdb.load(args[3])
-    except rdb.PayloadError as exc:
+        value = load_payload(args[3])
+    except PayloadError as exc:
         return error(str(exc))
     deadline = ttl if absolute or not ttl else ttl + now_ms()
     if deadline and deadline <= now_ms():  # already expired: only the REPLACE's delete
         if replace:
             keyspace.remove(key)
         return OK
-    keyspace.put(key, value, deadline)
+    write_value(ctx, key, value, deadline)
     keyspace.notify(notify.GENERIC, b"restore", key)
     return OK
 
@@ -133,18 +130,14 @@ def migrate(ctx: Context, conn: Connection, args: list) -> bytes:
         return NOT_INTEGER
     timeout = timeout if timeout > 0 else 1000
     keyspace = ctx.keyspace
-    present = [(key, hit) for key in keys if (hit := keyspace.read_any(key)) is not None]
-    for _, (_, kind) in present:
-        if kind != STRING:
-            return error(NOT_YET.format(TYPE_NAMES[kind]))
-    found = [(key, value) for key, (value, _) in present]
+    found = [(key, value) for key in keys if (value := read_value(keyspace, key)) is not None]
     if not found:
         return status("NOKEY")
     restores = []
     for key, value in found:
         deadline = keyspace.deadline(key)
         ttl = max(deadline - now_ms(), 1) if deadline else 0
-        restores.append((key, [b"RESTORE", key, b"%d" % ttl, rdb.dump(value),
+        restores.append((key, [b"RESTORE", key, b"%d" % ttl, b"".join(dump_payload(value)),
                                *([b"REPLACE"] if replace else [])]))
     commands = ([[b"AUTH", *auth]] if auth else []) + [[b"SELECT", b"%d" % db]]
     commands += [command for _, command in restores]
