@@ -22,6 +22,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from server.pidfile import PidFileError, inspect, send_signal, unresponsive
+from server.rdb import load_libraries
 
 from . import DEFAULT_SOCKET, connect, rdbfile, rdbimport, transfer
 
@@ -444,32 +445,44 @@ PROGRESS_KEYS, PROGRESS_BYTES = 10_000, 16 << 20
 
 @main.command("export", context_settings=CONTEXT)
 @click.argument("path", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--rdb", "as_rdb", is_flag=True,
+              help="Write an RDB file (dump.rdb) that Redis 7.0 loads at start-up, not "
+                   "commands.")
 @click.option("--skip-corrupt", is_flag=True,
               help="Export what can be read when some keys cannot (damaged records), "
                    "naming them, instead of failing.")
 @click.pass_obj
-def export_(settings: Settings, path: str, skip_corrupt: bool) -> None:
-    """Write every key, with its TTL, to PATH ("-" for stdout) as Redis commands.
+def export_(settings: Settings, path: str, as_rdb: bool, skip_corrupt: bool) -> None:
+    """Write every key of every database, with its TTL, to PATH ("-" for stdout) as Redis
+    commands: SELECT, then SET for a string, HSET, RPUSH, SADD or ZADD (in MULTI/EXEC) for
+    a collection.
 
     The file is what `redis-cli --pipe` sends, so it loads into Redis as well as into
-    kvd (kvctl import). Against a Redis server, keys that are not strings are skipped.
-    A key that cannot be read (a damaged record) fails the export, naming it, and no
-    file is left; with --skip-corrupt the rest is exported and the key named.
+    kvd (kvctl import). With --rdb, PATH is an RDB file instead, with the function
+    libraries: put it in Redis's directory as dump.rdb and start redis-server. Streams
+    (not dumped by kvd yet) and module values are left out and counted. A key that
+    cannot be read (a damaged record) fails the export, naming it, and no file is left;
+    with --skip-corrupt the rest is exported and the key named.
 
     \b
     Examples:
       kvctl export backup.resp
       kvctl export - | gzip > backup.resp.gz
       redis-cli --pipe < backup.resp            into a Redis server
+      kvctl export --rdb /var/lib/redis/dump.rdb
     """
     client = settings.client()
-    total = client.dbsize()
+    total = sum(db.get("keys", 0) for name, db in client.info("keyspace").items()
+                if name.startswith("db"))
     out = sys.stdout.buffer if path == "-" else None
     target = path if out is None else "stdout"
     try:
         with (open(path + ".tmp", "wb") if out is None else _NoClose(out)) as f, \
                 _progress(total if total >= PROGRESS_KEYS else 0, "exporting") as bar:
-            done = transfer.export(client, f, bar.update)
+            if as_rdb:
+                done = _export_rdb(client, f, bar.update)
+            else:
+                done = transfer.export(client, f, bar.update)
         unreadable = "; ".join(f"{key!r}: {why}" for key, why in done.unreadable[:10])
         if len(done.unreadable) > 10:
             unreadable += f"; and {len(done.unreadable) - 10} more"
@@ -484,11 +497,26 @@ def export_(settings: Settings, path: str, skip_corrupt: bool) -> None:
     finally:
         if out is None and os.path.exists(path + ".tmp"):
             os.unlink(path + ".tmp")
-    skipped = f"; skipped {done.skipped} keys that are not strings" if done.skipped else ""
+    skipped = "".join(f"; left out {count} {kind}{'s' if count > 1 else ''}"
+                      for kind, count in sorted(done.skipped.items()))
     if done.unreadable:
         skipped += f"; SKIPPED {len(done.unreadable)} keys that could not be read ({unreadable})"
-    click.echo(f"exported {done.keys} keys ({done.with_ttl} with a TTL) to {target} in "
-               f"{done.seconds:.2f} s{skipped}", err=True)
+    databases = ", ".join(f"db{db}: {count}" for db, count in sorted(done.by_db.items()))
+    click.echo(f"exported {done.keys} keys ({databases or 'none'}; {done.with_ttl} with a TTL) "
+               f"to {target} in {done.seconds:.2f} s{skipped}", err=True)
+
+
+def _export_rdb(client: redis.Redis, out, progress) -> transfer.Exported:
+    """Every key, then the function libraries, as an RDB file."""
+    done = transfer.Exported()
+    started = time.monotonic()
+    writer = rdbfile.RdbWriter(out)
+    for item in transfer.keys_of(client, done, progress):
+        writer.key(item.db, item.key, item.value, item.deadline_ms)
+    writer.libraries(load_libraries(client.execute_command("FUNCTION", "DUMP")))
+    writer.finish()
+    done.seconds = time.monotonic() - started
+    return done
 
 
 @main.command("import", context_settings=CONTEXT)

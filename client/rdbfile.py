@@ -1,24 +1,35 @@
-"""Reading an RDB file (Redis's dump.rdb, from `SAVE`, `BGSAVE` or `redis-cli --rdb`) as a
-stream of keys, for `kvctl import`: Redis 6.x and 7.0 files (RDB versions up to 10;
-11 and 12, of Redis 7.2 and 7.4, are read where they use the types kvd knows).
+"""Reading and writing RDB files (Redis's dump.rdb). Read, from `SAVE`, `BGSAVE` or
+`redis-cli --rdb`, as a stream of keys for `kvctl import`: Redis 6.x and 7.0 files (RDB
+versions up to 10; 11 and 12, of Redis 7.2 and 7.4, are read where they use the types
+kvd knows).
 
 Each key comes with its database, its deadline and its value in a plain form
 (server/rdb_objects.py reads every encoding); a stream or a module's value is passed
 over (its bytes skipped) and reported by its type's name, so that an import can count
 what it left out. Function libraries (Redis 7 keeps them in the file) come as their code.
 The whole file's CRC-64 is checked before anything is read, so a damaged file is
-refused before a single key is sent.
+refused before a single key is sent. Written (`kvctl export --rdb`) in RDB version 10,
+which Redis 7.0 and later load at start-up.
 """
 
 from __future__ import annotations
 
 import mmap
 import struct
+import time
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
-from server.rdb import PayloadError, _read_length, _read_string, crc64
-from server.rdb_objects import T_MODULE_2, T_STREAM_LISTPACKS, Value, read_value
+from server.rdb import (
+    RDB_VERSION,
+    PayloadError,
+    _length,
+    _read_length,
+    _read_string,
+    crc64,
+    encode_string,
+)
+from server.rdb_objects import T_MODULE_2, T_STREAM_LISTPACKS, Value, encode_value, read_value
 
 OP_FUNCTION2, OP_FUNCTION, OP_MODULE_AUX, OP_IDLE, OP_FREQ = 245, 246, 247, 248, 249
 OP_AUX, OP_RESIZEDB, OP_EXPIRETIME_MS, OP_EXPIRETIME, OP_SELECTDB, OP_EOF = (
@@ -176,3 +187,41 @@ def _skip_fields(body: memoryview, at: int) -> int:
             _, at = _read_string(body, at)
         else:
             raise PayloadError("ERR Bad data format")
+
+
+# -- writing ------------------------------------------------------------------------------
+
+class RdbWriter:
+    """An RDB file of version 10 (Redis 7.0's) written as keys come: header and aux
+    fields, each database's SELECTDB, each key with its deadline, the function
+    libraries, EOF and the CRC-64 of it all -- what redis-server loads at start-up."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.crc = 0
+        self.db: int | None = None
+        self._write(b"REDIS%04d" % RDB_VERSION)
+        for name, value in ((b"redis-ver", b"7.0.0"), (b"redis-bits", b"64"),
+                            (b"ctime", b"%d" % time.time()), (b"aof-base", b"0")):
+            self._write(bytes([OP_AUX]) + encode_string(name) + encode_string(value))
+
+    def _write(self, data: bytes) -> None:
+        self.out.write(data)
+        self.crc = crc64(data, self.crc)
+
+    def key(self, db: int, key: bytes, value: Value, deadline_ms: int) -> None:
+        if db != self.db:
+            self._write(bytes([OP_SELECTDB]) + _length(db))
+            self.db = db
+        if deadline_ms:
+            self._write(bytes([OP_EXPIRETIME_MS]) + struct.pack("<q", deadline_ms))
+        encoded = encode_value(value)  # (the type byte, then the value)
+        self._write(encoded[:1] + encode_string(key) + encoded[1:])
+
+    def libraries(self, codes: list[bytes]) -> None:
+        for code in codes:
+            self._write(bytes([OP_FUNCTION2]) + _length(len(code)) + code)
+
+    def finish(self) -> None:
+        self._write(bytes([OP_EOF]))
+        self.out.write(struct.pack("<Q", self.crc))

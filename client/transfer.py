@@ -1,11 +1,12 @@
 """`kvctl export` and `kvctl import`: the whole keyspace to and from a file of Redis commands.
 
-The file is the Redis protocol itself, one `SET key value [PXAT ms]` per key
--- exactly what `redis-cli --pipe` sends -- so it loads into Redis as it is,
+The file is the Redis protocol itself -- each database's SELECT, then per key `SET key
+value [PXAT ms]`, or for a collection its HSET/RPUSH/SADD/ZADD and PEXPIREAT in a
+MULTI/EXEC -- exactly what `redis-cli --pipe` sends, so it loads into Redis as it is,
 and `kvctl import` loads any such file (from kvctl, or written for
 `redis-cli --pipe`) into kvd, in the protocol or as inline lines
 (`SET greeting "hello world"`), read by the server's own parser. It works
-against Redis too: `kvctl --port 6379 export` takes a Redis server's strings.
+against Redis too: `kvctl --port 6379 export` takes a Redis server's keys.
 
 An import runs data commands only (those that write keys, as Redis flags them,
 but no FLUSHALL/FLUSHDB/SWAPDB or other command Redis calls dangerous, and
@@ -14,7 +15,7 @@ from elsewhere must not reconfigure or empty the server. `allow_any` lifts that.
 
 Each batch of keys is read in one MULTI/EXEC (value and deadline together), so
 every key is exported as it was at one moment; keys deleted or expired meanwhile
-are left out, keys that are not strings (from Redis) are counted and skipped. A key
+are left out, streams and module values are counted and skipped. A key
 the server cannot read (a damaged record) is never skipped silently: it is named in
 `Exported.unreadable`, and the caller fails the export unless told otherwise.
 """
@@ -27,12 +28,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import redis
 
 import server
 from server.protocol import ProtocolError, RequestParser, encode_request
+from server.rdb import PayloadError
+from server.rdb_objects import HASH, LIST, STRING, ZSET, Value, load_payload
 
 BATCH = 1000
 
@@ -41,55 +44,129 @@ BATCH = 1000
 class Exported:
     keys: int = 0
     with_ttl: int = 0
-    skipped: int = 0  # not strings
+    by_db: dict[int, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)  # type -> keys left out (streams)
     unreadable: list[tuple[bytes, str]] = field(default_factory=list)  # (key, the error)
     seconds: float = 0.0
 
 
+class Key(NamedTuple):
+    db: int
+    key: bytes
+    value: Value
+    deadline_ms: int  # 0: none
+
+
+def keys_of(client: redis.Redis, done: Exported,
+            progress: Callable[[int], None] | None = None) -> Iterator[Key]:
+    """Every key of every database that holds some, with its value (any type, read by
+    DUMP) and deadline; each batch of keys is read in one MULTI/EXEC, so each key is as
+    it was at one moment. Keys gone meanwhile are left out; a stream or module value is
+    counted in `done.skipped`, a key the server cannot read in `done.unreadable`."""
+    for db in _databases(client):
+        pool = client.connection_pool
+        source = client if db == pool.connection_kwargs.get("db", 0) else redis.Redis(
+            connection_pool=redis.ConnectionPool(connection_class=pool.connection_class,
+                                                 **{**pool.connection_kwargs, "db": db}))
+        try:
+            batch: list[bytes] = []
+            for key in source.scan_iter(count=BATCH):
+                batch.append(key)
+                if len(batch) == BATCH:
+                    yield from _read_batch(source, db, batch, done)
+                    if progress:
+                        progress(len(batch))
+                    batch = []
+            if batch:
+                yield from _read_batch(source, db, batch, done)
+                if progress:
+                    progress(len(batch))
+        finally:
+            if source is not client:
+                source.close()
+
+
+def _databases(client: redis.Redis) -> list[int]:
+    """The databases holding keys (INFO keyspace), ascending."""
+    return sorted(int(name[2:]) for name in client.info("keyspace") if name.startswith("db"))
+
+
+def _read_batch(client: redis.Redis, db: int, keys: list[bytes], done: Exported
+                ) -> Iterator[Key]:
+    pipe = client.pipeline(transaction=True)
+    for key in keys:
+        pipe.execute_command("DUMP", key, NEVER_DECODE=True)
+        pipe.execute_command("PEXPIRETIME", key)
+    replies = pipe.execute(raise_on_error=False)
+    for key, payload, deadline in zip(keys, replies[::2], replies[1::2]):
+        if isinstance(payload, redis.ResponseError):
+            if "stream" in str(payload):  # kvd's: it does not dump streams yet
+                done.skipped["stream"] = done.skipped.get("stream", 0) + 1
+            else:  # damaged data, or any other failure to read it
+                done.unreadable.append((key, str(payload)))
+            continue
+        if payload is None:  # deleted or expired since the SCAN saw it
+            continue
+        try:
+            value = load_payload(payload)
+        except PayloadError as exc:  # a Redis stream or module value
+            kind = "stream" if "stream" in str(exc) else "module" if "module" in str(
+                exc) else "unreadable"
+            done.skipped[kind] = done.skipped.get(kind, 0) + 1
+            continue
+        deadline = deadline if isinstance(deadline, int) and deadline > 0 else 0
+        done.keys += 1
+        done.with_ttl += bool(deadline)
+        done.by_db[db] = done.by_db.get(db, 0) + 1
+        yield Key(db, key, value, deadline)
+
+
 def export(client: redis.Redis, out: BinaryIO, progress: Callable[[int], None] | None = None
            ) -> Exported:
-    """Write every string key (with its deadline) to `out`; `progress(n)` after each batch."""
+    """Write every key of every database (with its deadline) to `out` as the commands
+    that make it: SELECT, then SET ... PXAT for a string, and for a collection DEL, its
+    HSET/RPUSH/SADD/ZADD (in chunks) and PEXPIREAT inside MULTI/EXEC, so that on import
+    each key arrives whole. `progress(n)` after each batch of keys."""
     done = Exported()
     started = time.monotonic()
-    batch: list[bytes] = []
-    for key in client.scan_iter(count=BATCH):
-        batch.append(key)
-        if len(batch) == BATCH:
-            _export_batch(client, batch, out, done)
-            if progress:
-                progress(len(batch))
-            batch = []
-    if batch:
-        _export_batch(client, batch, out, done)
-        if progress:
-            progress(len(batch))
+    db = None
+    for item in keys_of(client, done, progress):
+        if item.db != db:
+            db = item.db
+            out.write(encode_request(b"SELECT", b"%d" % db))
+        out.write(b"".join(commands_for(item)))
     done.seconds = time.monotonic() - started
     return done
 
 
-def _export_batch(client: redis.Redis, keys: list[bytes], out: BinaryIO, done: Exported) -> None:
-    pipe = client.pipeline(transaction=True)
-    for key in keys:
-        pipe.execute_command("GET", key, NEVER_DECODE=True)
-        pipe.execute_command("PEXPIRETIME", key)
-    replies = pipe.execute(raise_on_error=False)
-    lines = []
-    for key, value, deadline in zip(keys, replies[::2], replies[1::2]):
-        if isinstance(value, redis.ResponseError):
-            if str(value).startswith("WRONGTYPE"):  # a Redis list, hash...
-                done.skipped += 1
-            else:  # damaged data, or any other failure to read it
-                done.unreadable.append((key, str(value)))
-            continue
-        if value is None:  # deleted or expired since the SCAN saw it
-            continue
-        if isinstance(deadline, int) and deadline > 0:
-            lines.append(encode_request(b"SET", key, value, b"PXAT", b"%d" % deadline))
-            done.with_ttl += 1
-        else:
-            lines.append(encode_request(b"SET", key, value))
-        done.keys += 1
-    out.write(b"".join(lines))
+def commands_for(item: Key) -> list[bytes]:
+    """The encoded commands that recreate one key."""
+    key, (kind, data), deadline = item.key, item.value, item.deadline_ms
+    if kind == STRING:
+        value: bytes = data  # type: ignore[assignment]
+        if deadline:
+            return [encode_request(b"SET", key, value, b"PXAT", b"%d" % deadline)]
+        return [encode_request(b"SET", key, value)]
+    items: list = data  # type: ignore[assignment]
+    if kind == HASH:
+        name, words = b"HSET", [part for pair in items for part in pair]
+        step = 2 * CHUNK
+    elif kind == ZSET:
+        name = b"ZADD"
+        words = [part for member, score in items for part in (b"%.17g" % score, member)]
+        step = 2 * CHUNK
+    else:
+        name, words, step = (b"RPUSH" if kind == LIST else b"SADD"), items, CHUNK
+    commands = [encode_request(b"MULTI"), encode_request(b"DEL", key)]
+    commands += [encode_request(name, key, *words[i:i + step])
+                 for i in range(0, len(words), step)]
+    if deadline:
+        commands.append(encode_request(b"PEXPIREAT", key, b"%d" % deadline))
+    commands.append(encode_request(b"EXEC"))
+    return commands
+
+
+CHUNK = 1000  # elements per HSET/RPUSH/SADD/ZADD of a large collection
 
 
 @dataclass

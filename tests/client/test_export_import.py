@@ -49,30 +49,34 @@ def test_export_then_import_into_kvd_and_into_redis(tmp_path):
         dump = tmp_path / "backup.resp"
         exported = kvctl(kvd, "export", str(dump))
         assert exported.returncode == 0, exported.stderr
-        assert b"exported %d keys (%d with a TTL)" % (len(data), len(range(0, len(data), 3))) \
-            in exported.stderr
+        assert b"exported %d keys (db0: %d; %d with a TTL)" % (
+            len(data), len(data), len(range(0, len(data), 3))) in exported.stderr
         client.flushall()
         imported = kvctl(kvd, "import", str(dump))
         assert imported.returncode == 0, imported.stderr
-        assert b"imported %d of %d commands" % (len(data), len(data)) in imported.stderr
+        commands = len(data) + 1  # (and the SELECT of database 0)
+        assert b"imported %d of %d commands" % (commands, commands) in imported.stderr
         same_keyspace(client, data)
 
         # The same file is what redis-cli --pipe sends: Redis loads it as it is.
         with open(dump, "rb") as f:
             piped = subprocess.run(["redis-cli", "-p", str(redis_server.port), "--pipe"],
                                    stdin=f, capture_output=True, timeout=120)
-        assert piped.returncode == 0 and b"errors: 0, replies: %d" % len(data) in piped.stdout
+        assert piped.returncode == 0 and b"errors: 0, replies: %d" % commands in piped.stdout
         reference = redis_server.client()
         same_keyspace(reference, data)
 
-        # And kvctl exports a Redis server (skipping what is not a string) for kvd to load.
-        reference.rpush(b"a-list", b"x")
+        # And kvctl exports a Redis server (leaving out its streams) for kvd to load.
+        reference.rpush(b"a-list", b"x", b"y")
+        reference.xadd(b"a-stream", {b"f": b"v"})
         from_redis = tmp_path / "from-redis.resp"
         result = run_kvctl(["--port", str(redis_server.port), "--host", "127.0.0.1", "export",
                             str(from_redis)], cwd=kvd.dir)
-        assert result.returncode == 0 and b"skipped 1 keys that are not strings" in result.stderr
+        assert result.returncode == 0 and b"left out 1 stream" in result.stderr
         client.flushall()
         assert kvctl(kvd, "import", "-", input=from_redis.read_bytes()).returncode == 0
+        assert client.lrange(b"a-list", 0, -1) == [b"x", b"y"]
+        client.delete(b"a-list")
         same_keyspace(client, data)
         reference.close()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import struct
+import subprocess
 from pathlib import Path
 
 import redis
@@ -103,3 +104,39 @@ def test_a_damaged_or_foreign_file_is_refused_before_anything_is_sent(kvd, tmp_p
     (tmp_path / "good.rdb").write_bytes(good)
     assert kvctl(kvd, "import", str(tmp_path / "good.rdb")).returncode == 0
     assert kvd.client().get("k") == b"value"
+
+
+def test_every_type_goes_back_to_redis_as_commands_and_as_an_rdb_file(tmp_path):
+    """kvd -> `kvctl export` -> redis-cli --pipe, and kvd -> `kvctl export --rdb` ->
+    redis-server loading it at start-up: every key, type, value and TTL, in each
+    database, and the function libraries with the RDB file."""
+    with kvd_beside_redis(tmp_path / "pair", tcp=True) as (kvd, piped_into):
+        for db in (0, 2):
+            client = kvd.client(protocol=2, db=db)
+            fill_every_encoding(client)
+            client.set(b"ttl", b"v", px=3_600_000)
+            client.expire(b"hash-big", 7200)
+        kvd.client(protocol=2).function_load(LIBRARY)
+        expected = {db: keyspace(kvd.client(protocol=2, db=db)) for db in (0, 2)}
+
+        resp_file = tmp_path / "backup.resp"
+        result = kvctl(kvd, "export", str(resp_file))
+        assert result.returncode == 0, result.stderr
+        with open(resp_file, "rb") as f:
+            piped = subprocess.run(["redis-cli", "-p", str(piped_into.port), "--pipe"],
+                                   stdin=f, capture_output=True, timeout=120)
+        assert piped.returncode == 0 and b"errors: 0" in piped.stdout, piped.stdout
+        for db in (0, 2):
+            assert keyspace(redis.Redis(port=piped_into.port, db=db)) == expected[db], db
+
+        rdb_file = tmp_path / "loaded" / "dump.rdb"
+        rdb_file.parent.mkdir()
+        result = kvctl(kvd, "export", "--rdb", str(rdb_file))
+        assert result.returncode == 0, result.stderr
+    loaded = RedisServer(rdb_file.parent, ["--dbfilename", "dump.rdb"])
+    try:
+        for db in (0, 2):
+            assert keyspace(redis.Redis(port=loaded.port, db=db)) == expected[db], db
+        assert loaded.client().fcall("hello", 0) == b"hi"
+    finally:
+        loaded.stop()
