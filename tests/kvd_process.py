@@ -319,6 +319,7 @@ class RedisServer:
                  ) -> None:
         self.port = free_port()
         self.password = password
+        self.dir = directory  # (its dump.rdb is written here)
         directory.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir",

@@ -18,6 +18,7 @@ from . import (
     hashes_bench,
     large_values_bench,
     lists_bench,
+    moving_bench,
     pubsub_bench,
     scripting_bench,
     server_bench,
@@ -44,7 +45,8 @@ def machine() -> str:
 ALIKE_PARTS = {"compaction": compaction_bench, "transactions": transaction_bench,
                "scripts": scripting_bench, "expiry": expiry_bench,
                "large-values": large_values_bench, "hashes": hashes_bench,
-               "lists": lists_bench, "sets": sets_bench, "pubsub": pubsub_bench}
+               "lists": lists_bench, "sets": sets_bench, "pubsub": pubsub_bench,
+               "moving": moving_bench}
 PARTS = ("server", "storage", *ALIKE_PARTS)
 
 

@@ -274,11 +274,11 @@ REPLY_SCRIPT = [  # CLIENT REPLY's states, pipelined; the last reply is "end"
 ]
 
 
-def replies_to_script(address, protocol: int) -> bytes:
-    connection = RawConnection(address, protocol)
+def pipelined_until_end(connection: RawConnection, script: list[tuple]) -> bytes:
+    """Every byte answered to `script`, sent in one write, up to the final ECHO end."""
     try:
         connection.sock.sendall(b"".join(
-            encode_request(*(part.encode() for part in request)) for request in REPLY_SCRIPT))
+            encode_request(*(part.encode() for part in request)) for request in script))
         received = b""
         while not received.endswith(b"$3\r\nend\r\n"):
             chunk = connection.sock.recv(65536)
@@ -287,6 +287,10 @@ def replies_to_script(address, protocol: int) -> bytes:
         return received
     finally:
         connection.close()
+
+
+def replies_to_script(address, protocol: int) -> bytes:
+    return pipelined_until_end(RawConnection(address, protocol), REPLY_SCRIPT)
 
 
 @pytest.mark.parametrize("protocol", [2, 3], ids=["resp2", "resp3"])
@@ -313,18 +317,8 @@ RESET_SCRIPT = [  # pipelined after HELLO 3 AUTH; the last reply is "end"
 
 def replies_to_reset(address) -> bytes:
     connection = RawConnection(address, 2)
-    try:
-        assert connection.call(b"HELLO", b"3", b"AUTH", b"default", b"pw").startswith(b"%7")
-        connection.sock.sendall(b"".join(
-            encode_request(*(part.encode() for part in request)) for request in RESET_SCRIPT))
-        received = b""
-        while not received.endswith(b"$3\r\nend\r\n"):
-            chunk = connection.sock.recv(65536)
-            assert chunk, f"closed after {received!r}"
-            received += chunk
-        return received
-    finally:
-        connection.close()
+    assert connection.call(b"HELLO", b"3", b"AUTH", b"default", b"pw").startswith(b"%7")
+    return pipelined_until_end(connection, RESET_SCRIPT)
 
 
 def test_reset_as_redis(tmp_path):
