@@ -62,14 +62,14 @@ def test_rename_move_and_copy_keep_a_hash_a_hash(kvd):
         assert c.type(key) == b"hash" and c.hgetall(key) == {b"a": b"1"}
 
 
-def test_kvctl_export_counts_hashes_it_cannot_export_yet(kvd, tmp_path):
+def test_kvctl_export_writes_hashes_as_hset(kvd, tmp_path):
     client = kvd.client(protocol=2)
     client.set("s", "v")
-    client.hset("h", "a", "1")
+    client.hset("h", mapping={"a": "1", "b": "2"})
     result = run_kvctl(["export", str(tmp_path / "out.resp")], kvd.dir)
     assert result.returncode == 0, result.stderr
-    assert b"exported 1 keys" in result.stderr and b"skipped 1 keys that are not strings" \
-        in result.stderr
+    assert b"exported 2 keys" in result.stderr
+    assert b"$4\r\nHSET\r\n$1\r\nh\r\n" in (tmp_path / "out.resp").read_bytes()
 
 
 # -- hashes of element records (past hash-max-listpack-entries: docs/data-model.md) -----

@@ -344,7 +344,7 @@ def is_payload(reply: bytes) -> bool:
     """Whether a bulk reply is a DUMP payload (its checksum says so) -- from DUMP, a script
     or EXEC alike: each is compared by `dumped`."""
     try:
-        rdb.load(reply)
+        load_payload(reply)
     except rdb.PayloadError:
         return False
     return True
