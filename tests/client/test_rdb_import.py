@@ -11,6 +11,7 @@ import struct
 import subprocess
 from pathlib import Path
 
+import pytest
 import redis
 
 from server.rdb import crc64
@@ -67,6 +68,7 @@ def test_a_redis_dump_imports_with_every_key_type_and_ttl(tmp_path):
         assert ours.dbsize() == source.dbsize()
 
 
+@pytest.mark.slow
 def test_older_encodings_import_as_redis_loads_them(tmp_path):
     """Redis's own test files of zipmaps, ziplists, intsets and v1 quicklists: what
     redis-server loads from each is what kvctl imports from it."""

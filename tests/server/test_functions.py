@@ -159,7 +159,7 @@ def test_payloads_move_both_ways(pair):
         client.function_flush()
 
 
-@pytest.mark.parametrize("engine", ["log", "sqlite"])
+@pytest.mark.parametrize("engine", ["log", pytest.param("sqlite", marks=pytest.mark.slow)])
 def test_libraries_survive_sigkill_compaction_and_restart(make_daemon, engine):
     kvd = make_daemon("--engine", engine)
     client = kvd.client(protocol=2)

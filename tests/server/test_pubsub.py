@@ -108,6 +108,7 @@ def test_a_subscriber_that_stops_reading_is_dropped_at_the_hard_limit(make_daemo
     lazy.close()
 
 
+@pytest.mark.slow
 def test_the_soft_limit_drops_a_subscriber_only_after_its_seconds(make_daemon):
     server = make_daemon("--client-output-buffer-limit", "pubsub 0 512kb 1")
     publisher = server.client(protocol=2)
