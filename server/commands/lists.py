@@ -145,15 +145,20 @@ def create(keyspace: Keyspace, key: bytes) -> StoredList:
 def push_to(keyspace: Keyspace, key: bytes, values: list[bytes], left: bool,
             existing: StoredList | None) -> int:
     """Push `values` to `key`'s list (made first if `existing` is None), as one batch;
-    the new length."""
+    the new length. (Onto an existing list the push is write_elements' own batch -- none
+    for one element: a queue's LPUSH writes one record and no batch markers.)"""
     for value in values:
         keyspace.check_sizes(key, value)
-    keyspace.begin_batch()
-    try:
-        target = existing if existing is not None else create(keyspace, key)
-        target.push(values, left)
-    finally:
-        keyspace.end_batch()
+    if existing is not None:
+        existing.push(values, left)
+        target = existing
+    else:
+        keyspace.begin_batch()
+        try:
+            target = create(keyspace, key)
+            target.push(values, left)
+        finally:
+            keyspace.end_batch()
     keyspace.notify(notify.LIST, b"lpush" if left else b"rpush", key)
     return len(target)
 
@@ -199,11 +204,7 @@ def pop(ctx: Context, conn: Connection, args: list) -> bytes:
     if count == 0:
         return array([])
     left = args[0].upper().startswith(b"L")
-    ctx.keyspace.begin_batch()
-    try:
-        values = target.pop(count or 1, left)
-    finally:
-        ctx.keyspace.end_batch()
+    values = target.pop(count or 1, left)  # (one record, or write_elements' own batch)
     tell_popped(ctx.keyspace, args[1], left)
     return bulk(values[0]) if count is None else conn.resp.bulks(values)
 
@@ -427,11 +428,7 @@ def popped_from(keyspace: Keyspace, key: bytes, left: bool, count: int) -> list[
     target = read(keyspace, key, counted=False)
     if target is None:
         return None
-    keyspace.begin_batch()
-    try:
-        values = target.pop(count, left)
-    finally:
-        keyspace.end_batch()
+    values = target.pop(count, left)  # (one record, or write_elements' own batch)
     tell_popped(keyspace, key, left)
     return values
 
