@@ -459,8 +459,7 @@ def export_(settings: Settings, path: str, as_rdb: bool, skip_corrupt: bool) -> 
 
     The file is what `redis-cli --pipe` sends, so it loads into Redis as well as into
     kvd (kvctl import). With --rdb, PATH is an RDB file instead, with the function
-    libraries: put it in Redis's directory as dump.rdb and start redis-server. Streams
-    (not dumped by kvd yet) and module values are left out and counted. A key that
+    libraries: put it in Redis's directory as dump.rdb and start redis-server. A key that
     cannot be read (a damaged record) fails the export, naming it, and no file is left;
     with --skip-corrupt the rest is exported and the key named.
 
@@ -497,7 +496,7 @@ def export_(settings: Settings, path: str, as_rdb: bool, skip_corrupt: bool) -> 
     finally:
         if out is None and os.path.exists(path + ".tmp"):
             os.unlink(path + ".tmp")
-    skipped = "".join(f"; left out {count} {kind}{'s' if count > 1 else ''}"
+    skipped = "".join(f"; left out {count} x {kind}"
                       for kind, count in sorted(done.skipped.items()))
     if done.unreadable:
         skipped += f"; SKIPPED {len(done.unreadable)} keys that could not be read ({unreadable})"
@@ -530,9 +529,9 @@ def import_(settings: Settings, path: str, allow_any: bool) -> None:
     (SET greeting "hello world"). Existing keys are overwritten.
 
     A Redis RDB file (dump.rdb, from SAVE or `redis-cli --rdb`) is imported key by key:
-    every database, hashes, lists, sets, sorted sets and strings with their TTLs, and the
-    function libraries; keys already expired, streams and module values are left out
-    and counted. Its checksum is checked before anything is sent.
+    every database, every type with its TTL, and the function libraries; keys already
+    expired, module values and streams with consumer groups are left out and counted.
+    Its checksum is checked, and the file read through, before anything is sent.
 
     Only data commands run: those that write keys (not FLUSHALL, FLUSHDB, SWAPDB or
     another Redis calls dangerous, nor blocking ones), RESTORE, SELECT, MULTI/EXEC/DISCARD
@@ -591,7 +590,7 @@ def _import_rdb(client: redis.Redis, path: str) -> None:
                f"{size / 1e6 / max(done.seconds, 1e-9):.1f} MB/s)", err=True)
     left_out = [f"{done.expired} already expired"] if done.expired else []
     left_out += [f"{done.empty} empty"] if done.empty else []
-    left_out += [f"{count} {kind}{'s' if count > 1 else ''} (kvd does not restore them)"
+    left_out += [f"{count} x {kind} (kvd has none yet)"
                  for kind, count in sorted(done.skipped.items())]
     if left_out:
         click.echo(f"left out: {', '.join(left_out)}", err=True)

@@ -4,12 +4,12 @@ versions up to 10; 11 and 12, of Redis 7.2 and 7.4, are read where they use the 
 kvd knows).
 
 Each key comes with its database, its deadline and its value in a plain form
-(server/rdb_objects.py reads every encoding); a stream or a module's value is passed
-over (its bytes skipped) and reported by its type's name, so that an import can count
-what it left out. Function libraries (Redis 7 keeps them in the file) come as their code.
-The whole file's CRC-64 is checked before anything is read, so a damaged file is
-refused before a single key is sent. Written (`kvctl export --rdb`) in RDB version 10,
-which Redis 7.0 and later load at start-up.
+(server/rdb_objects.py reads every encoding); a module's value, or a stream with
+consumer groups (kvd has none yet), is passed over (its bytes skipped) and reported by
+what it is, so that an import can count what it left out. Function libraries (Redis 7
+keeps them in the file) come as their code. The whole file's CRC-64 is checked before
+anything is read, so a damaged file is refused before a single key is sent. Written
+(`kvctl export --rdb`) in RDB version 10, which Redis 7.0 and later load at start-up.
 """
 
 from __future__ import annotations
@@ -29,7 +29,14 @@ from server.rdb import (
     crc64,
     encode_string,
 )
-from server.rdb_objects import T_MODULE_2, T_STREAM_LISTPACKS, Value, encode_value, read_value
+from server.rdb_objects import (
+    T_MODULE_2,
+    T_STREAM_LISTPACKS,
+    Value,
+    encode_value,
+    read_stream,
+    read_value,
+)
 
 OP_FUNCTION2, OP_FUNCTION, OP_MODULE_AUX, OP_IDLE, OP_FREQ = 245, 246, 247, 248, 249
 OP_AUX, OP_RESIZEDB, OP_EXPIRETIME_MS, OP_EXPIRETIME, OP_SELECTDB, OP_EOF = (
@@ -123,8 +130,11 @@ def _entries(body: memoryview, path: str) -> Iterator[Entry | Library]:
             else:
                 key, at = _read_string(body, at)
                 if opcode in (T_STREAM_LISTPACKS, 19, T_STREAM_LISTPACKS_3):
-                    at = _skip_stream(body, at, opcode)
-                    yield Entry(db, key, None, deadline, at, "stream")
+                    stream, groups, at = read_stream(body, at, opcode)
+                    if groups:  # (kvd has no consumer groups yet)
+                        yield Entry(db, key, None, deadline, at, "stream with consumer groups")
+                    else:
+                        yield Entry(db, key, stream, deadline, at)
                 elif opcode == T_MODULE_2:
                     at = _skip_module(body, at)
                     yield Entry(db, key, None, deadline, at, "module")
@@ -134,35 +144,6 @@ def _entries(body: memoryview, path: str) -> Iterator[Entry | Library]:
                 deadline = 0
     except (PayloadError, IndexError, struct.error) as exc:
         raise RdbError(f"{path}: offset {start}: cannot read it ({exc or 'truncated'})") from None
-
-
-def _skip_stream(body: memoryview, at: int, rdb_type: int) -> int:
-    """Past a stream's value (Redis's rdbLoadObject for its three stream types)."""
-    nodes, _, at = _read_length(body, at)
-    for _ in range(nodes):
-        _, at = _read_string(body, at)  # the node's master ID
-        _, at = _read_string(body, at)  # its listpack
-    for _ in range(3):  # length, last ID (ms, seq)
-        _, _, at = _read_length(body, at)
-    if rdb_type != T_STREAM_LISTPACKS:
-        for _ in range(5):  # first ID, max deleted ID, entries added
-            _, _, at = _read_length(body, at)
-    groups, _, at = _read_length(body, at)
-    for _ in range(groups):
-        _, at = _read_string(body, at)  # name
-        for _ in range(2 if rdb_type == T_STREAM_LISTPACKS else 3):  # last ID (+ read)
-            _, _, at = _read_length(body, at)
-        pending, _, at = _read_length(body, at)
-        for _ in range(pending):
-            at += 16 + 8  # raw ID, delivery time
-            _, _, at = _read_length(body, at)  # delivery count
-        consumers, _, at = _read_length(body, at)
-        for _ in range(consumers):
-            _, at = _read_string(body, at)
-            at += 8 if rdb_type != T_STREAM_LISTPACKS_3 else 16  # seen (and active) time
-            owned, _, at = _read_length(body, at)
-            at += owned * 16
-    return at
 
 
 def _skip_module(body: memoryview, at: int) -> int:

@@ -2,7 +2,8 @@
 each database to its number, TTLs kept -- as one RESTORE per key (ABSTTL, REPLACE), so
 each key arrives whole or not at all -- and its function libraries with FUNCTION
 RESTORE. Keys already expired are left out, as Redis leaves them out when it loads the
-file; streams and module values are counted and left out (kvd restores neither yet).
+file; module values and streams with consumer groups are counted and left out (kvd has
+neither yet).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class RdbImported:
     by_db: dict[int, int] = field(default_factory=dict)
     expired: int = 0  # already past their deadline: left out
     empty: int = 0  # empty collections (Redis leaves them out too)
-    skipped: dict[str, int] = field(default_factory=dict)  # "stream"/"module" -> count
+    skipped: dict[str, int] = field(default_factory=dict)  # what was left out -> count
     libraries: int = 0
     errors: int = 0
     first_errors: list[str] = field(default_factory=list)

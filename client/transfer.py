@@ -15,7 +15,7 @@ from elsewhere must not reconfigure or empty the server. `allow_any` lifts that.
 
 Each batch of keys is read in one MULTI/EXEC (value and deadline together), so
 every key is exported as it was at one moment; keys deleted or expired meanwhile
-are left out, streams and module values are counted and skipped. A key
+are left out, module values and streams with consumer groups are counted and skipped. A key
 the server cannot read (a damaged record) is never skipped silently: it is named in
 `Exported.unreadable`, and the caller fails the export unless told otherwise.
 """
@@ -35,7 +35,7 @@ import redis
 import server
 from server.protocol import ProtocolError, RequestParser, encode_request
 from server.rdb import PayloadError
-from server.rdb_objects import HASH, LIST, STRING, ZSET, Value, load_payload
+from server.rdb_objects import HASH, LIST, STREAM, STRING, ZSET, Entries, Value, load_payload
 
 BATCH = 1000
 
@@ -45,7 +45,7 @@ class Exported:
     keys: int = 0
     with_ttl: int = 0
     by_db: dict[int, int] = field(default_factory=dict)
-    skipped: dict[str, int] = field(default_factory=dict)  # type -> keys left out (streams)
+    skipped: dict[str, int] = field(default_factory=dict)  # what -> keys left out
     unreadable: list[tuple[bytes, str]] = field(default_factory=list)  # (key, the error)
     seconds: float = 0.0
 
@@ -61,8 +61,9 @@ def keys_of(client: redis.Redis, done: Exported,
             progress: Callable[[int], None] | None = None) -> Iterator[Key]:
     """Every key of every database that holds some, with its value (any type, read by
     DUMP) and deadline; each batch of keys is read in one MULTI/EXEC, so each key is as
-    it was at one moment. Keys gone meanwhile are left out; a stream or module value is
-    counted in `done.skipped`, a key the server cannot read in `done.unreadable`."""
+    it was at one moment. Keys gone meanwhile are left out; a module value or a stream
+    with consumer groups is counted in `done.skipped`, a key the server cannot read in
+    `done.unreadable`."""
     for db in _databases(client):
         pool = client.connection_pool
         source = client if db == pool.connection_kwargs.get("db", 0) else redis.Redis(
@@ -99,19 +100,16 @@ def _read_batch(client: redis.Redis, db: int, keys: list[bytes], done: Exported
         pipe.execute_command("PEXPIRETIME", key)
     replies = pipe.execute(raise_on_error=False)
     for key, payload, deadline in zip(keys, replies[::2], replies[1::2]):
-        if isinstance(payload, redis.ResponseError):
-            if "stream" in str(payload):  # kvd's: it does not dump streams yet
-                done.skipped["stream"] = done.skipped.get("stream", 0) + 1
-            else:  # damaged data, or any other failure to read it
-                done.unreadable.append((key, str(payload)))
+        if isinstance(payload, redis.ResponseError):  # damaged data, or any failure to read
+            done.unreadable.append((key, str(payload)))
             continue
         if payload is None:  # deleted or expired since the SCAN saw it
             continue
         try:
             value = load_payload(payload)
-        except PayloadError as exc:  # a Redis stream or module value
-            kind = "stream" if "stream" in str(exc) else "module" if "module" in str(
-                exc) else "unreadable"
+        except PayloadError as exc:  # a Redis module value, a stream with consumer groups
+            kind = ("stream with consumer groups" if "consumer groups" in str(exc) else
+                    "module value" if "module" in str(exc) else "unreadable value")
             done.skipped[kind] = done.skipped.get(kind, 0) + 1
             continue
         deadline = deadline if isinstance(deadline, int) and deadline > 0 else 0
@@ -147,6 +145,8 @@ def commands_for(item: Key) -> list[bytes]:
         if deadline:
             return [encode_request(b"SET", key, value, b"PXAT", b"%d" % deadline)]
         return [encode_request(b"SET", key, value)]
+    if kind == STREAM:
+        return _stream_commands(key, data, deadline)  # type: ignore[arg-type]
     items: list = data  # type: ignore[assignment]
     if kind == HASH:
         name, words = b"HSET", [part for pair in items for part in pair]
@@ -160,6 +160,27 @@ def commands_for(item: Key) -> list[bytes]:
     commands = [encode_request(b"MULTI"), encode_request(b"DEL", key)]
     commands += [encode_request(name, key, *words[i:i + step])
                  for i in range(0, len(words), step)]
+    if deadline:
+        commands.append(encode_request(b"PEXPIREAT", key, b"%d" % deadline))
+    commands.append(encode_request(b"EXEC"))
+    return commands
+
+
+def _stream_commands(key: bytes, stream: Entries, deadline: int) -> list[bytes]:
+    """A stream: an XADD per entry with its ID; a last ID beyond the last entry (entries
+    deleted at the end) is set by adding and deleting it, which kvd and Redis both take
+    (XSETID is Redis's only); an empty stream by an XADD trimmed to nothing."""
+    commands = [encode_request(b"MULTI"), encode_request(b"DEL", key)]
+    for entry_id, pairs in stream.entries:
+        commands.append(encode_request(b"XADD", key, b"%d-%d" % entry_id, *pairs))
+    last_entry = stream.entries[-1][0] if stream.entries else (0, 0)
+    if stream.last > last_entry:
+        last = b"%d-%d" % stream.last
+        if stream.entries:
+            commands += [encode_request(b"XADD", key, last, b"-", b"-"),
+                         encode_request(b"XDEL", key, last)]
+        else:
+            commands.append(encode_request(b"XADD", key, b"MAXLEN", b"0", last, b"-", b"-"))
     if deadline:
         commands.append(encode_request(b"PEXPIREAT", key, b"%d" % deadline))
     commands.append(encode_request(b"EXEC"))

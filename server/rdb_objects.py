@@ -7,6 +7,7 @@ A value crosses as a plain Python form, whatever its encoding:
     Value(STRING, b"...")               Value(LIST, [element, ...])
     Value(HASH, [(field, value), ...])   Value(SET, [member, ...])
     Value(ZSET, [(member, score), ...])  (score: a float)
+    Value(STREAM, Entries(last ID, [((ms, seq), [field, value, ...]), ...]))
 
 Read: the plain forms (list 1, set 2, zset 3 and 5, hash 4), zipmap (9), ziplist (list
 10, zset 12, hash 13), intset (11), quicklist (14: ziplists), listpack (hash 16, zset
@@ -35,7 +36,7 @@ from .rdb import (
 )
 
 # kvd's kinds (keyspace.py's), named here to keep this module free of the server
-STRING, HASH, LIST, SET, ZSET = 0, 1, 2, 3, 4
+STRING, HASH, LIST, SET, ZSET, STREAM = 0, 1, 2, 3, 4, 5
 
 T_STRING, T_LIST, T_SET, T_ZSET, T_HASH, T_ZSET_2 = 0, 1, 2, 3, 4, 5
 T_MODULE, T_MODULE_2 = 6, 7
@@ -48,8 +49,15 @@ _BAD = "ERR Bad data format"
 
 
 class Value(NamedTuple):
-    kind: int  # STRING, HASH, LIST, SET or ZSET
+    kind: int  # STRING, HASH, LIST, SET, ZSET or STREAM
     data: object
+
+
+class Entries(NamedTuple):
+    """A stream's entries in ID order, and the greatest ID it ever had."""
+
+    last: tuple[int, int]
+    entries: list[tuple[tuple[int, int], list[bytes]]]
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -132,10 +140,78 @@ def _read(body: memoryview, at: int, rdb_type: int) -> tuple[Value, int]:
                 elements += _listpack(blob)
         return Value(LIST, elements), at
     if rdb_type in _STREAMS:
-        raise PayloadError("ERR kvd does not restore streams from a payload yet")
+        stream, groups, at = read_stream(body, at, rdb_type)
+        if groups:
+            raise PayloadError("ERR kvd has no stream consumer groups yet: a stream that has "
+                               "some cannot be restored")
+        return stream, at
     if rdb_type in (T_MODULE, T_MODULE_2):
         raise PayloadError("ERR kvd has no modules: a module's value cannot be restored")
     raise PayloadError(_BAD)
+
+
+def read_stream(body: memoryview, at: int, rdb_type: int) -> tuple[Value, int, int]:
+    """A stream of any of RDB's three stream types: its value, how many consumer groups
+    it has (passed over: kvd has none), and where it ends (Redis's rdbLoadObject)."""
+    nodes, _, at = _read_length(body, at)
+    entries: list[tuple[tuple[int, int], list[bytes]]] = []
+    for _ in range(nodes):
+        node_key, at = _read_string(body, at)
+        blob, at = _read_string(body, at)
+        if len(node_key) != 16:
+            raise PayloadError(_BAD)
+        master = struct.unpack(">QQ", node_key)
+        entries += _stream_node(master, _listpack(blob))
+    _, _, at = _read_length(body, at)  # the length
+    last_ms, _, at = _read_length(body, at)
+    last_seq, _, at = _read_length(body, at)
+    if rdb_type != T_STREAM_LISTPACKS:
+        for _ in range(5):  # first ID, greatest deleted ID, entries added
+            _, _, at = _read_length(body, at)
+    groups, _, at = _read_length(body, at)
+    for _ in range(groups):
+        _, at = _read_string(body, at)  # name
+        for _ in range(2 if rdb_type == T_STREAM_LISTPACKS else 3):  # last ID (+ read)
+            _, _, at = _read_length(body, at)
+        pending, _, at = _read_length(body, at)
+        for _ in range(pending):
+            at += 16 + 8  # raw ID, delivery time
+            _, _, at = _read_length(body, at)  # delivery count
+        consumers, _, at = _read_length(body, at)
+        for _ in range(consumers):
+            _, at = _read_string(body, at)
+            at += 8 if rdb_type != 21 else 16  # seen (and active) time
+            owned, _, at = _read_length(body, at)
+            at += owned * 16
+    if at > len(body):
+        raise PayloadError(_BAD)
+    entries.sort()
+    return Value(STREAM, Entries((last_ms, last_seq), entries)), groups, at
+
+
+def _stream_node(master: tuple[int, int], items: list[bytes]
+                 ) -> list[tuple[tuple[int, int], list[bytes]]]:
+    """The live entries of one stream node's listpack (t_stream.c's layout: the master
+    entry -- count, deleted, fields, 0 -- then each entry: flags, ms and seq deltas,
+    its fields and values or, with SAMEFIELDS, its values only, and a back count)."""
+    numbers = iter(items)
+    count, deleted, field_count = int(next(numbers)), int(next(numbers)), int(next(numbers))
+    master_fields = [next(numbers) for _ in range(field_count)]
+    if next(numbers) != b"0":
+        raise PayloadError(_BAD)
+    found = []
+    for _ in range(count + deleted):
+        flags = int(next(numbers))
+        entry_id = (master[0] + int(next(numbers)), master[1] + int(next(numbers)))
+        if flags & 2:  # SAMEFIELDS
+            pairs = [part for name in master_fields for part in (name, next(numbers))]
+        else:
+            size = int(next(numbers))
+            pairs = [next(numbers) for _ in range(2 * size)]
+        next(numbers)  # the entry's back count
+        if not flags & 1:  # not DELETED
+            found.append((entry_id, pairs))
+    return found
 
 
 def _intset(blob: bytes) -> list[bytes]:
@@ -263,6 +339,8 @@ def encode_value(value: Value) -> bytes:
     kind, data = value
     if kind == STRING:
         return bytes([T_STRING]) + encode_string(data)  # type: ignore[arg-type]
+    if kind == STREAM:
+        return _encode_stream(data)  # type: ignore[arg-type]
     items: list = data  # type: ignore[assignment]
     if kind == HASH:
         parts = [bytes([T_HASH]), _length(len(items))]
@@ -299,3 +377,58 @@ def load_payload(payload: bytes) -> Value:
     if end != len(body):
         raise PayloadError(_BAD)
     return value
+
+
+# -- streams, written as Redis 6.x wrote them (RDB_TYPE_STREAM_LISTPACKS) -----------------
+
+NODE_ENTRIES = 100  # entries per node, Redis's stream-node-max-entries
+
+
+def _encode_stream(stream: Entries) -> bytes:
+    """Nodes of up to 100 entries, each a listpack in t_stream.c's layout (its first
+    entry's fields as the master fields), the length, the last ID, no consumer groups:
+    Redis 7.0 loads this type and works out the rest (first ID, entries added)."""
+    entries = stream.entries
+    nodes = [entries[i:i + NODE_ENTRIES] for i in range(0, len(entries), NODE_ENTRIES)]
+    parts = [bytes([T_STREAM_LISTPACKS]), _length(len(nodes))]
+    for node in nodes:
+        master_id, first = node[0]
+        master_fields = first[0::2]
+        items: list[bytes | int] = [len(node), 0, len(master_fields), *master_fields, 0]
+        for (ms, seq), pairs in node:
+            same = pairs[0::2] == master_fields
+            head = [2 if same else 0, ms - master_id[0], seq - master_id[1]]
+            body = pairs[1::2] if same else [len(pairs) // 2, *pairs]
+            items += [*head, *body, len(head) + len(body)]
+        parts += [encode_string(struct.pack(">QQ", *master_id)),
+                  encode_string(_build_listpack(items))]
+    parts += [_length(len(entries)), _length(stream.last[0]), _length(stream.last[1]),
+              _length(0)]
+    return b"".join(parts)
+
+
+def _build_listpack(items: list) -> bytes:
+    """A listpack of these strings and integers (listpack.c's encodings)."""
+    encoded = []
+    for item in items:
+        if isinstance(item, int):
+            entry = bytes([item]) if 0 <= item < 128 else b"\xf4" + struct.pack("<q", item)
+        elif len(item) < 64:
+            entry = bytes([0x80 | len(item)]) + item
+        elif len(item) < 4096:
+            entry = bytes([0xE0 | len(item) >> 8, len(item) & 0xFF]) + item
+        else:
+            entry = b"\xf0" + struct.pack("<I", len(item)) + item
+        encoded.append(entry + _backlen(len(entry)))
+    body = b"".join(encoded)
+    count = min(len(items), 65535)  # (65535: "count them")
+    return struct.pack("<IH", 6 + len(body) + 1, count) + body + b"\xff"
+
+
+def _backlen(size: int) -> bytes:
+    """An entry's length, to be read backwards (listpack.c's lpEncodeBacklen): 7 bits a
+    byte, the first byte without the high bit."""
+    width = 1 if size <= 127 else 2 if size < 16383 else 3 if size < 2097151 else (
+        4 if size < 268435455 else 5)
+    return bytes([size >> 7 * (width - 1)] + [(size >> 7 * i) & 127 | 128
+                                              for i in range(width - 2, -1, -1)])

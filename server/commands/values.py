@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import msgpack
+
 from ..errors import CommandError
 from ..keyspace import HASH, LIST, SET, STREAM, STRING, ZSET
-from ..rdb_objects import Value
+from ..rdb_objects import Entries, Value
 from ..resp import error
 from .hashes import Hash, read, write
 from .lists import StoredList
 from .sets import members
+from .streams import ID, LAST, Stream
 from .zsets import ZIndex, Zset, load, save
 
 if TYPE_CHECKING:
@@ -31,12 +34,15 @@ def read_value(keyspace: Keyspace, key: bytes, counted: bool = True) -> Value | 
         return Value(STRING, raw)
     if kind == LIST:
         return Value(LIST, StoredList(keyspace, key).range(0, -1))
-    if kind == STREAM:
-        raise CommandError(error("ERR kvd does not dump streams yet"))
     hash_ = read(keyspace, key, counted=False, kind=kind)
     assert hash_ is not None
     if kind == HASH:
         return Value(HASH, list(hash_.fields.items()))
+    if kind == STREAM:
+        stream = Stream(hash_)
+        return Value(STREAM, Entries(stream.last, [
+            (ID.unpack(packed), msgpack.unpackb(stream.hash.fields[packed]))
+            for packed in stream.ids]))
     if kind == SET:
         return Value(SET, members(hash_))
     zset = load(keyspace, key, counted=False)  # (its ordered index, as ZRANGE reads it)
@@ -52,6 +58,18 @@ def write_value(ctx: Context, key: bytes, value: Value, deadline: int) -> None:
     kind, data = value
     if kind == STRING:
         keyspace.put(key, data, deadline)  # type: ignore[arg-type]
+        return
+    if kind == STREAM:
+        stream: Entries = data  # type: ignore[assignment]
+        last, entries = stream
+        fields = {ID.pack(*entry_id): msgpack.packb(list(pairs)) for entry_id, pairs in entries}
+        if len(fields) != len(entries) or any(len(pairs) % 2 or not pairs
+                                              for _, pairs in entries):
+            raise CommandError(BAD_DATA)
+        for packed in fields.values():
+            keyspace.check_sizes(key, packed)
+        fields[LAST] = ID.pack(*max([last, *(entry_id for entry_id, _ in entries)]))
+        write(ctx, key, Hash(fields), STREAM, deadline=deadline)
         return
     items: list = data  # type: ignore[assignment]
     names = [item[0] for item in items] if kind in (HASH, ZSET) else items

@@ -47,14 +47,15 @@ def test_a_redis_dump_imports_with_every_key_type_and_ttl(tmp_path):
             other.set(b"in-%d" % db, b"%d" % db)
             other.rpush(b"list-%d" % db, b"a", b"b")
             other.close()
-        source.xadd(b"a-stream", {b"f": b"v"})  # (left out, and counted)
+        source.xadd(b"grouped", {b"f": b"v"})  # (left out, and counted)
+        source.xgroup_create(b"grouped", b"workers")
         source.save()
         dump = tmp_path / "redis" / "dump.rdb"
         result = kvctl(kvd, "import", str(dump))
         assert result.returncode == 0, result.stderr
-        assert "left out: 1 stream" in result.stderr
+        assert "left out: 1 x stream with consumer groups" in result.stderr
         assert "and 1 function libraries" in result.stderr
-        source.delete(b"a-stream")
+        source.delete(b"grouped")
         for db in (0, 1, 5):
             theirs = redis.Redis(port=reference.port, db=db)
             ours = kvd.client(protocol=2, db=db)
