@@ -81,7 +81,8 @@ def _table() -> dict[bytes, Command]:
             *connection.COMMANDS, *admin.COMMANDS, *transactions.COMMANDS, *scripting.COMMANDS,
             *functions.COMMANDS,
             row("command", introspection.command,
-                subcommands=["count", "docs", "info", "list", "help"])]
+                subcommands=["count", "docs", "getkeys", "getkeysandflags", "info", "list",
+                             "help"])]
     return {command.name.encode(): command for command in rows}
 
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..glob import compile_glob
-from ..resp import array, bulk, integer, status
+from ..resp import array, bulk, error, integer, status
 from .common import SYNTAX, Command, help_reply
+from .keyspecs import FLAG_ORDER, PROCEDURES, key_positions
 from .table import REDIS
 
 if TYPE_CHECKING:
@@ -46,6 +47,10 @@ HELP = [
     "    commands are returned.",
     "LIST [FILTERBY (MODULE <module-name>|ACLCAT <category>|PATTERN <pattern>)]",
     "    Return a list of all commands in this server.",
+    "GETKEYS <full-command>",
+    "    Return the keys from a full Redis command.",
+    "GETKEYSANDFLAGS <full-command>",
+    "    Return the keys and the access flags from a full Redis command.",
 ]
 
 
@@ -168,7 +173,40 @@ def command(ctx: Context, conn: Connection, args: list) -> bytes:
         return resp.map_of(parts)
     if sub == b"LIST":
         return _list(commands, args)
+    if sub in (b"GETKEYS", b"GETKEYSANDFLAGS"):
+        return _getkeys(ctx, conn, args[2:], with_flags=sub == b"GETKEYSANDFLAGS")
     return help_reply("COMMAND", HELP)  # HELP: the gate let no other subcommand through
+
+
+def _getkeys(ctx: Context, conn: Connection, line: list[bytes], with_flags: bool) -> bytes:
+    """COMMAND GETKEYS / GETKEYSANDFLAGS command [arg ...] (Redis's getKeysSubcommandImpl)."""
+    command = ctx.lookup(line[0])
+    if command is None or command.name not in _TABLE:
+        return error("ERR Invalid command specified")
+    fields = _info(command)[1]
+    if command.subcommands and len(line) > 1:
+        full = f"{command.name}|{line[1].decode(errors='replace').lower()}"
+        entry = next((e for e in fields[9][1] if e[1][0] == full), None)
+        if entry is None:
+            return error("ERR Invalid command specified")
+        fields = entry[1]
+    name, arity, specs = fields[0], fields[1], fields[8]
+    procedure = PROCEDURES.get(name)
+    if not specs[1] and procedure is None:
+        return error("ERR The command has no key arguments")
+    if (arity > 0 and arity != len(line)) or len(line) < -arity:
+        return error("ERR Invalid number of arguments specified for command")
+    found = key_positions(specs, line)
+    if found is None:
+        found = procedure(line) if procedure is not None else []
+    if not found:
+        if ["+", "no_mandatory_keys"] in fields[2][1]:
+            return array([])
+        return error("ERR Invalid arguments specified for command")
+    if not with_flags:
+        return array([bulk(line[at]) for at, _ in found])
+    return array([array([bulk(line[at]), conn.resp.set_of(
+        [status(flag) for flag in FLAG_ORDER if flag in flags])]) for at, flags in found])
 
 
 def _list(commands: list[Command], args: list) -> bytes:

@@ -8,6 +8,7 @@ import pytest
 from server.commands import COMMANDS
 from server.commands.introspection import _TABLE, _docs, _info
 from server.commands.table import REDIS as REDIS_TABLE
+from tests.kvd_process import RawConnection, kvd_beside_redis
 
 
 def test_every_command_is_described_with_its_own_arity():
@@ -67,3 +68,34 @@ def test_redis_py_reads_the_command_table(shared_kvd, protocol):
               for name in client.command_list()}
     assert "config|get" in listed and "get" in listed and "config|rewrite" in listed
     assert "client|kill" in listed and "client|tracking" not in listed
+
+
+GETKEYS = [  # command lines whose keys COMMAND GETKEYS finds as Redis does
+    "get k", "set k v GET", "mset a 1 b 2", "sort abc store def", "sort_ro abc",
+    "sort abc store invalid store stillbad store def", "sort abc by w get x limit 0 1 store d",
+    "fcall test 1 x foo", "fcall_ro test 1 x foo", "fcall f 0", "eval x 0", "eval x 2 a b c",
+    "zunionstore d 2 a b WEIGHTS 1 2", "zunionstore d 0", "zinterstore d 0 a",
+    "migrate h p '' 0 5 KEYS a b c", "migrate h p k 0 5", "lmpop 2 a b LEFT",
+    "blmpop 0 2 a b LEFT", "ping", "nosuch a", "get", "object encoding k", "config get x",
+    "xadd s * f v", "xrange s - +", "lmove a b left right", "rename a b", "bitop and d a b",
+    "bitfield k GET u8 0", "bitfield k SET u8 0 1", "set k v",
+]
+
+
+@pytest.mark.parametrize("protocol", [2, 3], ids=["resp2", "resp3"])
+def test_command_getkeys_and_flags_as_redis(tmp_path, protocol):
+    with kvd_beside_redis(tmp_path, tcp=True) as (kvd, reference):
+        seen = []
+        for address in (kvd.socket, ("127.0.0.1", reference.port)):
+            connection = RawConnection(address, protocol)
+            try:
+                replies = []
+                for line in GETKEYS:
+                    args = [b"" if word == "''" else word.encode() for word in line.split()]
+                    replies.append(connection.call(b"COMMAND", b"GETKEYS", *args))
+                    replies.append(connection.call(b"COMMAND", b"GETKEYSANDFLAGS", *args))
+                seen.append(replies)
+            finally:
+                connection.close()
+    for line, ours, theirs in zip([text for text in GETKEYS for _ in (1, 2)], *seen):
+        assert ours == theirs, line
