@@ -102,6 +102,19 @@ class StoredFields(MutableMapping[bytes, bytes]):
         empty in the store, and counting costs the sqlite engine a query)."""
         return None not in self.changes.values() or len(self) > 0
 
+    def items(self):
+        """(field, value) pairs, read in one store call when nothing is staged (HGETALL,
+        SMEMBERS and DUMP of a large collection), not one per field."""
+        if self.changes:
+            return super().items()
+        names = self.store.element_names(self.key, self.db)
+        return list(zip(names, self.store.get_elements(self.key, names, self.db)))
+
+    def values(self):
+        if self.changes:
+            return super().values()
+        return [value for _, value in self.items()]
+
     def __iter__(self) -> Iterator[bytes]:
         names = self.store.element_names(self.key, self.db)
         if not self.changes:
