@@ -109,6 +109,7 @@ def test_a_damaged_or_foreign_file_is_refused_before_anything_is_sent(kvd, tmp_p
     assert kvd.client().get("k") == b"value"
 
 
+@pytest.mark.slow
 def test_every_type_goes_back_to_redis_as_commands_and_as_an_rdb_file(tmp_path):
     """kvd -> `kvctl export` -> redis-cli --pipe, and kvd -> `kvctl export --rdb` ->
     redis-server loading it at start-up: every key, type, value and TTL, in each

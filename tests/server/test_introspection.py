@@ -82,11 +82,11 @@ GETKEYS = [  # command lines whose keys COMMAND GETKEYS finds as Redis does
 ]
 
 
-@pytest.mark.parametrize("protocol", [2, 3], ids=["resp2", "resp3"])
-def test_command_getkeys_and_flags_as_redis(tmp_path, protocol):
+def test_command_getkeys_and_flags_as_redis(tmp_path):
     with kvd_beside_redis(tmp_path, tcp=True) as (kvd, reference):
         seen = []
-        for address in (kvd.socket, ("127.0.0.1", reference.port)):
+        for address, protocol in ((kvd.socket, 2), (("127.0.0.1", reference.port), 2),
+                                  (kvd.socket, 3), (("127.0.0.1", reference.port), 3)):
             connection = RawConnection(address, protocol)
             try:
                 replies = []
@@ -97,5 +97,6 @@ def test_command_getkeys_and_flags_as_redis(tmp_path, protocol):
                 seen.append(replies)
             finally:
                 connection.close()
-    for line, ours, theirs in zip([text for text in GETKEYS for _ in (1, 2)], *seen):
+    lines = [text for text in GETKEYS for _ in (1, 2)]
+    for line, ours, theirs in [*zip(lines, seen[0], seen[1]), *zip(lines, seen[2], seen[3])]:
         assert ours == theirs, line
