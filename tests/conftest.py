@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.kvd_process import Daemon, Foreground, require_tool
+from tests.kvd_process import Daemon, Foreground, kvd_beside_redis, require_tool
 
 
 def _servers(kind, tmp_path, default_subdir: str):
@@ -64,3 +64,11 @@ def sleeper():
 @pytest.fixture(scope="session")
 def redis_cli() -> str:
     return require_tool("redis-cli", "redis-tools")
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """A kvd and a redis-server on loopback TCP, shared by a module's byte-for-byte
+    comparisons (each test leaves both as it found them)."""
+    with kvd_beside_redis(tmp_path_factory.mktemp("pair"), tcp=True) as servers:
+        yield servers

@@ -13,13 +13,7 @@ import signal
 import pytest
 import redis
 
-from tests.kvd_process import RawConnection, kvd_beside_redis, wait_for
-
-
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    with kvd_beside_redis(tmp_path_factory.mktemp("blocking"), tcp=True) as (kvd, reference):
-        yield kvd, reference
+from tests.kvd_process import RawConnection, wait_for
 
 
 def blocked_clients(address) -> int:

@@ -12,7 +12,7 @@ import hiredis
 import pytest
 import redis
 
-from tests.kvd_process import Daemon, RawConnection, kvd_beside_redis, wait_for
+from tests.kvd_process import Daemon, RawConnection, wait_for
 from tests.server.test_full_disk import small_fs  # noqa: F401 (a fixture)
 
 LIBRARY = b"""#!lua name=mylib
@@ -110,12 +110,6 @@ def libraries(client: redis.Redis, withcode: bool = False) -> list[dict]:
     """FUNCTION LIST's libraries as dicts (RESP2 sends each as a flat list of pairs)."""
     return [entry if isinstance(entry, dict) else dict(zip(entry[::2], entry[1::2]))
             for entry in client.function_list(withcode=withcode)]
-
-
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    with kvd_beside_redis(tmp_path_factory.mktemp("functions"), tcp=True) as servers:
-        yield servers
 
 
 @pytest.mark.parametrize("protocol", [2, 3], ids=["resp2", "resp3"])

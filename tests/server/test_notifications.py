@@ -10,7 +10,7 @@ import time
 import pytest
 import redis
 
-from tests.kvd_process import RawConnection, kvd_beside_redis
+from tests.kvd_process import RawConnection
 
 # Each family's commands; the "del" of a key left empty, the "expire" of SET EX and the
 # store commands that delete their destination are part of what is compared.
@@ -95,12 +95,6 @@ def events_of(client: redis.Redis, classes: str, script: list[str]) -> list[tupl
     finally:
         client.config_set("notify-keyspace-events", "")
         listener.close()
-
-
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    with kvd_beside_redis(tmp_path_factory.mktemp("notify"), tcp=True) as servers:
-        yield servers
 
 
 @pytest.mark.parametrize("classes,script", [("KEA", SCRIPT), ("KEnm", NEW_AND_MISSES),

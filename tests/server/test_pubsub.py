@@ -13,7 +13,7 @@ import hiredis
 import pytest
 import redis
 
-from tests.kvd_process import RawConnection, kvd_beside_redis, wait_for
+from tests.kvd_process import RawConnection, wait_for
 
 STEPS = [  # (who, command, replies expected: the subscriber's confirmations are several)
     ("sub", (b"SUBSCRIBE", b"a", b"b"), 2), ("sub", (b"PSUBSCRIBE", b"n*"), 1),
@@ -50,12 +50,6 @@ def play(address, protocol: int) -> list[bytes]:
         for peer in peers.values():
             peer.sock.close()
     return seen
-
-
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    with kvd_beside_redis(tmp_path_factory.mktemp("pubsub"), tcp=True) as servers:
-        yield servers
 
 
 @pytest.mark.parametrize("protocol", [2, 3], ids=["resp2", "resp3"])
