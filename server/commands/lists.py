@@ -417,11 +417,6 @@ def lmove(ctx: Context, conn: Connection, args: list) -> bytes:
     return conn.resp.null if value is None else bulk(value)
 
 
-def parse_mpop(args: list, numkeys_at: int) -> tuple[list[bytes], bool, int] | bytes:
-    """LMPOP's (and BLMPOP's) keys, side (LEFT: True) and count, or the error reply."""
-    return parse_multi_pop(args, numkeys_at, (b"right", b"left"))
-
-
 def popped_from(keyspace: Keyspace, key: bytes, left: bool, count: int) -> list[bytes] | None:
     """Pop up to `count` elements of the list at `key` (one batch), None if there is no
     list there (WRONGTYPE for another type)."""
@@ -451,14 +446,40 @@ def first_taken(keyspace: Keyspace, keys: list[bytes], take: Take) -> bytes | No
     return None
 
 
-def lmpop(ctx: Context, conn: Connection, args: list) -> bytes:
-    """LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count]."""
-    parsed = parse_mpop(args, 1)
+# A multi-pop's pop of one key, from the end its word names (True: LEFT, MAX) and count
+Taker = Callable[[bool, int], Take]
+LIST_ENDS = (b"right", b"left")
+
+
+def multi_pop(ctx: Context, conn: Connection, args: list, ends: tuple[bytes, bytes],
+              taker: Taker) -> bytes:
+    """LMPOP and ZMPOP numkeys key [key ...] <end> [COUNT count]: the first key that has
+    something pops (`ends`: the two words, the second meaning True), else a null array."""
+    parsed = parse_multi_pop(args, 1, ends)
     if isinstance(parsed, bytes):
         return parsed
-    keys, left, count = parsed
-    found = first_taken(ctx.keyspace, keys, mpop_taker(conn, left, count))
+    keys, end, count = parsed
+    found = first_taken(ctx.keyspace, keys, taker(end, count))
     return conn.resp.null_array if found is None else found
+
+
+def blocking_multi_pop(ctx: Context, conn: Connection, args: list, ends: tuple[bytes, bytes],
+                       taker: Taker) -> bytes:
+    """BLMPOP and BZMPOP timeout numkeys key [key ...] <end> [COUNT count]."""
+    seconds = parse_timeout(args[1])
+    if isinstance(seconds, bytes):
+        return seconds
+    parsed = parse_multi_pop(args, 2, ends)
+    if isinstance(parsed, bytes):
+        return parsed
+    keys, end, count = parsed
+    return pop_or_block(ctx, conn, keys, seconds, taker(end, count), args[0].decode().lower())
+
+
+def lmpop(ctx: Context, conn: Connection, args: list) -> bytes:
+    """LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count]."""
+    return multi_pop(ctx, conn, args, LIST_ENDS,
+                     lambda left, count: mpop_taker(conn, left, count))
 
 
 # -- blocking ---------------------------------------------------------------------------
@@ -566,14 +587,8 @@ def blmove(ctx: Context, conn: Connection, args: list) -> bytes:
 
 def blmpop(ctx: Context, conn: Connection, args: list) -> bytes:
     """BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT count]."""
-    seconds = parse_timeout(args[1])
-    if isinstance(seconds, bytes):
-        return seconds
-    parsed = parse_mpop(args, 2)
-    if isinstance(parsed, bytes):
-        return parsed
-    keys, left, count = parsed
-    return pop_or_block(ctx, conn, keys, seconds, mpop_taker(conn, left, count), "blmpop")
+    return blocking_multi_pop(ctx, conn, args, LIST_ENDS,
+                              lambda left, count: mpop_taker(conn, left, count))
 
 
 COMMANDS = [

@@ -32,7 +32,6 @@ from .common import (
     NOT_INTEGER,
     SYNTAX,
     keyword,
-    parse_multi_pop,
     parse_random_count,
     random_picks,
 )
@@ -46,7 +45,7 @@ from .hashes import (
     scan_step,
     write,
 )
-from .lists import Take, first_taken, parse_timeout, pop_or_block
+from .lists import Take, blocking_multi_pop, multi_pop, parse_timeout, pop_or_block
 from .table import row
 
 if TYPE_CHECKING:
@@ -592,9 +591,7 @@ def zpop(ctx: Context, conn: Connection, args: list) -> bytes:
     return with_scores(conn, items, pairs=len(args) == 3)
 
 
-def parse_mpop(args: list, at: int) -> tuple[list[bytes], bool, int] | bytes:
-    """ZMPOP's (and BZMPOP's) keys, MAX (True) or MIN, and count; or the error reply."""
-    return parse_multi_pop(args, at, (b"min", b"max"))
+ZSET_ENDS = (b"min", b"max")  # (MAX: True)
 
 
 def zpop_taker(ctx: Context, conn: Connection, maximum: bool, count: int | None) -> Take:
@@ -612,12 +609,9 @@ def zpop_taker(ctx: Context, conn: Connection, maximum: bool, count: int | None)
 
 
 def zmpop(ctx: Context, conn: Connection, args: list) -> bytes:
-    parsed = parse_mpop(args, 1)
-    if isinstance(parsed, bytes):
-        return parsed
-    keys, maximum, count = parsed
-    found = first_taken(ctx.keyspace, keys, zpop_taker(ctx, conn, maximum, count))
-    return conn.resp.null_array if found is None else found
+    """ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]."""
+    return multi_pop(ctx, conn, args, ZSET_ENDS,
+                     lambda maximum, count: zpop_taker(ctx, conn, maximum, count))
 
 
 def bzpop(ctx: Context, conn: Connection, args: list) -> bytes:
@@ -631,15 +625,8 @@ def bzpop(ctx: Context, conn: Connection, args: list) -> bytes:
 
 def bzmpop(ctx: Context, conn: Connection, args: list) -> bytes:
     """BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count]."""
-    seconds = parse_timeout(args[1])
-    if isinstance(seconds, bytes):
-        return seconds
-    parsed = parse_mpop(args, 2)
-    if isinstance(parsed, bytes):
-        return parsed
-    keys, maximum, count = parsed
-    return pop_or_block(ctx, conn, keys, seconds, zpop_taker(ctx, conn, maximum, count),
-                        "bzmpop")
+    return blocking_multi_pop(ctx, conn, args, ZSET_ENDS,
+                              lambda maximum, count: zpop_taker(ctx, conn, maximum, count))
 
 
 # -- random members, scans ----------------------------------------------------------------
