@@ -84,34 +84,32 @@ class PubSub:
 
     def publish(self, channel: bytes, message: bytes, shard: bool = False) -> int:
         """Deliver `message` to the subscribers of `channel` (and, unless `shard`, of the
-        patterns matching it); how many received it. The message is encoded once per
-        protocol, not once per subscriber."""
-        received = 0
-        deliver = self.deliver
+        patterns matching it); how many received it."""
         listeners = (self.shard_channels if shard else self.channels).get(channel)
+        received = 0
         if listeners:
-            kind = b"smessage" if shard else b"message"
-            encoded: dict = {}
-            for conn in list(listeners):
-                resp = conn.resp
-                data = encoded.get(resp)
-                if data is None:
-                    data = encoded[resp] = resp.push([kind, channel, message])
-                deliver(conn, data)
-                received += 1
+            received += self._deliver_to(listeners, [b"smessage" if shard else b"message",
+                                                     channel, message])
         if not shard:
             for pattern, (matches, subscribers) in list(self.patterns.items()):
                 if subscribers and matches(channel):
-                    encoded = {}
-                    for conn in list(subscribers):
-                        resp = conn.resp
-                        data = encoded.get(resp)
-                        if data is None:
-                            data = encoded[resp] = resp.push([b"pmessage", pattern, channel,
-                                                              message])
-                        deliver(conn, data)
-                        received += 1
+                    received += self._deliver_to(subscribers,
+                                                 [b"pmessage", pattern, channel, message])
         return received
+
+    def _deliver_to(self, subscribers: dict[Connection, None], parts: list[bytes]) -> int:
+        """One message to each of `subscribers`, encoded once per protocol, not once per
+        subscriber; how many."""
+        encoded: dict = {}
+        deliver = self.deliver
+        receivers = list(subscribers)  # (a delivery may drop a subscriber meanwhile)
+        for conn in receivers:
+            resp = conn.resp
+            data = encoded.get(resp)
+            if data is None:
+                data = encoded[resp] = resp.push(parts)
+            deliver(conn, data)
+        return len(receivers)
 
 
 def _nowhere(conn: Connection, message: bytes) -> None:
