@@ -22,7 +22,6 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from server.pidfile import PidFileError, inspect, send_signal, unresponsive
-from server.rdb import load_libraries
 
 from . import DEFAULT_SOCKET, connect, rdbfile, rdbimport, transfer
 
@@ -479,7 +478,7 @@ def export_(settings: Settings, path: str, as_rdb: bool, skip_corrupt: bool) -> 
         with (open(path + ".tmp", "wb") if out is None else _NoClose(out)) as f, \
                 _progress(total if total >= PROGRESS_KEYS else 0, "exporting") as bar:
             if as_rdb:
-                done = _export_rdb(client, f, bar.update)
+                done = transfer.export_rdb(client, f, bar.update)
             else:
                 done = transfer.export(client, f, bar.update)
         unreadable = "; ".join(f"{key!r}: {why}" for key, why in done.unreadable[:10])
@@ -503,19 +502,6 @@ def export_(settings: Settings, path: str, as_rdb: bool, skip_corrupt: bool) -> 
     databases = ", ".join(f"db{db}: {count}" for db, count in sorted(done.by_db.items()))
     click.echo(f"exported {done.keys} keys ({databases or 'none'}; {done.with_ttl} with a TTL) "
                f"to {target} in {done.seconds:.2f} s{skipped}", err=True)
-
-
-def _export_rdb(client: redis.Redis, out, progress) -> transfer.Exported:
-    """Every key, then the function libraries, as an RDB file."""
-    done = transfer.Exported()
-    started = time.monotonic()
-    writer = rdbfile.RdbWriter(out)
-    for item in transfer.keys_of(client, done, progress):
-        writer.key(item.db, item.key, item.value, item.deadline_ms)
-    writer.libraries(load_libraries(client.execute_command("FUNCTION", "DUMP")))
-    writer.finish()
-    done.seconds = time.monotonic() - started
-    return done
 
 
 @main.command("import", context_settings=CONTEXT)

@@ -34,8 +34,10 @@ import redis
 
 import server
 from server.protocol import ProtocolError, RequestParser, encode_request
-from server.rdb import PayloadError
+from server.rdb import PayloadError, load_libraries
 from server.rdb_objects import HASH, LIST, STREAM, STRING, ZSET, Entries, Value, load_payload
+
+from .rdbfile import RdbWriter
 
 BATCH = 1000
 
@@ -133,6 +135,21 @@ def export(client: redis.Redis, out: BinaryIO, progress: Callable[[int], None] |
             db = item.db
             out.write(encode_request(b"SELECT", b"%d" % db))
         out.write(b"".join(commands_for(item)))
+    done.seconds = time.monotonic() - started
+    return done
+
+
+def export_rdb(client: redis.Redis, out: BinaryIO,
+               progress: Callable[[int], None] | None = None) -> Exported:
+    """Write every key of every database, then the function libraries, to `out` as an RDB
+    file (rdbfile.RdbWriter) that redis-server loads at start-up."""
+    done = Exported()
+    started = time.monotonic()
+    writer = RdbWriter(out)
+    for item in keys_of(client, done, progress):
+        writer.key(item.db, item.key, item.value, item.deadline_ms)
+    writer.libraries(load_libraries(client.execute_command("FUNCTION", "DUMP")))
+    writer.finish()
     done.seconds = time.monotonic() - started
     return done
 
