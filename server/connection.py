@@ -19,6 +19,11 @@ def _unwatched(ready: int) -> None:
     """A connection's callback until the network registers it."""
 
 
+# CLIENT REPLY's states (`Connection.muted`): "" is ON; SKIP_NEXT: SKIP was just sent;
+# SKIP: this command's reply goes (dispatch.py applies them)
+REPLY_OFF, REPLY_SKIP_NEXT, REPLY_SKIP = "off", "skip-next", "skip"
+
+
 class Connection:
     """State of one client. The loop owns it; commands read and set a few fields.
 
@@ -72,8 +77,7 @@ class Connection:
         self.channels: set[bytes] = set()
         self.patterns: set[bytes] = set()
         self.shard_channels: set[bytes] = set()
-        # CLIENT REPLY: "" (ON), "off", "skip-next" (SKIP was just sent), "skip" (this
-        # command's reply goes): dispatch.py
+        # CLIENT REPLY: "" (ON), or REPLY_OFF, REPLY_SKIP_NEXT, REPLY_SKIP (above)
         self.muted = ""
         # Since when it has owed more than its soft output limit (0: it does not)
         self.over_soft_since = 0.0

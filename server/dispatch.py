@@ -28,7 +28,7 @@ from .blocking import BLOCKED
 from .commands import COMMANDS, LOOKUP, Command, subcommand_refusal, unknown_command, wrong_arity
 from .commands.admin import debug_refusal
 from .commit import GroupCommit
-from .connection import Connection
+from .connection import REPLY_SKIP, REPLY_SKIP_NEXT, Connection
 from .context import Context
 from .errors import CommandError
 from .fastpath import FastPath, Parts
@@ -44,14 +44,11 @@ OUT_OF_MEMORY = error("OOM out of memory: the command's reply could not be built
 NOAUTH = error("NOAUTH Authentication required.")
 QUEUED = status("QUEUED")
 NO_MULTI = error("ERR Command not allowed inside a transaction")
-# What a RESP2 client may run while subscribed (processCommand).
-# CLIENT REPLY's states (conn.muted; "" is ON)
-OFF, SKIP_NEXT, SKIP = "off", "skip-next", "skip"
-# The commands whose replies are confirmations Redis sends even under CLIENT REPLY OFF
+# The (un)subscribe commands: their confirmations go out even under CLIENT REPLY OFF
 CONFIRMED = frozenset({"subscribe", "ssubscribe", "unsubscribe", "sunsubscribe",
                        "psubscribe", "punsubscribe"})
-SUBSCRIBED_MAY = frozenset({"subscribe", "ssubscribe", "unsubscribe", "sunsubscribe",
-                            "psubscribe", "punsubscribe", "ping", "quit", "reset"})
+# What a RESP2 client may run while subscribed (processCommand)
+SUBSCRIBED_MAY = CONFIRMED | {"ping", "quit", "reset"}
 # Inside MULTI these run at once; everything else is queued until EXEC (processCommand).
 TRANSACTION_CONTROL = frozenset({"exec", "discard", "multi", "watch", "quit", "reset"})
 GET, SET = LOOKUP[b"GET"], LOOKUP[b"SET"]
@@ -93,18 +90,18 @@ class Dispatcher:
         the pass: write slots are positions.)"""
         replies = conn.replies
         for index, args in enumerate(requests):
-            if conn.muted == SKIP_NEXT:  # (the SKIP is done: this request's reply goes)
-                conn.muted = SKIP
+            if conn.muted == REPLY_SKIP_NEXT:  # (the SKIP is done: this request's reply goes)
+                conn.muted = REPLY_SKIP
             before, mark = conn.muted, len(replies)
             left = self._run(conn, [args], busy, admitted)
             if left:  # held (a pause) or kept back (the output cap)
                 return left + requests[index + 1:]
-            if (conn.muted and args[0].lower().decode(errors="replace") not in CONFIRMED):
+            if conn.muted and args[0].lower().decode(errors="replace") not in CONFIRMED:
                 replies[mark:] = [reply if reply[:1] == b">" else b""
                                   for reply in replies[mark:]]
             if conn.blocked:  # (its reply, when it comes, is muted by the same rule)
                 return requests[index + 1:]
-            if before == SKIP and conn.muted == SKIP:
+            if before == REPLY_SKIP and conn.muted == REPLY_SKIP:
                 conn.muted = ""
             if not conn.muted:
                 return self._run(conn, requests[index + 1:], busy, admitted)

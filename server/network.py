@@ -24,7 +24,7 @@ from functools import partial
 from .blocking import BlockedClients
 from .commit import GroupCommit
 from .config import Config
-from .connection import Connection
+from .connection import REPLY_SKIP, Connection
 from .context import Auth
 from .dispatch import OUT_OF_MEMORY
 from .eventloop import READ, WRITE, EventLoop
@@ -282,7 +282,7 @@ class Network:
             conn.write_slots.append(len(conn.replies))
         if conn.muted:  # CLIENT REPLY OFF, or SKIP before the blocking command
             reply = b""
-            if conn.muted == "skip":
+            if conn.muted == REPLY_SKIP:
                 conn.muted = ""
         conn.replies.append(reply)
         self.touched.add(conn)

@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..blocking import UNBLOCKED_ERROR
+from ..connection import REPLY_OFF, REPLY_SKIP_NEXT
 from ..context import REDIS_VERSION
 from ..pause import ALL, WRITE
 from ..protocol import parse_strict_int
@@ -193,10 +194,10 @@ def _client_reply(conn: Connection, mode: bytes) -> bytes:
         conn.muted = ""
         return OK
     if mode == b"OFF":
-        conn.muted = "off"
+        conn.muted = REPLY_OFF
     elif mode == b"SKIP":
-        if conn.muted != "off":
-            conn.muted = "skip-next"
+        if conn.muted != REPLY_OFF:
+            conn.muted = REPLY_SKIP_NEXT
     else:
         return SYNTAX
     return b""
