@@ -115,6 +115,12 @@ class Keyspace:
         if self.events.flags & kind:
             self.events(kind, event, key, self.db)
 
+    def _missed(self, key: bytes) -> None:
+        """A read's lookup found nothing: a keyspace miss, counted and told ("keymiss")."""
+        self.stats.keyspace_misses += 1
+        if self.events.flags & notify.KEY_MISS:
+            self.events(notify.KEY_MISS, b"keymiss", key, self.db)
+
     def _tell_if_new(self, key: bytes) -> None:
         """The "new" notification, before a write that may add `key` (Redis's dbAdd)."""
         if self.events.flags & notify.NEW and not self.store.contains(key, self.db):
@@ -193,9 +199,7 @@ class Keyspace:
         if value is not None and self._deadline_of and self._expired(key):
             value = None
         if value is None:
-            self.stats.keyspace_misses += 1
-            if self.events.flags & notify.KEY_MISS:
-                self.events(notify.KEY_MISS, b"keymiss", key, self.db)
+            self._missed(key)
         else:
             self.stats.keyspace_hits += 1  # (a hit even if of another type, as Redis)
             if self._types:
@@ -263,9 +267,7 @@ class Keyspace:
         if key in self:
             self.stats.keyspace_hits += 1
             return True
-        self.stats.keyspace_misses += 1
-        if self.events.flags & notify.KEY_MISS:
-            self.events(notify.KEY_MISS, b"keymiss", key, self.db)
+        self._missed(key)
         return False
 
     def peek(self, key: bytes) -> bytes | None:
@@ -286,9 +288,7 @@ class Keyspace:
             value = None
         if counted:
             if value is None:
-                self.stats.keyspace_misses += 1
-                if self.events.flags & notify.KEY_MISS:
-                    self.events(notify.KEY_MISS, b"keymiss", key, self.db)
+                self._missed(key)
             else:
                 self.stats.keyspace_hits += 1
         if value is None:
