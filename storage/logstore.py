@@ -379,10 +379,15 @@ class LogStore(DatabaseQueries, LibraryFile):
         self._written_seq += size
 
     def _sync(self) -> None:
+        """fsync what is written (in the owner's thread, or the everysec one)."""
         with self._sync_guard:
             target = self._written_seq  # read first: later writes are not covered
             if self._durable_seq < target:
-                os.fdatasync(self._active_fd)
+                try:
+                    os.fdatasync(self._active_fd)
+                except OSError as exc:
+                    raise StorageError(f"fsync of {segment_name(self._active_id)} failed: "
+                                       f"{exc}") from exc
                 self._durable_seq = target
 
     def _rotate(self, gap: int = 1) -> None:
@@ -1186,7 +1191,7 @@ class _EverySecond:
         while not self._stop.wait(1.0):
             try:
                 self._store._sync()
-            except OSError as exc:
+            except StorageError as exc:
                 log.error("background fsync failed: %s", exc)
 
     def stop(self) -> None:

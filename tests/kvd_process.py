@@ -162,10 +162,12 @@ class Foreground(_Server):
 
     proc: subprocess.Popen | None = None
 
-    def start(self, extra_env: dict | None = None) -> None:
+    def start(self, extra_env: dict | None = None, wrapper: list[str] = ()) -> None:
+        """`wrapper`: a command kvd runs under (strace injecting faults): then `pid` is
+        the wrapper's, and the PID file names kvd's."""
         env = {**os.environ, **(extra_env or {})}
         self.proc = subprocess.Popen(
-            [KVD, "start", "--foreground", "--log-file", "-", *self.args],
+            [*wrapper, KVD, "start", "--foreground", "--log-file", "-", *self.args],
             cwd=self.dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, env=env,
         )
@@ -197,6 +199,8 @@ class Foreground(_Server):
 
     def cleanup(self) -> None:
         self.close_clients()
+        with contextlib.suppress(OSError, ValueError):  # kvd itself, if under a wrapper
+            os.kill(int(Path(self.pidfile).read_text()), signal.SIGKILL)
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)

@@ -4,12 +4,14 @@ once space is freed. The data directory lives on a small tmpfs the test mounts."
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 import redis
 
-from tests.kvd_process import Daemon
+from tests.kvd_process import Daemon, Foreground, require_tool
 
 
 @pytest.fixture
@@ -62,5 +64,35 @@ def test_a_full_disk_refuses_writes_clearly_and_recovers_when_space_is_freed(tmp
         keys = list(acknowledged)
         assert client.mget(keys) == [acknowledged[k] for k in keys]
         assert "cannot open" not in kvd.log()
+    finally:
+        kvd.cleanup()
+
+
+def test_a_failed_fsync_is_an_error_reply_not_a_crash_and_writes_resume_after(tmp_path):
+    """The disk reports EIO on one fsync (strace injects it into kvd's third fdatasync):
+    that write is answered with an error, never acknowledged; the server keeps serving,
+    and writes are accepted again once an fsync succeeds."""
+    strace = require_tool("strace", "strace")
+    kvd = Foreground(tmp_path, ["--no-auto-compact"], tcp=False)
+    kvd.start(wrapper=[strace, "-f", "-qq", "-o", "/dev/null", "-e", "trace=fdatasync",
+                       "-e", "inject=fdatasync:error=EIO:when=3"])
+    try:
+        client = kvd.client()
+        replies = []
+        for i in range(6):
+            try:
+                replies.append(client.set(f"k{i}", f"v{i}"))
+            except redis.ResponseError as exc:
+                replies.append(str(exc))
+        failed = [r for r in replies if r is not True]
+        assert len(failed) == 1, replies
+        assert failed[0].startswith("write not acknowledged: fsync of ") and \
+            "Input/output error" in failed[0]
+        assert replies[-1] is True  # accepted again after the next fsync succeeded
+        assert client.ping() is True
+        assert client.get("k5") == b"v5"
+        assert "flush failed, writes refused until it succeeds" in kvd.log()
+        os.kill(int(Path(kvd.pidfile).read_text()), signal.SIGTERM)
+        assert kvd.wait() == 0  # (strace exits with kvd's status)
     finally:
         kvd.cleanup()
