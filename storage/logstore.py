@@ -46,6 +46,9 @@ DEFAULT_SEGMENT_SIZE = 64 << 20
 DEFAULT_CACHE_SIZE = 32 << 20
 # Sealed segments mapped at once (each map holds a descriptor): 256 of 64 MiB is 16 GiB
 # of data mapped; reading beyond that maps and unmaps (tens of microseconds each).
+# Reads in the active segment past its map: the first few after a flush pread; the
+# next one maps it again (many reads of new records follow: a pipeline's).
+PREADS_BEFORE_REMAP = 4
 MAX_MAPPED_SEGMENTS = 256
 # The most descriptors a store holds: the maps, the active segment (its file and its
 # map), the directory lock, and a few while a compaction or a hint write runs.
@@ -96,6 +99,7 @@ class LogStore(DatabaseQueries, LibraryFile):
         self._active_map: mmap.mmap | None = None
         self._sizes: dict[int, int] = {}  # immutable segment id -> bytes
         self._active_mapped = 0  # bytes of the active segment mapped (see _map_active)
+        self._reads_past_map = 0  # reads that pread past it since the last flush
         # The largest record ever held (its bytes bound its value's): a reader of many
         # keys learns from it whether their values could be large (see Keyspace.read_many).
         self.largest_value = 0
@@ -419,11 +423,19 @@ class LogStore(DatabaseQueries, LibraryFile):
             self._maps.popitem(last=False)[1].close()
         return mapped
 
+    def _pread_active(self, offset: int, size: int) -> bytes:
+        try:
+            return os.pread(self._active_fd, size, offset)
+        except OSError as exc:
+            raise StorageError(f"cannot read segment {segment_name(self._active_id)}: "
+                               f"{exc}") from exc
+
     def _unmap_active(self) -> None:
         if self._active_map is not None:
             self._active_map.close()
             self._active_map = None
         self._active_mapped = 0
+        self._reads_past_map = 0
 
     def _map_active(self) -> None:
         """Map the active segment as far as it is written. It grows, and a map cannot
@@ -434,6 +446,7 @@ class LogStore(DatabaseQueries, LibraryFile):
         if self._written:
             self._active_map = mmap.mmap(self._active_fd, self._written, prot=mmap.PROT_READ)
         self._active_mapped = self._written
+        self._reads_past_map = 0
 
     def _seal_active(self, durable: bool) -> None:
         """Write out the active segment, fsync it (if `durable`) and write its hint:
@@ -516,8 +529,6 @@ class LogStore(DatabaseQueries, LibraryFile):
         """Write `value` under `key`, with a deadline (absolute Unix ms) or none (0): a
         put replaces the key's deadline, as Redis's SET does. `kind`: the type of the
         value (0 a string; 1-4 another type, packed whole by the caller)."""
-        """Write `value` under `key`, with a deadline (absolute Unix ms) or none (0): a
-        put replaces the key's deadline, as Redis's SET does."""
         if self._closed or type(key) is not bytes or type(value) is not bytes:
             self._check_open()
             key, value = record.checked_pair(key, value)  # bytes-like copied, others refused
@@ -537,6 +548,9 @@ class LogStore(DatabaseQueries, LibraryFile):
             space.live -= space.drop_elements(key)
         if kind:
             space.types[key] = kind
+            # A small collection is read back whole by the next command on it (HSET,
+            # SADD read, change and write it): cached now, that read decodes nothing.
+            self._cache_value(location, value)
         elif space.types:
             space.types.pop(key, None)
         keydir = space.locations
@@ -626,11 +640,18 @@ class LogStore(DatabaseQueries, LibraryFile):
         """The value of the record at `location`, read from its segment (or the buffer),
         checked, and cached."""
         segment_id, offset, size = unpack(location)
-        source: bytearray | mmap.mmap
+        source: bytes | bytearray | mmap.mmap
         at = offset
         if segment_id == self._active_id:
             if offset >= self._written:  # still in the buffer
                 source, at = self._buffer, offset - self._written
+            elif offset + size > self._active_mapped and \
+                    self._reads_past_map < PREADS_BEFORE_REMAP:
+                # Written since the map was made: a few reads pread it. (Mapping again
+                # costs an mmap, an munmap and a page fault: a read-modify-write per
+                # pass -- INCR, HSET, LPOP -- paid that every time.)
+                self._reads_past_map += 1
+                source, at = self._pread_active(offset, size), 0
             else:
                 if offset + size > self._active_mapped:
                     self._map_active()
@@ -731,16 +752,14 @@ class LogStore(DatabaseQueries, LibraryFile):
     def get_elements(self, key: bytes, fields: Sequence, db: int = 0) -> list[bytes | None]:
         """get_element() of each of `fields` (LRANGE's, HGETALL's path: one lookup of the
         collection, a local loop)."""
-        locations = self._elements(key, db)[2].fields
-        cache, value_at = self._cache, self._value_at
-        values: list[bytes | None] = []
-        for field in fields:
-            location = locations.get(field)
-            if location is None:
-                values.append(None)
-                continue
-            cached = cache.get(location)
-            values.append(cached if cached is not None else value_at(location))
+        found = list(map(self._elements(key, db)[2].fields.get, fields))
+        # (None where not cached; cache.get(None) is None too)
+        values: list[bytes | None] = list(map(self._cache.get, found))  # type: ignore[arg-type]
+        if None in values:
+            value_at = self._value_at
+            for i, location in enumerate(found):
+                if values[i] is None and location is not None:
+                    values[i] = value_at(location)
         return values
 
     def element_range(self, key: bytes, db: int = 0) -> tuple[int, int]:
@@ -941,6 +960,7 @@ class LogStore(DatabaseQueries, LibraryFile):
         fsynced under fsync="always", when this returns."""
         self._check_open()
         self._write_buffer()
+        self._reads_past_map = 0
         if self.fsync == "always":
             self._sync()
 

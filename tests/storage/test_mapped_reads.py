@@ -10,6 +10,7 @@ import pytest
 
 from storage import CorruptionError, LogStore, StorageError, logstore, open_store
 from storage.layout import segment_ids, segment_name
+from storage.logstore import PREADS_BEFORE_REMAP
 
 
 @pytest.fixture
@@ -23,17 +24,26 @@ def sealed(tmp_path):
     store.close()
 
 
-def test_gets_make_no_system_call(sealed, monkeypatch):
+def test_gets_make_no_system_call_once_mapped(sealed, monkeypatch):
     assert len(segment_ids(sealed.directory)) > 3
     keys = [b"key:%05d" % i for i in range(3000)]  # sealed segments, then the active one
+    preads = 0
+    real_pread = os.pread
+
+    def counted(*args):
+        nonlocal preads
+        preads += 1
+        return real_pread(*args)
 
     def no_read(*args):
         raise AssertionError("a system call to read a record")
 
-    monkeypatch.setattr(os, "pread", no_read)
+    monkeypatch.setattr(os, "pread", counted)
     monkeypatch.setattr(os, "read", no_read)
     for i, key in enumerate(keys):
         assert sealed.get(key) == b"%05d" % i * 20
+    # Only the active segment's first few reads pread; then it is mapped too.
+    assert preads == PREADS_BEFORE_REMAP
 
 
 def test_the_active_segment_is_read_as_it_grows(sealed):
@@ -55,6 +65,26 @@ def test_the_active_segment_is_read_as_it_grows(sealed):
             assert sealed.get(b"new:%d:%d" % (round_, i)) == b"v%d" % i * 10
         assert sealed.get(b"key:02999") == b"02999" * 20
     assert segment_ids(sealed.directory)[-1] == active and maps == 3  # once per flush
+
+
+def test_a_read_after_each_flush_preads_instead_of_mapping_again(sealed):
+    """INCR's pattern, one read-modify-write per pass: the record written by the last
+    flush is read with one pread, never by mapping the growing segment again."""
+    maps = 0
+    real_map = sealed._map_active
+
+    def counted():
+        nonlocal maps
+        maps += 1
+        real_map()
+
+    sealed._map_active = counted
+    for i in range(20):
+        current = sealed.get(b"counter") or b"0"
+        assert current == b"%d" % i
+        sealed.put(b"counter", b"%d" % (int(current) + 1))
+        sealed.flush()
+    assert sealed.get(b"counter") == b"20" and maps == 0
 
 
 def test_a_damaged_record_in_a_mapped_segment_is_reported(sealed):
