@@ -91,26 +91,38 @@ def score_text(score: float) -> bytes:
 
 
 class ZIndex:
-    """A sorted set in order: (score, member) pairs, and each member's score."""
+    """A sorted set in order: (score, member) pairs, and each member's score. The order
+    is built when first needed: ZADD, ZSCORE, ZINCRBY, ZREM need only the scores (a
+    packed set's index is built anew for each command)."""
 
-    __slots__ = ("order", "scores")
+    __slots__ = ("_order", "scores")
 
     def __init__(self, items: Iterable[tuple[bytes, float]] = ()) -> None:
         self.scores: dict[bytes, float] = dict(items)
-        self.order = SortedList((score, member) for member, score in self.scores.items())
+        self._order: SortedList | None = None
+
+    @property
+    def order(self) -> SortedList:
+        if self._order is None:
+            self._order = SortedList((score, member) for member, score in self.scores.items())
+        return self._order
 
     def __len__(self) -> int:
         return len(self.scores)
 
     def set(self, member: bytes, score: float) -> None:
         old = self.scores.get(member)
-        if old is not None:
-            self.order.remove((old, member))
+        order = self._order
+        if order is not None:
+            if old is not None:
+                order.remove((old, member))
+            order.add((score, member))
         self.scores[member] = score
-        self.order.add((score, member))
 
     def remove(self, member: bytes) -> None:
-        self.order.remove((self.scores.pop(member), member))
+        score = self.scores.pop(member)
+        if self._order is not None:
+            self._order.remove((score, member))
 
     def rank(self, member: bytes) -> int | None:
         score = self.scores.get(member)
@@ -289,10 +301,9 @@ def zadd(ctx: Context, conn: Connection, args: list) -> bytes:
     if None in scores:
         return NOT_FLOAT
     keyspace = ctx.keyspace
-    existing = load(keyspace, key, counted=False)
-    if existing is None and xx:
-        return conn.resp.null if incr else ZERO
     zset = for_write(ctx, key)
+    if xx and not zset.index:  # (no members: no key)
+        return conn.resp.null if incr else ZERO
     changes: dict[bytes, float | None] = {}
     added = updated = 0
     result: float | None = None
