@@ -22,11 +22,14 @@ rest is scanned.
 
 from __future__ import annotations
 
+import itertools
 import os
 import struct
+from collections.abc import Iterator
 
 import msgpack
 
+from .errors import CorruptionError
 from .private import create
 from .record import Entry, crc32
 
@@ -72,6 +75,47 @@ def read(path: str) -> tuple[int, list[tuple]] | None:
     if rows and not set(map(len, rows)) <= ROW_LENGTHS:  # map(len): no Python loop
         return None
     return covered, rows
+
+
+def read_in_chunks(path: str) -> tuple[int, Iterator[list[tuple]]] | None:
+    """Like `read`, but the rows come in lists of at most CHUNK_ROWS, unpacked as they
+    are consumed: start-up replays a segment's million rows without holding them all
+    (their tuples and ints, freed after, left the process's heap that much larger).
+    The first chunk is checked before this returns (None: the hint is unusable, as
+    `read` says); a later one that is not rows -- which its CRC makes a bug, not
+    damage -- raises CorruptionError."""
+    opened = read_lazily(path)
+    if opened is None:
+        return None
+    covered, unpacker, _ = opened
+    first = _chunk(unpacker)
+    if first is None:
+        return None
+
+    def chunks() -> Iterator[list[tuple]]:
+        chunk: list[tuple] | None = first
+        while chunk:
+            yield chunk
+            chunk = _chunk(unpacker)
+            if chunk is None:
+                raise CorruptionError(path, 0, "hint rows of an unexpected shape (delete "
+                                               "the hint file: its segment is scanned)")
+
+    return covered, chunks()
+
+
+CHUNK_ROWS = 1 << 16
+
+
+def _chunk(unpacker: msgpack.Unpacker) -> list[tuple] | None:
+    """The next rows (an empty list at the end), or None if they are not rows."""
+    try:
+        rows = list(itertools.islice(unpacker, CHUNK_ROWS))
+    except (ValueError, msgpack.UnpackException):
+        return None
+    if rows and not set(map(len, rows)) <= ROW_LENGTHS:  # map(len): no Python loop
+        return None
+    return rows
 
 
 def read_lazily(path: str) -> tuple[int, msgpack.Unpacker, memoryview] | None:

@@ -183,11 +183,11 @@ class LogStore(DatabaseQueries, LibraryFile):
         path = os.path.join(self.directory, segment_name(segment_id))
         hint_path = os.path.join(self.directory, hint_name(segment_id))
         size = os.path.getsize(path)
-        rows: list = []
+        chunks: Iterator[list] = iter(())
         start = 0
-        hint = hints.read(hint_path)
+        hint = hints.read_in_chunks(hint_path)
         if hint is not None and hint[0] <= size:
-            start, rows = hint
+            start, chunks = hint
         elif os.path.exists(hint_path):
             log.warning("ignoring unusable hint file %s; scanning the segment", hint_path)
         scanned = record.scan(path, start)
@@ -209,7 +209,8 @@ class LogStore(DatabaseQueries, LibraryFile):
             with open(path, "r+b") as f:
                 f.truncate(valid_end)
                 os.fsync(f.fileno())
-        self._replay(segment_id, rows)
+        for rows in chunks:
+            self._replay(segment_id, rows)
         if entries:
             self._replay(segment_id, entries)
         self._sizes[segment_id] = valid_end
