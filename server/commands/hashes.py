@@ -20,7 +20,8 @@ left without fields is deleted, as in Redis.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator, MutableMapping
+import re
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import TYPE_CHECKING
 
 import msgpack
@@ -249,7 +250,7 @@ def _converts(config, kind: int, fields: MutableMapping[bytes, bytes]) -> bool:
         limit = config.zset_max_listpack_value
         return len(fields) > config.zset_max_listpack_entries or bool(fields) and max(
             map(len, fields)) > limit
-    return len(fields) > config.set_max_intset_entries or not all(map(is_integer, fields))
+    return len(fields) > config.set_max_intset_entries or not all_integers(fields)
 
 
 def is_integer(member: bytes) -> bool:
@@ -257,6 +258,28 @@ def is_integer(member: bytes) -> bool:
     writes it)."""
     number = parse_strict_int(member) if len(member) <= 20 else None
     return number is not None and b"%d" % number == member
+
+
+# Integers as Redis writes them (no sign but '-', no leading zero, no "-0"), of at
+# most 19 digits -- within 64 bits but for some of 19 digits, checked apart -- one
+# per line.
+_INTEGER = rb"(?:0|-?[1-9][0-9]{0,18})"
+_INTEGER_LINES = re.compile(_INTEGER + rb"(?:\n" + _INTEGER + rb")*")
+
+
+def all_integers(members: Iterable[bytes]) -> bool:
+    """is_integer() of every member, matched in C in one pass over them joined by
+    newlines (as many as the members less one: none holds one itself). A write to an
+    intset of 500 members checked each of them in Python: 0.3 ms a write."""
+    members = list(members)
+    if not members:
+        return True
+    joined = b"\n".join(members)
+    if joined.count(b"\n") != len(members) - 1 or not _INTEGER_LINES.fullmatch(joined):
+        return False
+    if max(map(len, members)) < 19:
+        return True
+    return all(-1 << 63 <= int(member) < 1 << 63 for member in members if len(member) >= 19)
 
 
 def encoding(value: bytes, kind: int = HASH) -> bytes:

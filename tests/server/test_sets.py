@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import pytest
 import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from server.commands.hashes import all_integers, is_integer
 from tests.kvd_process import check_through_kill_compaction_and_restart
 
 
@@ -75,3 +78,18 @@ def test_sets_survive_sigkill_restart_and_compaction(make_daemon, engine):
         assert client.smembers("gone") == {b"new"}
 
     check_through_kill_compaction_and_restart(server, check)
+
+
+EDGES = [b"0", b"-0", b"00", b"01", b"+1", b" 1", b"1 ", b"", b"-", b"1\n2", b"\n",
+         b"9223372036854775807", b"9223372036854775808", b"-9223372036854775808",
+         b"-9223372036854775809", b"12345678901234567890", "\u0661".encode()]
+MEMBERS = st.one_of(st.sampled_from(EDGES), st.integers(-(1 << 64), 1 << 64).map(
+    lambda n: b"%d" % n), st.binary(max_size=21))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(MEMBERS, max_size=6))
+def test_the_intset_check_of_a_whole_set_agrees_with_the_check_of_each_member(members):
+    """all_integers (one regular expression over the members joined by newlines) says
+    what is_integer (Redis's string2ll round trip, member by member) says of them all."""
+    assert all_integers(members) == all(map(is_integer, members))
