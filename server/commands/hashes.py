@@ -22,7 +22,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
@@ -128,13 +128,23 @@ class StoredFields(MutableMapping[bytes, bytes]):
 
 class Hash:
     """A hash read from its record(s): its fields, and whether Redis would hold it as a
-    hashtable by now."""
+    hashtable by now. `derived`: what a command built from the fields of a packed one
+    (a sorted set's index, zsets.py), kept with them in the decoded cache; anything
+    with a copy() that stays true to the fields as they change."""
 
-    __slots__ = ("fields", "converted")
+    __slots__ = ("fields", "converted", "derived")
 
-    def __init__(self, fields: MutableMapping[bytes, bytes], converted: bool = False) -> None:
+    def __init__(self, fields: MutableMapping[bytes, bytes], converted: bool = False,
+                 derived: Any = None) -> None:
         self.fields = fields
         self.converted = converted
+        self.derived = derived
+
+    def copy(self) -> Hash:
+        """A copy to change: its fields (and what was derived from them) its own."""
+        derived = self.derived
+        return Hash(dict(self.fields), self.converted,
+                    None if derived is None else derived.copy())
 
 
 def read(keyspace: Keyspace, key: bytes, counted: bool = True, kind: int = HASH
@@ -225,7 +235,7 @@ def _store(ctx: Context, key: bytes, hash_: Hash, kind: int, deadline: int | Non
         keyspace.put(key, packed, deadline, kind=kind)
         # The next read finds these very bytes in the store's value cache: decoded
         # already (a copy: the caller still holds `fields`).
-        _remember(keyspace, key, packed, Hash(dict(fields), hash_.converted))
+        _remember(keyspace, key, packed, hash_.copy())
         return
     keyspace.begin_batch()
     try:
@@ -299,7 +309,7 @@ def _for_write(ctx: Context, key: bytes, kind: int = HASH) -> Hash:
         return Hash({})
     if isinstance(hash_.fields, StoredFields):
         return hash_
-    return Hash(dict(hash_.fields), hash_.converted)
+    return hash_.copy()
 
 
 # -- the commands -----------------------------------------------------------------------

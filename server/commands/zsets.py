@@ -110,6 +110,14 @@ class ZIndex:
     def __len__(self) -> int:
         return len(self.scores)
 
+    def copy(self) -> ZIndex:
+        """An index of its own (a dict copy, and the order's if it was built: both in C)."""
+        twin = ZIndex()
+        twin.scores = dict(self.scores)
+        if self._order is not None:
+            twin._order = self._order.copy()
+        return twin
+
     def set(self, member: bytes, score: float) -> None:
         old = self.scores.get(member)
         order = self._order
@@ -197,7 +205,11 @@ def load(keyspace: Keyspace, key: bytes, counted: bool = True) -> Zset | None:
 
 def _index_of(keyspace: Keyspace, key: bytes, hash_: Hash) -> ZIndex:
     if not isinstance(hash_.fields, StoredFields):
-        return ZIndex((m, unpack_score(s)) for m, s in hash_.fields.items())
+        # A packed set's index: built once per decoding and kept with it (Hash.derived;
+        # a command that changes the set works on a copy of both).
+        if hash_.derived is None:
+            hash_.derived = ZIndex((m, unpack_score(s)) for m, s in hash_.fields.items())
+        return hash_.derived
     version = keyspace.collection_version(key)
     kept = keyspace.zindexes.get(key)
     if kept is not None and kept[0] == version:
