@@ -22,6 +22,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -362,7 +363,7 @@ def hgetall(ctx: Context, conn: Connection, args: list) -> bytes:
         return conn.resp.bulks(list(fields))
     if name == b"HVALS":
         return conn.resp.bulks(list(fields.values()))
-    return conn.resp.map_of([bulk(part) for pair in fields.items() for part in pair])
+    return conn.resp.bulk_map(list(chain.from_iterable(fields.items())))
 
 
 def hdel(ctx: Context, conn: Connection, args: list) -> bytes:
