@@ -44,11 +44,11 @@ log = logging.getLogger("kvd.storage")
 
 DEFAULT_SEGMENT_SIZE = 64 << 20
 DEFAULT_CACHE_SIZE = 32 << 20
-# Sealed segments mapped at once (each map holds a descriptor): 256 of 64 MiB is 16 GiB
-# of data mapped; reading beyond that maps and unmaps (tens of microseconds each).
 # Reads in the active segment past its map: the first few after a flush pread; the
 # next one maps it again (many reads of new records follow: a pipeline's).
 PREADS_BEFORE_REMAP = 4
+# Sealed segments mapped at once (each map holds a descriptor): 256 of 64 MiB is 16 GiB
+# of data mapped; reading beyond that maps and unmaps (tens of microseconds each).
 MAX_MAPPED_SEGMENTS = 256
 # The most descriptors a store holds: the maps, the active segment (its file and its
 # map), the directory lock, and a few while a compaction or a hint write runs.

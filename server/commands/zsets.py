@@ -8,8 +8,9 @@ A sorted set is stored as a hash of member -> score (8 bytes, a double; hashes.p
 forms): packed while it has at most `zset-max-listpack-entries` members and 32 KiB, then
 one element record per member, so a score change writes one small record. Reading in
 order needs an index, (score, member) pairs in a sortedcontainers SortedList beside a
-member -> score dict (`ZIndex`): a packed set's is built when read (at most 128 members
-by default); a split set's is kept per key for the collection version it was built for,
+member -> score dict (`ZIndex`): a packed set's is built when first read (at most 128
+members by default) and kept with its decoding in the decoded cache (`Hash.derived`); a
+split set's is kept per key for the collection version it was built for,
 and changed in place by every write here (`Keyspace.zindexes`), so a range costs
 O(log N + M) and ZADD O(log N).
 """
@@ -92,8 +93,7 @@ def score_text(score: float) -> bytes:
 
 class ZIndex:
     """A sorted set in order: (score, member) pairs, and each member's score. The order
-    is built when first needed: ZADD, ZSCORE, ZINCRBY, ZREM need only the scores (a
-    packed set's index is built anew for each command)."""
+    is built when first needed: ZADD, ZSCORE, ZINCRBY, ZREM need only the scores."""
 
     __slots__ = ("_order", "scores")
 
