@@ -73,8 +73,8 @@ def test_a_redis_dump_imports_with_every_key_type_and_ttl(tmp_path):
 def test_older_encodings_import_as_redis_loads_them(tmp_path):
     """Redis's own test files of zipmaps, ziplists, intsets and v1 quicklists: what
     redis-server loads from each is what kvctl imports from it."""
-    for name in ("redis-encodings.rdb", "redis-hash-zipmap.rdb"):
-        directory = tmp_path / name
+    for number, name in enumerate(("redis-encodings.rdb", "redis-hash-zipmap.rdb")):
+        directory = tmp_path / str(number)  # (short: kvd's socket path must fit in 107 bytes)
         (directory / "redis").mkdir(parents=True)
         shutil.copy(ASSETS / name, directory / "redis" / "dump.rdb")
         reference = RedisServer(directory / "redis", ["--dbfilename", "dump.rdb"])
