@@ -68,13 +68,8 @@ def read(path: str) -> tuple[int, list[tuple]] | None:
     if opened is None:
         return None
     covered, unpacker, _ = opened
-    try:
-        rows = list(unpacker)
-    except (ValueError, msgpack.UnpackException):
-        return None
-    if rows and not set(map(len, rows)) <= ROW_LENGTHS:  # map(len): no Python loop
-        return None
-    return covered, rows
+    rows = _chunk(unpacker, None)
+    return None if rows is None else (covered, rows)
 
 
 def read_in_chunks(path: str) -> tuple[int, Iterator[list[tuple]]] | None:
@@ -88,7 +83,7 @@ def read_in_chunks(path: str) -> tuple[int, Iterator[list[tuple]]] | None:
     if opened is None:
         return None
     covered, unpacker, _ = opened
-    first = _chunk(unpacker)
+    first = _chunk(unpacker, CHUNK_ROWS)
     if first is None:
         return None
 
@@ -96,7 +91,7 @@ def read_in_chunks(path: str) -> tuple[int, Iterator[list[tuple]]] | None:
         chunk: list[tuple] | None = first
         while chunk:
             yield chunk
-            chunk = _chunk(unpacker)
+            chunk = _chunk(unpacker, CHUNK_ROWS)
             if chunk is None:
                 raise CorruptionError(path, 0, "hint rows of an unexpected shape (delete "
                                                "the hint file: its segment is scanned)")
@@ -107,10 +102,11 @@ def read_in_chunks(path: str) -> tuple[int, Iterator[list[tuple]]] | None:
 CHUNK_ROWS = 1 << 16
 
 
-def _chunk(unpacker: msgpack.Unpacker) -> list[tuple] | None:
-    """The next rows (an empty list at the end), or None if they are not rows."""
+def _chunk(unpacker: msgpack.Unpacker, size: int | None) -> list[tuple] | None:
+    """The next `size` rows (None: all the rest; an empty list at the end), or None if
+    they are not rows."""
     try:
-        rows = list(itertools.islice(unpacker, CHUNK_ROWS))
+        rows = list(itertools.islice(unpacker, size))
     except (ValueError, msgpack.UnpackException):
         return None
     if rows and not set(map(len, rows)) <= ROW_LENGTHS:  # map(len): no Python loop
