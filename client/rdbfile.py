@@ -30,8 +30,8 @@ from server.rdb import (
     encode_string,
 )
 from server.rdb_objects import (
+    STREAM_TYPES,
     T_MODULE_2,
-    T_STREAM_LISTPACKS,
     Value,
     encode_value,
     read_stream,
@@ -41,7 +41,6 @@ from server.rdb_objects import (
 OP_FUNCTION2, OP_FUNCTION, OP_MODULE_AUX, OP_IDLE, OP_FREQ = 245, 246, 247, 248, 249
 OP_AUX, OP_RESIZEDB, OP_EXPIRETIME_MS, OP_EXPIRETIME, OP_SELECTDB, OP_EOF = (
     250, 251, 252, 253, 254, 255)
-T_STREAM_LISTPACKS_3 = 21  # (Redis 7.2)
 MAX_VERSION = 12
 
 
@@ -129,7 +128,7 @@ def _entries(body: memoryview, path: str) -> Iterator[Entry | Library]:
                                "7.0's release candidates, which kvd does not read")
             else:
                 key, at = _read_string(body, at)
-                if opcode in (T_STREAM_LISTPACKS, 19, T_STREAM_LISTPACKS_3):
+                if opcode in STREAM_TYPES:
                     stream, groups, at = read_stream(body, at, opcode)
                     if groups:  # (kvd has no consumer groups yet)
                         yield Entry(db, key, None, deadline, at, "stream with consumer groups")

@@ -14,7 +14,8 @@ Read: the plain forms (list 1, set 2, zset 3 and 5, hash 4), zipmap (9), ziplist
 17, and Redis 7.2's set 20) and quicklist 2 (18: listpacks and plain nodes); any string
 inside may be an integer or LZF encoding. Written: the plain forms (list 1, set 2, zset 5
 with binary scores, hash 4), which Redis converts to its compact encodings as it loads
-them. Streams (15, 19) and module values (6, 7) are refused with a PayloadError.
+them; streams (15, 19 and Redis 7.2's 21) are read, written as 15. A stream with
+consumer groups and module values (6, 7) are refused with a PayloadError.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ T_MODULE, T_MODULE_2 = 6, 7
 T_HASH_ZIPMAP, T_LIST_ZIPLIST, T_SET_INTSET, T_ZSET_ZIPLIST, T_HASH_ZIPLIST = 9, 10, 11, 12, 13
 T_LIST_QUICKLIST, T_STREAM_LISTPACKS = 14, 15
 T_HASH_LISTPACK, T_ZSET_LISTPACK, T_LIST_QUICKLIST_2, T_STREAM_LISTPACKS_2 = 16, 17, 18, 19
-T_SET_LISTPACK = 20  # (Redis 7.2)
-_STREAMS = (T_STREAM_LISTPACKS, T_STREAM_LISTPACKS_2, 21)
+T_SET_LISTPACK, T_STREAM_LISTPACKS_3 = 20, 21  # (Redis 7.2)
+STREAM_TYPES = (T_STREAM_LISTPACKS, T_STREAM_LISTPACKS_2, T_STREAM_LISTPACKS_3)
 _BAD = "ERR Bad data format"
 
 
@@ -139,7 +140,7 @@ def _read(body: memoryview, at: int, rdb_type: int) -> tuple[Value, int]:
             else:
                 elements += _listpack(blob)
         return Value(LIST, elements), at
-    if rdb_type in _STREAMS:
+    if rdb_type in STREAM_TYPES:
         stream, groups, at = read_stream(body, at, rdb_type)
         if groups:
             raise PayloadError("ERR kvd has no stream consumer groups yet: a stream that has "
@@ -180,7 +181,7 @@ def read_stream(body: memoryview, at: int, rdb_type: int) -> tuple[Value, int, i
         consumers, _, at = _read_length(body, at)
         for _ in range(consumers):
             _, at = _read_string(body, at)
-            at += 8 if rdb_type != 21 else 16  # seen (and active) time
+            at += 8 if rdb_type != T_STREAM_LISTPACKS_3 else 16  # seen (and active) time
             owned, _, at = _read_length(body, at)
             at += owned * 16
     if at > len(body):
