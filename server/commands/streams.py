@@ -93,9 +93,18 @@ class Stream:
     def __len__(self) -> int:
         return len(self.hash.fields) - 1  # (every field but LAST, which every stream has)
 
+    def pairs(self, packed_id: bytes) -> list[bytes]:
+        """An entry's fields and values, in turn."""
+        return msgpack.unpackb(self.hash.fields[packed_id])
+
     def entry(self, packed_id: bytes) -> list:
         return [bulk(id_text(ID.unpack(packed_id))),
-                array([bulk(part) for part in msgpack.unpackb(self.hash.fields[packed_id])])]
+                array([bulk(part) for part in self.pairs(packed_id)])]
+
+
+def pack_pairs(pairs: list[bytes]) -> bytes:
+    """An entry's fields and values as the stream's hash holds them (Stream.pairs)."""
+    return msgpack.packb(list(pairs))
 
 
 def load(keyspace: Keyspace, key: bytes, counted: bool = True) -> Stream | None:
@@ -229,7 +238,7 @@ def xadd(ctx: Context, conn: Connection, args: list) -> bytes:
         keyspace.check_sizes(key, value)
     hash_ = _for_write(ctx, key, STREAM)
     packed = ID.pack(*new)
-    hash_.fields[packed] = msgpack.packb(list(pairs))
+    hash_.fields[packed] = pack_pairs(pairs)
     hash_.fields[LAST] = packed
     trimmed = 0
     if strategy is not None:

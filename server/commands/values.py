@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import msgpack
-
 from ..errors import CommandError
 from ..keyspace import HASH, LIST, SET, STREAM, STRING, ZSET
 from ..rdb_objects import Entries, Value
@@ -14,7 +12,7 @@ from ..resp import error
 from .hashes import Hash, read, write
 from .lists import StoredList
 from .sets import members
-from .streams import ID, LAST, Stream
+from .streams import ID, LAST, Stream, pack_pairs
 from .zsets import ZIndex, Zset, load, save
 
 if TYPE_CHECKING:
@@ -41,8 +39,7 @@ def read_value(keyspace: Keyspace, key: bytes, counted: bool = True) -> Value | 
     if kind == STREAM:
         stream = Stream(hash_)
         return Value(STREAM, Entries(stream.last, [
-            (ID.unpack(packed), msgpack.unpackb(stream.hash.fields[packed]))
-            for packed in stream.ids]))
+            (ID.unpack(packed), stream.pairs(packed)) for packed in stream.ids]))
     if kind == SET:
         return Value(SET, members(hash_))
     zset = load(keyspace, key, counted=False)  # (its ordered index, as ZRANGE reads it)
@@ -62,7 +59,7 @@ def write_value(ctx: Context, key: bytes, value: Value, deadline: int) -> None:
     if kind == STREAM:
         stream: Entries = data  # type: ignore[assignment]
         last, entries = stream
-        fields = {ID.pack(*entry_id): msgpack.packb(list(pairs)) for entry_id, pairs in entries}
+        fields = {ID.pack(*entry_id): pack_pairs(pairs) for entry_id, pairs in entries}
         if len(fields) != len(entries) or any(len(pairs) % 2 or not pairs
                                               for _, pairs in entries):
             raise CommandError(BAD_DATA)
