@@ -23,6 +23,7 @@ the server cannot read (a damaged record) is never skipped silently: it is named
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -72,15 +73,8 @@ def keys_of(client: redis.Redis, done: Exported,
             connection_pool=redis.ConnectionPool(connection_class=pool.connection_class,
                                                  **{**pool.connection_kwargs, "db": db}))
         try:
-            batch: list[bytes] = []
-            for key in source.scan_iter(count=BATCH):
-                batch.append(key)
-                if len(batch) == BATCH:
-                    yield from _read_batch(source, db, batch, done)
-                    if progress:
-                        progress(len(batch))
-                    batch = []
-            if batch:
+            keys = source.scan_iter(count=BATCH)
+            while batch := list(itertools.islice(keys, BATCH)):
                 yield from _read_batch(source, db, batch, done)
                 if progress:
                     progress(len(batch))
@@ -174,9 +168,14 @@ def commands_for(item: Key) -> list[bytes]:
         step = 2 * CHUNK
     else:
         name, words, step = (b"RPUSH" if kind == LIST else b"SADD"), items, CHUNK
-    commands = [encode_request(b"MULTI"), encode_request(b"DEL", key)]
-    commands += [encode_request(name, key, *words[i:i + step])
-                 for i in range(0, len(words), step)]
+    return _whole(key, [encode_request(name, key, *words[i:i + step])
+                        for i in range(0, len(words), step)], deadline)
+
+
+def _whole(key: bytes, writes: list[bytes], deadline: int) -> list[bytes]:
+    """The commands that build a collection, in a MULTI/EXEC that first deletes the key
+    and ends by giving it its deadline: on import it arrives whole."""
+    commands = [encode_request(b"MULTI"), encode_request(b"DEL", key), *writes]
     if deadline:
         commands.append(encode_request(b"PEXPIREAT", key, b"%d" % deadline))
     commands.append(encode_request(b"EXEC"))
@@ -187,21 +186,17 @@ def _stream_commands(key: bytes, stream: Entries, deadline: int) -> list[bytes]:
     """A stream: an XADD per entry with its ID; a last ID beyond the last entry (entries
     deleted at the end) is set by adding and deleting it, which kvd and Redis both take
     (XSETID is Redis's only); an empty stream by an XADD trimmed to nothing."""
-    commands = [encode_request(b"MULTI"), encode_request(b"DEL", key)]
-    for entry_id, pairs in stream.entries:
-        commands.append(encode_request(b"XADD", key, b"%d-%d" % entry_id, *pairs))
+    writes = [encode_request(b"XADD", key, b"%d-%d" % entry_id, *pairs)
+              for entry_id, pairs in stream.entries]
     last_entry = stream.entries[-1][0] if stream.entries else (0, 0)
     if stream.last > last_entry:
         last = b"%d-%d" % stream.last
         if stream.entries:
-            commands += [encode_request(b"XADD", key, last, b"-", b"-"),
-                         encode_request(b"XDEL", key, last)]
+            writes += [encode_request(b"XADD", key, last, b"-", b"-"),
+                       encode_request(b"XDEL", key, last)]
         else:
-            commands.append(encode_request(b"XADD", key, b"MAXLEN", b"0", last, b"-", b"-"))
-    if deadline:
-        commands.append(encode_request(b"PEXPIREAT", key, b"%d" % deadline))
-    commands.append(encode_request(b"EXEC"))
-    return commands
+            writes.append(encode_request(b"XADD", key, b"MAXLEN", b"0", last, b"-", b"-"))
+    return _whole(key, writes, deadline)
 
 
 CHUNK = 1000  # elements per HSET/RPUSH/SADD/ZADD of a large collection
