@@ -44,6 +44,7 @@ log = logging.getLogger("kvd.storage")
 
 DEFAULT_SEGMENT_SIZE = 64 << 20
 DEFAULT_CACHE_SIZE = 32 << 20
+CACHE_ENTRY_OVERHEAD = 64  # bytes a cached value is counted beyond its own
 # Reads in the active segment past its map: the first few after a flush pread; the
 # next one maps it again (many reads of new records follow: a pipeline's).
 PREADS_BEFORE_REMAP = 4
@@ -801,14 +802,14 @@ class LogStore(DatabaseQueries, LibraryFile):
         """Remember a decoded value by its location. A location is never reused for
         other bytes (segments are append-only; compaction writes new ones), so a
         cached value can go stale only by becoming unreachable, and ages out."""
-        size = len(value) + 64
+        size = len(value) + CACHE_ENTRY_OVERHEAD
         if size > self._cache_limit >> 4:
             return
         cache = self._cache
         cache[location] = value
         self._cache_bytes += size
         while self._cache_bytes > self._cache_limit:
-            self._cache_bytes -= len(cache.popitem(last=False)[1]) + 64
+            self._cache_bytes -= len(cache.popitem(last=False)[1]) + CACHE_ENTRY_OVERHEAD
 
     def delete(self, key: bytes, db: int = 0) -> bool:
         self._check_open()

@@ -66,3 +66,18 @@ def test_compaction_keeps_a_damaged_record_aside_and_finishes(damaged, caplog):
     db.close()
     with open_store(data_dir, segment_size=SEGMENT_SIZE) as again:
         assert again.get(b"key-123") is None and len(again) == 399
+
+
+def test_a_key_compaction_drops_is_not_served_from_the_value_cache(tmp_path):
+    """Read (and cached) while intact, damaged on disk later: once compaction drops the
+    key, a GET answers nothing rather than the value it remembered."""
+    data_dir = str(tmp_path / "data")
+    with open_store(data_dir, segment_size=SEGMENT_SIZE) as db:
+        for i in range(400):
+            db.put(b"key-%03d" % i, b"value-%03d-" % i * 4)
+        db.flush()
+        assert db.get(b"key-123") == b"value-123-" * 4
+        damage_value(data_dir, b"value-123-" * 4)
+        db.compact()
+        assert db.get(b"key-123") is None
+        assert db.get(b"key-122") == b"value-122-" * 4

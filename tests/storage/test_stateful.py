@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from storage import open_store
+from storage.logstore import CACHE_ENTRY_OVERHEAD
 
 pytestmark = pytest.mark.slow
 
@@ -44,6 +45,11 @@ class StoreMachine(RuleBasedStateMachine):
         self.db = open_store(self.directory, engine=self.engine, segment_size=4096)
         # per database: key -> a string, or a dict (a collection's elements)
         self.models: list[dict[bytes, bytes | dict]] = [{}, {}, {}]
+        self.written: set[bytes] = set()  # every key written, in any database
+
+    def _model_write(self, db: int, key: bytes, value: bytes | dict) -> None:
+        self.models[db][key] = value
+        self.written.add(key)
 
     def teardown(self) -> None:
         self.db.close()
@@ -52,7 +58,42 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(key=KEYS, value=VALUES, db=DBS)
     def put(self, key: bytes, value: bytes, db: int) -> None:
         self.db.put(key, value, db=db)
-        self.models[db][key] = value
+        self._model_write(db, key, value)
+
+    @rule(pairs=st.lists(st.tuples(KEYS, VALUES), max_size=5), db=DBS)
+    def put_many(self, pairs: list[tuple[bytes, bytes]], db: int) -> None:
+        self.db.put_many(pairs, db=db)
+        for key, value in pairs:
+            self._model_write(db, key, value)
+
+    @rule(key=KEYS, value=VALUES, db=DBS)
+    def put_packed(self, key: bytes, value: bytes, db: int) -> None:
+        """A collection packed whole (its type given): read back as its value."""
+        self.db.put(key, value, db=db, kind=2)
+        self._model_write(db, key, value)
+
+    @rule(ops=st.lists(st.tuples(KEYS, st.one_of(st.none(), VALUES)), max_size=4), db=DBS)
+    def write_batch(self, ops: list[tuple[bytes, bytes | None]], db: int) -> None:
+        self.db.write_batch(ops, db=db)
+        for key, value in ops:
+            if value is None:
+                self.models[db].pop(key, None)
+            else:
+                self._model_write(db, key, value)
+
+    def _strings(self) -> list[tuple[int, bytes]]:
+        return sorted((db, key) for db, model in enumerate(self.models)
+                      for key, value in model.items() if not isinstance(value, dict))
+
+    @precondition(lambda self: self._strings())
+    @rule(data=st.data())
+    def expire_now(self, data) -> None:
+        """A key whose deadline passed, dropped as the server's expiry drops it."""
+        db, key = data.draw(st.sampled_from(self._strings()))
+        assert self.db.expire(key, 1, db=db) is True
+        self.db.forget_expired(key, db=db)
+        del self.models[db][key]
+        assert self.db.get(key, db=db) is None
 
     @precondition(lambda self: self.models[0])
     @rule(data=st.data())
@@ -79,7 +120,7 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(key=KEYS, db=DBS)
     def create_collection(self, key: bytes, db: int) -> None:
         self.db.create_collection(key, 1, db=db)
-        self.models[db][key] = {}
+        self._model_write(db, key, {})
 
     def _collections(self) -> list[tuple[int, bytes]]:
         return sorted((db, key) for db, model in enumerate(self.models)
@@ -131,11 +172,22 @@ class StoreMachine(RuleBasedStateMachine):
                 for key, value in model.items():
                     if isinstance(value, dict):
                         assert self.db.collection_version(key, db=db)
+                        assert self.db.get(key, db=db) == b""  # (its metadata record's)
                         assert sorted(self.db.element_names(key, db=db)) == sorted(value)
                         assert {f: self.db.get_element(key, f, db=db) for f in value} == value
                     else:
                         assert self.db.collection_version(key, db=db) == 0
                         assert self.db.get(key, db=db) == value
+                for key in self.written - model.keys():  # gone: not even from a cache
+                    assert self.db.get(key, db=db) is None
+
+
+    @invariant()
+    def cache_counts_what_it_holds(self) -> None:
+        cache = getattr(getattr(self, "db", None), "_cache", None)
+        if cache is not None:  # (the log engine's)
+            held = sum(map(len, cache.values()))
+            assert self.db._cache_bytes == held + CACHE_ENTRY_OVERHEAD * len(cache)
 
 
 class SqliteStoreMachine(StoreMachine):
