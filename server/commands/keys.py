@@ -165,6 +165,9 @@ def expire(ctx: Context, conn: Connection, args: list) -> bytes:
             return ZERO
         if b"LT" in flags and current is not None and when >= current:
             return ZERO
+    if when <= 0:  # passed long ago (set_deadline would read 0 as "none"): it goes
+        keyspace.remove(key)
+        return ONE
     keyspace.set_deadline(key, when)  # (one already passed deletes the key, as in Redis 7)
     return ONE
 

@@ -100,6 +100,10 @@ def test_expire_family_options_and_persist(r):
     with pytest.raises(redis.ResponseError, match="Unsupported option FOO"):
         r.execute_command("EXPIRE", "k", 10, "FOO")
     assert r.expire("k", -1) is True and r.exists("k") == 0  # a deadline passed deletes
+    for command in ("EXPIREAT", "PEXPIREAT"):  # at the epoch itself too (0 is no "none")
+        r.set("k", "v")
+        assert r.execute_command(command, "k", 0) == 1 and r.exists("k") == 0
+        assert r.dbsize() == 0
 
 
 def test_getex(r):
