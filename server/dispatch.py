@@ -27,6 +27,7 @@ from . import fastpath
 from .blocking import BLOCKED
 from .commands import COMMANDS, LOOKUP, Command, subcommand_refusal, unknown_command, wrong_arity
 from .commands.admin import debug_refusal
+from .commands.table import REDIS
 from .commit import GroupCommit
 from .connection import REPLY_SKIP, REPLY_SKIP_NEXT, Connection
 from .context import Context
@@ -68,6 +69,20 @@ class Dispatcher:
         # One per database: a run of GETs or SETs works in the client's.
         self._fast_parts = [Parts(keyspace, ctx.stats, self._failure, self._took, GET, SET)
                             for keyspace in ctx.databases]
+
+    @staticmethod
+    def _not_here(conn: Connection, args: list[bytes]) -> bytes:
+        """The error for a command kvd does not have. Redis's gate checks one it has
+        (SYNC, say) for its arity and then for authentication before running it, so
+        those errors come first, as from Redis; then Redis's "unknown command"."""
+        described = REDIS.get(args[0].lower().decode(errors="replace"))
+        if described is not None:
+            _, arity, flags = described["info"][1][:3]
+            if (len(args) != arity) if arity > 0 else (len(args) < -arity):
+                return wrong_arity(args[0])
+            if not conn.authenticated and ["+", "no_auth"] not in flags[1]:
+                return NOAUTH
+        return unknown_command(args)
 
     @staticmethod
     def lookup(name: bytes) -> Command | None:
@@ -183,7 +198,8 @@ class Dispatcher:
             if command is None:
                 command = COMMANDS.get(args[0].lower())
                 if command is None:
-                    unknown = args.reply if type(args) is Refused else unknown_command(args)
+                    unknown = args.reply if type(args) is Refused else \
+                        self._not_here(conn, args)
                     replies.append(self._reject(conn, None, unknown, args))
                     continue
             arity = command.arity

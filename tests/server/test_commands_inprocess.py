@@ -198,10 +198,15 @@ def test_auth_before_anything_else(tmp_path):
     harness = Harness(str(tmp_path / "data"), password="s3cret")
     try:
         assert harness("GET", "k") == b"-NOAUTH Authentication required.\r\n"
+        # A command Redis has and kvd has not: Redis's gate checks arity, then auth.
+        assert harness("SYNC") == b"-NOAUTH Authentication required.\r\n"
+        assert harness("SYNC", "x").startswith(b"-ERR wrong number of arguments for 'sync'")
+        assert harness("NOSUCH").startswith(b"-ERR unknown command 'NOSUCH'")
         assert harness("AUTH", "wrong") == (b"-WRONGPASS invalid username-password pair or "
                                             b"user is disabled.\r\n")
         assert harness("AUTH", "s3cret") == b"+OK\r\n"
         assert harness("GET", "k") == b"$-1\r\n"
+        assert harness("SYNC").startswith(b"-ERR unknown command 'SYNC'")
     finally:
         harness.close()
 
