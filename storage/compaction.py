@@ -55,7 +55,7 @@ import msgpack
 
 from . import hints, private, record
 from .errors import CompactionError, CorruptionError, StorageError
-from .keydir import KeyDir
+from .keydir import SEGMENT_SHIFT, KeyDir
 from .layout import (
     COMPACTION_DIR,
     CORRUPT_DIR,
@@ -214,7 +214,7 @@ def run(plan: CompactionPlan, progress: Progress | None = None) -> CompactionOut
                        record.MAP, 0, plan.fsync)
     for segment_id in plan.frozen:
         path = os.path.join(plan.directory, segment_name(segment_id))
-        base = segment_id << 64
+        base = segment_id << SEGMENT_SHIFT
         with open(path, "rb", buffering=0) as source, _mapped(source) as mapped:
             for row in _entries_of(plan.directory, segment_id):
                 collection: tuple = ()
@@ -422,7 +422,7 @@ def repoint_steps(spaces: Mapping[int, KeyDir], directory: str, manifest: dict,
         hint = hints.read_lazily(os.path.join(directory, hint_name(segment_id)))
         if hint is None:
             raise CompactionError(f"the hint of compaction output {segment_id} is unreadable")
-        base = segment_id << 64
+        base = segment_id << SEGMENT_SHIFT
         rows = hint[1]
         while True:
             count = 0

@@ -23,6 +23,18 @@ if TYPE_CHECKING:
     from .deadlines import Deadlines
 
 
+class KeyTypes(Protocol):
+    """The types of a database's keys that are not strings, as a dict of them would
+    answer (the sqlite engine's is one; the log engine reads its key directory)."""
+
+    def __len__(self) -> int:
+        """How many keys are not strings (0: all are; the keyspace's fast test)."""
+
+    def __contains__(self, key: object) -> bool: ...
+
+    def get(self, key: bytes, default: int, /) -> int: ...
+
+
 @dataclasses.dataclass(frozen=True)
 class StoreStats:
     """A store's figures (`kvctl stats`, INFO persistence, `kvd check`)."""
@@ -88,7 +100,7 @@ class Store(Protocol):
         """`kind`: the value's type, 0 a string, 1-4 another type packed whole by the
         caller (hash, list, set, sorted set); kept with the record and in memory."""
 
-    def types_of(self, db: int) -> dict[bytes, int]:
+    def types_of(self, db: int) -> KeyTypes:
         """Database `db`'s non-string keys and their types (read only; replaced by a flush
         or swap of the database)."""
 

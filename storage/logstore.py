@@ -27,7 +27,17 @@ from .compaction import CompactionPlan, CompactionResult
 from .dirlock import DirectoryLock
 from .errors import ClosedError, CompactionError, CorruptionError, StorageError
 from .interface import CompactionJob, StoreStats
-from .keydir import MASK32, Elements, KeyDir, pack, unpack
+from .keydir import (
+    KIND_FIELD,
+    KIND_SHIFT,
+    MASK32,
+    SEGMENT_SHIFT,
+    Elements,
+    KeyDir,
+    KindView,
+    pack,
+    unpack,
+)
 from .layout import (
     LibraryFile,
     change_segment_list,
@@ -225,11 +235,12 @@ class LogStore(DatabaseQueries, LibraryFile):
         hot loop of start-up: locations are keydir.pack spelled out, and the KeyDir's
         dicts are used directly."""
         slots = self._slots
-        base = segment_id << 64
+        base = segment_id << SEGMENT_SHIFT
         largest = self.largest_value
         current = -1  # the slot whose directory is in the locals below
-        space = keydir = deadlines = any_deadline = types = collections = None
-        live = 0
+        space = keydir = deadlines = any_deadline = collections = None
+        live = typed = 0  # (added to the slot's when it changes)
+        kind_field = KIND_FIELD
         # The collection the last element record belonged to: its elements come in runs.
         element_key: bytes | None = None
         elements: Elements | None = None
@@ -249,24 +260,24 @@ class LogStore(DatabaseQueries, LibraryFile):
                 element_key = None
                 if space is not None:
                     space.live += live
-                    live, current, space = 0, -1, None
+                    space.typed += typed
+                    live, typed, current, space = 0, 0, -1, None
                 slots.apply(*record.unpack_map(key))
                 continue
             if slot != current:
                 if space is not None:
                     space.live += live
-                    live = 0
+                    space.typed += typed
+                    live = typed = 0
                 space = slots.spaces.get(slot)
                 current, element_key = slot, None
                 if space is None:
                     continue  # a slot no map holds any more: a flushed database
-                keydir, deadlines, any_deadline, types, collections = (
-                    space.locations, space.deadlines, space.deadline_of, space.types,
-                    space.collections)
+                keydir, deadlines, any_deadline, collections = (
+                    space.locations, space.deadlines, space.deadline_of, space.collections)
             elif space is None:
                 continue
-            assert keydir is not None and deadlines is not None and types is not None
-            assert collections is not None
+            assert keydir is not None and deadlines is not None and collections is not None
             if flags & ~record.TYPE_BITS:
                 if flags & element:  # (the hot path of a large collection's replay)
                     if key != element_key:
@@ -290,7 +301,7 @@ class LogStore(DatabaseQueries, LibraryFile):
                     continue
                 element_key = None
                 if flags & record.META:
-                    live += self._replay_meta(space, row, segment_id)
+                    self._replay_meta(space, row, segment_id)  # (keeps live and typed)
                     continue
                 if flags & record.EXPIRY:
                     if key in keydir:
@@ -298,46 +309,46 @@ class LogStore(DatabaseQueries, LibraryFile):
                     continue
                 old = keydir.pop(key, None)  # a tombstone
                 deadlines.discard(key)
-                if types:
-                    types.pop(key, None)
-                    if collections:
-                        live -= space.drop_elements(key)
-            else:  # a value: a string's (no flags) or another type's
+                if collections:
+                    live -= space.drop_elements(key)
+            else:  # a value: a string's (no flags) or another type's (its kind bits)
                 element_key = None
                 old = keydir.get(key)
-                keydir[key] = base | offset << 32 | size
+                if flags:
+                    keydir[key] = base | (flags >> record.TYPE_SHIFT) << KIND_SHIFT | \
+                        offset << 32 | size
+                    typed += 1
+                else:
+                    keydir[key] = base | offset << 32 | size
                 live += size
                 if expires or any_deadline:
                     deadlines.set(key, expires)
-                if flags:
-                    types[key] = flags >> record.TYPE_SHIFT
-                elif types:
-                    types.pop(key, None)
                 if collections:
                     live -= space.drop_elements(key)
             if old is not None:
                 live -= old & MASK32
+                if old & kind_field:
+                    typed -= 1
         if space is not None:
             space.live += live
+            space.typed += typed
         self.largest_value = largest
 
-    def _replay_meta(self, space: KeyDir, row: tuple, segment_id: int) -> int:
-        """Replay a collection's metadata record (record.py); return the change in live
-        bytes. A new version drops the elements of the old one, however many."""
+    def _replay_meta(self, space: KeyDir, row: tuple, segment_id: int) -> None:
+        """Replay a collection's metadata record (record.py) into `space` (its live
+        bytes and typed count too). A new version drops the elements of the old one,
+        however many."""
         key, offset, size, flags, expires, _slot, version = row
         if version > self._version:
             self._version = version
-        old = space.locations.get(key)
-        space.locations[key] = pack(segment_id, offset, size)
+        space.place(key, pack(segment_id, offset, size,
+                              (flags & record.TYPE_BITS) >> record.TYPE_SHIFT))
         if expires or space.deadline_of:
             space.deadlines.set(key, expires)
-        space.types[key] = (flags & record.TYPE_BITS) >> record.TYPE_SHIFT
-        change = size - (old & MASK32 if old is not None else 0)
         found = space.collections.get(key)
         if found is None or found.version != version:
-            change -= space.drop_elements(key)
+            space.live -= space.drop_elements(key)
             space.collections[key] = Elements(version)
-        return change
 
     # -- the active segment ------------------------------------------------
 
@@ -549,16 +560,20 @@ class LogStore(DatabaseQueries, LibraryFile):
         if space.collections:
             space.live -= space.drop_elements(key)
         if kind:
-            space.types[key] = kind
+            location |= kind << KIND_SHIFT
             # A small collection is read back whole by the next command on it (HSET,
             # SADD read, change and write it): cached now, that read decodes nothing.
             self._cache_value(location, value)
-        elif space.types:
-            space.types.pop(key, None)
-        keydir = space.locations
-        old = keydir.get(key)
-        keydir[key] = location
-        space.live += (location & MASK32) - (old & MASK32 if old is not None else 0)
+        old = space.locations.get(key)  # (space.place, inline: the path of every HSET)
+        space.locations[key] = location
+        if kind:
+            space.typed += 1
+        if old is None:
+            space.live += location & MASK32
+        else:
+            space.live += (location & MASK32) - (old & MASK32)
+            if old & KIND_FIELD:
+                space.typed -= 1
         if expires_at_ms or space.deadline_of:
             space.deadlines.set(key, expires_at_ms)
 
@@ -572,18 +587,16 @@ class LogStore(DatabaseQueries, LibraryFile):
         if not self._buffer:
             self._stamp = time.time_ns() // 1_000_000
         slot, space = self._writable(db)
-        if space.types:  # strings now, whatever they were
-            for key, _ in pairs:
-                space.types.pop(key, None)
-                if space.collections:
-                    space.live -= space.drop_elements(key)
+        any_typed = space.typed  # (keys of other types become strings: see below)
+        kind_field = KIND_FIELD
         stamp, keydir, deadlines = self._stamp, space.locations, space.deadlines
         any_deadline = space.deadline_of  # a dict: empty while no key has a deadline
         buffer, hints, frame, pack = self._buffer, self._active_hints, record.frame, record.pack
         big, segment_size = BIG_RECORD, self.segment_size  # (MAX_VALUE_SIZE is above it)
         largest = self.largest_value
-        live = done = 0
-        written, base = self._written, self._active_id << 64  # change only by a rotation
+        live = done = untyped = 0
+        written, base = self._written, self._active_id << SEGMENT_SHIFT  # (only a rotation
+        # changes them)
         try:
             self._check_open()
             for key, value in pairs:
@@ -597,7 +610,7 @@ class LogStore(DatabaseQueries, LibraryFile):
                                                                    slot), 0, 0, slot)
                     size = location & MASK32
                     largest, hints = self.largest_value, self._active_hints
-                    written, base = self._written, self._active_id << 64
+                    written, base = self._written, self._active_id << SEGMENT_SHIFT
                 else:
                     raw = frame(pack([stamp, 0, 0, key, value, slot] if slot
                                      else [stamp, 0, 0, key, value]))
@@ -608,14 +621,20 @@ class LogStore(DatabaseQueries, LibraryFile):
                     if pending and pending + size > segment_size and self._batch_start is None:
                         self._rotate()
                         pending, hints = 0, self._active_hints
-                        written, base = self._written, self._active_id << 64
+                        written, base = self._written, self._active_id << SEGMENT_SHIFT
                     buffer += raw
                     hints += pack((key, pending, size, 0, 0, slot) if slot
                                   else (key, pending, size, 0, 0))
                     location = base | pending << 32 | size
                 old = keydir.get(key)
                 keydir[key] = location
-                live += size - (old & MASK32 if old is not None else 0)
+                if old is None:
+                    live += size
+                else:
+                    live += size - (old & MASK32)
+                    if any_typed and old & kind_field:  # another type's: a string now
+                        untyped += 1
+                        live -= space.drop_elements(key)
                 if any_deadline:
                     deadlines.set(key, 0)
                 done += 1
@@ -624,6 +643,7 @@ class LogStore(DatabaseQueries, LibraryFile):
             raise
         finally:
             space.live += live
+            space.typed -= untyped
 
     def get(self, key: bytes, db: int = 0) -> bytes | None:
         try:
@@ -696,9 +716,7 @@ class LogStore(DatabaseQueries, LibraryFile):
                                                         slot, self._stamp),
                                 flags, expires_at_ms, slot, version)
         space.forget(key)
-        space.locations[key] = location
-        space.live += location & MASK32
-        space.types[key] = kind
+        space.place(key, location | kind << KIND_SHIFT)
         space.collections[key] = Elements(version)
         if expires_at_ms or space.deadline_of:
             space.deadlines.set(key, expires_at_ms)
@@ -874,6 +892,13 @@ class LogStore(DatabaseQueries, LibraryFile):
             raise ValueError("database must be 0 or more")
         self._slots.swap(a, b)
         self._append_map()
+
+    def types_of(self, db: int) -> KindView:
+        """Database `db`'s key types, read from the kind bits of its locations (keydir.py)."""
+        return KindView(self._slots.find(db))
+
+    def type_of(self, key: bytes, db: int = 0) -> int:
+        return self.types_of(db).get(key, 0)
 
     def count(self, db: int = 0) -> int:
         """How many keys database `db` holds."""

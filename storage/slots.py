@@ -9,8 +9,13 @@ mapped (one dict deallocation each, no loop over their keys in Python).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .deadlines import Deadlines
 from .keydir import KeyDir
+
+if TYPE_CHECKING:
+    from .interface import KeyTypes
 
 
 class SlotMap:
@@ -133,7 +138,7 @@ class DatabaseQueries:
         """How many databases were ever written to (the highest number + 1)."""
         return self._slots.databases()
 
-    def types_of(self, db: int) -> dict[bytes, int]:
+    def types_of(self, db: int) -> KeyTypes:
         return self._slots.types_of(db)
 
     def type_of(self, key: bytes, db: int = 0) -> int:

@@ -30,6 +30,15 @@ VALUES = st.one_of(
 )
 
 
+class Packed(bytes):
+    """A value put as a collection packed whole (kind 2), in the model."""
+
+
+def kind_of(value: bytes | dict) -> int:
+    """The type the store must report for a model value."""
+    return 1 if isinstance(value, dict) else 2 if isinstance(value, Packed) else 0
+
+
 class StoreMachine(RuleBasedStateMachine):
     """After every step the store must read exactly what the dict model says.
 
@@ -70,7 +79,7 @@ class StoreMachine(RuleBasedStateMachine):
     def put_packed(self, key: bytes, value: bytes, db: int) -> None:
         """A collection packed whole (its type given): read back as its value."""
         self.db.put(key, value, db=db, kind=2)
-        self._model_write(db, key, value)
+        self._model_write(db, key, Packed(value))
 
     @rule(ops=st.lists(st.tuples(KEYS, st.one_of(st.none(), VALUES)), max_size=4), db=DBS)
     def write_batch(self, ops: list[tuple[bytes, bytes | None]], db: int) -> None:
@@ -180,6 +189,13 @@ class StoreMachine(RuleBasedStateMachine):
                         assert self.db.get(key, db=db) == value
                 for key in self.written - model.keys():  # gone: not even from a cache
                     assert self.db.get(key, db=db) is None
+                # types: what the keyspace reads for WRONGTYPE (the log engine keeps them
+                # as bits of the locations, with a count of the typed keys)
+                assert {key: self.db.type_of(key, db=db) for key in self.written} == \
+                    {key: kind_of(model[key]) if key in model else 0 for key in self.written}
+                typed = {key for key, value in model.items() if kind_of(value)}
+                assert len(self.db.types_of(db)) == len(typed)
+                assert all(key in self.db.types_of(db) for key in typed)
 
 
     @invariant()
