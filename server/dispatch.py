@@ -73,8 +73,9 @@ class Dispatcher:
     @staticmethod
     def _not_here(conn: Connection, args: list[bytes]) -> bytes:
         """The error for a command kvd does not have. Redis's gate checks one it has
-        (SYNC, say) for its arity and then for authentication before running it, so
-        those errors come first, as from Redis; then Redis's "unknown command"."""
+        (SYNC, SAVE) for its arity, for authentication and, inside MULTI, whether it may
+        be queued, before running it; those errors come first, as from Redis; then
+        Redis's "unknown command"."""
         described = REDIS.get(args[0].lower().decode(errors="replace"))
         if described is not None:
             _, arity, flags = described["info"][1][:3]
@@ -82,6 +83,8 @@ class Dispatcher:
                 return wrong_arity(args[0])
             if not conn.authenticated and ["+", "no_auth"] not in flags[1]:
                 return NOAUTH
+            if conn.tx.queued is not None and ["+", "no_multi"] in flags[1]:
+                return NO_MULTI
         return unknown_command(args)
 
     @staticmethod

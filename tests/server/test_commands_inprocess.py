@@ -207,6 +207,9 @@ def test_auth_before_anything_else(tmp_path):
         assert harness("AUTH", "s3cret") == b"+OK\r\n"
         assert harness("GET", "k") == b"$-1\r\n"
         assert harness("SYNC").startswith(b"-ERR unknown command 'SYNC'")
+        assert harness("MULTI") == b"+OK\r\n"  # inside MULTI, one that may not be queued
+        assert harness("SAVE") == b"-ERR Command not allowed inside a transaction\r\n"
+        assert harness("EXEC").startswith(b"-EXECABORT Transaction discarded")
     finally:
         harness.close()
 
