@@ -365,6 +365,8 @@ class Dispatcher:
             if refused is not None:
                 known = command.resolve(args)
                 return (known if known is not command else None), refused
+        if run.read_only and command.has("may_replicate", args):  # PUBLISH: as a write
+            return command, WRITE_FROM_READ_ONLY
         if command.write:
             if run.read_only:
                 return command, WRITE_FROM_READ_ONLY

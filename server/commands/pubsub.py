@@ -122,8 +122,10 @@ COMMANDS = [
     row("sunsubscribe", unsubscribe),
     row("psubscribe", psubscribe),
     row("punsubscribe", punsubscribe),
-    row("publish", publish),
-    row("spublish", publish),
+    # Redis flags them may-replicate (the message goes to replicas), though COMMAND INFO
+    # does not show it: CLIENT PAUSE WRITE holds them, a read-only script may not call them.
+    row("publish", publish, add_flags=["may_replicate"]),
+    row("spublish", publish, add_flags=["may_replicate"]),
     row("pubsub", pubsub, subcommands=["channels", "numsub", "numpat", "shardchannels",
                                        "shardnumsub", "help"]),
 ]

@@ -139,13 +139,18 @@ def test_client_pause_write_holds_writes_until_unpause(make_daemon):
     assert reader.get("k") == b"before"  # reads go on
     assert reader.eval("#!lua flags=no-writes\nreturn redis.call('GET', KEYS[1])", 1,
                        "k") == b"before"  # so do scripts that declare they do not write
-    assert nothing_to_read(writer)
-    wait_for(lambda: admin.info()["blocked_clients"] == 1, 10, "the writer to be held")
+    publisher = server.raw()
+    send(publisher, b"PUBLISH", b"ch", b"msg")  # may-replicate, as Redis flags it: held
+    assert nothing_to_read(writer) and nothing_to_read(publisher)
+    wait_for(lambda: admin.info()["blocked_clients"] == 2, 10,
+             "the writer and the publisher to be held")
     assert any("flags=b" in line for line in
                admin.execute_command("CLIENT", "LIST").decode().splitlines())
     assert admin.client_unpause()
     assert read_exactly(writer, 17) == b"+OK\r\n$6\r\nduring\r\n"
+    assert read_exactly(publisher, 4) == b":0\r\n"
     writer.close()
+    publisher.close()
     assert reader.get("k") == b"during"
     assert admin.info()["blocked_clients"] == 0
 

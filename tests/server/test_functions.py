@@ -38,6 +38,7 @@ STEPS = [  # one request each; every reply is compared with Redis's
     (b"FCALL", b"SET_AND_GET", b"1", b"k", b"w"),  # function names ignore case
     (b"FCALL_RO", b"count_keys", b"2", b"a", b"b"),
     (b"FCALL_RO", b"set_and_get", b"1", b"k", b"v"),  # a write flag with *_RO
+    (b"EVAL_RO", b"return redis.call('publish', 'ch', 'msg')", b"0"),  # may-replicate too
     (b"FCALL", b"fails", b"0"),
     (b"FCALL", b"nosuch", b"0"),
     (b"FCALL", b"count_keys", b"x"), (b"FCALL", b"count_keys", b"3", b"a"),

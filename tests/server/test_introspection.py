@@ -22,7 +22,9 @@ def test_every_command_is_described_with_its_own_arity():
 
 def test_every_commands_arity_and_flags_are_redis_7s():
     """The table takes them from Redis's description; this holds the overrides to what is
-    kvd's own (COMPACT) or newer than Redis 7.0 (CLIENT SETINFO)."""
+    kvd's own (COMPACT) or newer than Redis 7.0 (CLIENT SETINFO), and to the flags Redis
+    has but its COMMAND INFO does not show (PUBLISH's may_replicate)."""
+    unshown = {"publish": {"may_replicate"}, "spublish": {"may_replicate"}}
     def redis(name: str) -> tuple[int, frozenset] | None:
         container, _, sub = name.partition("|")
         info = REDIS_TABLE.get(container, {}).get("info", [None, [None] * 10])[1]
@@ -39,7 +41,7 @@ def test_every_commands_arity_and_flags_are_redis_7s():
             if c.name in ("compact", "client|setinfo"):
                 assert expected is None or c.name == "compact"
                 continue
-            assert expected == (c.arity, c.flags), c.name
+            assert expected == (c.arity, c.flags - unshown.get(c.name, set())), c.name
             checked += 1
     assert checked > 100
 
