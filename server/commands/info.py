@@ -139,6 +139,7 @@ def _stats(ctx: Context, figures: dict) -> dict:
         "pubsub_channels": len(ctx.pubsub.channels),
         "pubsub_patterns": len(ctx.pubsub.patterns),
         "pubsubshard_channels": len(ctx.pubsub.shard_channels),
+        "migrate_cached_sockets": 0,  # (a MIGRATE opens its own connection: dump.py)
         "total_error_replies": s.error_replies,
         "protocol_errors": s.protocol_errors,
         "signals_received": s.signals_received,
