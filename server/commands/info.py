@@ -25,6 +25,12 @@ DEFAULT_SECTIONS = ("server", "clients", "memory", "persistence", "stats", "repl
 _UNSAFE = str.maketrans("#:\n\r", "____")  # in a name INFO shows (Redis's getSafeInfoString)
 
 
+# Random per process, as Redis makes them at start: tools tell a restart by run_id, and
+# read the replication section's IDs and offsets whether or not anything replicates.
+RUN_ID = os.urandom(20).hex()
+REPLICATION_ID = os.urandom(20).hex()
+
+
 def _server(ctx: Context, figures: dict) -> dict:
     uptime = int(figures["uptime_s"])
     config = ctx.config
@@ -37,6 +43,7 @@ def _server(ctx: Context, figures: dict) -> dict:
         "multiplexing_api": "epoll" if sys.platform.startswith("linux") else "select",
         "python_version": platform.python_version(),
         "process_id": os.getpid(),
+        "run_id": RUN_ID,
         "tcp_port": figures["tcp_port"],
         "unix_socket": config.socket,
         "server_time_usec": int(time.time() * 1e6),
@@ -150,7 +157,12 @@ def _stats(ctx: Context, figures: dict) -> dict:
 
 
 def _replication(ctx: Context, figures: dict) -> dict:
-    return {"role": "master", "connected_slaves": 0}
+    # A server without replicas, as Redis describes one: no backlog, offset 0.
+    return {"role": "master", "connected_slaves": 0, "master_failover_state": "no-failover",
+            "master_replid": REPLICATION_ID, "master_replid2": "0" * 40,
+            "master_repl_offset": 0, "second_repl_offset": -1, "repl_backlog_active": 0,
+            "repl_backlog_size": 0, "repl_backlog_first_byte_offset": 0,
+            "repl_backlog_histlen": 0}
 
 
 def _cpu(ctx: Context, figures: dict) -> dict:
@@ -194,12 +206,11 @@ _SECTIONS = {
 
 def render(ctx: Context, sections: list[str]) -> str:
     """INFO's text: `# Section` headers and `field:value` lines, CRLF-separated."""
-    if not sections or sections == ["default"]:
-        wanted = list(DEFAULT_SECTIONS)
-    elif any(s in ("all", "everything") for s in sections):
+    if any(s in ("all", "everything") for s in sections):
         wanted = list(_SECTIONS)
-    else:
-        wanted = [s for s in _SECTIONS if s in sections]
+    else:  # the sections named, and the default ones with "default" (or none named)
+        default = not sections or "default" in sections
+        wanted = [s for s in _SECTIONS if s in sections or (default and s in DEFAULT_SECTIONS)]
     blocks = []
     figures = ctx.control.figures()
     for name in wanted:

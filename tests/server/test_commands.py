@@ -256,6 +256,13 @@ def test_info_sections(r, shared_kvd):
         r.ping()
     assert r.info("stats")["instantaneous_ops_per_sec"] > 0  # the pings just made
     assert r.info("stats")["migrate_cached_sockets"] == 0  # (Redis's unit/dump reads it)
+    replication = r.info("replication")
+    assert replication["role"] == "master" and replication["master_repl_offset"] == 0
+    assert len(replication["master_replid"]) == 40 and len(info["run_id"]) == 40
+    assert "master_repl_offset" not in r.info("cpu")
+    both = r.info("cpu", "default")  # the default sections, and cpu
+    assert "used_cpu_user" in both and "used_memory" in both
+    assert not any(name.startswith("cmdstat_") for name in both)
 
 
 def test_redis_py_defaults_speak_resp3(shared_kvd):
