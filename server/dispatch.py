@@ -27,7 +27,7 @@ from . import fastpath
 from .blocking import BLOCKED
 from .commands import COMMANDS, LOOKUP, Command, subcommand_refusal, unknown_command, wrong_arity
 from .commands.admin import debug_refusal
-from .commands.table import REDIS
+from .commands.table import redis_arity_and_flags
 from .commit import GroupCommit
 from .connection import REPLY_SKIP, REPLY_SKIP_NEXT, Connection
 from .context import Context
@@ -76,14 +76,14 @@ class Dispatcher:
         (SYNC, SAVE) for its arity, for authentication and, inside MULTI, whether it may
         be queued, before running it; those errors come first, as from Redis; then
         Redis's "unknown command"."""
-        described = REDIS.get(args[0].lower().decode(errors="replace"))
+        described = redis_arity_and_flags(args[0])
         if described is not None:
-            _, arity, flags = described["info"][1][:3]
+            arity, flags = described
             if (len(args) != arity) if arity > 0 else (len(args) < -arity):
                 return wrong_arity(args[0])
-            if not conn.authenticated and ["+", "no_auth"] not in flags[1]:
+            if not conn.authenticated and "no_auth" not in flags:
                 return NOAUTH
-            if conn.tx.queued is not None and ["+", "no_multi"] in flags[1]:
+            if conn.tx.queued is not None and "no_multi" in flags:
                 return NO_MULTI
         return unknown_command(args)
 

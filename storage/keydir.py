@@ -141,9 +141,9 @@ class KeyDir:
         if self.collections:
             self.live -= self.drop_elements(key)
 
-    def place(self, key: bytes, location: int) -> int | None:
-        """Point `key` at `location` (its kind bits say its type); the old location, if
-        any. Keeps `typed` (the count of keys with kind bits) and `live`."""
+    def place(self, key: bytes, location: int) -> None:
+        """Point `key` at `location` (its kind bits say its type), keeping `typed` (the
+        count of keys with kind bits) and `live`."""
         old = self.locations.get(key)
         self.locations[key] = location
         self.live += location & MASK32
@@ -153,7 +153,6 @@ class KeyDir:
             self.live -= old & MASK32
             if old & KIND_FIELD:
                 self.typed -= 1
-        return old
 
     def drop_elements(self, key: bytes) -> int:
         """Forget the element records of `key` (deleted, expired, or written again):
@@ -211,6 +210,5 @@ class KindView:
 
     def get(self, key: bytes, default: int = 0) -> int:
         location = self._space.locations.get(key) if self._space is not None else None
-        if location is None or not location & KIND_FIELD:
-            return default
-        return (location >> KIND_SHIFT) & 0x7
+        kind = kind_of(location) if location is not None else 0
+        return kind or default

@@ -564,16 +564,7 @@ class LogStore(DatabaseQueries, LibraryFile):
             # A small collection is read back whole by the next command on it (HSET,
             # SADD read, change and write it): cached now, that read decodes nothing.
             self._cache_value(location, value)
-        old = space.locations.get(key)  # (space.place, inline: the path of every HSET)
-        space.locations[key] = location
-        if kind:
-            space.typed += 1
-        if old is None:
-            space.live += location & MASK32
-        else:
-            space.live += (location & MASK32) - (old & MASK32)
-            if old & KIND_FIELD:
-                space.typed -= 1
+        space.place(key, location)
         if expires_at_ms or space.deadline_of:
             space.deadlines.set(key, expires_at_ms)
 
@@ -595,8 +586,8 @@ class LogStore(DatabaseQueries, LibraryFile):
         big, segment_size = BIG_RECORD, self.segment_size  # (MAX_VALUE_SIZE is above it)
         largest = self.largest_value
         live = done = untyped = 0
-        written, base = self._written, self._active_id << SEGMENT_SHIFT  # (only a rotation
-        # changes them)
+        # (only a rotation changes these two)
+        written, base = self._written, self._active_id << SEGMENT_SHIFT
         try:
             self._check_open()
             for key, value in pairs:

@@ -82,6 +82,16 @@ def _flags(info: list) -> frozenset[str]:
     return frozenset(flag for _, flag in info[2][1])
 
 
+def redis_arity_and_flags(name: bytes) -> tuple[int, frozenset[str]] | None:
+    """Redis 7.0's arity and flags for the command `name` (any case), whether or not kvd
+    has it; None if Redis has no such command."""
+    described = REDIS.get(name.lower().decode(errors="replace"))
+    if described is None:
+        return None
+    info = described["info"][1]
+    return info[1], _flags(info)
+
+
 def _described(name: str, handler: Handler, info: list, arity: int | None,
                flags: Iterable[str] | None, add_flags: Iterable[str]) -> Command:
     return Command(name, handler, info[1] if arity is None else arity,
